@@ -1,0 +1,1 @@
+"""threadbox: every Slack thread gets its own Claude code-execution container."""

@@ -1,0 +1,126 @@
+"""Assembles the running bot: clients, storage, the turn engine and the Bolt app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+import anthropic
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import Store, open_store
+
+from .claude import ClaudeTurns
+from .config import Settings
+from .listeners import register_listeners
+from .turns import TurnEngine
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+# Slack stops retrying an event after about an hour; a day of answered ids is plenty.
+INBOX_RETENTION_SECONDS = 24 * 3600
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+@dataclass
+class Runtime:
+    """Everything that lives as long as the process; built once, closed once."""
+
+    settings: Settings
+    store: Store
+    slack: AsyncWebClient
+    claude: anthropic.AsyncAnthropic
+    http: aiohttp.ClientSession
+    engine: TurnEngine
+    app: AsyncApp
+
+    async def close(self) -> None:
+        await self.engine.shutdown(SHUTDOWN_GRACE_SECONDS)
+        await self.http.close()
+        await self.claude.close()
+        await self.store.close()
+
+
+RUNTIME_KEY = web.AppKey("runtime", Runtime)
+
+
+async def create_runtime(settings: Settings) -> Runtime:
+    """Open storage, identify the bot, register listeners and resume unanswered messages."""
+    store = await open_store(settings.database_url)
+    await store.prune_inbox(INBOX_RETENTION_SECONDS)
+    slack = AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+    identity = await slack.auth_test()
+    claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key)
+    http = aiohttp.ClientSession()
+    engine = TurnEngine(
+        store=store,
+        claude=ClaudeTurns(
+            claude,
+            model=settings.anthropic_model,
+            tool_version=settings.code_execution_tool,
+            max_tokens=settings.max_tokens,
+            system_prompt=settings.system_prompt,
+        ),
+        slack=slack,
+        http=http,
+        bot_user_id=str(identity["user_id"]),
+        max_message_chars=settings.max_message_chars,
+    )
+    app = AsyncApp(
+        client=slack,
+        signing_secret=settings.slack_signing_secret,
+        request_verification_enabled=not settings.socket_mode,
+    )
+    register_listeners(app, engine, store)
+    resumed = await engine.resume_pending()
+    if resumed:
+        logger.info("resuming %d thread(s) with unanswered messages", resumed)
+    return Runtime(settings, store, slack, claude, http, engine, app)
+
+
+def build_web_app(settings: Settings) -> web.Application:
+    """HTTP mode: Slack events, commands and interactivity on one path, plus a health check."""
+    web_app = web.Application()
+
+    async def lifecycle(web_app: web.Application):  # type: ignore[no-untyped-def]
+        runtime = web_app[RUNTIME_KEY] = await create_runtime(settings)
+        yield
+        await runtime.close()
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, TypeError, KeyError, AttributeError):  # a body Bolt cannot parse
+            return web.json_response({"ok": False, "error": "malformed request body"}, status=400)
+        bolt_app = request.app[RUNTIME_KEY].app
+        return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
+
+    async def health(request: web.Request) -> web.Response:
+        runtime: Runtime = request.app[RUNTIME_KEY]
+        await runtime.store.schema_version()
+        return web.json_response({"ok": True})
+
+    web_app.cleanup_ctx.append(lifecycle)
+    web_app.router.add_post(EVENTS_PATH, slack_events)
+    web_app.router.add_get(HEALTH_PATH, health)
+    return web_app
+

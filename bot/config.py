@@ -1,0 +1,92 @@
+"""All configuration, read once from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from dotenv import load_dotenv
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_CODE_EXECUTION_TOOL = "code_execution_20250825"
+DEFAULT_DATABASE_URL = "sqlite:///threadbox.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str
+    slack_signing_secret: str
+    slack_app_token: str | None
+    slack_api_url: str
+    anthropic_api_key: str
+    anthropic_model: str
+    code_execution_tool: str
+    max_tokens: int
+    database_url: str
+    port: int
+    log_level: str
+    max_message_chars: int
+    system_prompt: str | None
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Read settings from `env` (default: the process environment, after loading `.env`).
+
+    `ANTHROPIC_BASE_URL` is not read here: the anthropic SDK reads it itself.
+    """
+    if env is None:
+        if dotenv:
+            load_dotenv(override=False)
+        env = os.environ
+
+    def get(name: str, default: str | None = None) -> str | None:
+        value = env.get(name, "").strip()
+        return value or default
+
+    required = ["SLACK_BOT_TOKEN", "ANTHROPIC_API_KEY"]
+    app_token = get("SLACK_APP_TOKEN")
+    if not app_token:
+        required.append("SLACK_SIGNING_SECRET")
+    missing = [name for name in required if not get(name)]
+    if missing:
+        raise ConfigError(f"missing required setting(s): {', '.join(missing)} (see .env.example)")
+    if app_token and not app_token.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+
+    slack_api_url = get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL
+    if not slack_api_url.endswith("/"):
+        slack_api_url += "/"
+
+    return Settings(
+        slack_bot_token=get("SLACK_BOT_TOKEN") or "",
+        slack_signing_secret=get("SLACK_SIGNING_SECRET") or "",
+        slack_app_token=app_token,
+        slack_api_url=slack_api_url,
+        anthropic_api_key=get("ANTHROPIC_API_KEY") or "",
+        anthropic_model=get("ANTHROPIC_MODEL", DEFAULT_MODEL) or DEFAULT_MODEL,
+        code_execution_tool=get("CODE_EXECUTION_TOOL", DEFAULT_CODE_EXECUTION_TOOL)
+        or DEFAULT_CODE_EXECUTION_TOOL,
+        max_tokens=_int(get("ANTHROPIC_MAX_TOKENS", "8192"), "ANTHROPIC_MAX_TOKENS"),
+        database_url=get("DATABASE_URL", DEFAULT_DATABASE_URL) or DEFAULT_DATABASE_URL,
+        port=_int(get("PORT", "3000"), "PORT"),
+        log_level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
+        max_message_chars=_int(get("MAX_MESSAGE_CHARS", "20000"), "MAX_MESSAGE_CHARS"),
+        system_prompt=get("SYSTEM_PROMPT"),
+    )
+
+
+def _int(value: str | None, name: str) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None

@@ -1,0 +1,182 @@
+"""Bolt listeners: turn Slack events, commands, shortcuts and buttons into engine calls."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from storage import InboxMessage, Store, ThreadKey
+
+from .threads import is_dm, mentions, thread_from_link, thread_of
+from .turns import TurnEngine
+
+logger = logging.getLogger(__name__)
+
+# Message subtypes that are a person talking; edits, joins, deletions and bot posts are not.
+ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
+RESET_ACTION_ID = "reset_thread"
+RESET_SHORTCUT_ID = "reset_container"
+RESET_COMMAND = "/reset"
+MAX_LISTED_THREADS = 10
+# What the manifest must declare (a test holds the two together).
+HANDLED_EVENTS = ("app_mention", "message")
+HANDLED_COMMANDS = (RESET_COMMAND,)
+HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
+
+
+def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
+    """Wire every Slack surface the manifest declares to the engine."""
+
+    @app.event("app_mention")
+    async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        message = inbox_message(event, team_id_of(context))
+        if message is not None:
+            await engine.submit(message, starts_conversation=True)
+
+    @app.event("message")
+    async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        message = inbox_message(event, team_id_of(context))
+        if message is None or not is_from_a_person(event, context.bot_user_id):
+            return
+        if is_dm(event["channel"], event.get("channel_type")):
+            await engine.submit(message, starts_conversation=True)
+        elif mentions(message.text, context.bot_user_id or ""):
+            # The app_mention twin of this message may arrive first or not at all; the
+            # inbox accepts the message once, whichever comes.
+            await engine.submit(message, starts_conversation=True)
+        elif event.get("thread_ts") and await store.has_conversation(message.thread):
+            await engine.submit(message, starts_conversation=False)
+
+    @app.command(RESET_COMMAND)
+    async def on_reset_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        team_id, channel_id, user_id = team_id_of(context), command["channel_id"], command["user_id"]
+        text = (command.get("text") or "").strip()
+        if text:
+            thread = thread_from_link(team_id, text)
+            if thread is None:
+                await respond(
+                    "That doesn't look like a link to a thread. Use *Copy link* on a message in"
+                    " the thread, then `/reset <link>`."
+                )
+                return
+            await respond(await _reset_and_describe(engine, store, thread, user_id, channel_id))
+        elif is_dm(channel_id):
+            thread = ThreadKey(team_id, channel_id, "")
+            await respond(await _reset_and_describe(engine, store, thread, user_id, channel_id))
+        else:
+            threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
+            await respond(**thread_picker(threads))
+
+    @app.action(RESET_ACTION_ID)
+    async def on_reset_button(
+        ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        try:
+            target = json.loads(action.get("value") or "")
+            thread = ThreadKey(team_id_of(context), str(target["channel"]), str(target["thread_ts"]))
+        except (ValueError, KeyError, TypeError):
+            await respond("That button is out of date; run `/reset` again.", replace_original=True)
+            return
+        user_id = (body.get("user") or {}).get("id", "")
+        text = await _reset_and_describe(engine, store, thread, user_id, thread.channel_id)
+        await respond(text, replace_original=True)
+
+    @app.shortcut(RESET_SHORTCUT_ID)
+    async def on_reset_shortcut(
+        ack: AsyncAck, shortcut: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        message = shortcut.get("message") or {}
+        channel_id = (shortcut.get("channel") or {}).get("id", "")
+        if not message.get("ts") or not channel_id:
+            await respond("I couldn't tell which thread this message belongs to.")
+            return
+        thread = thread_of(team_id_of(context), {**message, "channel": channel_id})
+        user_id = (shortcut.get("user") or {}).get("id", "")
+        await respond(await _reset_and_describe(engine, store, thread, user_id, channel_id))
+
+
+async def _reset_and_describe(
+    engine: TurnEngine, store: Store, thread: ThreadKey, user_id: str, from_channel: str
+) -> dict[str, Any] | str:
+    """Reset a thread and say what happened, ephemerally, to the person who asked."""
+    if thread.channel_id != from_channel and not await store.has_conversation(thread):
+        return "threadbox has no conversation in that thread."
+    if not await engine.reset(thread, user_id):
+        where = "this conversation" if thread.thread_ts == "" else "that thread"
+        return f"threadbox has no conversation in {where}, so there is nothing to reset."
+    return ":recycle: Done: the next message there starts in a fresh container with an empty history."
+
+
+def thread_picker(threads: list[Any]) -> dict[str, Any]:
+    """The ephemeral answer to a bare `/reset` in a channel: the user's threads, a button each."""
+    if not threads:
+        return {
+            "text": (
+                "You have no active threadbox threads in this channel. To reset a thread, type"
+                " `!reset` in it, use the *Reset container* message shortcut, or run"
+                " `/reset <link to the thread>`."
+            )
+        }
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Your threadbox threads here:*"}}
+    ]
+    for summary in threads:
+        excerpt = " ".join(summary.last_text.split())[:140] or "(no text)"
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f"_{excerpt}_"},
+                "accessory": {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Reset"},
+                    "style": "danger",
+                    "action_id": RESET_ACTION_ID,
+                    "value": json.dumps(
+                        {"channel": summary.thread.channel_id, "thread_ts": summary.thread.thread_ts}
+                    ),
+                },
+            }
+        )
+    return {"text": "Your threadbox threads in this channel", "blocks": blocks}
+
+
+def team_id_of(context: AsyncBoltContext) -> str:
+    return context.team_id or context.enterprise_id or ""
+
+
+def is_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
+    """Never answer bots (ourselves included) or edits, joins and other housekeeping."""
+    if event.get("bot_id") or event.get("bot_profile"):
+        return False
+    if event.get("subtype") not in ANSWERED_SUBTYPES:
+        return False
+    return bool(event.get("user")) and event.get("user") != bot_user_id
+
+
+def inbox_message(event: dict[str, Any], team_id: str) -> InboxMessage | None:
+    """The message an event carries, or None for a payload that lacks what a turn needs."""
+    if not isinstance(event.get("channel"), str) or not isinstance(event.get("ts"), str):
+        logger.warning("ignoring a message event without channel or ts")
+        return None
+    if event.get("bot_id") or not event.get("user"):
+        return None
+    files = event.get("files")
+    return InboxMessage(
+        thread=thread_of(team_id, event),
+        message_ts=event["ts"],
+        user_id=str(event["user"]),
+        text=str(event.get("text") or ""),
+        files=files if isinstance(files, list) else [],
+    )

@@ -1,0 +1,294 @@
+"""The bot's reply in a thread, live while Claude works.
+
+Preferred: Slack's streaming surface (`chat.startStream`/`appendStream`/`stopStream`) with a
+`task_update` step per code run. Where streaming is off or Slack refuses it, the same state is
+rendered into an ordinary message (a `markdown` block) that is updated at a polite pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.models.messages.chunk import MarkdownTextChunk, TaskUpdateChunk
+from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .slack_text import MARKDOWN_BLOCK_LIMIT, notification_text, split_markdown
+
+logger = logging.getLogger(__name__)
+
+# chat.update is rate limited per message; one edit a second keeps well inside it.
+UPDATE_INTERVAL_SECONDS = 1.0
+# Markdown streamed in one Slack message before the reply moves on to the next message.
+STREAM_MESSAGE_LIMIT = MARKDOWN_BLOCK_LIMIT
+STREAM_BUFFER_CHARS = 400
+WORKING_TEXT = "_Working on it…_"
+SLACK_ERRORS = (SlackApiError, SlackRequestError)
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where a reply goes, and who it is for (streaming in channels needs the recipient)."""
+
+    channel_id: str
+    thread_ts: str | None
+    team_id: str
+    user_id: str
+
+
+@dataclass
+class Step:
+    id: str
+    title: str
+    status: str = "in_progress"
+    output: str = ""
+
+    def chunk(self) -> TaskUpdateChunk:
+        return TaskUpdateChunk(
+            id=self.id, title=self.title, status=self.status, output=self.output or None
+        )
+
+    def line(self) -> str:
+        icon = {"in_progress": "⏳", "complete": "✅", "error": "⚠️"}.get(self.status, "•")
+        return f"{icon} `{self.title.replace('`', 'ˋ')}`"
+
+
+@dataclass
+class ReplyState:
+    text: str = ""
+    steps: dict[str, Step] = field(default_factory=dict)
+
+
+class Renderer(Protocol):
+    async def start(self, state: ReplyState) -> None: ...
+
+    async def text(self, state: ReplyState, delta: str) -> None: ...
+
+    async def step(self, state: ReplyState, step: Step) -> None: ...
+
+    async def finish(self, state: ReplyState, footer: str) -> None: ...
+
+
+class Reply:
+    """Receives a turn's progress (it is a `TurnObserver`) and shows it in the thread."""
+
+    def __init__(self, client: AsyncWebClient, target: ReplyTarget, *, streaming: bool) -> None:
+        self.client = client
+        self.target = target
+        self.state = ReplyState()
+        self._renderer: Renderer = (
+            StreamRenderer(client, target)
+            if streaming and target.thread_ts
+            else MessageRenderer(client, target)
+        )
+
+    async def start(self) -> None:
+        await self._render(lambda renderer: renderer.start(self.state))
+
+    async def on_text(self, delta: str) -> None:
+        self.state.text += delta
+        await self._render(lambda renderer: renderer.text(self.state, delta))
+
+    async def on_tool_start(self, tool_id: str, title: str) -> None:
+        step = self.state.steps[tool_id] = Step(tool_id, title)
+        await self._render(lambda renderer: renderer.step(self.state, step))
+        await self.set_status("is running code…")
+
+    async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None:
+        step = self.state.steps.setdefault(tool_id, Step(tool_id, "code"))
+        step.status, step.output = ("complete" if ok else "error"), excerpt
+        await self._render(lambda renderer: renderer.step(self.state, step))
+        await self.set_status("is thinking…")
+
+    async def finish(self, notes: list[str] | None = None) -> None:
+        """End the reply; `notes` (errors, warnings) are appended after the answer."""
+        for step in self.state.steps.values():
+            if step.status == "in_progress":
+                step.status = "error"
+        footer = "\n\n".join(notes or [])
+        if not self.state.text.strip() and not footer:
+            footer = "_(no text in the answer)_"
+        await self._render(lambda renderer: renderer.finish(self.state, footer))
+
+    async def set_status(self, status: str) -> None:
+        """The thread's status line; best effort (it exists only where Slack allows it)."""
+        if not self.target.thread_ts:
+            return
+        try:
+            await self.client.assistant_threads_setStatus(
+                channel_id=self.target.channel_id, thread_ts=self.target.thread_ts, status=status
+            )
+        except SLACK_ERRORS as error:
+            logger.debug("setStatus unavailable: %s", error)
+
+    async def _render(self, action) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await action(self._renderer)
+        except SLACK_ERRORS as error:
+            if not isinstance(self._renderer, StreamRenderer):
+                raise
+            logger.warning("streaming unavailable (%s); falling back to message updates", error)
+            self._renderer = MessageRenderer(self.client, self.target)
+            await self._renderer.start(self.state)
+            await action(self._renderer)
+
+
+class StreamRenderer:
+    """Streams Markdown and steps into the reply with Slack's streaming methods."""
+
+    def __init__(self, client: AsyncWebClient, target: ReplyTarget) -> None:
+        self.client = client
+        self.target = target
+        self._stream: AsyncChatStream | None = None
+        self._streamed_chars = 0
+        self._full = False
+
+    async def _open(self) -> AsyncChatStream:
+        stream = await self.client.chat_stream(
+            channel=self.target.channel_id,
+            thread_ts=self.target.thread_ts or "",
+            recipient_team_id=self.target.team_id,
+            recipient_user_id=self.target.user_id,
+            task_display_mode="timeline",
+            buffer_size=STREAM_BUFFER_CHARS,
+        )
+        self._streamed_chars, self._full = 0, False
+        return stream
+
+    async def start(self, state: ReplyState) -> None:
+        self._stream = await self._open()
+        # Starting right away shows the reply at once and tells us whether streaming works here.
+        await self._stream.append(chunks=[])
+
+    async def text(self, state: ReplyState, delta: str) -> None:
+        while delta:
+            stream = await self._current()
+            piece, self._full = _next_piece(delta, self._streamed_chars)
+            self._streamed_chars += len(piece)
+            await stream.append(markdown_text=piece)
+            delta = delta[len(piece) :]
+
+    async def step(self, state: ReplyState, step: Step) -> None:
+        stream = await self._current()
+        await stream.append(chunks=[step.chunk()])
+
+    async def finish(self, state: ReplyState, footer: str) -> None:
+        stream = await self._current()
+        open_steps = [step.chunk() for step in state.steps.values() if step.status == "error"]
+        text = f"\n\n{footer}" if footer and state.text.strip() else footer
+        await stream.stop(markdown_text=text or None, chunks=open_steps or None)
+
+    async def _current(self) -> AsyncChatStream:
+        """The open stream, moving on to a new message once this one is full."""
+        if self._stream is None:
+            self._stream = await self._open()
+        elif self._full:
+            await self._stream.stop()
+            self._stream = await self._open()
+        return self._stream
+
+
+def _next_piece(text: str, streamed: int) -> tuple[str, bool]:
+    """How much of `text` goes into the current message, and whether that message is then full.
+
+    Past a soft limit the message ends at the next line break, so a new message starts at a
+    line; only a very long line is cut, at a space where possible.
+    """
+    soft, hard = STREAM_MESSAGE_LIMIT - 2000, STREAM_MESSAGE_LIMIT
+    if streamed + len(text) <= soft:
+        return text, False
+    line_end = text.find("\n", max(0, soft - streamed))
+    if line_end != -1 and streamed + line_end + 1 <= hard:
+        return text[: line_end + 1], True
+    if streamed + len(text) <= hard:
+        return text, False
+    room = max(hard - streamed, 1)
+    space = text.rfind(" ", 0, room)
+    return text[: space + 1 if space > 0 else room], True
+
+
+class MessageRenderer:
+    """Posts one message and edits it as the turn goes; long answers continue in new messages."""
+
+    def __init__(self, client: AsyncWebClient, target: ReplyTarget) -> None:
+        self.client = client
+        self.target = target
+        self._ts: str | None = None
+        self._last_update = 0.0
+        self._pending: asyncio.Task[None] | None = None
+        self._state: ReplyState | None = None
+
+    async def start(self, state: ReplyState) -> None:
+        self._state = state
+        response = await self.client.chat_postMessage(
+            channel=self.target.channel_id,
+            thread_ts=self.target.thread_ts,
+            text=WORKING_TEXT,
+            blocks=self._blocks(state, WORKING_TEXT),
+        )
+        self._ts = response["ts"]
+        self._last_update = time.monotonic()
+
+    async def text(self, state: ReplyState, delta: str) -> None:
+        self._schedule(state)
+
+    async def step(self, state: ReplyState, step: Step) -> None:
+        self._schedule(state)
+
+    async def finish(self, state: ReplyState, footer: str) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        body = "\n\n".join(part for part in (state.text.strip(), footer) if part)
+        pieces = split_markdown(body)
+        await self._update(state, pieces[0], final=True)
+        for piece in pieces[1:]:
+            await self.client.chat_postMessage(
+                channel=self.target.channel_id,
+                thread_ts=self.target.thread_ts,
+                text=notification_text(piece),
+                blocks=[{"type": "markdown", "text": piece}],
+            )
+
+    def _schedule(self, state: ReplyState) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._delayed_update(state))
+
+    async def _delayed_update(self, state: ReplyState) -> None:
+        wait = self._last_update + UPDATE_INTERVAL_SECONDS - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        text = state.text.strip()
+        if len(text) > MARKDOWN_BLOCK_LIMIT - 100:
+            text = "…" + text[-(MARKDOWN_BLOCK_LIMIT - 100) :]
+        try:
+            await self._update(state, (text or WORKING_TEXT) + "\n\n" + WORKING_TEXT, final=False)
+        except SLACK_ERRORS as error:
+            logger.warning("progress update failed: %s", error)
+
+    async def _update(self, state: ReplyState, text: str, *, final: bool) -> None:
+        if self._ts is None:
+            await self.start(state)
+        self._last_update = time.monotonic()
+        await self.client.chat_update(
+            channel=self.target.channel_id,
+            ts=self._ts or "",
+            text=notification_text(text),
+            blocks=self._blocks(state, text),
+        )
+
+    @staticmethod
+    def _blocks(state: ReplyState, text: str) -> list[dict[str, object]]:
+        blocks: list[dict[str, object]] = []
+        if state.steps:
+            lines = "\n".join(step.line() for step in state.steps.values())
+            blocks.append(
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": lines[:2900]}]}
+            )
+        blocks.append({"type": "markdown", "text": text})
+        return blocks

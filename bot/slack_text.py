@@ -1,0 +1,60 @@
+"""Splitting and shaping text for Slack's size limits."""
+
+from __future__ import annotations
+
+# The `markdown` block holds at most 12,000 characters; keep room for a re-opened code fence.
+MARKDOWN_BLOCK_LIMIT = 11_500
+# Slack's plain `text` fallback is truncated by clients past this; keep notifications short.
+NOTIFICATION_TEXT_LIMIT = 3_000
+
+
+def split_markdown(text: str, limit: int = MARKDOWN_BLOCK_LIMIT) -> list[str]:
+    """Split Markdown into pieces of at most `limit` characters, nothing lost.
+
+    Cuts at paragraph, then line, then word boundaries; a code fence open at a cut is closed
+    at the end of one piece and re-opened at the start of the next so both render as code.
+    """
+    pieces: list[str] = []
+    remaining = text.strip("\n")
+    fence = ""
+    while remaining:
+        prefix = f"{fence}\n" if fence else ""
+        budget = limit - len(prefix) - 4  # room for a closing fence
+        if len(prefix) + len(remaining) <= limit:
+            pieces.append(prefix + remaining)
+            break
+        cut = _cut_point(remaining, budget)
+        head, remaining = remaining[:cut].rstrip(), remaining[cut:].lstrip("\n")
+        open_fence = _open_fence_after(head, fence)
+        piece = prefix + head
+        if open_fence:
+            piece += "\n```"
+        pieces.append(piece)
+        fence = open_fence
+    return pieces or [""]
+
+
+def _cut_point(text: str, budget: int) -> int:
+    window = text[:budget]
+    for separator in ("\n\n", "\n", " "):
+        index = window.rfind(separator)
+        if index > budget // 2:
+            return index + len(separator)
+    return budget
+
+
+def _open_fence_after(chunk: str, fence: str) -> str:
+    """The fence (e.g. "```python") still open after `chunk`, given the one open before it."""
+    for line in chunk.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            fence = "" if fence else stripped
+    return fence
+
+
+def notification_text(text: str) -> str:
+    """The `text` field that accompanies blocks: shown in notifications and old clients."""
+    line = " ".join(text.split())
+    if len(line) <= NOTIFICATION_TEXT_LIMIT:
+        return line or " "
+    return line[: NOTIFICATION_TEXT_LIMIT - 1] + "…"

@@ -1,0 +1,67 @@
+"""Which conversation a Slack message belongs to, and the small text rules around it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from storage import ThreadKey
+
+RESET_WORDS = {"!reset", "reset"}
+_LINK = re.compile(r"<?(https?://[^\s|>]+)(?:\|[^>]*)?>?")
+_PERMALINK_PATH = re.compile(r"/archives/(?P<channel>[A-Z0-9]+)/p(?P<ts>\d{16})")
+
+
+def is_dm(channel_id: str, channel_type: str | None = None) -> bool:
+    return channel_type == "im" or (channel_type is None and channel_id.startswith("D"))
+
+
+def thread_of(team_id: str, event: dict[str, Any]) -> ThreadKey:
+    """A thread reply belongs to its thread; a channel message starts one; top-level DMs share one."""
+    channel = event["channel"]
+    thread_ts = event.get("thread_ts")
+    if thread_ts:
+        return ThreadKey(team_id, channel, thread_ts)
+    if is_dm(channel, event.get("channel_type")):
+        return ThreadKey(team_id, channel, "")
+    return ThreadKey(team_id, channel, event["ts"])
+
+
+def reply_thread_ts(thread: ThreadKey) -> str | None:
+    """Where replies go: in the thread, or at the top level of a DM."""
+    return thread.thread_ts or None
+
+
+def mentions(text: str, bot_user_id: str) -> bool:
+    return f"<@{bot_user_id}" in text
+
+
+def strip_mention(text: str, bot_user_id: str) -> str:
+    """The message without the bot's own mention(s)."""
+    return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text).strip()
+
+
+def is_reset_command(text: str, bot_user_id: str) -> bool:
+    """`!reset`, or `@threadbox reset`, as the whole message."""
+    bare = strip_mention(text, bot_user_id).lower().rstrip(".!")
+    if text.strip().lower() == "!reset":
+        return True
+    return mentions(text, bot_user_id) and bare in RESET_WORDS
+
+
+def thread_from_link(team_id: str, text: str) -> ThreadKey | None:
+    """The thread a Slack message link (as pasted into `/reset <link>`) points at."""
+    match = _LINK.search(text.strip())
+    if not match:
+        return None
+    url = urlparse(match.group(1))
+    path = _PERMALINK_PATH.search(url.path)
+    if not path:
+        return None
+    query = parse_qs(url.query)
+    thread_ts = (query.get("thread_ts") or [None])[0]
+    if not thread_ts:
+        digits = path.group("ts")
+        thread_ts = f"{digits[:10]}.{digits[10:]}"
+    return ThreadKey(team_id, path.group("channel"), thread_ts)

@@ -1,0 +1,259 @@
+"""Turns: one at a time per thread, in arrival order, every accepted message answered once.
+
+A message is persisted in the inbox before anything else happens, so neither Slack's retries
+nor a restart produce a second answer, and a restart picks up what was left unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import anthropic
+from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import InboxMessage, Store, ThreadKey
+
+from .claude import ClaudeTurns, TurnResult
+from .files import FileRelayError, relay_output_to_slack
+from .reply import SLACK_ERRORS, Reply, ReplyTarget
+from .threads import is_reset_command, reply_thread_ts, strip_mention
+
+logger = logging.getLogger(__name__)
+
+CONTAINER_REPLACED_NOTE = (
+    "_Note: this thread's previous container had expired, so this ran in a fresh one."
+    " Files from earlier in the thread are gone._"
+)
+STOP_REASON_NOTES = {
+    "max_tokens": "_The answer hit the length limit and was cut off. Say “continue” for more._",
+    "refusal": "_Claude declined to continue with this request._",
+    "model_context_window_exceeded": (
+        "_This thread's history no longer fits in the model's context."
+        " Type `!reset` to start a fresh container and history._"
+    ),
+}
+
+
+@dataclass
+class ResetRequest:
+    """A reset queued behind any running turn, so a container is never reset mid-turn."""
+
+    thread: ThreadKey
+    user_id: str
+    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class TurnEngine:
+    """Owns the per-thread queues; everything Slack asks of a thread goes through here."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        claude: ClaudeTurns,
+        slack: AsyncWebClient,
+        http: aiohttp.ClientSession,
+        bot_user_id: str,
+        max_message_chars: int,
+        streaming: bool = True,
+    ) -> None:
+        self.store = store
+        self.claude = claude
+        self.slack = slack
+        self.http = http
+        self.bot_user_id = bot_user_id
+        self.max_message_chars = max_message_chars
+        self.streaming = streaming
+        self._queues: dict[ThreadKey, deque[ResetRequest | None]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+
+    # --- entry points --------------------------------------------------------------------
+
+    async def submit(self, message: InboxMessage, *, starts_conversation: bool) -> bool:
+        """Accept a Slack message for an answer; False if it was accepted before (retry/twin)."""
+        if starts_conversation:
+            await self.store.start_conversation(message.thread)
+        accepted = await self.store.accept_message(message)
+        if accepted:
+            self._enqueue(message.thread, None)
+        return accepted
+
+    async def reset(self, thread: ThreadKey, user_id: str) -> bool:
+        """Give the thread a fresh container and history; False if the bot had none there."""
+        request = ResetRequest(thread, user_id)
+        self._enqueue(thread, request)
+        return await request.done
+
+    async def resume_pending(self) -> int:
+        """After a restart: queue every accepted message that was not answered yet."""
+        threads = await self.store.threads_with_pending()
+        for thread in threads:
+            self._enqueue(thread, None)
+        return len(threads)
+
+    async def drain(self) -> None:
+        """Wait until every queued turn is answered (tests and graceful shutdown)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers), return_exceptions=True)
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Let running turns finish for a while, then stop; unanswered messages stay in the inbox."""
+        try:
+            await asyncio.wait_for(self.drain(), grace_seconds)
+        except asyncio.TimeoutError:
+            logger.warning("stopping with turns still running; they resume on the next start")
+        for worker in list(self._workers):
+            worker.cancel()
+        await asyncio.gather(*list(self._workers), return_exceptions=True)
+
+    # --- the per-thread queue ------------------------------------------------------------
+
+    def _enqueue(self, thread: ThreadKey, item: ResetRequest | None) -> None:
+        """Queue a reset, or (None) a wake-up: the worker reads messages from the inbox in order."""
+        queue = self._queues.get(thread)
+        if queue is None:
+            queue = self._queues[thread] = deque()
+            worker = asyncio.create_task(self._work(thread, queue))
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        queue.append(item)
+
+    async def _work(self, thread: ThreadKey, queue: deque[ResetRequest | None]) -> None:
+        try:
+            while queue:
+                item = queue.popleft()
+                if item is not None:
+                    await self._run_reset(item)
+                    continue
+                while (message := await self.store.next_pending(thread)) is not None:
+                    await self._answer(message)
+                    await self.store.mark_done(message)
+        finally:
+            # No await between the emptiness check above and this removal: no wake-up is lost.
+            del self._queues[thread]
+            for item in queue:
+                if item is not None and not item.done.done():
+                    item.done.cancel()
+
+    # --- one reset -----------------------------------------------------------------------
+
+    async def _run_reset(self, request: ResetRequest) -> None:
+        try:
+            existed = await self.store.reset(request.thread)
+            if existed:
+                await self.slack.chat_postMessage(
+                    channel=request.thread.channel_id,
+                    thread_ts=reply_thread_ts(request.thread),
+                    text=(
+                        f":recycle: <@{request.user_id}> reset this conversation: the next message"
+                        " starts in a fresh container with an empty history."
+                    ),
+                )
+            request.done.set_result(existed)
+        except Exception as error:  # noqa: BLE001 - reported to the caller, never crashes the worker
+            logger.exception("reset of %s failed", request.thread)
+            request.done.set_exception(error)
+
+    # --- one turn ------------------------------------------------------------------------
+
+    async def _answer(self, message: InboxMessage) -> None:
+        """Answer one message; every failure ends as words in the thread."""
+        target = ReplyTarget(
+            channel_id=message.thread.channel_id,
+            thread_ts=reply_thread_ts(message.thread),
+            team_id=message.thread.team_id,
+            user_id=message.user_id,
+        )
+        try:
+            if is_reset_command(message.text, self.bot_user_id):
+                if not await self.store.reset(message.thread):
+                    return
+                await self.slack.chat_postMessage(
+                    channel=target.channel_id,
+                    thread_ts=target.thread_ts,
+                    text=":recycle: Fresh start: the next message runs in a new container with an empty history.",
+                )
+                return
+            text = strip_mention(message.text, self.bot_user_id)
+            if len(text) > self.max_message_chars:
+                await self._say(
+                    target,
+                    f"That message is {len(text):,} characters long; the limit is"
+                    f" {self.max_message_chars:,}. Please attach long text as a file instead.",
+                )
+                return
+            await self._run_turn(message, text, target)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
+            logger.exception("turn for %s failed", message.thread)
+            await self._say(target, ":warning: Something went wrong on my side while answering. Please try again.")
+
+    async def _run_turn(self, message: InboxMessage, text: str, target: ReplyTarget) -> None:
+        conversation = await self.store.load_conversation(message.thread)
+        reply = Reply(self.slack, target, streaming=self.streaming)
+        await reply.start()
+        await reply.set_status("is thinking…")
+        user_content: list[dict[str, Any]] = [{"type": "text", "text": text or "(empty message)"}]
+        result = await self.claude.run(
+            conversation.history,
+            user_content,
+            conversation.container_id,
+            conversation.container_expires_at,
+            reply,
+        )
+        if result.assistant_content:
+            await self.store.save_turn(
+                message.thread,
+                [
+                    {"role": "user", "content": user_content},
+                    {"role": "assistant", "content": result.assistant_content},
+                ],
+                result.container_id,
+                result.container_expires_at,
+            )
+        await reply.finish(turn_notes(result))
+        await self._relay_outputs(result, target)
+
+    async def _relay_outputs(self, result: TurnResult, target: ReplyTarget) -> None:
+        failures: list[str] = []
+        for file_id in dict.fromkeys(result.output_file_ids):
+            try:
+                await relay_output_to_slack(
+                    self.claude.client,
+                    self.slack,
+                    self.http,
+                    file_id,
+                    channel_id=target.channel_id,
+                    thread_ts=target.thread_ts,
+                )
+            except FileRelayError as error:
+                failures.append(str(error))
+            except (anthropic.APIError, *SLACK_ERRORS) as error:
+                logger.warning("file relay of %s failed: %s", file_id, error)
+                failures.append(f"couldn't upload file `{file_id}`: {error}")
+        if failures:
+            await self._say(target, ":warning: " + "\n• ".join(["Some files couldn't be shared:", *failures]))
+
+    async def _say(self, target: ReplyTarget, text: str) -> None:
+        try:
+            await self.slack.chat_postMessage(channel=target.channel_id, thread_ts=target.thread_ts, text=text)
+        except SLACK_ERRORS as error:
+            logger.error("could not post to %s: %s", target.channel_id, error)
+
+
+def turn_notes(result: TurnResult) -> list[str]:
+    """What the thread should be told besides the answer itself."""
+    notes = []
+    if result.container_replaced:
+        notes.append(CONTAINER_REPLACED_NOTE)
+    if result.stop_reason in STOP_REASON_NOTES:
+        notes.append(STOP_REASON_NOTES[result.stop_reason])
+    if result.error:
+        notes.append(f":warning: {result.error}")
+    return notes

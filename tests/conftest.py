@@ -1,0 +1,160 @@
+"""Runs the real bot (HTTP mode) against loopback fakes of Slack and Anthropic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.app import RUNTIME_KEY, Runtime, build_web_app
+from bot.config import Settings, load_settings
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.slack_api import (
+    block_action_body,
+    command_body,
+    event_body,
+    shortcut_body,
+    sign,
+)
+
+SIGNING_SECRET = "test-signing-secret"
+
+
+class BotServer:
+    """The bot's aiohttp app on a loopback port, plus helpers that speak to it as Slack does."""
+
+    def __init__(self, settings: Settings, slack: FakeSlack) -> None:
+        self.settings = settings
+        self.slack = slack
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.url = ""
+
+    @property
+    def runtime(self) -> Runtime:
+        assert self._runner is not None
+        return self._runner.app[RUNTIME_KEY]
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(build_web_app(self.settings))
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        self._session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._runner = self._session = None
+
+    async def kill(self) -> None:
+        """Stop abruptly: running turns are cancelled, as when the process dies."""
+        await self.runtime.engine.shutdown(grace_seconds=0)
+        await self.stop()
+
+    async def post(
+        self, body: str, content_type: str, *, signed: bool = True, extra_headers: dict[str, str] | None = None,
+        timestamp: int | None = None, secret: str = SIGNING_SECRET,
+    ) -> tuple[int, str]:
+        headers = sign(secret, body, timestamp) if signed else {}
+        headers["Content-Type"] = content_type
+        headers.update(extra_headers or {})
+        assert self._session is not None
+        async with self._session.post(f"{self.url}/slack/events", data=body.encode(), headers=headers) as response:
+            return response.status, await response.text()
+
+    async def send_event(self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None) -> int:
+        body = event_body(event, event_id=event_id)
+        extra = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"} if retry_num else None
+        status, _ = await self.post(body, "application/json", extra_headers=extra)
+        return status
+
+    async def send_command(self, text: str = "", **kwargs: Any) -> int:
+        kwargs.setdefault("response_url", self.slack.new_response_url())
+        status, _ = await self.post(command_body("/reset", text, **kwargs), "application/x-www-form-urlencoded")
+        return status
+
+    async def send_shortcut(self, message: dict[str, Any], **kwargs: Any) -> int:
+        kwargs.setdefault("response_url", self.slack.new_response_url())
+        body = shortcut_body("reset_container", message=message, **kwargs)
+        status, _ = await self.post(body, "application/x-www-form-urlencoded")
+        return status
+
+    async def send_action(self, action_id: str, value: str, **kwargs: Any) -> int:
+        kwargs.setdefault("response_url", self.slack.new_response_url())
+        body = block_action_body(action_id, value, **kwargs)
+        status, _ = await self.post(body, "application/x-www-form-urlencoded")
+        return status
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        """Poll until `predicate()` holds; listeners run after the ack, so tests wait for effects."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.02)
+
+    async def idle(self, quiet: float = 0.3) -> None:
+        """Wait until no turn runs and Slack saw no new call for `quiet` seconds."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            calls = len(self.slack.calls)
+            await self.runtime.engine.drain()
+            await asyncio.sleep(quiet)
+            if calls == len(self.slack.calls) and not self.runtime.engine._workers:
+                return
+        raise AssertionError("the bot never went idle")
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def claude_api() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", claude_api.base_url)
+    return load_settings(
+        {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.base_url,
+            "ANTHROPIC_API_KEY": claude_api.api_key,
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'threadbox.db'}",
+            "PORT": "0",
+        }
+    )
+
+
+@pytest.fixture
+async def bot(settings: Settings, slack: FakeSlack) -> AsyncIterator[BotServer]:
+    server = BotServer(settings, slack)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return replace(settings, **changes)

@@ -1,0 +1,651 @@
+"""A fake Anthropic API (Messages with code-execution containers, and the Files API).
+
+`FakeAnthropic` is an aiohttp server on 127.0.0.1 that the real `anthropic` SDK talks to
+(`AsyncAnthropic(base_url=await fake.start(), api_key=fake.api_key)`). Tests script its
+answers with `enqueue(Reply(...), ErrorReply(...))` or a `responder`, and read back
+`requests`, `containers`, `uploaded` and the concurrency counters. Module functions build
+content blocks exactly as the API sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+
+from aiohttp import BodyPartReader, web
+
+from .slack_api import CHUNK, KEEP_LIMIT, pattern_chunks, pattern_sha256
+
+CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
+DEFAULT_CONTAINER_TTL = 30 * 24 * 3600.0
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+@dataclass
+class Reply:
+    """A scripted successful answer to one POST /v1/messages.
+
+    `container_id=None` uses the request's container (or a new one if the request has a
+    code-execution tool). `delay` is waited before answering; `chunk_delay` between SSE
+    events. With `stream_error`, a streamed answer sends its content blocks, then that error
+    as an SSE `error` event (a non-streamed one answers with the error instead).
+    """
+
+    content: list[dict[str, Any]]
+    stop_reason: str = "end_turn"
+    container_id: str | None = None
+    delay: float = 0.0
+    chunk_delay: float = 0.0
+    stream_error: ErrorReply | None = None
+
+
+@dataclass
+class ErrorReply:
+    """A scripted error answer: HTTP `status` with `{"type":"error","error":{type,message}}`."""
+
+    status: int
+    type: str
+    message: str
+    headers: dict[str, str] | None = None
+    details: dict[str, Any] | None = None
+
+
+Responder = Callable[[dict[str, Any]], "Reply | ErrorReply | Awaitable[Reply | ErrorReply]"]
+
+
+@dataclass
+class _File:
+    id: str
+    filename: str
+    mime_type: str
+    size: int
+    created_at: float
+    downloadable: bool
+    content: bytes | None = None
+    expires_at: float | None = None
+    digest: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        if self.digest is None:
+            self.digest = pattern_sha256(self.id, self.size)
+        return self.digest
+
+    def chunks(self) -> Iterable[bytes]:
+        if self.content is None:
+            return pattern_chunks(self.id, self.size)
+        return (self.content[i : i + CHUNK] for i in range(0, len(self.content), CHUNK))
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "id": self.id,
+            "type": "file",
+            "filename": self.filename,
+            "mime_type": self.mime_type,
+            "size_bytes": self.size,
+            "created_at": iso(self.created_at),
+            "downloadable": self.downloadable,
+        }
+        if self.expires_at is not None:
+            meta["expires_at"] = iso(self.expires_at)
+        return meta
+
+
+@dataclass
+class _Download:
+    status: int
+    after_bytes: int | None = None
+
+
+@dataclass
+class _Counters:
+    in_flight: int = 0
+    per_container: dict[str, int] = field(default_factory=dict)
+
+
+def iso(epoch: float) -> str:
+    """An epoch as the API writes times: ISO 8601 UTC with microseconds and "Z"."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _tool_id() -> str:
+    return "srvtoolu_01" + uuid.uuid4().hex[:22]
+
+
+def text(t: str) -> dict[str, Any]:
+    """A text content block."""
+    return {"type": "text", "text": t}
+
+
+def code_run(
+    command: str,
+    stdout: str = "",
+    stderr: str = "",
+    return_code: int = 0,
+    file_ids: Iterable[str] = (),
+    tool_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """A bash run: `server_tool_use` (bash_code_execution) and its result block."""
+    tid = tool_id or _tool_id()
+    return [
+        {"type": "server_tool_use", "id": tid, "name": "bash_code_execution", "input": {"command": command}},
+        {
+            "type": "bash_code_execution_tool_result",
+            "tool_use_id": tid,
+            "content": {
+                "type": "bash_code_execution_result",
+                "stdout": stdout,
+                "stderr": stderr,
+                "return_code": return_code,
+                "content": [{"type": "bash_code_execution_output", "file_id": f} for f in file_ids],
+            },
+        },
+    ]
+
+
+def code_error(
+    command: str, error_code: str = "execution_time_exceeded", tool_id: str | None = None
+) -> list[dict[str, Any]]:
+    """A bash run that failed as a tool (`bash_code_execution_tool_result_error`)."""
+    tid = tool_id or _tool_id()
+    return [
+        {"type": "server_tool_use", "id": tid, "name": "bash_code_execution", "input": {"command": command}},
+        {
+            "type": "bash_code_execution_tool_result",
+            "tool_use_id": tid,
+            "content": {"type": "bash_code_execution_tool_result_error", "error_code": error_code},
+        },
+    ]
+
+
+def file_edit(path: str, file_text: str, tool_id: str | None = None) -> list[dict[str, Any]]:
+    """A text-editor `create` of `path` and its result block."""
+    tid = tool_id or _tool_id()
+    return [
+        {
+            "type": "server_tool_use",
+            "id": tid,
+            "name": "text_editor_code_execution",
+            "input": {"command": "create", "path": path, "file_text": file_text},
+        },
+        {
+            "type": "text_editor_code_execution_tool_result",
+            "tool_use_id": tid,
+            "content": {"type": "text_editor_code_execution_create_result", "is_file_update": False},
+        },
+    ]
+
+
+def _default_responder(body: dict[str, Any]) -> Reply:
+    return Reply([text("ok")])
+
+
+def _pieces(s: str, n: int = 3) -> list[str]:
+    """Split `s` into about `n` non-empty pieces (one empty piece for an empty string)."""
+    if not s:
+        return [""]
+    size = max(1, -(-len(s) // n))
+    return [s[i : i + size] for i in range(0, len(s), size)]
+
+
+class FakeAnthropic:
+    """A fake Anthropic API; see the module docstring."""
+
+    def __init__(self, api_key: str = "sk-ant-test") -> None:
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self.request_headers: list[dict[str, str]] = []
+        self.responder: Responder = _default_responder
+        self.containers: dict[str, float] = {}
+        self.container_ttl = DEFAULT_CONTAINER_TTL
+        self.max_concurrent_per_container: dict[str, int] = {}
+        self.max_in_flight = 0
+        self.files: dict[str, _File] = {}
+        self.uploaded: list[dict[str, Any]] = []
+        self.downloads: list[str] = []
+        self._queue: list[Reply | ErrorReply] = []
+        self._download_failures: dict[str, _Download] = {}
+        self._counters = _Counters()
+        self._n_container = 0
+        self._n_file = 0
+        self._n_msg = 0
+        self._n_req = 0
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> str:
+        """Start listening on an ephemeral port; return the base URL (no /v1)."""
+        app = web.Application(
+            client_max_size=256 * 1024 * 1024, middlewares=[self._request_id, self._auth]
+        )
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files/{file_id}", self._metadata)
+        app.router.add_delete("/v1/files/{file_id}", self._delete_file)
+        app.router.add_get("/v1/files/{file_id}/content", self._download)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop the server."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ------------------------------------------------------------------ test controls
+
+    def enqueue(self, *responses: Reply | ErrorReply) -> None:
+        """The next requests to /v1/messages get these answers, in order."""
+        self._queue.extend(responses)
+
+    @property
+    def pending(self) -> int:
+        """How many enqueued answers are not used yet."""
+        return len(self._queue)
+
+    def new_container(self, ttl: float | None = None) -> str:
+        """Create a container as a code-execution request would; return its id."""
+        self._n_container += 1
+        cid = f"container_{self._n_container}"
+        self.containers[cid] = time.time() + (self.container_ttl if ttl is None else ttl)
+        return cid
+
+    def expire(self, container_id: str) -> None:
+        """Mark a container expired: requests naming it now fail."""
+        self.containers[container_id] = time.time() - 1
+
+    def add_file(
+        self,
+        filename: str,
+        content: bytes | None = None,
+        *,
+        size: int | None = None,
+        mime_type: str = "text/plain",
+        downloadable: bool = True,
+    ) -> str:
+        """Register a file (as if code in a container wrote it); return its id.
+
+        With `content=None`, `size` deterministic bytes are generated while downloading.
+        """
+        fid = self._next_file_id()
+        if content is None:
+            f = _File(fid, filename, mime_type, size or 0, time.time(), downloadable)
+        else:
+            digest = hashlib.sha256(content).hexdigest()
+            f = _File(fid, filename, mime_type, len(content), time.time(), downloadable, content, digest=digest)
+        self.files[fid] = f
+        return fid
+
+    def expected_sha256(self, file_id: str) -> str:
+        """sha256 hex of a file's bytes."""
+        return self.files[file_id].sha256
+
+    def fail_download(self, file_id: str, status: int = 500, after_bytes: int | None = None) -> None:
+        """Make downloads of `file_id` fail with `status`, or drop the connection after `after_bytes`."""
+        self._download_failures[file_id] = _Download(status, after_bytes)
+
+    # ------------------------------------------------------------------ middlewares
+
+    @web.middleware
+    async def _request_id(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        self._n_req += 1
+        rid = f"req_fake{self._n_req:06d}"
+        request[REQUEST_ID] = rid
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            return self._error(request, 404, "not_found_error", f"Not found: {request.path}")
+        except web.HTTPMethodNotAllowed:
+            return self._error(request, 405, "invalid_request_error", f"Method not allowed: {request.method}")
+
+    @web.middleware
+    async def _auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        bearer = request.headers.get("Authorization", "")
+        keys = {request.headers.get("x-api-key"), bearer[7:] if bearer.startswith("Bearer ") else None}
+        if self.api_key not in keys:
+            return self._error(request, 401, "authentication_error", "invalid x-api-key")
+        return await handler(request)
+
+    def _error(
+        self,
+        request: web.Request,
+        status: int,
+        type_: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> web.Response:
+        error: dict[str, Any] = {"type": type_, "message": message}
+        if details is not None:
+            error["details"] = details
+        rid = request.get(REQUEST_ID, "req_fake")
+        body = {"type": "error", "error": error, "request_id": rid}
+        return web.json_response(body, status=status, headers={"request-id": rid, **(headers or {})})
+
+    # ------------------------------------------------------------------ /v1/messages
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._error(request, 400, "invalid_request_error", "The request body is not valid JSON.")
+        if not isinstance(body, dict):
+            return self._error(request, 400, "invalid_request_error", "The request body must be an object.")
+        self.requests.append(body)
+        self.request_headers.append(dict(request.headers))
+        problem = self._validate(body)
+        if problem:
+            return self._error(request, 400, "invalid_request_error", problem)
+        requested, problem = self._requested_container(body)
+        if problem:
+            return self._error(request, 400, "invalid_request_error", problem)
+        uses_code = any(
+            isinstance(t, dict) and str(t.get("type", "")).startswith(CODE_EXECUTION_TOOL_PREFIX)
+            for t in body.get("tools") or []
+        )
+        async with _InFlight(self, requested) as slot:
+            answer = await self._next_answer(body)
+            if isinstance(answer, ErrorReply):
+                e = answer
+                return self._error(request, e.status, e.type, e.message, e.headers, e.details)
+            cid = answer.container_id or requested or (self.new_container() if uses_code else None)
+            if cid is not None and cid not in self.containers:
+                self.containers[cid] = time.time() + self.container_ttl
+            slot.bind(cid)
+            container = {"id": cid, "expires_at": iso(self.containers[cid])} if cid else None
+            if answer.delay:
+                await asyncio.sleep(answer.delay)
+            if body.get("stream"):
+                return await self._stream(request, body, answer, container)
+            if answer.stream_error is not None:
+                e = answer.stream_error
+                return self._error(request, e.status, e.type, e.message, e.headers, e.details)
+            message = self._message(body, answer, container)
+            return web.json_response(message, headers={"request-id": request[REQUEST_ID]})
+
+    def _validate(self, body: dict[str, Any]) -> str:
+        for key in ("model", "max_tokens", "messages"):
+            if key not in body:
+                return f"{key}: Field required"
+        messages = body["messages"]
+        if not isinstance(messages, list) or not messages:
+            return "messages: at least one message is required"
+        known = set(self.files)
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+                return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+            content = m.get("content")
+            if isinstance(content, list):
+                for block in content:
+                    if isinstance(block, dict) and block.get("type") == "container_upload":
+                        if block.get("file_id") not in known:
+                            return f"File '{block.get('file_id')}' not found"
+            elif not isinstance(content, str):
+                return f"messages.{i}.content: Input should be a valid string or list"
+        return ""
+
+    def _requested_container(self, body: dict[str, Any]) -> tuple[str | None, str]:
+        raw = body.get("container")
+        cid = raw.get("id") if isinstance(raw, dict) else raw
+        if not cid:
+            return None, ""
+        if cid not in self.containers:
+            return None, f"container_id '{cid}' not found"
+        if self.containers[cid] <= time.time():
+            return None, f"Container '{cid}' has expired"
+        return cid, ""
+
+    async def _next_answer(self, body: dict[str, Any]) -> Reply | ErrorReply:
+        if self._queue:
+            return self._queue.pop(0)
+        answer = self.responder(body)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer
+
+    def _message(self, body: dict[str, Any], answer: Reply, container: dict[str, Any] | None) -> dict[str, Any]:
+        self._n_msg += 1
+        return {
+            "id": f"msg_fake{self._n_msg:06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-sonnet-4-5"),
+            "content": answer.content,
+            "stop_reason": answer.stop_reason,
+            "stop_sequence": None,
+            "usage": self._usage(body, answer),
+            "container": container,
+        }
+
+    @staticmethod
+    def _usage(body: dict[str, Any], answer: Reply) -> dict[str, Any]:
+        return {
+            "input_tokens": max(1, len(json.dumps(body.get("messages"))) // 4),
+            "output_tokens": max(1, len(json.dumps(answer.content)) // 4),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+            "service_tier": "standard",
+        }
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], answer: Reply, container: dict[str, Any] | None
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "request-id": request[REQUEST_ID],
+            }
+        )
+        await resp.prepare(request)
+        message = self._message(body, answer, container)
+        usage = message.pop("usage")
+        start = {**message, "content": [], "stop_reason": None, "container": None}
+        start["usage"] = {**usage, "output_tokens": 1}
+        try:
+            async for event in self._events(start, answer, usage, container):
+                await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+                if answer.chunk_delay:
+                    await asyncio.sleep(answer.chunk_delay)
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the client went away mid-stream
+        return resp
+
+    @staticmethod
+    async def _events(
+        start: dict[str, Any], answer: Reply, usage: dict[str, Any], container: dict[str, Any] | None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The SSE events of one streamed message, in the API's order."""
+        yield {"type": "message_start", "message": start}
+        yield {"type": "ping"}
+        for index, block in enumerate(answer.content):
+            kind = block.get("type")
+            if kind == "text":
+                yield {"type": "content_block_start", "index": index, "content_block": {**block, "text": ""}}
+                for piece in _pieces(block.get("text", "")):
+                    yield {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
+            elif kind in ("server_tool_use", "tool_use"):
+                yield {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
+                for piece in _pieces(json.dumps(block.get("input", {}))):
+                    yield {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    }
+            elif kind == "thinking":
+                empty = {**block, "thinking": "", "signature": ""}
+                yield {"type": "content_block_start", "index": index, "content_block": empty}
+                for piece in _pieces(block.get("thinking", "")):
+                    yield {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "thinking_delta", "thinking": piece},
+                    }
+                yield {
+                    "type": "content_block_delta",
+                    "index": index,
+                    "delta": {"type": "signature_delta", "signature": block.get("signature", "")},
+                }
+            else:
+                yield {"type": "content_block_start", "index": index, "content_block": block}
+            yield {"type": "content_block_stop", "index": index}
+        if answer.stream_error is not None:
+            e = answer.stream_error
+            yield {"type": "error", "error": {"type": e.type, "message": e.message}}
+            return
+        yield {
+            "type": "message_delta",
+            "delta": {"stop_reason": answer.stop_reason, "stop_sequence": None, "container": container},
+            "usage": {
+                "output_tokens": usage["output_tokens"],
+                "input_tokens": usage["input_tokens"],
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
+        }
+        yield {"type": "message_stop"}
+
+    # ------------------------------------------------------------------ Files API
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        f = self.files.get(request.match_info["file_id"])
+        if f is None:
+            return self._not_found(request)
+        return web.json_response(f.metadata(), headers={"request-id": request[REQUEST_ID]})
+
+    async def _delete_file(self, request: web.Request) -> web.Response:
+        f = self.files.pop(request.match_info["file_id"], None)
+        if f is None:
+            return self._not_found(request)
+        return web.json_response({"id": f.id, "type": "file_deleted"}, headers={"request-id": request[REQUEST_ID]})
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        fid = request.match_info["file_id"]
+        self.downloads.append(fid)
+        f = self.files.get(fid)
+        if f is None:
+            return self._not_found(request)
+        if not f.downloadable:
+            return self._error(
+                request,
+                400,
+                "invalid_request_error",
+                f"File '{fid}' is not downloadable",
+                details={"error_code": "file_not_downloadable"},
+            )
+        failure = self._download_failures.get(fid)
+        if failure is not None and failure.after_bytes is None:
+            return self._error(request, failure.status, "api_error", "Internal server error")
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": f.mime_type,
+                "Content-Disposition": f'attachment; filename="{f.filename}"',
+                "request-id": request[REQUEST_ID],
+            }
+        )
+        resp.content_length = f.size
+        await resp.prepare(request)
+        sent = 0
+        for block in f.chunks():
+            if failure is not None and failure.after_bytes is not None and sent + len(block) > failure.after_bytes:
+                await resp.write(block[: failure.after_bytes - sent])
+                if request.transport is not None:
+                    request.transport.close()
+                return resp
+            await resp.write(block)
+            sent += len(block)
+        await resp.write_eof()
+        return resp
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if request.content_type != "multipart/form-data":
+            return self._error(request, 400, "invalid_request_error", "Expected multipart/form-data")
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        found: tuple[str, str, int, str, bytes | None] | None = None
+        async for part in reader:
+            if not isinstance(part, BodyPartReader):
+                continue
+            if part.name != "file":
+                fields[part.name or ""] = await part.text()
+                continue
+            h, size, kept = hashlib.sha256(), 0, bytearray()
+            while block := await part.read_chunk(CHUNK):
+                h.update(block)
+                size += len(block)
+                if size < KEEP_LIMIT:
+                    kept += block
+            mime = part.headers.get("Content-Type", "application/octet-stream")
+            name = (part.filename or "unnamed").replace("\\", "/").rsplit("/", 1)[-1]
+            found = (name, mime, size, h.hexdigest(), bytes(kept) if size < KEEP_LIMIT else None)
+        if found is None:
+            return self._error(request, 400, "invalid_request_error", "file: Field required")
+        name, mime, size, digest, content = found
+        fid = self._next_file_id()
+        now = time.time()
+        expires = fields.get("expires_in_seconds")
+        expires_at = now + int(expires) if expires else None
+        f = _File(fid, name, mime, size, now, False, content, expires_at, digest)
+        self.files[fid] = f
+        self.uploaded.append(
+            {"id": fid, "filename": name, "mime_type": mime, "size": size, "sha256": digest, "content": content}
+        )
+        return web.json_response(f.metadata(), headers={"request-id": request[REQUEST_ID]})
+
+    def _not_found(self, request: web.Request) -> web.Response:
+        return self._error(request, 404, "not_found_error", f"File not found: {request.match_info['file_id']}")
+
+    def _next_file_id(self) -> str:
+        self._n_file += 1
+        return f"file_011fake{self._n_file:06d}"
+
+
+class _InFlight:
+    """Counts a request as in flight (overall and per container) while inside `async with`."""
+
+    def __init__(self, fake: FakeAnthropic, cid: str | None) -> None:
+        self.fake, self.cid = fake, cid
+
+    def _add(self, cid: str | None, n: int) -> None:
+        if cid is None:
+            return
+        per = self.fake._counters.per_container
+        per[cid] = per.get(cid, 0) + n
+        peak = self.fake.max_concurrent_per_container
+        peak[cid] = max(peak.get(cid, 0), per[cid])
+
+    def bind(self, cid: str | None) -> None:
+        """Count the request against `cid` from now on (a new or reply-chosen container)."""
+        if cid != self.cid:
+            self._add(self.cid, -1)
+            self._add(cid, 1)
+            self.cid = cid
+
+    async def __aenter__(self) -> _InFlight:
+        c = self.fake._counters
+        c.in_flight += 1
+        self.fake.max_in_flight = max(self.fake.max_in_flight, c.in_flight)
+        self._add(self.cid, 1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.fake._counters.in_flight -= 1
+        self._add(self.cid, -1)

@@ -1,0 +1,1037 @@
+"""A fake Slack Web API (plus file hosting, upload URLs and response_urls) for tests.
+
+`FakeSlack` is an aiohttp server on 127.0.0.1 that the real `slack_sdk` clients talk to
+(`AsyncWebClient(base_url=await fake.start())`). It records every call, keeps the messages
+the bot posts, and lets a test inject failures and latency. Module functions build signed
+request bodies to drive a Bolt app the way Slack does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterator
+from urllib.parse import urlencode
+
+from aiohttp import BodyPartReader, web
+
+CHUNK = 64 * 1024
+KEEP_LIMIT = 10 * 1024 * 1024
+"""Uploaded bodies smaller than this are kept in memory (`content`); larger ones only hashed."""
+
+_JSON_FIELDS = ("blocks", "attachments", "files", "chunks", "metadata", "prompts", "user_auth_blocks")
+_TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+_CHUNK_TYPES = ("markdown_text", "task_update", "plan_update", "blocks")
+
+LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="en-US"><head><meta charset="utf-8"><title>Slack</title></head>
+<body><div id="page_contents"><h1>Sign in to Fake Workspace</h1>
+<form id="signin_form" action="/" method="post"><input type="email" name="email">
+<input type="password" name="password"><button id="signin_btn" type="submit">Sign in</button>
+</form></div></body></html>
+"""
+
+
+def pattern_chunks(seed: str, size: int, chunk: int = CHUNK) -> Iterator[bytes]:
+    """Yield `size` deterministic bytes derived from `seed`, `chunk` bytes at a time.
+
+    Every chunk differs (it starts with its index), so lost, repeated or reordered chunks
+    change the sha256.
+    """
+    digest = hashlib.sha256(seed.encode()).digest()
+    index, left = 0, size
+    while left > 0:
+        unit = index.to_bytes(8, "big") + digest[:24]
+        block = (unit * (chunk // len(unit) + 1))[: min(chunk, left)]
+        yield block
+        left -= len(block)
+        index += 1
+
+
+def pattern_sha256(seed: str, size: int) -> str:
+    """sha256 hex of `pattern_chunks(seed, size)`."""
+    h = hashlib.sha256()
+    for block in pattern_chunks(seed, size):
+        h.update(block)
+    return h.hexdigest()
+
+
+def ts_key(ts: str) -> tuple[int, int]:
+    """Sort key for Slack timestamps such as "1700000100.000100"."""
+    sec, _, micro = ts.partition(".")
+    return int(sec), int(micro or 0)
+
+
+def rendered_text(msg: dict[str, Any]) -> str:
+    """The text a person sees for a stored message.
+
+    Streams: all markdown text appended so far. Normal messages: the `markdown` block's
+    text, else section texts, else `text`.
+    """
+    if msg.get("stream"):
+        return "".join(
+            c.get("text", "") for c in msg.get("chunks") or [] if c.get("type") == "markdown_text"
+        )
+    blocks = [b for b in msg.get("blocks") or [] if isinstance(b, dict)]
+    markdown = [b.get("text", "") for b in blocks if b.get("type") == "markdown"]
+    if markdown:
+        return "\n".join(markdown)
+    sections = [
+        b["text"].get("text", "")
+        for b in blocks
+        if b.get("type") == "section" and isinstance(b.get("text"), dict)
+    ]
+    if sections:
+        return "\n".join(sections)
+    return msg.get("text") or ""
+
+
+@dataclass
+class SlackCall:
+    """One Web API call as the fake received it."""
+
+    method: str
+    args: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class _Failure:
+    error: str
+    times: int
+    status: int
+    headers: dict[str, str]
+
+
+@dataclass
+class _Blob:
+    """A file's bytes: kept in memory, or generated from a seed on the fly."""
+
+    size: int
+    content: bytes | None = None
+    seed: str = ""
+
+    @cached_property
+    def sha256(self) -> str:
+        if self.content is None:
+            return pattern_sha256(self.seed, self.size)
+        return hashlib.sha256(self.content).hexdigest()
+
+    def chunks(self) -> Iterator[bytes]:
+        if self.content is None:
+            yield from pattern_chunks(self.seed, self.size)
+        else:
+            for i in range(0, len(self.content), CHUNK):
+                yield self.content[i : i + CHUNK]
+
+
+@dataclass
+class _PendingUpload:
+    file_id: str
+    filename: str
+    length: int
+    size: int = 0
+    sha256: str = hashlib.sha256(b"").hexdigest()
+    content: bytes | None = b""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FakeSlack:
+    """A fake Slack workspace with one bot user; see the module docstring."""
+
+    def __init__(
+        self,
+        bot_token: str = "xoxb-test",
+        team_id: str = "T1",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+    ) -> None:
+        self.bot_token = bot_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.calls: list[SlackCall] = []
+        self.messages: list[dict[str, Any]] = []
+        self.ephemerals: list[dict[str, Any]] = []
+        self.reactions: list[tuple[str, str, str]] = []
+        self.uploads: list[dict[str, Any]] = []
+        self.responses: dict[str, list[Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.downloads: list[dict[str, Any]] = []
+        self.strict_streams = True
+        """chat.startStream in a channel (C…/G…) needs recipient_user_id and recipient_team_id."""
+        self._failures: dict[str, list[_Failure]] = {}
+        self._delays: dict[str, float] = {}
+        self._user_files: dict[str, tuple[dict[str, Any], _Blob]] = {}
+        self._download_failures: dict[str, int] = {}
+        self._pending: dict[str, _PendingUpload] = {}
+        self._files: dict[str, dict[str, Any]] = {}
+        self._n_ts = 0
+        self._n_file = 0
+        self._n_response = 0
+        self._runner: web.AppRunner | None = None
+        self.root = ""
+        self._handlers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.delete": self._delete,
+            "chat.postEphemeral": self._post_ephemeral,
+            "chat.startStream": self._start_stream,
+            "chat.appendStream": self._append_stream,
+            "chat.stopStream": self._stop_stream,
+            "assistant.threads.setStatus": self._need("channel_id", "thread_ts", empty_ok=("status",)),
+            "assistant.threads.setTitle": self._need("channel_id", "thread_ts", "title"),
+            "assistant.threads.setSuggestedPrompts": self._need("channel_id", "thread_ts", "prompts"),
+            "reactions.add": self._reaction_add,
+            "reactions.remove": self._reaction_remove,
+            "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
+            "conversations.replies": self._replies,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "files.info": self._files_info,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> str:
+        """Start listening on an ephemeral port; return the Web API base URL (ends in /api/)."""
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._download)
+        app.router.add_post("/response/{n}", self._response_url)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.root = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop the server."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def base_url(self) -> str:
+        """The Web API base URL, for `AsyncWebClient(base_url=...)`."""
+        return f"{self.root}/api/"
+
+    # ------------------------------------------------------------------ test controls
+
+    def fail(
+        self,
+        method: str,
+        error: str = "internal_error",
+        times: int = 1,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Make the next `times` calls of `method` fail (`times=-1`: forever).
+
+        `method` may also be "upload" (the upload URL: answers `status` with text `error`).
+        """
+        self._failures.setdefault(method, []).append(_Failure(error, times, status, dict(headers or {})))
+
+    def delay(self, method: str, seconds: float) -> None:
+        """Answer every call of `method` (or "upload", "download") after `seconds`."""
+        self._delays[method] = seconds
+
+    def calls_to(self, method: str) -> list[dict[str, Any]]:
+        """The args of every call to `method`, in order."""
+        return [c.args for c in self.calls if c.method == method]
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """The stored message at (channel, ts), if any."""
+        for msg in self.messages:
+            if msg["channel"] == channel and msg["ts"] == ts:
+                return msg
+        return None
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Stored messages (posts, streams, file shares) in a thread, in ts order."""
+        found = [m for m in self.messages if m["channel"] == channel and m.get("thread_ts") == thread_ts]
+        return sorted(found, key=lambda m: ts_key(m["ts"]))
+
+    def thread_texts(self, channel: str, thread_ts: str) -> list[str]:
+        """`rendered_text` of every message in a thread."""
+        return [rendered_text(m) for m in self.thread(channel, thread_ts)]
+
+    rendered_text = staticmethod(rendered_text)
+
+    @staticmethod
+    def task_updates(msg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The latest `task_update` chunk per task id of a stream message."""
+        tasks: dict[str, dict[str, Any]] = {}
+        for c in msg.get("chunks") or []:
+            if c.get("type") == "task_update":
+                tasks[c["id"]] = {**tasks.get(c["id"], {}), **c}
+        return tasks
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str,
+        ts: str | None = None,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Store a message a person wrote (so conversations.replies returns it)."""
+        msg = self._new_message(channel, ts or self._next_ts(), thread_ts, text)
+        msg.update(user=user, bot_id=None)
+        if files:
+            msg["files"] = files
+        return msg
+
+    def add_user_file(
+        self,
+        name: str,
+        content: bytes | None = None,
+        *,
+        size: int | None = None,
+        mimetype: str = "text/plain",
+    ) -> dict[str, Any]:
+        """Register a file a user shared; return it as it appears in an event's `files`.
+
+        With `content=None`, `size` deterministic bytes are generated while downloading.
+        """
+        file_id = self._next_file_id()
+        if content is None:
+            blob = _Blob(size=size or 0, seed=file_id)
+        else:
+            blob = _Blob(size=len(content), content=content)
+        base = f"{self.root}/files-pri/{self.team_id}-{file_id}"
+        info = {
+            "id": file_id,
+            "created": int(time.time()),
+            "timestamp": int(time.time()),
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": name.rsplit(".", 1)[-1].lower() if "." in name else "binary",
+            "pretty_type": mimetype,
+            "user": "U_USER",
+            "size": blob.size,
+            "mode": "hosted",
+            "is_external": False,
+            "is_public": True,
+            "url_private": f"{base}/{name}",
+            "url_private_download": f"{base}/download/{name}",
+        }
+        self._user_files[file_id] = (info, blob)
+        self._files[file_id] = info
+        return dict(info)
+
+    def expected_sha256(self, file_dict: dict[str, Any]) -> str:
+        """sha256 hex of a user file's bytes (from `add_user_file`)."""
+        return self._user_files[file_dict["id"]][1].sha256
+
+    def fail_downloads_of(self, file_id: str, status: int = 500) -> None:
+        """Make downloads of that user file answer `status`."""
+        self._download_failures[file_id] = status
+
+    def new_response_url(self) -> str:
+        """A fresh response_url on this fake; POSTs to it land in `self.responses[url]`."""
+        self._n_response += 1
+        url = f"{self.root}/response/{self._n_response}"
+        self.responses[url] = []
+        return url
+
+    # ------------------------------------------------------------------ HTTP handlers
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _read_args(request)
+        self.calls.append(SlackCall(method, args, dict(request.headers)))
+        if method in self._delays:
+            await asyncio.sleep(self._delays[method])
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth.startswith("Bearer ") else args.get("token")
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        if token != self.bot_token:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        failure = self._take_failure(method)
+        if failure is not None:
+            return web.json_response(
+                {"ok": False, "error": failure.error}, status=failure.status, headers=failure.headers
+            )
+        handler = self._handlers.get(method)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(handler(args))
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["file_id"]
+        self.calls.append(SlackCall("upload", {"file_id": file_id}, dict(request.headers)))
+        if "upload" in self._delays:
+            await asyncio.sleep(self._delays["upload"])
+        pending = self._pending.get(file_id)
+        if pending is None:
+            return web.Response(status=404, text="file not found")
+        failure = self._take_failure("upload")
+        if failure is not None:
+            return web.Response(status=failure.status, text=failure.error, headers=failure.headers)
+        h, size, kept = hashlib.sha256(), 0, bytearray()
+        if request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader) or part.name != "file":
+                    continue
+                while block := await part.read_chunk(CHUNK):
+                    h.update(block)
+                    size += len(block)
+                    if size < KEEP_LIMIT:
+                        kept += block
+        else:
+            async for block in request.content.iter_chunked(CHUNK):
+                h.update(block)
+                size += len(block)
+                if size < KEEP_LIMIT:
+                    kept += block
+        pending.size, pending.sha256 = size, h.hexdigest()
+        pending.content = bytes(kept) if size < KEEP_LIMIT else None
+        return web.Response(text=f"OK - {size}", content_type="text/plain")
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        team_file = request.match_info["team_file"]
+        file_id = team_file.split("-", 1)[-1]
+        authorized = request.headers.get("Authorization", "") == f"Bearer {self.bot_token}"
+        self.downloads.append({"file_id": file_id, "authorized": authorized})
+        if "download" in self._delays:
+            await asyncio.sleep(self._delays["download"])
+        if not authorized:
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
+        entry = self._user_files.get(file_id)
+        if entry is None:
+            return web.Response(status=404, text="File not found", content_type="text/plain")
+        if file_id in self._download_failures:
+            return web.Response(status=self._download_failures[file_id], text="Internal Server Error")
+        info, blob = entry
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": info["mimetype"],
+                "Content-Disposition": f'attachment; filename="{info["name"]}"',
+            }
+        )
+        resp.content_length = blob.size
+        await resp.prepare(request)
+        for block in blob.chunks():
+            await resp.write(block)
+        await resp.write_eof()
+        return resp
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        url = f"{self.root}/response/{request.match_info['n']}"
+        if url not in self.responses:
+            return web.Response(status=404, text="invalid_token")
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            body = await request.text()
+        self.responses[url].append(body)
+        return web.Response(text="ok")
+
+    # ------------------------------------------------------------------ Web API methods
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake-workspace.slack.com/",
+            "team": "Fake Workspace",
+            "user": "threadbox",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not channel:
+            return _err("channel_not_found")
+        if not (args.get("text") or args.get("blocks") or args.get("attachments")):
+            return _err("no_text")
+        msg = self._new_message(channel, self._next_ts(), args.get("thread_ts") or None, args.get("text") or "")
+        msg["blocks"] = args.get("blocks") or []
+        if args.get("metadata"):
+            msg["metadata"] = args["metadata"]
+        return {"ok": True, "channel": channel, "ts": msg["ts"], "message": self._public(msg)}
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.message(args.get("channel", ""), args.get("ts", ""))
+        if msg is None:
+            return _err("message_not_found")
+        if "text" in args:
+            msg["text"] = args["text"]
+        if "blocks" in args:
+            msg["blocks"] = args["blocks"] or []
+        msg["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
+        return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "text": msg["text"], "message": self._public(msg)}
+
+    def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self.message(args.get("channel", ""), args.get("ts", ""))
+        if msg is None:
+            return _err("message_not_found")
+        self.messages.remove(msg)
+        return {"ok": True, "channel": msg["channel"], "ts": msg["ts"]}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel"):
+            return _err("channel_not_found")
+        if not args.get("user"):
+            return _err("user_not_in_channel")
+        ts = self._next_ts()
+        self.ephemerals.append({**args, "message_ts": ts})
+        return {"ok": True, "message_ts": ts}
+
+    def _start_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = args.get("channel"), args.get("thread_ts")
+        if not channel or not thread_ts:
+            return _err("invalid_arguments")
+        if (
+            self.strict_streams
+            and channel[:1] in ("C", "G")
+            and not (args.get("recipient_user_id") and args.get("recipient_team_id"))
+        ):
+            return _err("invalid_arguments")
+        chunks = _stream_chunks(args)
+        if chunks is None:
+            return _err("invalid_arguments")
+        msg = self._new_message(channel, self._next_ts(), thread_ts, "")
+        msg.update(stream=True, streaming=True, chunks=chunks)
+        for key in ("recipient_user_id", "recipient_team_id", "task_display_mode"):
+            if key in args:
+                msg[key] = args[key]
+        msg["text"] = rendered_text(msg)
+        return {"ok": True, "channel": channel, "ts": msg["ts"]}
+
+    def _append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg, error = self._open_stream(args)
+        if msg is None:
+            return _err(error)
+        chunks = _stream_chunks(args)
+        if chunks is None:
+            return _err("invalid_arguments")
+        msg["chunks"].extend(chunks)
+        msg["text"] = rendered_text(msg)
+        return {"ok": True, "channel": msg["channel"], "ts": msg["ts"]}
+
+    def _stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg, error = self._open_stream(args)
+        if msg is None:
+            return _err(error)
+        chunks = _stream_chunks(args)
+        if chunks is None:
+            return _err("invalid_arguments")
+        msg["chunks"].extend(chunks)
+        if args.get("blocks"):
+            msg["blocks"] = args["blocks"]
+        if args.get("metadata"):
+            msg["metadata"] = args["metadata"]
+        msg["streaming"] = False
+        msg["text"] = rendered_text(msg)
+        return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "message": self._public(msg)}
+
+    def _open_stream(self, args: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        if not args.get("channel") or not args.get("ts"):
+            return None, "invalid_arguments"
+        msg = self.message(args["channel"], args["ts"])
+        if msg is None or not msg.get("stream"):
+            return None, "message_not_found"
+        if not msg["streaming"]:
+            return None, "message_not_in_streaming_state"
+        return msg, ""
+
+    @staticmethod
+    def _need(*keys: str, empty_ok: tuple[str, ...] = ()) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """A handler answering ok when `keys` are non-empty and `empty_ok` keys are present."""
+
+        def handler(args: dict[str, Any]) -> dict[str, Any]:
+            if any(args.get(k) in (None, "") for k in keys) or any(k not in args for k in empty_ok):
+                return _err("invalid_arguments")
+            return {"ok": True}
+
+        return handler
+
+    def _reaction_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (args.get("channel", ""), args.get("timestamp", ""), args.get("name", ""))
+        if not all(key):
+            return _err("invalid_arguments")
+        if key in self.reactions:
+            return _err("already_reacted")
+        self.reactions.append(key)
+        return {"ok": True}
+
+    def _reaction_remove(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (args.get("channel", ""), args.get("timestamp", ""), args.get("name", ""))
+        if key not in self.reactions:
+            return _err("no_reaction")
+        self.reactions.remove(key)
+        return {"ok": True}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user_id = args.get("user")
+        if not user_id:
+            return _err("user_not_found")
+        name = user_id.lower()
+        user = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name,
+            "real_name": name.title(),
+            "deleted": False,
+            "is_bot": user_id == self.bot_user_id,
+            "tz": "Europe/Paris",
+            "tz_offset": 3600,
+            "profile": {"display_name": name, "real_name": name.title(), "team": self.team_id},
+        }
+        user.update(self.users.get(user_id, {}))
+        return {"ok": True, "user": user}
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = args.get("channel")
+        if not channel_id:
+            return _err("channel_not_found")
+        is_im = channel_id.startswith("D")
+        channel = {
+            "id": channel_id,
+            "name": None if is_im else f"channel-{channel_id.lower()}",
+            "is_channel": channel_id.startswith("C"),
+            "is_group": channel_id.startswith("G"),
+            "is_im": is_im,
+            "is_private": not channel_id.startswith("C"),
+            "is_member": True,
+            "is_archived": False,
+            "created": 1700000000,
+        }
+        channel.update(self.channels.get(channel_id, {}))
+        return {"ok": True, "channel": channel}
+
+    def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel"), args.get("ts")
+        if not channel or not ts:
+            return _err("invalid_arguments")
+        root = self.message(channel, ts)
+        replies = [m for m in self.thread(channel, ts) if m is not root]
+        if root is None and not replies:
+            return _err("thread_not_found")
+        found = ([root] if root is not None else []) + replies
+        return {
+            "ok": True,
+            "messages": [self._public(m) for m in found],
+            "has_more": False,
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename, length = args.get("filename"), args.get("length")
+        if not filename or length in (None, ""):
+            return _err("invalid_arguments")
+        try:
+            declared = int(length)
+        except (TypeError, ValueError):
+            return _err("invalid_arguments")
+        file_id = self._next_file_id()
+        extra = {k: args[k] for k in ("alt_txt", "snippet_type") if k in args}
+        self._pending[file_id] = _PendingUpload(file_id, filename, declared, extra=extra)
+        return {"ok": True, "upload_url": f"{self.root}/upload/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        files = args.get("files")
+        if not isinstance(files, list) or not files:
+            return _err("invalid_arguments")
+        channel = args.get("channel_id") or (args.get("channels") or "").split(",")[0] or None
+        thread_ts = args.get("thread_ts") or None
+        done: list[dict[str, Any]] = []
+        for item in files:
+            pending = self._pending.get(item.get("id", "")) if isinstance(item, dict) else None
+            if pending is None:
+                return _err("file_not_found")
+        for item in files:
+            pending = self._pending.pop(item["id"])
+            title = item.get("title") or pending.filename
+            self.uploads.append(
+                {
+                    "id": pending.file_id,
+                    "title": title,
+                    "filename": pending.filename,
+                    "length": pending.length,
+                    "channel": channel,
+                    "thread_ts": thread_ts,
+                    "size": pending.size,
+                    "sha256": pending.sha256,
+                    "content": pending.content,
+                    "initial_comment": args.get("initial_comment"),
+                }
+            )
+            info = {
+                "id": pending.file_id,
+                "created": int(time.time()),
+                "name": pending.filename,
+                "title": title,
+                "mimetype": "application/octet-stream",
+                "size": pending.size,
+                "user": self.bot_user_id,
+                "mode": "hosted",
+                "url_private": f"{self.root}/files-pri/{self.team_id}-{pending.file_id}/{pending.filename}",
+                "shares": {},
+            }
+            self._files[pending.file_id] = info
+            done.append({"id": pending.file_id, "title": title})
+        if channel:
+            share = self._new_message(channel, self._next_ts(), thread_ts, args.get("initial_comment") or "")
+            share["files"] = [self._files[d["id"]] for d in done]
+            share["upload"] = True
+        return {"ok": True, "files": done}
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        info = self._files.get(args.get("file", ""))
+        if info is None:
+            return _err("file_not_found")
+        return {"ok": True, "file": dict(info), "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    # ------------------------------------------------------------------ internals
+
+    def _new_message(self, channel: str, ts: str, thread_ts: str | None, text: str) -> dict[str, Any]:
+        msg: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "ts": ts,
+            "thread_ts": thread_ts,
+            "text": text,
+            "blocks": [],
+            "chunks": [],
+            "stream": False,
+            "streaming": False,
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+        }
+        self.messages.append(msg)
+        return msg
+
+    def _public(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A stored message as the Web API returns it."""
+        out = {k: msg[k] for k in ("type", "user", "bot_id", "text", "ts") if msg.get(k) is not None}
+        out["team"] = self.team_id
+        for key in ("thread_ts", "blocks", "files", "metadata", "edited", "upload"):
+            if msg.get(key):
+                out[key] = msg[key]
+        return out
+
+    def _next_ts(self) -> str:
+        self._n_ts += 1
+        return f"{1700000100 + self._n_ts}.{(self._n_ts * 100) % 1_000_000:06d}"
+
+    def _next_file_id(self) -> str:
+        self._n_file += 1
+        return f"F{self._n_file:04d}"
+
+    def _take_failure(self, method: str) -> _Failure | None:
+        queue = self._failures.get(method)
+        if not queue:
+            return None
+        failure = queue[0]
+        if failure.times > 0:
+            failure.times -= 1
+            if failure.times == 0:
+                queue.pop(0)
+        return failure
+
+
+def _err(error: str) -> dict[str, Any]:
+    return {"ok": False, "error": error}
+
+
+def _stream_chunks(args: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """markdown_text and chunks of a stream call as chunk dicts; None if malformed."""
+    out: list[dict[str, Any]] = []
+    if args.get("markdown_text"):
+        out.append({"type": "markdown_text", "text": args["markdown_text"]})
+    chunks = args.get("chunks")
+    if chunks is None:
+        return out
+    if not isinstance(chunks, list):
+        return None
+    for c in chunks:
+        if not isinstance(c, dict) or c.get("type") not in _CHUNK_TYPES:
+            return None
+        if c["type"] == "markdown_text" and not isinstance(c.get("text"), str):
+            return None
+        if c["type"] == "task_update" and (
+            not c.get("id") or not c.get("title") or c.get("status") not in _TASK_STATUSES
+        ):
+            return None
+        out.append(c)
+    return out
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    """Merge query, form and JSON args; decode JSON-string fields such as `blocks`."""
+    args: dict[str, Any] = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                args.update(body)
+        elif request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, str):
+                    args[key] = value
+                else:
+                    args[key] = {"filename": value.filename, "content": value.file.read()}
+    for key in _JSON_FIELDS:
+        value = args.get(key)
+        if isinstance(value, str) and value[:1] in ("[", "{"):
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(decoded, (list, dict)):
+                args[key] = decoded
+    return args
+
+
+# ---------------------------------------------------------------------- request builders
+
+
+def sign(signing_secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Headers Slack sends with `body`: v0 signature, timestamp and Content-Type.
+
+    The Content-Type is JSON for a body starting with "{", else form-urlencoded.
+    """
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(signing_secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    is_json = body.lstrip().startswith("{")
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/json" if is_json else "application/x-www-form-urlencoded",
+    }
+
+
+def event_body(
+    event: dict[str, Any],
+    *,
+    team_id: str = "T1",
+    event_id: str | None = None,
+    api_app_id: str = "A1",
+    bot_user_id: str = "UBOT",
+) -> str:
+    """An Events API `event_callback` envelope around `event` (JSON text)."""
+    return json.dumps(
+        {
+            "token": "verification-token",
+            "team_id": team_id,
+            "context_team_id": team_id,
+            "api_app_id": api_app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": team_id,
+                    "user_id": bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": "4-" + uuid.uuid4().hex,
+        }
+    )
+
+
+def _trigger_id() -> str:
+    return f"{int(time.time())}.1.{uuid.uuid4().hex[:16]}"
+
+
+def command_body(
+    command: str = "/reset",
+    text: str = "",
+    *,
+    channel_id: str,
+    user_id: str,
+    team_id: str = "T1",
+    response_url: str,
+    channel_name: str = "general",
+) -> str:
+    """A slash command payload, form-urlencoded like Slack sends it."""
+    return urlencode(
+        {
+            "token": "verification-token",
+            "team_id": team_id,
+            "team_domain": "fake-workspace",
+            "channel_id": channel_id,
+            "channel_name": channel_name,
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A1",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": _trigger_id(),
+        }
+    )
+
+
+def shortcut_body(
+    callback_id: str,
+    *,
+    message: dict[str, Any],
+    channel_id: str,
+    user_id: str,
+    team_id: str = "T1",
+    response_url: str,
+) -> str:
+    """A message shortcut (`message_action`) payload, form-urlencoded as `payload=`."""
+    payload = {
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": f"{time.time():.6f}",
+        "team": {"id": team_id, "domain": "fake-workspace"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id, "name": user_id.lower()},
+        "channel": {"id": channel_id, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": _trigger_id(),
+        "response_url": response_url,
+        "message_ts": message.get("ts"),
+        "message": message,
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def block_action_body(
+    action_id: str,
+    value: str,
+    *,
+    channel_id: str,
+    user_id: str,
+    team_id: str = "T1",
+    response_url: str,
+    message_ts: str = "1700000000.000001",
+    block_id: str = "actions",
+) -> str:
+    """A `block_actions` payload for a button in an ephemeral message, form-urlencoded."""
+    now = f"{time.time():.6f}"
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id},
+        "api_app_id": "A1",
+        "token": "verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel_id,
+            "is_ephemeral": True,
+        },
+        "trigger_id": _trigger_id(),
+        "team": {"id": team_id, "domain": "fake-workspace"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel_id, "name": "general"},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                "value": value,
+                "type": "button",
+                "action_ts": now,
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def mention_event(
+    text: str,
+    *,
+    channel: str,
+    user: str,
+    ts: str,
+    thread_ts: str | None = None,
+    files: list[dict[str, Any]] | None = None,
+    team: str = "T1",
+    bot_user_id: str = "UBOT",
+) -> dict[str, Any]:
+    """An `app_mention` event; `<@UBOT>` is prepended to `text` unless already there."""
+    mention = f"<@{bot_user_id}>"
+    event: dict[str, Any] = {
+        "type": "app_mention",
+        "user": user,
+        "text": text if mention in text else f"{mention} {text}",
+        "ts": ts,
+        "client_msg_id": str(uuid.uuid4()),
+        "team": team,
+        "channel": channel,
+        "event_ts": ts,
+    }
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    if files:
+        event["files"] = files
+        event["upload"] = False
+    return event
+
+
+def message_event(
+    text: str,
+    *,
+    channel: str,
+    user: str,
+    ts: str,
+    thread_ts: str | None = None,
+    channel_type: str = "channel",
+    files: list[dict[str, Any]] | None = None,
+    bot_id: str | None = None,
+    subtype: str | None = None,
+    team: str = "T1",
+) -> dict[str, Any]:
+    """A `message` event. With `files` and no `subtype`, the subtype is "file_share" as in Slack."""
+    event: dict[str, Any] = {
+        "type": "message",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "team": team,
+        "channel": channel,
+        "event_ts": ts,
+        "channel_type": channel_type,
+    }
+    if bot_id is None:
+        event["client_msg_id"] = str(uuid.uuid4())
+    else:
+        event["bot_id"] = bot_id
+        event["app_id"] = "A1"
+    if thread_ts:
+        event["thread_ts"] = thread_ts
+    if files:
+        event["files"] = files
+        event["upload"] = False
+        subtype = subtype or "file_share"
+    if subtype:
+        event["subtype"] = subtype
+    return event

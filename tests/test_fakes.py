@@ -1,0 +1,568 @@
+"""The fakes must satisfy the real slack_sdk and anthropic clients."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from datetime import datetime, timezone
+from typing import AsyncIterator
+from urllib.parse import parse_qs
+
+import aiohttp
+import anthropic
+import httpx2
+import pytest
+import pytest_asyncio
+from anthropic.types import (
+    BashCodeExecutionToolResultBlock,
+    ServerToolUseBlock,
+    TextBlock,
+    TextEditorCodeExecutionToolResultBlock,
+)
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from tests.fakes import (
+    ErrorReply,
+    FakeAnthropic,
+    FakeSlack,
+    Reply,
+    block_action_body,
+    code_error,
+    code_run,
+    command_body,
+    event_body,
+    file_edit,
+    mention_event,
+    message_event,
+    rendered_text,
+    shortcut_body,
+    sign,
+    text,
+)
+
+CODE_TOOL = {"type": "code_execution_20250825", "name": "code_execution"}
+MODEL = "claude-sonnet-5"  # not in the SDK's deprecated list (claude-sonnet-4-5 is)
+THREAD = "1700000000.000001"
+
+
+@pytest_asyncio.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest_asyncio.fixture
+async def claude() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def web_client(fake: FakeSlack, token: str | None = None, **kwargs: object) -> AsyncWebClient:
+    return AsyncWebClient(token=token or fake.bot_token, base_url=fake.base_url, **kwargs)
+
+
+def claude_client(fake: FakeAnthropic, **kwargs: object) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(base_url=fake.base_url, api_key=fake.api_key, **kwargs)
+
+
+# ---------------------------------------------------------------------- Slack
+
+
+@pytest.mark.asyncio
+async def test_slack_messages_and_stream_round_trip(slack: FakeSlack) -> None:
+    assert slack.base_url.startswith("http://127.0.0.1:") and slack.base_url.endswith("/api/")
+    client = web_client(slack)
+
+    auth = await client.auth_test()
+    assert (auth["user_id"], auth["bot_id"], auth["team_id"]) == ("UBOT", "BBOT", "T1")
+
+    blocks = [{"type": "markdown", "text": "**Working** on it"}]
+    posted = await client.chat_postMessage(channel="C1", thread_ts=THREAD, text="fallback", blocks=blocks)
+    ts = posted["ts"]
+    assert posted["channel"] == "C1" and posted["message"]["text"] == "fallback"
+    assert rendered_text(slack.message("C1", ts)) == "**Working** on it"
+    await client.chat_update(channel="C1", ts=ts, text="edited", blocks=[])
+    assert slack.message("C1", ts)["text"] == "edited"
+    assert slack.rendered_text(slack.message("C1", ts)) == "edited"
+
+    # Blocks sent as a JSON string in a form are recorded decoded.
+    section = [{"type": "section", "text": {"type": "mrkdwn", "text": "from a form"}}]
+    form = await client.api_call(
+        "chat.postMessage", data={"channel": "C1", "thread_ts": THREAD, "blocks": json.dumps(section)}
+    )
+    assert slack.calls_to("chat.postMessage")[-1]["blocks"] == section
+    assert rendered_text(slack.message("C1", form["ts"])) == "from a form"
+
+    stream = await client.chat_stream(
+        channel="C1", thread_ts=THREAD, recipient_team_id="T1", recipient_user_id="U1", buffer_size=8
+    )
+    await stream.append(markdown_text="Hello ")
+    await stream.append(markdown_text="wor")  # flushes: 9 chars >= 8
+    task = {"type": "task_update", "id": "run1", "title": "ls", "status": "in_progress"}
+    await stream.append(chunks=[task])
+    await stream.append(markdown_text="ld!")
+    await stream.stop(chunks=[{**task, "status": "complete", "output": "a.txt"}])
+    start = slack.calls_to("chat.startStream")[0]
+    assert start["chunks"] == [{"type": "markdown_text", "text": "Hello wor"}]
+    assert start["recipient_user_id"] == "U1"
+    msg = slack.message("C1", stream.ts)
+    assert msg["stream"] and not msg["streaming"]
+    assert rendered_text(msg) == "Hello world!"
+    assert slack.task_updates(msg)["run1"]["status"] == "complete"
+    assert [m["ts"] for m in slack.thread("C1", THREAD)] == [ts, form["ts"], stream.ts]
+    assert slack.thread_texts("C1", THREAD) == ["edited", "from a form", "Hello world!"]
+
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_appendStream(channel="C1", ts=stream.ts, markdown_text="late")
+    assert err.value.response["error"] == "message_not_in_streaming_state"
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_appendStream(channel="C1", ts="1.2", markdown_text="x")
+    assert err.value.response["error"] == "message_not_found"
+    with pytest.raises(SlackApiError) as err:
+        await client.api_call("chat.startStream", json={"channel": "D1"})
+    assert err.value.response["error"] == "invalid_arguments"
+    with pytest.raises(SlackApiError) as err:  # channels need a recipient
+        await client.chat_startStream(channel="C1", thread_ts=THREAD, markdown_text="x")
+    assert err.value.response["error"] == "invalid_arguments"
+
+    replies = await client.conversations_replies(channel="C1", ts=THREAD)
+    assert [m["text"] for m in replies["messages"]] == ["edited", "", "Hello world!"]
+    assert replies["messages"][1]["blocks"] == section
+    await client.assistant_threads_setStatus(channel_id="C1", thread_ts=THREAD, status="is running code…")
+    assert slack.calls_to("assistant.threads.setStatus")[0]["status"] == "is running code…"
+    await client.reactions_add(channel="C1", timestamp=ts, name="eyes")
+    assert slack.reactions == [("C1", ts, "eyes")]
+    eph = await client.chat_postEphemeral(channel="C1", user="U1", text="only you")
+    assert eph["message_ts"] and slack.ephemerals[0]["text"] == "only you"
+    await client.chat_delete(channel="C1", ts=ts)
+    assert slack.message("C1", ts) is None
+    assert (await client.users_info(user="U1"))["user"]["id"] == "U1"
+    assert (await client.conversations_info(channel="D9"))["channel"]["is_im"] is True
+    assert all(c.headers["Authorization"] == "Bearer xoxb-test" for c in slack.calls)
+
+
+@pytest.mark.asyncio
+async def test_files_upload_v2_lands_in_thread(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    done = await client.files_upload_v2(
+        channel="C1", thread_ts=THREAD, content=b"hello file", filename="a.txt", initial_comment="here"
+    )
+    assert done["file"]["id"] == "F0001"
+    [upload] = slack.uploads
+    assert upload["filename"] == "a.txt" and upload["title"] == "a.txt"
+    assert (upload["channel"], upload["thread_ts"]) == ("C1", THREAD)
+    assert upload["content"] == b"hello file" and upload["size"] == 10 == upload["length"]
+    assert upload["sha256"] == hashlib.sha256(b"hello file").hexdigest()
+    assert upload["initial_comment"] == "here"
+    assert slack.calls_to("files.getUploadURLExternal")[0]["length"] == "10"
+    assert slack.calls_to("files.completeUploadExternal")[0]["files"][0]["id"] == "F0001"
+    share = slack.thread("C1", THREAD)[-1]
+    assert share["files"][0]["id"] == "F0001" and rendered_text(share) == "here"
+    assert (await client.files_info(file="F0001"))["file"]["name"] == "a.txt"
+
+    # The hand-written path: raw POST of a body larger than the in-memory limit.
+    size = 11 * 1024 * 1024
+    url = await client.files_getUploadURLExternal(filename="big.bin", length=size)
+    payload = bytes(range(256)) * (size // 256)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url["upload_url"], data=payload) as resp:
+            assert resp.status == 200 and await resp.text() == f"OK - {size}"
+    await client.files_completeUploadExternal(files=[{"id": url["file_id"], "title": "Big"}], channel_id="D1")
+    big = slack.uploads[-1]
+    assert big["size"] == size and big["content"] is None and big["title"] == "Big"
+    assert big["sha256"] == hashlib.sha256(payload).hexdigest() and big["thread_ts"] is None
+
+    # A multipart body with a `file` field; a declared length that differs is still recorded.
+    url = await client.files_getUploadURLExternal(filename="m.txt", length=999)
+    form = aiohttp.FormData()
+    form.add_field("note", "ignored")
+    form.add_field("file", b"multipart bytes", filename="m.txt", content_type="text/plain")
+    slack.fail("upload", "upstream broke", status=503)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url["upload_url"], data=b"x") as resp:
+            assert resp.status == 503 and await resp.text() == "upstream broke"
+        async with http.post(url["upload_url"], data=form) as resp:
+            assert resp.status == 200 and await resp.text() == "OK - 15"
+    await client.files_completeUploadExternal(files=[{"id": url["file_id"]}], channel_id="C1", thread_ts=THREAD)
+    assert (slack.uploads[-1]["content"], slack.uploads[-1]["length"]) == (b"multipart bytes", 999)
+    with pytest.raises(SlackApiError) as err:
+        await client.files_completeUploadExternal(files=[{"id": "F9999"}], channel_id="C1")
+    assert err.value.response["error"] == "file_not_found"
+
+
+@pytest.mark.asyncio
+async def test_user_file_download_needs_the_bot_token(slack: FakeSlack) -> None:
+    small = slack.add_user_file("notes.txt", b"some notes")
+    big = slack.add_user_file("data.bin", size=5 * 1024 * 1024 + 7, mimetype="application/octet-stream")
+    assert small["url_private_download"].endswith(f"/files-pri/T1-{small['id']}/download/notes.txt")
+    assert (small["mode"], small["filetype"], small["size"]) == ("hosted", "txt", 10)
+    auth = {"Authorization": f"Bearer {slack.bot_token}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(small["url_private_download"], headers=auth) as resp:
+            assert resp.status == 200 and await resp.read() == b"some notes"
+        digest, sizes = hashlib.sha256(), []
+        async with http.get(big["url_private_download"], headers=auth) as resp:
+            assert resp.content_type == "application/octet-stream"
+            async for block in resp.content.iter_chunked(1 << 20):
+                digest.update(block)
+                sizes.append(len(block))
+        assert sum(sizes) == big["size"] and digest.hexdigest() == slack.expected_sha256(big)
+        async with http.get(big["url_private_download"]) as resp:
+            assert resp.status == 200 and resp.content_type == "text/html"
+            assert "Sign in" in await resp.text()
+        slack.fail_downloads_of(small["id"])
+        async with http.get(small["url_private_download"], headers=auth) as resp:
+            assert resp.status == 500
+    assert [d["authorized"] for d in slack.downloads] == [True, True, False, True]
+
+
+@pytest.mark.asyncio
+async def test_failure_injection_auth_and_rate_limit_retry(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    slack.fail("chat.postMessage", "channel_not_found")
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_postMessage(channel="C1", text="x")
+    assert err.value.response["error"] == "channel_not_found"
+    assert (await client.chat_postMessage(channel="C1", text="x"))["ok"]
+
+    slack.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "0"})
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_update(channel="C1", ts="1.1", text="x")
+    assert err.value.response.status_code == 429 and err.value.response.headers["Retry-After"] == "0"
+
+    # The handler sleeps Retry-After + random() seconds, so keep this to one retry.
+    retrying = web_client(slack, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)])
+    slack.fail("chat.postMessage", "ratelimited", times=1, status=429, headers={"Retry-After": "0"})
+    before = len(slack.calls_to("chat.postMessage"))
+    assert (await retrying.chat_postMessage(channel="C1", text="after a retry"))["ok"]
+    assert len(slack.calls_to("chat.postMessage")) == before + 2
+    assert slack.message("C1", slack.messages[-1]["ts"])["text"] == "after a retry"
+
+    slack.fail("reactions.add", "internal_error", times=-1)
+    for _ in range(3):
+        with pytest.raises(SlackApiError):
+            await client.reactions_add(channel="C1", timestamp="1.1", name="x")
+
+    slack.delay("auth.test", 0.2)
+    started = time.monotonic()
+    await client.auth_test()
+    assert time.monotonic() - started >= 0.2
+
+    for token, error in (("xoxb-wrong", "invalid_auth"), ("", "not_authed")):
+        with pytest.raises(SlackApiError) as err:
+            await AsyncWebClient(token=token or None, base_url=slack.base_url).auth_test()
+        assert err.value.response["error"] == error
+    with pytest.raises(SlackApiError) as err:
+        await client.api_call("no.such.method")
+    assert err.value.response["error"] == "unknown_method"
+
+
+@pytest.mark.asyncio
+async def test_response_url_records_posts(slack: FakeSlack) -> None:
+    url = slack.new_response_url()
+    assert url.endswith("/response/1") and "/api/" not in url
+    resp = await AsyncWebhookClient(url).send(text="Thread reset", response_type="ephemeral")
+    assert resp.status_code == 200 and resp.body == "ok"
+    assert slack.responses[url] == [{"text": "Thread reset", "response_type": "ephemeral"}]
+
+
+def test_request_builders_sign_and_parse() -> None:
+    secret = "shhh"
+    verifier = SignatureVerifier(secret)
+    event = mention_event("run ls", channel="C1", user="U1", ts="1700000000.000002", thread_ts=THREAD)
+    assert event["text"] == "<@UBOT> run ls" and event["event_ts"] == event["ts"]
+    body = event_body(event)
+    headers = sign(secret, body)
+    assert headers["Content-Type"] == "application/json"
+    assert verifier.is_valid_request(body, headers)
+    assert not verifier.is_valid_request(body + " ", headers)
+    assert not SignatureVerifier("other").is_valid_request(body, headers)
+    assert not verifier.is_valid_request(body, sign(secret, body, timestamp=int(time.time()) - 3600))
+    envelope = json.loads(body)
+    assert envelope["type"] == "event_callback" and envelope["event"] == event
+    assert envelope["authorizations"][0] == {
+        "enterprise_id": None, "team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False
+    }
+    assert envelope["event_id"] != json.loads(event_body(event))["event_id"]
+    assert json.loads(event_body(event, event_id="Ev1"))["event_id"] == "Ev1"
+
+    files = [{"id": "F1", "name": "a.csv"}]
+    dm = message_event("hi", channel="D1", user="U1", ts="1.2", channel_type="im", files=files)
+    assert (dm["channel_type"], dm["subtype"], dm["files"]) == ("im", "file_share", files)
+    own = message_event("mine", channel="C1", user="UBOT", ts="1.3", bot_id="BBOT")
+    assert own["bot_id"] == "BBOT" and "subtype" not in own
+
+    cmd = command_body(text="now", channel_id="C1", user_id="U1", response_url="http://x/response/1")
+    assert sign(secret, cmd)["Content-Type"] == "application/x-www-form-urlencoded"
+    assert verifier.is_valid_request(cmd, sign(secret, cmd))
+    fields = {k: v[0] for k, v in parse_qs(cmd).items()}
+    assert (fields["command"], fields["text"], fields["channel_id"]) == ("/reset", "now", "C1")
+    assert fields["trigger_id"] and fields["response_url"] == "http://x/response/1"
+
+    message = {"type": "message", "user": "U2", "ts": "1.5", "thread_ts": THREAD, "text": "x"}
+    short = json.loads(parse_qs(shortcut_body("reset_thread", message=message, channel_id="C1",
+                                              user_id="U1", response_url="http://x/r"))["payload"][0])
+    assert (short["type"], short["callback_id"], short["message_ts"]) == ("message_action", "reset_thread", "1.5")
+    assert short["message"]["thread_ts"] == THREAD and short["channel"]["id"] == "C1"
+    action = json.loads(parse_qs(block_action_body("confirm", "yes", channel_id="C1", user_id="U1",
+                                                   response_url="http://x/r"))["payload"][0])
+    assert action["type"] == "block_actions" and action["container"]["is_ephemeral"] is True
+    assert action["actions"][0]["action_id"] == "confirm" and action["actions"][0]["value"] == "yes"
+
+
+# ---------------------------------------------------------------------- Anthropic
+
+
+@pytest.mark.asyncio
+async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic) -> None:
+    client = claude_client(claude)
+    out = claude.add_file("plot.png", b"\x89PNG...", mime_type="image/png")
+    claude.enqueue(
+        Reply(
+            [
+                text("Let me look."),
+                *code_run("ls -la", stdout="a.txt\n", file_ids=[out]),
+                *file_edit("/tmp/x.py", "print(1)\n"),
+                *code_error("sleep 999"),
+                text("Done: **a.txt**"),
+            ],
+            chunk_delay=0.001,
+        )
+    )
+    events, deltas = [], []
+    async with client.messages.stream(
+        model=MODEL, max_tokens=1024, messages=[{"role": "user", "content": "list files"}], tools=[CODE_TOOL]
+    ) as stream:
+        async for event in stream:
+            events.append(event.type)
+            if event.type == "text":
+                deltas.append(event.text)
+        final = await stream.get_final_message()
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert "message_delta" in events and "input_json" in events and "content_block_stop" in events
+    assert "".join(deltas) == "Let me look.Done: **a.txt**" and len(deltas) > 2
+    assert [b.type for b in final.content] == [
+        "text", "server_tool_use", "bash_code_execution_tool_result", "server_tool_use",
+        "text_editor_code_execution_tool_result", "server_tool_use", "bash_code_execution_tool_result", "text",
+    ]
+    run, result = final.content[1], final.content[2]
+    assert isinstance(final.content[0], TextBlock)
+    assert isinstance(run, ServerToolUseBlock) and run.name == "bash_code_execution"
+    assert run.input == {"command": "ls -la"}
+    assert isinstance(result, BashCodeExecutionToolResultBlock) and result.tool_use_id == run.id
+    assert result.content.type == "bash_code_execution_result" and result.content.stdout == "a.txt\n"
+    assert [o.file_id for o in result.content.content] == [out]
+    edit = final.content[4]
+    assert isinstance(edit, TextEditorCodeExecutionToolResultBlock) and edit.content.is_file_update is False
+    assert final.content[3].input["file_text"] == "print(1)\n"
+    assert final.content[6].content.type == "bash_code_execution_tool_result_error"
+    assert final.content[6].content.error_code == "execution_time_exceeded"
+    assert final.stop_reason == "end_turn" and final.container is not None
+    cid = final.container.id
+    assert cid == "container_1" and set(claude.containers) == {cid}
+    days = (final.container.expires_at - datetime.now(timezone.utc)).total_seconds() / 86400
+    assert 29.9 < days <= 30
+    assert claude.requests[0]["stream"] is True and claude.requests[0]["tools"] == [CODE_TOOL]
+
+    # Continue in the same container, non-streaming, with the container as an object.
+    claude.enqueue(Reply([text("again")], stop_reason="pause_turn"))
+    again = await client.messages.create(
+        model=MODEL, max_tokens=64, container={"id": cid}, tools=[CODE_TOOL],
+        messages=[{"role": "user", "content": "more"}, final.to_param()],
+    )
+    assert again.container.id == cid and again.stop_reason == "pause_turn"
+    assert claude.requests[1]["container"] == {"id": cid}
+    assert claude.requests[1]["messages"][1]["content"][2]["type"] == "bash_code_execution_tool_result"
+    # No code tool, no container: no container in the answer; the default responder says "ok".
+    plain = await client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
+    assert plain.container is None and plain.content[0].text == "ok" and claude.pending == 0
+
+
+@pytest.mark.asyncio
+async def test_container_errors_auth_and_retries(claude: FakeAnthropic) -> None:
+    client = claude_client(claude, max_retries=2)
+    ask = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "tools": [CODE_TOOL]}
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await client.messages.create(**ask, container="container_nope")
+    assert "container_nope" in err.value.message and err.value.type == "invalid_request_error"
+    assert err.value.request_id and err.value.request_id.startswith("req_")
+    cid = claude.new_container()
+    claude.expire(cid)
+    with pytest.raises(anthropic.BadRequestError, match="expired"):
+        await client.messages.create(**ask, container=cid)
+    assert len(claude.requests) == 2  # 400s are not retried
+
+    claude.enqueue(
+        ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "10"}),
+        ErrorReply(500, "api_error", "Internal server error", headers={"retry-after-ms": "10"}),
+        Reply([text("finally")]),
+    )
+    ok = await client.messages.create(**ask)
+    assert ok.content[0].text == "finally" and len(claude.requests) == 5
+    claude.enqueue(*[ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "1"})] * 3)
+    with pytest.raises(anthropic.OverloadedError):
+        await client.messages.create(**ask)
+    assert claude.pending == 0
+
+    # Async responder and a mid-stream error event.
+    async def responder(body: dict) -> Reply:
+        return Reply([text("partial")], stream_error=ErrorReply(529, "overloaded_error", "Overloaded"))
+
+    claude.responder = responder
+    with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
+        async with client.messages.stream(**ask) as stream:
+            await stream.get_final_message()
+
+    # Auth: the SDK's Bearer header, a raw x-api-key header, and a wrong key.
+    assert claude.request_headers[0]["Authorization"] == f"Bearer {claude.api_key}"
+    claude.responder = lambda body: Reply([text("raw")])
+    async with aiohttp.ClientSession() as http:
+        url = f"{claude.base_url}/v1/messages"
+        headers = {"x-api-key": claude.api_key, "anthropic-version": "2023-06-01"}
+        async with http.post(url, json=ask, headers=headers) as resp:
+            assert resp.status == 200 and (await resp.json())["content"] == [text("raw")]
+            assert resp.headers["request-id"]
+        async with http.post(url, json=ask, headers={"x-api-key": "nope"}) as resp:
+            assert resp.status == 401 and resp.headers["request-id"]
+            assert await resp.json() == {
+                "type": "error",
+                "error": {"type": "authentication_error", "message": "invalid x-api-key"},
+                "request_id": resp.headers["request-id"],
+            }
+    with pytest.raises(anthropic.AuthenticationError):
+        await anthropic.AsyncAnthropic(base_url=claude.base_url, api_key="wrong").messages.create(**ask)
+
+
+@pytest.mark.asyncio
+async def test_concurrency_is_tracked_per_container(claude: FakeAnthropic) -> None:
+    import asyncio
+
+    client = claude_client(claude)
+    cid = claude.new_container()
+    claude.responder = lambda body: Reply([text("slow")], delay=0.2)
+    ask = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "tools": [CODE_TOOL]}
+    await asyncio.gather(
+        client.messages.create(**ask, container=cid),
+        client.messages.create(**ask, container=cid),
+        client.messages.create(**ask),
+    )
+    assert claude.max_concurrent_per_container[cid] == 2
+    assert claude.max_concurrent_per_container["container_2"] == 1
+    assert claude.max_in_flight == 3
+
+
+@pytest.mark.asyncio
+async def test_files_metadata_download_and_upload(claude: FakeAnthropic) -> None:
+    client = claude_client(claude, max_retries=0)
+    small = claude.add_file("out.csv", b"a,b\n1,2\n", mime_type="text/csv")
+    big = claude.add_file("big.bin", size=3 * 1024 * 1024 + 5, mime_type="application/octet-stream")
+
+    meta = await client.files.retrieve_metadata(small)
+    assert (meta.id, meta.filename, meta.mime_type, meta.size_bytes) == (small, "out.csv", "text/csv", 8)
+    assert meta.downloadable is True and meta.type == "file" and meta.created_at.tzinfo is not None
+    assert await (await client.files.download(small)).read() == b"a,b\n1,2\n"
+
+    digest, total = hashlib.sha256(), 0
+    async with client.files.with_streaming_response.download(big) as resp:
+        assert resp.headers["content-type"] == "application/octet-stream"
+        async for block in resp.iter_bytes():
+            digest.update(block)
+            total += len(block)
+    assert total == 3 * 1024 * 1024 + 5 and digest.hexdigest() == claude.expected_sha256(big)
+
+    with pytest.raises(anthropic.NotFoundError):
+        await client.files.retrieve_metadata("file_missing")
+    claude.fail_download(small, status=500)
+    with pytest.raises(anthropic.InternalServerError):
+        await client.files.download(small)
+    claude.fail_download(big, after_bytes=100_000)
+    # A body cut short surfaces as httpx2's own error, not an anthropic.APIError.
+    with pytest.raises(httpx2.RemoteProtocolError, match="received 100000 bytes"):
+        async with client.files.with_streaming_response.download(big) as resp:
+            async for _ in resp.iter_bytes():
+                pass
+
+    uploaded = await client.files.upload(file=("in.csv", io.BytesIO(b"x,y\n3,4\n"), "text/csv"))
+    assert uploaded.filename == "in.csv" and uploaded.size_bytes == 8 and uploaded.mime_type == "text/csv"
+    assert uploaded.downloadable is False
+    [record] = claude.uploaded
+    assert record["id"] == uploaded.id and record["content"] == b"x,y\n3,4\n"
+    assert record["sha256"] == hashlib.sha256(b"x,y\n3,4\n").hexdigest()
+    with pytest.raises(anthropic.BadRequestError) as err:
+        await client.files.download(uploaded.id)
+    assert err.value.error_code == "file_not_downloadable"
+
+    # A container_upload of a known file is accepted; of an unknown file, refused.
+    ask = {"model": MODEL, "max_tokens": 8, "tools": [CODE_TOOL]}
+    block = {"type": "container_upload", "file_id": uploaded.id}
+    await client.messages.create(**ask, messages=[{"role": "user", "content": [block]}])
+    with pytest.raises(anthropic.BadRequestError, match="file_nope"):
+        bad = {"type": "container_upload", "file_id": "file_nope"}
+        await client.messages.create(**ask, messages=[{"role": "user", "content": [bad]}])
+
+
+@pytest.mark.asyncio
+async def test_signed_bodies_drive_a_real_bolt_app(slack: FakeSlack) -> None:
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    secret = "bolt-secret"
+    app = AsyncApp(
+        token=slack.bot_token,
+        signing_secret=secret,
+        client=web_client(slack),
+        process_before_response=True,
+    )
+    seen: list[str] = []
+
+    @app.event("app_mention")
+    async def on_mention(event: dict, say) -> None:  # type: ignore[no-untyped-def]
+        seen.append("mention")
+        await say(text="pong", thread_ts=event.get("thread_ts") or event["ts"])
+
+    @app.command("/reset")
+    async def on_reset(ack, respond, command: dict) -> None:  # type: ignore[no-untyped-def]
+        await ack()
+        await respond(f"reset {command['text']}")
+
+    @app.shortcut("reset_thread")
+    async def on_shortcut(ack, shortcut: dict) -> None:  # type: ignore[no-untyped-def]
+        await ack()
+        seen.append(f"shortcut {shortcut['message']['thread_ts']}")
+
+    @app.action("confirm")
+    async def on_confirm(ack, action: dict) -> None:  # type: ignore[no-untyped-def]
+        await ack()
+        seen.append(f"action {action['value']}")
+
+    async def deliver(body: str) -> int:
+        resp = await app.async_dispatch(AsyncBoltRequest(body=body, headers=sign(secret, body)))
+        return resp.status
+
+    event = mention_event("ping", channel="C1", user="U1", ts="1700000000.000009")
+    assert await deliver(event_body(event)) == 200
+    assert rendered_text(slack.thread("C1", "1700000000.000009")[0]) == "pong"
+    assert slack.calls_to("auth.test")  # Bolt authorized through the fake
+
+    url = slack.new_response_url()
+    assert await deliver(command_body(text="all", channel_id="C1", user_id="U1", response_url=url)) == 200
+    assert slack.responses[url][0]["text"] == "reset all"
+    message = {"type": "message", "user": "U2", "ts": "1.5", "thread_ts": THREAD, "text": "x"}
+    body = shortcut_body("reset_thread", message=message, channel_id="C1", user_id="U1", response_url=url)
+    assert await deliver(body) == 200
+    body = block_action_body("confirm", "yes", channel_id="C1", user_id="U1", response_url=url)
+    assert await deliver(body) == 200
+    assert seen == ["mention", f"shortcut {THREAD}", "action yes"]
+    bad = event_body(event)
+    resp = await app.async_dispatch(AsyncBoltRequest(body=bad, headers=sign("wrong", bad)))
+    assert resp.status == 401

@@ -1,0 +1,119 @@
+"""The manifest matches the code; configuration fails clearly; storage migrates."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot import listeners
+from bot.config import ConfigError, load_settings
+from storage import InboxMessage, ThreadKey, open_store
+from storage.sqlite import MIGRATIONS, sqlite_path
+from tests.conftest import BotServer
+from tests.fakes.slack_api import mention_event, message_event
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
+# Slack's event subscriptions that deliver a `message` event, by the conversation they cover.
+MESSAGE_SUBSCRIPTIONS = {"message.channels", "message.groups", "message.im", "message.mpim"}
+
+
+def test_manifest_declares_exactly_what_the_code_handles() -> None:
+    declared_events = set(MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+    handled_events = set(listeners.HANDLED_EVENTS)
+    assert {e for e in declared_events if e not in MESSAGE_SUBSCRIPTIONS} | (
+        {"message"} if declared_events & MESSAGE_SUBSCRIPTIONS else set()
+    ) == handled_events
+    assert MESSAGE_SUBSCRIPTIONS <= declared_events  # channels, private channels, DMs, group DMs
+
+    commands = {c["command"] for c in MANIFEST["features"]["slash_commands"]}
+    assert commands == set(listeners.HANDLED_COMMANDS)
+    shortcuts = {s["callback_id"] for s in MANIFEST["features"]["shortcuts"]}
+    assert shortcuts == set(listeners.HANDLED_SHORTCUTS)
+    assert all(s["type"] == "message" for s in MANIFEST["features"]["shortcuts"])
+    assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+    scopes = set(MANIFEST["oauth_config"]["scopes"]["bot"])
+    assert {"app_mentions:read", "chat:write", "commands", "files:read", "files:write", "im:history",
+            "channels:history"} <= scopes
+
+
+async def test_every_declared_surface_reaches_a_listener(bot: BotServer) -> None:
+    """Bolt answers 404 to a request no listener matches; each declared surface must get 200."""
+    for event_type in MANIFEST["settings"]["event_subscriptions"]["bot_events"]:
+        if event_type == "app_mention":
+            event = mention_event("x", channel="C7", user="U1", ts="1700000301.000100")
+        else:
+            channel_type = {"message.channels": "channel", "message.groups": "group", "message.im": "im",
+                            "message.mpim": "mpim"}.get(event_type, "channel")
+            event = message_event("x", channel="C7", user="U1", ts="1700000301.000200", channel_type=channel_type,
+                                  thread_ts="1700000301.000999")
+            event["type"] = event_type.split(".")[0]
+        assert await bot.send_event(event) == 200, event_type
+    for command in MANIFEST["features"]["slash_commands"]:
+        assert await bot.send_command("", channel_id="C7", user_id="U1") == 200, command
+    for shortcut in MANIFEST["features"]["shortcuts"]:
+        assert await bot.send_shortcut({"ts": "1700000301.000300", "text": "x"}, channel_id="C7", user_id="U1") == 200
+    await bot.idle()
+
+
+def test_missing_settings_stop_startup_with_one_clear_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "SLACK_BOT_TOKEN" in lines[0] and "ANTHROPIC_API_KEY" in lines[0] and "SLACK_SIGNING_SECRET" in lines[0]
+
+
+def test_settings_defaults_and_socket_mode() -> None:
+    settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "ANTHROPIC_API_KEY": "k"})
+    assert settings.socket_mode and settings.port == 3000
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.code_execution_tool == "code_execution_20250825"
+    assert settings.database_url == "sqlite:///threadbox.db"
+    gov = load_settings({"SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "k",
+                         "SLACK_API_URL": "https://slack-gov.com/api"})
+    assert gov.slack_api_url == "https://slack-gov.com/api/" and not gov.socket_mode
+    with pytest.raises(ConfigError, match="PORT"):
+        load_settings({"SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "k", "PORT": "web"})
+    with pytest.raises(ConfigError, match="xapp-"):
+        load_settings({"SLACK_BOT_TOKEN": "x", "SLACK_APP_TOKEN": "xoxb-wrong", "ANTHROPIC_API_KEY": "k"})
+
+
+def test_database_urls() -> None:
+    assert sqlite_path("sqlite:///threadbox.db") == "threadbox.db"
+    assert sqlite_path("sqlite:////var/lib/threadbox.db") == "/var/lib/threadbox.db"
+    assert sqlite_path("sqlite://:memory:") == ":memory:"
+    with pytest.raises(ValueError):
+        sqlite_path("sqlite://relative.db")
+
+
+async def test_storage_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'db.sqlite'}"
+    store = await open_store(url)
+    thread = ThreadKey("T1", "C1", "1.1")
+    assert await store.schema_version() == len(MIGRATIONS)
+    async with store.db.execute("PRAGMA journal_mode") as cursor:
+        assert (await cursor.fetchone())[0] == "wal"
+    assert await store.accept_message(InboxMessage(thread, "1.1", "U1", "hi"))
+    assert not await store.accept_message(InboxMessage(thread, "1.1", "U1", "hi"))
+    await store.save_turn(thread, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "cont_1", 123.0)
+    await store.close()
+
+    reopened = await open_store(url)
+    conversation = await reopened.load_conversation(thread)
+    assert conversation.container_id == "cont_1" and conversation.container_expires_at == 123.0
+    assert conversation.history[0]["content"][0]["text"] == "hi"
+    assert [t.channel_id for t in await reopened.threads_with_pending()] == ["C1"]
+    await reopened.close()
+
+    with pytest.raises(ValueError, match="postgres"):
+        await open_store("postgres://db/threadbox")
