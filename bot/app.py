@@ -84,6 +84,8 @@ async def create_runtime(settings: Settings) -> Runtime:
         http=http,
         bot_user_id=str(identity["user_id"]),
         max_message_chars=settings.max_message_chars,
+        max_file_bytes=settings.max_file_bytes,
+        streaming=settings.slack_streaming,
     )
     app = AsyncApp(
         client=slack,

@@ -32,6 +32,8 @@ class Settings:
     port: int
     log_level: str
     max_message_chars: int
+    max_file_bytes: int
+    slack_streaming: bool
     system_prompt: str | None
 
     @property
@@ -81,6 +83,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         port=_int(get("PORT", "3000"), "PORT"),
         log_level=(get("LOG_LEVEL", "INFO") or "INFO").upper(),
         max_message_chars=_int(get("MAX_MESSAGE_CHARS", "20000"), "MAX_MESSAGE_CHARS"),
+        max_file_bytes=_int(get("MAX_FILE_MB", "100"), "MAX_FILE_MB") * 1024 * 1024,
+        slack_streaming=_bool(get("SLACK_STREAMING", "true"), "SLACK_STREAMING"),
         system_prompt=get("SYSTEM_PROMPT"),
     )
 
@@ -90,3 +94,12 @@ def _int(value: str | None, name: str) -> int:
         return int(value or "")
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _bool(value: str | None, name: str) -> bool:
+    lowered = (value or "").lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")

@@ -7,9 +7,11 @@ the bytes flowing straight from the Files API download into the upload.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import tempfile
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import IO, Any, AsyncIterator, Collection
 
 import aiohttp
 import anthropic
@@ -42,12 +44,18 @@ async def relay_output_to_slack(
     channel_id: str,
     thread_ts: str | None,
     upload_limit: int = SLACK_UPLOAD_LIMIT_BYTES,
-) -> RelayedFile:
-    """Copy one file the code produced from the Files API into the thread, under its real name."""
+    skip: Collection[tuple[str, int]] = (),
+) -> RelayedFile | None:
+    """Copy one file the code produced from the Files API into the thread, under its real name.
+
+    Returns None for a file in `skip` (name, size): a user's own file copied back out.
+    """
     try:
         meta = await claude.files.retrieve_metadata(file_id)
     except anthropic.APIError as error:
         raise FileRelayError(f"couldn't read file `{file_id}` from the container: {error}") from error
+    if (meta.filename, meta.size_bytes) in skip:
+        return None
     if meta.size_bytes > upload_limit:
         raise FileRelayError(
             f"`{meta.filename}` is {_megabytes(meta.size_bytes)}, over Slack's upload limit"
@@ -91,3 +99,67 @@ async def _limited(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[byt
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
+
+
+@dataclass(frozen=True)
+class ContainerFile:
+    """A user's Slack file, now in the Files API and ready for a `container_upload` block."""
+
+    file_id: str
+    filename: str
+    size: int
+
+
+async def relay_slack_file_to_claude(
+    slack_file: dict[str, Any],
+    *,
+    slack: AsyncWebClient,
+    claude: anthropic.AsyncAnthropic,
+    http: aiohttp.ClientSession,
+    max_bytes: int,
+) -> ContainerFile:
+    """Download a file a user shared (bot token) and upload it through the Files API.
+
+    The bytes go through a temporary file on disk, never all in memory at once.
+    """
+    if slack_file.get("file_access") == "check_file_info" and slack_file.get("id"):
+        slack_file = (await slack.files_info(file=slack_file["id"]))["file"]
+    name = str(slack_file.get("name") or slack_file.get("title") or slack_file.get("id") or "file")
+    url = slack_file.get("url_private_download") or slack_file.get("url_private")
+    if not url or slack_file.get("mode") in ("external", "tombstone"):
+        raise FileRelayError(f"`{name}` is not stored in Slack (an external or deleted file), so I can't read it.")
+    size = int(slack_file.get("size") or 0)
+    if size > max_bytes:
+        raise FileRelayError(f"`{name}` is {_megabytes(size)}; the limit is {_megabytes(max_bytes)}.")
+    with tempfile.TemporaryFile() as spool:
+        received = await _download_to(spool, http, url, slack.token or "", name, max_bytes)
+        await asyncio.to_thread(spool.seek, 0)
+        mime_type = str(slack_file.get("mimetype") or "application/octet-stream")
+        try:
+            uploaded = await claude.files.upload(file=(name, spool, mime_type))
+        except anthropic.APIError as error:
+            raise FileRelayError(f"couldn't hand `{name}` to Claude: {error}") from error
+    return ContainerFile(file_id=uploaded.id, filename=name, size=received)
+
+
+async def _download_to(
+    spool: IO[bytes], http: aiohttp.ClientSession, url: str, token: str, name: str, max_bytes: int
+) -> int:
+    try:
+        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as response:
+            if response.status != 200:
+                raise FileRelayError(f"Slack answered {response.status} when I downloaded `{name}`.")
+            if response.content_type == "text/html":
+                raise FileRelayError(
+                    f"Slack sent a sign-in page instead of `{name}`: the app needs the `files:read`"
+                    " scope (reinstall it from the manifest)."
+                )
+            received = 0
+            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise FileRelayError(f"`{name}` is larger than the limit of {_megabytes(max_bytes)}.")
+                await asyncio.to_thread(spool.write, chunk)
+            return received
+    except aiohttp.ClientError as error:
+        raise FileRelayError(f"couldn't download `{name}` from Slack: {error}") from error

@@ -6,7 +6,10 @@ import json
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncAssistant
+from slack_bolt.context.say.async_say import AsyncSay
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
+from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -25,9 +28,19 @@ RESET_SHORTCUT_ID = "reset_container"
 RESET_COMMAND = "/reset"
 MAX_LISTED_THREADS = 10
 # What the manifest must declare (a test holds the two together).
-HANDLED_EVENTS = ("app_mention", "message")
+HANDLED_EVENTS = ("app_mention", "message", "assistant_thread_started", "assistant_thread_context_changed")
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
+ASSISTANT_GREETING = (
+    "Hi! I write and run code for you in a sandbox that stays with this thread: files and"
+    " state carry over from one message to the next. Ask for an analysis, attach files, or"
+    " pick a prompt below."
+)
+SUGGESTED_PROMPTS = [
+    {"title": "Analyze a file", "message": "I'll attach a CSV: summarize it and chart the most interesting columns."},
+    {"title": "Run some Python", "message": "Compute the first 50 prime numbers and show me the code you ran."},
+    {"title": "Make a chart", "message": "Plot sin(x) and cos(x) from 0 to 2π and send me the PNG."},
+]
 
 
 def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
@@ -52,6 +65,24 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
             await engine.submit(message, starts_conversation=True)
         elif event.get("thread_ts") and await store.has_conversation(message.thread):
             await engine.submit(message, starts_conversation=False)
+
+    assistant = AsyncAssistant()
+
+    @assistant.thread_started
+    async def on_assistant_thread_started(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
+        await say(ASSISTANT_GREETING)
+        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
+
+    @assistant.user_message
+    async def on_assistant_message(payload: dict[str, Any], context: AsyncBoltContext, set_title: AsyncSetTitle) -> None:
+        message = inbox_message(payload, team_id_of(context))
+        if message is None or not is_from_a_person(payload, context.bot_user_id):
+            return
+        is_new = not await store.has_conversation(message.thread)
+        if await engine.submit(message, starts_conversation=True) and is_new:
+            await set_title(thread_title(message.text))
+
+    app.use(assistant)
 
     @app.command(RESET_COMMAND)
     async def on_reset_command(
@@ -150,6 +181,12 @@ def thread_picker(threads: list[Any]) -> dict[str, Any]:
             }
         )
     return {"text": "Your threadbox threads in this channel", "blocks": blocks}
+
+
+def thread_title(text: str, limit: int = 60) -> str:
+    """An assistant thread's title: the start of its first message."""
+    line = " ".join(text.split()) or "New conversation"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def team_id_of(context: AsyncBoltContext) -> str:

@@ -62,6 +62,7 @@ class Step:
 class ReplyState:
     text: str = ""
     steps: dict[str, Step] = field(default_factory=dict)
+    summary: str = ""
 
 
 class Renderer(Protocol):
@@ -105,11 +106,12 @@ class Reply:
         await self._render(lambda renderer: renderer.step(self.state, step))
         await self.set_status("is thinking…")
 
-    async def finish(self, notes: list[str] | None = None) -> None:
+    async def finish(self, notes: list[str] | None = None, *, failed: bool = False) -> None:
         """End the reply; `notes` (errors, warnings) are appended after the answer."""
         for step in self.state.steps.values():
             if step.status == "in_progress":
                 step.status = "error"
+        self.state.summary = final_status(self.state, failed)
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
@@ -181,7 +183,11 @@ class StreamRenderer:
         stream = await self._current()
         open_steps = [step.chunk() for step in state.steps.values() if step.status == "error"]
         text = f"\n\n{footer}" if footer and state.text.strip() else footer
-        await stream.stop(markdown_text=text or None, chunks=open_steps or None)
+        await stream.stop(
+            markdown_text=text or None,
+            chunks=open_steps or None,
+            blocks=[_context(state.summary)] if state.summary else None,
+        )
 
     async def _current(self) -> AsyncChatStream:
         """The open stream, moving on to a new message once this one is full."""
@@ -286,9 +292,22 @@ class MessageRenderer:
     def _blocks(state: ReplyState, text: str) -> list[dict[str, object]]:
         blocks: list[dict[str, object]] = []
         if state.steps:
-            lines = "\n".join(step.line() for step in state.steps.values())
-            blocks.append(
-                {"type": "context", "elements": [{"type": "mrkdwn", "text": lines[:2900]}]}
-            )
+            blocks.append(_context("\n".join(step.line() for step in state.steps.values())))
         blocks.append({"type": "markdown", "text": text})
+        if state.summary:
+            blocks.append(_context(state.summary))
         return blocks
+
+
+def _context(text: str) -> dict[str, object]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:2900]}]}
+
+
+def final_status(state: ReplyState, failed: bool) -> str:
+    """The line that closes a reply: how the turn ended and how much code ran."""
+    runs = len(state.steps)
+    errors = sum(step.status == "error" for step in state.steps.values())
+    ran = f"{runs} code run{'s' if runs != 1 else ''}" + (f", {errors} with errors" if errors else "")
+    if failed:
+        return f"⚠️ Stopped early · {ran}" if runs else "⚠️ Stopped early"
+    return f"✅ Done · {ran}" if runs else ""

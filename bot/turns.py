@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import InboxMessage, Store, ThreadKey
 
 from .claude import ClaudeTurns, TurnResult
-from .files import FileRelayError, relay_output_to_slack
+from .files import ContainerFile, FileRelayError, relay_output_to_slack, relay_slack_file_to_claude
 from .reply import SLACK_ERRORS, Reply, ReplyTarget
 from .threads import is_reset_command, reply_thread_ts, strip_mention
 
@@ -60,6 +60,7 @@ class TurnEngine:
         http: aiohttp.ClientSession,
         bot_user_id: str,
         max_message_chars: int,
+        max_file_bytes: int,
         streaming: bool = True,
     ) -> None:
         self.store = store
@@ -68,6 +69,7 @@ class TurnEngine:
         self.http = http
         self.bot_user_id = bot_user_id
         self.max_message_chars = max_message_chars
+        self.max_file_bytes = max_file_bytes
         self.streaming = streaming
         self._queues: dict[ThreadKey, deque[ResetRequest | None]] = {}
         self._workers: set[asyncio.Task[None]] = set()
@@ -199,7 +201,11 @@ class TurnEngine:
         reply = Reply(self.slack, target, streaming=self.streaming)
         await reply.start()
         await reply.set_status("is thinking…")
-        user_content: list[dict[str, Any]] = [{"type": "text", "text": text or "(empty message)"}]
+        arrived = await self._take_in_files(message, target)
+        if message.files and not arrived and not text:
+            await reply.finish(["_None of the files could go into the container, so there is nothing to do._"])
+            return
+        user_content = user_turn_content(text, arrived)
         result = await self.claude.run(
             conversation.history,
             user_content,
@@ -217,12 +223,35 @@ class TurnEngine:
                 result.container_id,
                 result.container_expires_at,
             )
-        await reply.finish(turn_notes(result))
-        await self._relay_outputs(result, target)
+        await reply.finish(turn_notes(result), failed=bool(result.error))
+        user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
+        outputs = [file_id for file_id in result.output_file_ids if file_id not in user_file_ids]
+        await self._relay_outputs(outputs, arrived, target)
 
-    async def _relay_outputs(self, result: TurnResult, target: ReplyTarget) -> None:
+    async def _take_in_files(self, message: InboxMessage, target: ReplyTarget) -> list[ContainerFile]:
+        """Move the files shared with the message into the Files API; say what could not go."""
+        arrived: list[ContainerFile] = []
+        refused: list[str] = []
+        for slack_file in message.files:
+            try:
+                arrived.append(
+                    await relay_slack_file_to_claude(
+                        slack_file, slack=self.slack, claude=self.claude.client, http=self.http,
+                        max_bytes=self.max_file_bytes,
+                    )
+                )
+            except FileRelayError as error:
+                refused.append(str(error))
+            except SLACK_ERRORS as error:
+                refused.append(f"couldn't look up a shared file: {error}")
+        if refused:
+            await self._say(target, ":warning: " + "\n• ".join(["Some files couldn't go into the container:", *refused]))
+        return arrived
+
+    async def _relay_outputs(self, file_ids: list[str], user_files: list[ContainerFile], target: ReplyTarget) -> None:
+        echoes = {(f.filename, f.size) for f in user_files}
         failures: list[str] = []
-        for file_id in dict.fromkeys(result.output_file_ids):
+        for file_id in dict.fromkeys(file_ids):
             try:
                 await relay_output_to_slack(
                     self.claude.client,
@@ -231,6 +260,7 @@ class TurnEngine:
                     file_id,
                     channel_id=target.channel_id,
                     thread_ts=target.thread_ts,
+                    skip=echoes,
                 )
             except FileRelayError as error:
                 failures.append(str(error))
@@ -245,6 +275,27 @@ class TurnEngine:
             await self.slack.chat_postMessage(channel=target.channel_id, thread_ts=target.thread_ts, text=text)
         except SLACK_ERRORS as error:
             logger.error("could not post to %s: %s", target.channel_id, error)
+
+
+def user_turn_content(text: str, files: list[ContainerFile]) -> list[dict[str, Any]]:
+    """The user message for Claude: the text, what arrived, and a `container_upload` per file."""
+    if files:
+        listing = ", ".join(f"{f.filename} ({f.size:,} bytes)" for f in files)
+        text = f"{text}\n\n[Files shared with this message, now in the container: {listing}]".strip()
+    content: list[dict[str, Any]] = [{"type": "text", "text": text or "(empty message)"}]
+    content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
+    return content
+
+
+def uploaded_file_ids(messages: list[dict[str, Any]]) -> set[str]:
+    """Files users put into the container: never sent back to them as outputs."""
+    return {
+        block["file_id"]
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "container_upload"
+    }
 
 
 def turn_notes(result: TurnResult) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
 import time
-from datetime import datetime, timezone
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
@@ -71,8 +73,18 @@ def web_client(fake: FakeSlack, token: str | None = None, **kwargs: object) -> A
     return AsyncWebClient(token=token or fake.bot_token, base_url=fake.base_url, **kwargs)
 
 
-def claude_client(fake: FakeAnthropic, **kwargs: object) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=fake.base_url, api_key=fake.api_key, **kwargs)
+@pytest_asyncio.fixture
+async def claude_client(claude: FakeAnthropic) -> AsyncIterator[Callable[..., anthropic.AsyncAnthropic]]:
+    """A factory of SDK clients on the fake, closed at teardown (else httpx2 warns)."""
+    made: list[anthropic.AsyncAnthropic] = []
+
+    def make(api_key: str | None = None, **kwargs: Any) -> anthropic.AsyncAnthropic:
+        made.append(anthropic.AsyncAnthropic(base_url=claude.base_url, api_key=api_key or claude.api_key, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.close()
 
 
 # ---------------------------------------------------------------------- Slack
@@ -175,7 +187,7 @@ async def test_files_upload_v2_lands_in_thread(slack: FakeSlack) -> None:
     url = await client.files_getUploadURLExternal(filename="big.bin", length=size)
     payload = bytes(range(256)) * (size // 256)
     async with aiohttp.ClientSession() as http:
-        async with http.post(url["upload_url"], data=payload) as resp:
+        async with http.post(url["upload_url"], data=io.BytesIO(payload)) as resp:
             assert resp.status == 200 and await resp.text() == f"OK - {size}"
     await client.files_completeUploadExternal(files=[{"id": url["file_id"], "title": "Big"}], channel_id="D1")
     big = slack.uploads[-1]
@@ -291,7 +303,11 @@ def test_request_builders_sign_and_parse() -> None:
     envelope = json.loads(body)
     assert envelope["type"] == "event_callback" and envelope["event"] == event
     assert envelope["authorizations"][0] == {
-        "enterprise_id": None, "team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False
+        "enterprise_id": None,
+        "team_id": "T1",
+        "user_id": "UBOT",
+        "is_bot": True,
+        "is_enterprise_install": False,
     }
     assert envelope["event_id"] != json.loads(event_body(event))["event_id"]
     assert json.loads(event_body(event, event_id="Ev1"))["event_id"] == "Ev1"
@@ -310,12 +326,18 @@ def test_request_builders_sign_and_parse() -> None:
     assert fields["trigger_id"] and fields["response_url"] == "http://x/response/1"
 
     message = {"type": "message", "user": "U2", "ts": "1.5", "thread_ts": THREAD, "text": "x"}
-    short = json.loads(parse_qs(shortcut_body("reset_thread", message=message, channel_id="C1",
-                                              user_id="U1", response_url="http://x/r"))["payload"][0])
+    short = json.loads(
+        parse_qs(
+            shortcut_body("reset_thread", message=message, channel_id="C1", user_id="U1", response_url="http://x/r")
+        )["payload"][0]
+    )
     assert (short["type"], short["callback_id"], short["message_ts"]) == ("message_action", "reset_thread", "1.5")
     assert short["message"]["thread_ts"] == THREAD and short["channel"]["id"] == "C1"
-    action = json.loads(parse_qs(block_action_body("confirm", "yes", channel_id="C1", user_id="U1",
-                                                   response_url="http://x/r"))["payload"][0])
+    action = json.loads(
+        parse_qs(block_action_body("confirm", "yes", channel_id="C1", user_id="U1", response_url="http://x/r"))[
+            "payload"
+        ][0]
+    )
     assert action["type"] == "block_actions" and action["container"]["is_ephemeral"] is True
     assert action["actions"][0]["action_id"] == "confirm" and action["actions"][0]["value"] == "yes"
 
@@ -324,8 +346,8 @@ def test_request_builders_sign_and_parse() -> None:
 
 
 @pytest.mark.asyncio
-async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic) -> None:
-    client = claude_client(claude)
+async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client()
     out = claude.add_file("plot.png", b"\x89PNG...", mime_type="image/png")
     claude.enqueue(
         Reply(
@@ -352,8 +374,14 @@ async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic) -> N
     assert "message_delta" in events and "input_json" in events and "content_block_stop" in events
     assert "".join(deltas) == "Let me look.Done: **a.txt**" and len(deltas) > 2
     assert [b.type for b in final.content] == [
-        "text", "server_tool_use", "bash_code_execution_tool_result", "server_tool_use",
-        "text_editor_code_execution_tool_result", "server_tool_use", "bash_code_execution_tool_result", "text",
+        "text",
+        "server_tool_use",
+        "bash_code_execution_tool_result",
+        "server_tool_use",
+        "text_editor_code_execution_tool_result",
+        "server_tool_use",
+        "bash_code_execution_tool_result",
+        "text",
     ]
     run, result = final.content[1], final.content[2]
     assert isinstance(final.content[0], TextBlock)
@@ -370,14 +398,17 @@ async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic) -> N
     assert final.stop_reason == "end_turn" and final.container is not None
     cid = final.container.id
     assert cid == "container_1" and set(claude.containers) == {cid}
-    days = (final.container.expires_at - datetime.now(timezone.utc)).total_seconds() / 86400
+    days = (final.container.expires_at - datetime.now(UTC)).total_seconds() / 86400
     assert 29.9 < days <= 30
     assert claude.requests[0]["stream"] is True and claude.requests[0]["tools"] == [CODE_TOOL]
 
     # Continue in the same container, non-streaming, with the container as an object.
     claude.enqueue(Reply([text("again")], stop_reason="pause_turn"))
     again = await client.messages.create(
-        model=MODEL, max_tokens=64, container={"id": cid}, tools=[CODE_TOOL],
+        model=MODEL,
+        max_tokens=64,
+        container={"id": cid},
+        tools=[CODE_TOOL],
         messages=[{"role": "user", "content": "more"}, final.to_param()],
     )
     assert again.container.id == cid and again.stop_reason == "pause_turn"
@@ -389,8 +420,8 @@ async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic) -> N
 
 
 @pytest.mark.asyncio
-async def test_container_errors_auth_and_retries(claude: FakeAnthropic) -> None:
-    client = claude_client(claude, max_retries=2)
+async def test_container_errors_auth_and_retries(claude: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client(max_retries=2)
     ask = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "tools": [CODE_TOOL]}
     with pytest.raises(anthropic.BadRequestError) as err:
         await client.messages.create(**ask, container="container_nope")
@@ -440,14 +471,12 @@ async def test_container_errors_auth_and_retries(claude: FakeAnthropic) -> None:
                 "request_id": resp.headers["request-id"],
             }
     with pytest.raises(anthropic.AuthenticationError):
-        await anthropic.AsyncAnthropic(base_url=claude.base_url, api_key="wrong").messages.create(**ask)
+        await claude_client(api_key="wrong").messages.create(**ask)
 
 
 @pytest.mark.asyncio
-async def test_concurrency_is_tracked_per_container(claude: FakeAnthropic) -> None:
-    import asyncio
-
-    client = claude_client(claude)
+async def test_concurrency_is_tracked_per_container(claude: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client()
     cid = claude.new_container()
     claude.responder = lambda body: Reply([text("slow")], delay=0.2)
     ask = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "tools": [CODE_TOOL]}
@@ -462,8 +491,8 @@ async def test_concurrency_is_tracked_per_container(claude: FakeAnthropic) -> No
 
 
 @pytest.mark.asyncio
-async def test_files_metadata_download_and_upload(claude: FakeAnthropic) -> None:
-    client = claude_client(claude, max_retries=0)
+async def test_files_metadata_download_and_upload(claude: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client(max_retries=0)
     small = claude.add_file("out.csv", b"a,b\n1,2\n", mime_type="text/csv")
     big = claude.add_file("big.bin", size=3 * 1024 * 1024 + 5, mime_type="application/octet-stream")
 

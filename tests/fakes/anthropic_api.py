@@ -15,9 +15,10 @@ import inspect
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
@@ -112,7 +113,7 @@ class _Counters:
 
 def iso(epoch: float) -> str:
     """An epoch as the API writes times: ISO 8601 UTC with microseconds and "Z"."""
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _tool_id() -> str:
@@ -224,9 +225,7 @@ class FakeAnthropic:
 
     async def start(self) -> str:
         """Start listening on an ephemeral port; return the base URL (no /v1)."""
-        app = web.Application(
-            client_max_size=256 * 1024 * 1024, middlewares=[self._request_id, self._auth]
-        )
+        app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._request_id, self._auth])
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/files", self._upload)
         app.router.add_get("/v1/files/{file_id}", self._metadata)
@@ -481,7 +480,11 @@ class FakeAnthropic:
             if kind == "text":
                 yield {"type": "content_block_start", "index": index, "content_block": {**block, "text": ""}}
                 for piece in _pieces(block.get("text", "")):
-                    yield {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}}
+                    yield {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": piece},
+                    }
             elif kind in ("server_tool_use", "tool_use"):
                 yield {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}}
                 for piece in _pieces(json.dumps(block.get("input", {}))):

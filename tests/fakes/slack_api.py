@@ -14,9 +14,10 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import BodyPartReader, web
@@ -75,17 +76,13 @@ def rendered_text(msg: dict[str, Any]) -> str:
     text, else section texts, else `text`.
     """
     if msg.get("stream"):
-        return "".join(
-            c.get("text", "") for c in msg.get("chunks") or [] if c.get("type") == "markdown_text"
-        )
+        return "".join(c.get("text", "") for c in msg.get("chunks") or [] if c.get("type") == "markdown_text")
     blocks = [b for b in msg.get("blocks") or [] if isinstance(b, dict)]
     markdown = [b.get("text", "") for b in blocks if b.get("type") == "markdown"]
     if markdown:
         return "\n".join(markdown)
     sections = [
-        b["text"].get("text", "")
-        for b in blocks
-        if b.get("type") == "section" and isinstance(b.get("text"), dict)
+        b["text"].get("text", "") for b in blocks if b.get("type") == "section" and isinstance(b.get("text"), dict)
     ]
     if sections:
         return "\n".join(sections)
@@ -481,7 +478,13 @@ class FakeSlack:
         if "blocks" in args:
             msg["blocks"] = args["blocks"] or []
         msg["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
-        return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "text": msg["text"], "message": self._public(msg)}
+        return {
+            "ok": True,
+            "channel": msg["channel"],
+            "ts": msg["ts"],
+            "text": msg["text"],
+            "message": self._public(msg),
+        }
 
     def _delete(self, args: dict[str, Any]) -> dict[str, Any]:
         msg = self.message(args.get("channel", ""), args.get("ts", ""))
