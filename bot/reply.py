@@ -135,7 +135,7 @@ class Reply:
             if not isinstance(self._renderer, StreamRenderer):
                 raise
             logger.warning("streaming unavailable (%s); falling back to message updates", error)
-            self._renderer = MessageRenderer(self.client, self.target)
+            self._renderer = self._renderer.fallback()
             await self._renderer.start(self.state)
             await action(self._renderer)
 
@@ -149,6 +149,8 @@ class StreamRenderer:
         self._stream: AsyncChatStream | None = None
         self._streamed_chars = 0
         self._full = False
+        # Where the current message's text starts in the whole answer.
+        self._message_start = 0
 
     async def _open(self) -> AsyncChatStream:
         stream = await self.client.chat_stream(
@@ -159,8 +161,14 @@ class StreamRenderer:
             task_display_mode="timeline",
             buffer_size=STREAM_BUFFER_CHARS,
         )
+        self._message_start += self._streamed_chars
         self._streamed_chars, self._full = 0, False
         return stream
+
+    def fallback(self) -> "MessageRenderer":
+        """Carry on by editing the current message (Slack allows `chat.update` on a stream)."""
+        ts = self._stream.ts if self._stream is not None else None
+        return MessageRenderer(self.client, self.target, ts=ts, text_offset=self._message_start)
 
     async def start(self, state: ReplyState) -> None:
         self._stream = await self._open()
@@ -221,16 +229,24 @@ def _next_piece(text: str, streamed: int) -> tuple[str, bool]:
 class MessageRenderer:
     """Posts one message and edits it as the turn goes; long answers continue in new messages."""
 
-    def __init__(self, client: AsyncWebClient, target: ReplyTarget) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        target: ReplyTarget,
+        *,
+        ts: str | None = None,
+        text_offset: int = 0,
+    ) -> None:
         self.client = client
         self.target = target
-        self._ts: str | None = None
+        self._ts = ts
+        self._text_offset = text_offset
         self._last_update = 0.0
         self._pending: asyncio.Task[None] | None = None
-        self._state: ReplyState | None = None
 
     async def start(self, state: ReplyState) -> None:
-        self._state = state
+        if self._ts is not None:
+            return
         response = await self.client.chat_postMessage(
             channel=self.target.channel_id,
             thread_ts=self.target.thread_ts,
@@ -250,7 +266,7 @@ class MessageRenderer:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        body = "\n\n".join(part for part in (state.text.strip(), footer) if part)
+        body = "\n\n".join(part for part in (state.text[self._text_offset :].strip(), footer) if part)
         pieces = split_markdown(body)
         await self._update(state, pieces[0], final=True)
         for piece in pieces[1:]:
@@ -269,7 +285,7 @@ class MessageRenderer:
         wait = self._last_update + UPDATE_INTERVAL_SECONDS - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        text = state.text.strip()
+        text = state.text[self._text_offset :].strip()
         if len(text) > MARKDOWN_BLOCK_LIMIT - 100:
             text = "…" + text[-(MARKDOWN_BLOCK_LIMIT - 100) :]
         try:

@@ -477,6 +477,9 @@ class FakeSlack:
             msg["text"] = args["text"]
         if "blocks" in args:
             msg["blocks"] = args["blocks"] or []
+        if msg.get("stream"):
+            # Editing a streamed message replaces what was streamed, and ends the stream.
+            msg.update(stream=False, streaming=False, chunks=[])
         msg["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
         return {
             "ok": True,

@@ -1,0 +1,174 @@
+"""Live progress: streamed replies with a step per code run, the fallback, assistant threads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from bot.config import Settings
+from tests.conftest import BotServer
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, code_error, code_run, file_edit, text
+from tests.fakes.slack_api import event_body, mention_event, message_event
+
+CHANNEL = "C1"
+
+
+def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
+    return "\n".join(slack.thread_texts(channel, thread_ts))
+
+
+def stream_chunks(slack: FakeSlack) -> list[dict[str, Any]]:
+    """Every chunk sent through the streaming methods, in order."""
+    chunks: list[dict[str, Any]] = []
+    for call in slack.calls:
+        if call.method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+            chunks.extend(call.args.get("chunks") or [])
+    return chunks
+
+
+async def test_answer_is_streamed_with_a_step_per_code_run(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000401.000100"
+    claude_api.enqueue(
+        Reply(
+            [
+                text("Let me compute that. "),
+                *code_run("python -c 'print(6*7)'", stdout="42\n", tool_id="srvtoolu_a"),
+                *file_edit("notes.md", "# notes", tool_id="srvtoolu_b"),
+                *code_error("sleep 999", tool_id="srvtoolu_c"),
+                text("The result is **42**."),
+            ]
+        )
+    )
+    await bot.send_event(mention_event("compute", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: bool(slack.calls_to("chat.stopStream")))
+    await bot.idle()
+
+    [start] = slack.calls_to("chat.startStream")
+    assert start["channel"] == CHANNEL and start["thread_ts"] == root
+    assert start["recipient_user_id"] == "U1" and start["recipient_team_id"] == "T1"
+    assert slack.calls_to("chat.postMessage") == []  # no fallback needed
+
+    steps = [chunk for chunk in stream_chunks(slack) if chunk["type"] == "task_update"]
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for step in steps:
+        by_id.setdefault(step["id"], []).append(step)
+    assert list(by_id) == ["srvtoolu_a", "srvtoolu_b", "srvtoolu_c"]
+    assert [s["status"] for s in by_id["srvtoolu_a"]] == ["in_progress", "complete"]
+    assert by_id["srvtoolu_a"][0]["title"] == "python -c 'print(6*7)'"
+    assert by_id["srvtoolu_a"][-1]["output"] == "42"
+    assert by_id["srvtoolu_b"][0]["title"] == "create notes.md"
+    assert by_id["srvtoolu_c"][-1]["status"] == "error"
+    assert "execution time exceeded" in by_id["srvtoolu_c"][-1]["output"]
+
+    # The markdown arrives in order around the steps, and the message closes with a status.
+    answer = thread_text(slack, CHANNEL, root)
+    assert answer.index("Let me compute that.") < answer.index("The result is **42**.")
+    [stop] = slack.calls_to("chat.stopStream")
+    assert "3 code runs, 1 with errors" in str(stop.get("blocks"))
+
+    statuses = [call["status"] for call in slack.calls_to("assistant.threads.setStatus")]
+    assert "is running code…" in statuses
+
+
+async def test_streaming_is_buffered_not_one_call_per_token(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    words = [f"word{n} " for n in range(600)]
+    claude_api.enqueue(Reply([text("".join(words))], chunk_delay=0.0))
+    root = "1700000402.000100"
+    await bot.send_event(mention_event("talk", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: bool(slack.calls_to("chat.stopStream")))
+    appends = slack.calls_to("chat.appendStream")
+    assert len(appends) < 30
+    assert "word599" in thread_text(slack, CHANNEL, root)
+
+
+async def test_fallback_when_streaming_is_refused(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.fail("chat.startStream", error="not_allowed_token_type", times=-1)
+    claude_api.enqueue(Reply([*code_run("ls", stdout="a.txt", tool_id="srvtoolu_x"), text("Found **a.txt**.")]))
+    root = "1700000403.000100"
+    await bot.send_event(mention_event("list", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "Found **a.txt**." in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    [reply] = slack.thread(CHANNEL, root)
+    assert not reply.get("stream")
+    final_blocks = slack.calls_to("chat.update")[-1]["blocks"]
+    assert {"type": "markdown", "text": "Found **a.txt**."} in final_blocks
+    assert "✅ `ls`" in str(final_blocks)
+
+
+async def test_fallback_when_the_stream_breaks_midway(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.fail("chat.appendStream", error="message_not_in_streaming_state", times=-1)
+    claude_api.enqueue(Reply([text("part one. " * 80), *code_run("echo hi", stdout="hi"), text("part two.")]))
+    root = "1700000404.000100"
+    await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: any("part two." in t for t in slack.thread_texts(CHANNEL, root)))
+    await bot.idle()
+    # The message that was streaming is edited to the whole answer: no duplicate, no empty message.
+    [reply] = slack.thread(CHANNEL, root)
+    assert reply["ts"] == slack.calls_to("chat.update")[-1]["ts"]
+    final = slack.calls_to("chat.update")[-1]["blocks"]
+    markdown = next(block["text"] for block in final if block["type"] == "markdown")
+    assert markdown.startswith("part one.") and markdown.endswith("part two.")
+
+
+async def test_streaming_can_be_turned_off(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    bot = BotServer(replace(settings, slack_streaming=False), slack)
+    await bot.start()
+    try:
+        root = "1700000405.000100"
+        await bot.send_event(mention_event("hello", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+        assert slack.calls_to("chat.startStream") == []
+        assert slack.calls_to("chat.postMessage")[0]["thread_ts"] == root
+    finally:
+        await bot.stop()
+
+
+async def test_assistant_thread_gets_prompts_title_status_and_an_answer(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    dm, thread_ts = "D5", "1700000406.000100"
+    started = {
+        "type": "assistant_thread_started",
+        "assistant_thread": {"user_id": "U1", "context": {}, "channel_id": dm, "thread_ts": thread_ts},
+        "event_ts": "1700000406.000050",
+    }
+    status, _ = await bot.post(event_body(started), "application/json")
+    assert status == 200
+    await bot.wait_for(lambda: bool(slack.calls_to("assistant.threads.setSuggestedPrompts")))
+    [prompts] = slack.calls_to("assistant.threads.setSuggestedPrompts")
+    assert prompts["channel_id"] == dm and prompts["thread_ts"] == thread_ts
+    assert len(prompts["prompts"]) >= 2
+    assert "sandbox" in thread_text(slack, dm, thread_ts)
+
+    claude_api.enqueue(Reply([text("Primes: 2, 3, 5.")]))
+    await bot.send_event(
+        message_event("Compute the first three primes please", channel=dm, user="U1", ts="1700000406.000200",
+                      thread_ts=thread_ts, channel_type="im")
+    )
+    await bot.wait_for(lambda: "Primes: 2, 3, 5." in thread_text(slack, dm, thread_ts))
+    await bot.idle()
+    [title] = slack.calls_to("assistant.threads.setTitle")
+    assert title["title"] == "Compute the first three primes please"
+    assert any(call["thread_ts"] == thread_ts for call in slack.calls_to("assistant.threads.setStatus"))
+
+    # A follow-up in the same assistant thread keeps the container and does not retitle.
+    claude_api.enqueue(Reply([text("Next: 7.")]))
+    await bot.send_event(
+        message_event("and the next?", channel=dm, user="U1", ts="1700000406.000300", thread_ts=thread_ts,
+                      channel_type="im")
+    )
+    await bot.wait_for(lambda: "Next: 7." in thread_text(slack, dm, thread_ts))
+    assert len(slack.calls_to("assistant.threads.setTitle")) == 1
+    assert [m["role"] for m in claude_api.requests[-1]["messages"]] == ["user", "assistant", "user"]
