@@ -15,6 +15,7 @@ from typing import IO, Any, AsyncIterator, Collection
 
 import aiohttp
 import anthropic
+import httpx2
 from slack_sdk.web.async_client import AsyncWebClient
 
 logger = logging.getLogger(__name__)
@@ -62,11 +63,13 @@ async def relay_output_to_slack(
             f" of {_megabytes(upload_limit)}; it stays in the container."
         )
     upload = await slack.files_getUploadURLExternal(filename=meta.filename, length=meta.size_bytes)
+    body: _CheckedBody | None = None
     try:
         async with claude.files.with_streaming_response.download(file_id) as response:
+            body = _CheckedBody(response.iter_bytes(CHUNK_BYTES), meta.size_bytes)
             async with http.post(
                 upload["upload_url"],
-                data=_limited(response.iter_bytes(CHUNK_BYTES), meta.size_bytes),
+                data=body.chunks(),
                 headers={
                     "Content-Length": str(meta.size_bytes),
                     "Content-Type": "application/octet-stream",
@@ -74,9 +77,14 @@ async def relay_output_to_slack(
             ) as posted:
                 if posted.status != 200:
                     raise FileRelayError(f"Slack refused the upload of `{meta.filename}` ({posted.status}).")
-    except anthropic.APIError as error:
+    except (anthropic.APIError, httpx2.HTTPError) as error:
         raise FileRelayError(f"couldn't download `{meta.filename}` from the container: {error}") from error
     except aiohttp.ClientError as error:
+        # aiohttp reports a failing body as a connection error; name the side that failed.
+        if body is not None and body.error is not None:
+            raise FileRelayError(
+                f"couldn't download `{meta.filename}` from the container: {body.error}"
+            ) from body.error
         raise FileRelayError(f"couldn't upload `{meta.filename}` to Slack: {error}") from error
     await slack.files_completeUploadExternal(
         files=[{"id": upload["file_id"], "title": meta.filename}],
@@ -86,14 +94,25 @@ async def relay_output_to_slack(
     return RelayedFile(file_id=file_id, filename=meta.filename, size=meta.size_bytes)
 
 
-async def _limited(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """Pass chunks through, refusing a body that would not match its announced length."""
-    sent = 0
-    async for chunk in chunks:
-        sent += len(chunk)
-        if sent > size:
-            raise FileRelayError("the file grew while it was being copied")
-        yield chunk
+class _CheckedBody:
+    """Passes download chunks to the upload, keeping any download failure for the report."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], size: int) -> None:
+        self._chunks = chunks
+        self._size = size
+        self.error: BaseException | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            async for chunk in self._chunks:
+                sent += len(chunk)
+                if sent > self._size:
+                    raise FileRelayError("the file grew while it was being copied")
+                yield chunk
+        except Exception as error:
+            self.error = error
+            raise
 
 
 def _megabytes(size: int) -> str:

@@ -162,6 +162,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.downloads: list[dict[str, Any]] = []
+        self.files_read_scope = True
+        """False: the app lacks `files:read`, so downloads answer Slack's sign-in page."""
         self.strict_streams = True
         """chat.startStream in a channel (C…/G…) needs recipient_user_id and recipient_team_id."""
         self._failures: dict[str, list[_Failure]] = {}
@@ -411,7 +413,7 @@ class FakeSlack:
         self.downloads.append({"file_id": file_id, "authorized": authorized})
         if "download" in self._delays:
             await asyncio.sleep(self._delays["download"])
-        if not authorized:
+        if not authorized or not self.files_read_scope:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
         entry = self._user_files.get(file_id)
         if entry is None:

@@ -1,0 +1,184 @@
+"""Users' files go into the container; produced files come back; large files stay out of memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+from dataclasses import replace
+
+from bot.config import Settings
+from tests.conftest import BotServer
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, code_run, text
+from tests.fakes.slack_api import mention_event, message_event
+
+CHANNEL = "C1"
+MB = 1024 * 1024
+
+
+def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
+    return "\n".join(slack.thread_texts(channel, thread_ts))
+
+
+def uploads_in(request: dict) -> list[str]:
+    return [block["file_id"] for block in request["messages"][-1]["content"] if block["type"] == "container_upload"]
+
+
+async def test_shared_files_are_placed_in_the_container_and_announced(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    data = slack.add_user_file("sales.csv", b"region,amount\nnorth,10\nsouth,20\n", mimetype="text/csv")
+    notes = slack.add_user_file("notes.txt", b"remember the south", mimetype="text/plain")
+    root = "1700000501.000100"
+    await bot.send_event(mention_event("summarize these", channel=CHANNEL, user="U1", ts=root, files=[data, notes]))
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+
+    assert [d["authorized"] for d in slack.downloads] == [True, True]
+    by_name = {f["filename"]: f for f in claude_api.uploaded}
+    assert by_name["sales.csv"]["content"] == b"region,amount\nnorth,10\nsouth,20\n"
+    assert by_name["notes.txt"]["content"] == b"remember the south"
+    request = claude_api.requests[0]
+    assert uploads_in(request) == [by_name["sales.csv"]["id"], by_name["notes.txt"]["id"]]
+    said = request["messages"][-1]["content"][0]["text"]
+    assert said.startswith("summarize these") and "sales.csv" in said and "notes.txt" in said
+
+
+async def test_a_follow_up_file_joins_the_earlier_ones_in_the_same_container(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000502.000100"
+    first = slack.add_user_file("a.txt", b"first")
+    await bot.send_event(mention_event("keep this", channel=CHANNEL, user="U1", ts=root, files=[first]))
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+    second = slack.add_user_file("b.txt", b"second")
+    # A file shared in the thread without any words still reaches the container.
+    await bot.send_event(
+        message_event("", channel=CHANNEL, user="U1", ts="1700000502.000200", thread_ts=root, files=[second])
+    )
+    await bot.wait_for(lambda: len(claude_api.requests) == 2)
+    await bot.idle()
+
+    follow_up = claude_api.requests[1]
+    assert follow_up["container"] == next(iter(claude_api.containers))
+    ids = {f["filename"]: f["id"] for f in claude_api.uploaded}
+    assert uploads_in(follow_up) == [ids["b.txt"]]
+    assert ids["a.txt"] in str(follow_up["messages"][0]["content"])  # still in the history
+    assert "b.txt" in follow_up["messages"][-1]["content"][0]["text"]
+
+
+async def test_files_that_cannot_go_in_are_refused_clearly(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    bot = BotServer(replace(settings, max_file_bytes=1 * MB), slack)
+    await bot.start()
+    try:
+        big = slack.add_user_file("huge.bin", size=3 * MB, mimetype="application/octet-stream")
+        broken = slack.add_user_file("broken.txt", b"x")
+        slack.fail_downloads_of(broken["id"], status=500)
+        fine = slack.add_user_file("fine.txt", b"fine")
+        root = "1700000503.000100"
+        await bot.send_event(mention_event("use them", channel=CHANNEL, user="U1", ts=root, files=[big, broken, fine]))
+        await bot.wait_for(lambda: len(claude_api.requests) == 1)
+        await bot.idle()
+
+        said = thread_text(slack, CHANNEL, root)
+        assert "`huge.bin` is 3.0 MB; the limit is 1.0 MB" in said
+        assert "broken.txt" in said and "500" in said
+        assert [f["filename"] for f in claude_api.uploaded] == ["fine.txt"]
+        assert big["id"] not in [d["file_id"] for d in slack.downloads]
+        assert "fine.txt" in claude_api.requests[0]["messages"][-1]["content"][0]["text"]
+    finally:
+        await bot.stop()
+
+
+async def test_a_sign_in_page_instead_of_the_file_is_explained(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.files_read_scope = False
+    shared = slack.add_user_file("data.csv", b"a,b\n")
+    root = "1700000504.000100"
+    await bot.send_event(mention_event("", channel=CHANNEL, user="U1", ts=root, files=[shared]))
+    await bot.wait_for(lambda: "files:read" in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    assert claude_api.uploaded == []
+    assert claude_api.requests == []  # nothing else was asked, so there was nothing to run
+    assert "nothing to do" in thread_text(slack, CHANNEL, root)
+
+
+async def test_users_files_are_not_echoed_back_as_outputs(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    shared = slack.add_user_file("input.csv", b"x,y\n1,2\n")
+    echo = claude_api.add_file("input.csv", b"x,y\n1,2\n", mime_type="text/csv")
+    result = claude_api.add_file("summary.txt", b"two columns")
+    claude_api.enqueue(Reply([*code_run("cp input.csv out/ && summarize", file_ids=[echo, result]), text("Done.")]))
+    root = "1700000505.000100"
+    await bot.send_event(mention_event("summarize", channel=CHANNEL, user="U1", ts=root, files=[shared]))
+    await bot.wait_for(lambda: "Done." in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    assert [upload["title"] for upload in slack.uploads] == ["summary.txt"]
+
+
+async def test_files_over_slacks_upload_limit_get_a_message(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    giant = claude_api.add_file("giant.bin", size=1100 * MB)
+    claude_api.enqueue(Reply([*code_run("make giant", file_ids=[giant]), text("Made it.")]))
+    root = "1700000506.000100"
+    await bot.send_event(mention_event("make a giant file", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "over Slack's upload limit" in thread_text(slack, CHANNEL, root))
+    assert slack.uploads == [] and claude_api.downloads == []
+
+
+async def relay_both_ways(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, size: int, root: str) -> int:
+    """Relay one file of `size` bytes each way through the bot; returns peak traced memory."""
+    incoming = slack.add_user_file(f"in-{root}.bin", size=size, mimetype="application/octet-stream")
+    produced = claude_api.add_file(f"out-{root}.bin", size=size, mime_type="application/octet-stream")
+    claude_api.enqueue(Reply([*code_run("transform", file_ids=[produced]), text("Transformed.")]))
+    uploads_before = len(slack.uploads)
+    tracemalloc.start()
+    try:
+        await bot.send_event(mention_event("transform", channel=CHANNEL, user="U1", ts=root, files=[incoming]))
+        await bot.wait_for(lambda: len(slack.uploads) > uploads_before, timeout=120)
+        await bot.idle()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    into_container = claude_api.uploaded[-1]
+    assert into_container["size"] == size and into_container["sha256"] == slack.expected_sha256(incoming)
+    into_thread = slack.uploads[-1]
+    assert into_thread["size"] == size and into_thread["sha256"] == claude_api.expected_sha256(produced)
+    assert into_thread["thread_ts"] == root and into_thread["title"] == f"out-{root}.bin"
+    # The three-step upload was used, with the length announced up front.
+    assert int(slack.calls_to("files.getUploadURLExternal")[-1]["length"]) == size
+    return peak
+
+
+async def test_large_files_are_relayed_in_chunks_both_ways(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """Memory must not grow with the file: an 8x larger file costs (almost) no more memory."""
+    bot = BotServer(replace(settings, max_file_bytes=500 * MB), slack)
+    await bot.start()
+    try:
+        small = await relay_both_ways(bot, slack, claude_api, 16 * MB, "1700000507.000100")
+        large = await relay_both_ways(bot, slack, claude_api, 128 * MB, "1700000508.000100")
+        assert large < small + 16 * MB, f"peak {small / MB:.1f} MB for 16 MB, {large / MB:.1f} MB for 128 MB"
+    finally:
+        await bot.stop()
+
+
+async def test_a_download_cut_short_is_reported_and_the_other_files_still_arrive(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    cut = claude_api.add_file("cut.bin", size=2 * MB)
+    claude_api.fail_download(cut, after_bytes=512 * 1024)
+    whole = claude_api.add_file("whole.txt", b"all here")
+    claude_api.enqueue(Reply([*code_run("make both", file_ids=[cut, whole]), text("Made both.")]))
+    root = "1700000509.000100"
+    await bot.send_event(mention_event("make both", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "couldn't download `cut.bin`" in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    assert [upload["title"] for upload in slack.uploads] == ["whole.txt"]
