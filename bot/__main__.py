@@ -8,15 +8,13 @@ import sys
 
 from aiohttp import web
 
-from .app import build_web_app, create_runtime
+from .app import build_web_app, create_runtime, socket_mode_handler
 from .config import ConfigError, Settings, load_settings
 
 
 async def run_socket_mode(settings: Settings) -> None:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-
     runtime = await create_runtime(settings)
-    handler = AsyncSocketModeHandler(runtime.app, settings.slack_app_token)
+    handler = socket_mode_handler(runtime)
     try:
         await handler.start_async()
     finally:

@@ -9,6 +9,7 @@ import aiohttp
 import anthropic
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -97,6 +98,11 @@ async def create_runtime(settings: Settings) -> Runtime:
     if resumed:
         logger.info("resuming %d thread(s) with unanswered messages", resumed)
     return Runtime(settings, store, slack, claude, http, engine, app)
+
+
+def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:
+    """Socket Mode: Slack pushes events over a WebSocket the app opens (no public URL)."""
+    return AsyncSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
 
 
 def build_web_app(settings: Settings) -> web.Application:

@@ -27,6 +27,15 @@ from tests.fakes.slack_api import (
 SIGNING_SECRET = "test-signing-secret"
 
 
+async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll until `predicate()` holds; listeners run after the ack, so tests wait for effects."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
 class BotServer:
     """The bot's aiohttp app on a loopback port, plus helpers that speak to it as Slack does."""
 
@@ -98,12 +107,7 @@ class BotServer:
         return status
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-        """Poll until `predicate()` holds; listeners run after the ack, so tests wait for effects."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.02)
+        await wait_for(predicate, timeout)
 
     async def idle(self, quiet: float = 0.3) -> None:
         """Wait until no turn runs and Slack saw no new call for `quiet` seconds."""

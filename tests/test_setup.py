@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 
@@ -14,8 +18,9 @@ from bot import listeners
 from bot.config import ConfigError, load_settings
 from storage import InboxMessage, ThreadKey, open_store
 from storage.sqlite import MIGRATIONS, sqlite_path
-from tests.conftest import BotServer
-from tests.fakes.slack_api import mention_event, message_event
+from tests.conftest import SIGNING_SECRET, BotServer, wait_for
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.slack_api import event_body, mention_event, message_event, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
@@ -47,6 +52,10 @@ async def test_every_declared_surface_reaches_a_listener(bot: BotServer) -> None
     for event_type in MANIFEST["settings"]["event_subscriptions"]["bot_events"]:
         if event_type == "app_mention":
             event = mention_event("x", channel="C7", user="U1", ts="1700000301.000100")
+        elif event_type.startswith("assistant_thread_"):
+            thread = {"user_id": "U1", "context": {"channel_id": "C7"}, "channel_id": "D7",
+                      "thread_ts": "1700000301.000400"}
+            event = {"type": event_type, "assistant_thread": thread, "event_ts": "1700000301.000500"}
         else:
             channel_type = {"message.channels": "channel", "message.groups": "group", "message.im": "im",
                             "message.mpim": "mpim"}.get(event_type, "channel")
@@ -117,3 +126,46 @@ async def test_storage_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="postgres"):
         await open_store("postgres://db/threadbox")
+
+
+async def test_python_m_bot_serves_http_and_stops_cleanly(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """The real entry point, as the Procfile runs it: start, answer a signed mention, SIGTERM."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
+    env.update(
+        PYTHONPATH=str(ROOT), PORT=str(port), SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.base_url, ANTHROPIC_API_KEY=claude_api.api_key, ANTHROPIC_BASE_URL=claude_api.base_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}"
+
+            async def healthy() -> bool:
+                try:
+                    async with session.get(f"{url}/healthz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            for _ in range(300):
+                if await healthy():
+                    break
+                await asyncio.sleep(0.05)
+            body = event_body(mention_event("from the real process", channel="C1", user="U1", ts="1700000701.000100"))
+            async with session.post(f"{url}/slack/events", data=body, headers=sign(SIGNING_SECRET, body)) as response:
+                assert response.status == 200
+            await wait_for(lambda: "ok" in "".join(slack.thread_texts("C1", "1700000701.000100")))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "from the real process"

@@ -20,7 +20,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 CHUNK = 64 * 1024
 KEEP_LIMIT = 10 * 1024 * 1024
@@ -162,6 +162,9 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.downloads: list[dict[str, Any]] = []
+        self.app_token = "xapp-test"
+        self.socket_acks: list[dict[str, Any]] = []
+        self._sockets: list[web.WebSocketResponse] = []
         self.files_read_scope = True
         """False: the app lacks `files:read`, so downloads answer Slack's sign-in page."""
         self.strict_streams = True
@@ -209,6 +212,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._download)
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_post("/response/{n}", self._response_url)
+        app.router.add_get("/socket", self._socket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -362,6 +366,11 @@ class FakeSlack:
         token = auth[7:].strip() if auth.startswith("Bearer ") else args.get("token")
         if not token:
             return web.json_response({"ok": False, "error": "not_authed"})
+        if method == "apps.connections.open":
+            # The one method that takes the app-level token, not the bot token.
+            if token != self.app_token:
+                return web.json_response({"ok": False, "error": "invalid_auth"})
+            return web.json_response({"ok": True, "url": f"ws://{self.root[len('http://'):]}/socket"})
         if token != self.bot_token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         failure = self._take_failure(method)
@@ -446,6 +455,35 @@ class FakeSlack:
         return web.Response(text="ok")
 
     # ------------------------------------------------------------------ Web API methods
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        """Socket Mode: say hello, then record the client's acknowledgements."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": len(self._sockets),
+                            "connection_info": {"app_id": "A1"}})
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    self.socket_acks.append(json.loads(message.data))
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    @property
+    def socket_connected(self) -> bool:
+        return bool(self._sockets)
+
+    async def push_socket(self, envelope_type: str, payload: dict[str, Any]) -> str:
+        """Send an envelope (`events_api`, `slash_commands`, `interactive`) to the connected app."""
+        envelope_id = str(uuid.uuid4())
+        await self._sockets[-1].send_json(
+            {"envelope_id": envelope_id, "type": envelope_type, "payload": payload,
+             "accepts_response_payload": envelope_type != "events_api", "retry_attempt": 0,
+             "retry_reason": ""}
+        )
+        return envelope_id
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
