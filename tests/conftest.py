@@ -27,6 +27,11 @@ from tests.fakes.slack_api import (
 SIGNING_SECRET = "test-signing-secret"
 
 
+def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
+    """Everything a person sees in a thread, one message a line."""
+    return "\n".join(slack.thread_texts(channel, thread_ts))
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     """Poll until `predicate()` holds; listeners run after the ack, so tests wait for effects."""
     deadline = time.monotonic() + timeout

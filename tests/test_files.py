@@ -6,17 +6,13 @@ import tracemalloc
 from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer
+from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
 
 CHANNEL = "C1"
 MB = 1024 * 1024
-
-
-def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
-    return "\n".join(slack.thread_texts(channel, thread_ts))
 
 
 def uploads_in(request: dict) -> list[str]:

@@ -6,16 +6,12 @@ import json
 import time
 
 from bot.config import Settings
-from tests.conftest import BotServer
+from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import ErrorReply, Reply, code_run, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
 
 CHANNEL = "C1"
-
-
-def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
-    return "\n".join(slack.thread_texts(channel, thread_ts))
 
 
 async def test_slack_retries_and_twin_events_produce_one_answer(

@@ -6,16 +6,12 @@ import json
 
 import pytest
 
-from tests.conftest import BotServer
+from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
 
 CHANNEL = "C1"
-
-
-def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
-    return "\n".join(slack.thread_texts(channel, thread_ts))
 
 
 async def start_thread(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, root: str, user: str = "U1") -> str:

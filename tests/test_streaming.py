@@ -6,16 +6,12 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import Settings
-from tests.conftest import BotServer
+from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_error, code_run, file_edit, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
 
 CHANNEL = "C1"
-
-
-def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
-    return "\n".join(slack.thread_texts(channel, thread_ts))
 
 
 def stream_chunks(slack: FakeSlack) -> list[dict[str, Any]]:
