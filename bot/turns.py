@@ -146,20 +146,24 @@ class TurnEngine:
 
     async def _run_reset(self, request: ResetRequest) -> None:
         try:
-            existed = await self.store.reset(request.thread)
-            if existed:
-                await self.slack.chat_postMessage(
-                    channel=request.thread.channel_id,
-                    thread_ts=reply_thread_ts(request.thread),
-                    text=(
-                        f":recycle: <@{request.user_id}> reset this conversation: the next message"
-                        " starts in a fresh container with an empty history."
-                    ),
-                )
-            request.done.set_result(existed)
+            request.done.set_result(await self._reset_thread(request.thread, request.user_id))
         except Exception as error:  # noqa: BLE001 - reported to the caller, never crashes the worker
             logger.exception("reset of %s failed", request.thread)
             request.done.set_exception(error)
+
+    async def _reset_thread(self, thread: ThreadKey, user_id: str) -> bool:
+        """Forget the container and history, and say so where the conversation happens."""
+        existed = await self.store.reset(thread)
+        if existed:
+            await self.slack.chat_postMessage(
+                channel=thread.channel_id,
+                thread_ts=reply_thread_ts(thread),
+                text=(
+                    f":recycle: Fresh start: <@{user_id}> reset this conversation. The next message"
+                    " runs in a new container with an empty history."
+                ),
+            )
+        return existed
 
     # --- one turn ------------------------------------------------------------------------
 
@@ -173,13 +177,7 @@ class TurnEngine:
         )
         try:
             if is_reset_command(message.text, self.bot_user_id):
-                if not await self.store.reset(message.thread):
-                    return
-                await self.slack.chat_postMessage(
-                    channel=target.channel_id,
-                    thread_ts=target.thread_ts,
-                    text=":recycle: Fresh start: the next message runs in a new container with an empty history.",
-                )
+                await self._reset_thread(message.thread, message.user_id)
                 return
             text = strip_mention(message.text, self.bot_user_id)
             if len(text) > self.max_message_chars:
@@ -199,8 +197,8 @@ class TurnEngine:
     async def _run_turn(self, message: InboxMessage, text: str, target: ReplyTarget) -> None:
         conversation = await self.store.load_conversation(message.thread)
         reply = Reply(self.slack, target, streaming=self.streaming)
-        await reply.start()
         await reply.set_status("is thinking…")
+        await reply.start()
         arrived = await self._take_in_files(message, target)
         if message.files and not arrived and not text:
             await reply.finish(["_None of the files could go into the container, so there is nothing to do._"])
