@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Awaitable, Callable, Protocol
 
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.messages.chunk import MarkdownTextChunk, TaskUpdateChunk
@@ -128,7 +128,7 @@ class Reply:
         except SLACK_ERRORS as error:
             logger.debug("setStatus unavailable: %s", error)
 
-    async def _render(self, action) -> None:  # type: ignore[no-untyped-def]
+    async def _render(self, action: Callable[[Renderer], Awaitable[None]]) -> None:
         try:
             await action(self._renderer)
         except SLACK_ERRORS as error:

@@ -59,9 +59,7 @@ def thread_from_link(team_id: str, text: str) -> ThreadKey | None:
     path = _PERMALINK_PATH.search(url.path)
     if not path:
         return None
-    query = parse_qs(url.query)
-    thread_ts = (query.get("thread_ts") or [None])[0]
-    if not thread_ts:
-        digits = path.group("ts")
-        thread_ts = f"{digits[:10]}.{digits[10:]}"
+    digits = path.group("ts")
+    # A reply's link names its thread in `thread_ts`; a thread's first message is the thread.
+    thread_ts = parse_qs(url.query).get("thread_ts", [f"{digits[:10]}.{digits[10:]}"])[0]
     return ThreadKey(team_id, path.group("channel"), thread_ts)
