@@ -21,7 +21,8 @@ from storage import InboxMessage, Store, ThreadKey
 from .claude import ClaudeTurns, TurnResult
 from .files import ContainerFile, FileRelayError, relay_output_to_slack, relay_slack_file_to_claude
 from .reply import SLACK_ERRORS, Reply, ReplyTarget
-from .threads import is_reset_command, reply_thread_ts, strip_mention
+from .thread_context import earlier_messages
+from .threads import is_reset_command, mentions, reply_thread_ts, strip_mention
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,10 @@ class TurnEngine:
         if message.files and not arrived and not text:
             await reply.finish(["_None of the files could go into the container, so there is nothing to do._"])
             return
-        user_content = user_turn_content(text, arrived)
+        context = ""
+        if self._joins_thread_late(message, conversation.history):
+            context = await earlier_messages(self.slack, message.thread, message.message_ts, self.bot_user_id)
+        user_content = user_turn_content(text, arrived, context)
         result = await self.claude.run(
             conversation.history,
             user_content,
@@ -225,6 +229,11 @@ class TurnEngine:
         user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
         outputs = [file_id for file_id in result.output_file_ids if file_id not in user_file_ids]
         await self._relay_outputs(outputs, arrived, target)
+
+    def _joins_thread_late(self, message: InboxMessage, history: list[dict[str, Any]]) -> bool:
+        """A mention inside an existing thread, with no history yet: the thread is its context."""
+        is_reply = message.thread.thread_ts not in ("", message.message_ts)
+        return is_reply and not history and mentions(message.text, self.bot_user_id)
 
     async def _take_in_files(self, message: InboxMessage, target: ReplyTarget) -> list[ContainerFile]:
         """Move the files shared with the message into the Files API; say what could not go."""
@@ -275,12 +284,16 @@ class TurnEngine:
             logger.error("could not post to %s: %s", target.channel_id, error)
 
 
-def user_turn_content(text: str, files: list[ContainerFile]) -> list[dict[str, Any]]:
-    """The user message for Claude: the text, what arrived, and a `container_upload` per file."""
+def user_turn_content(text: str, files: list[ContainerFile], context: str = "") -> list[dict[str, Any]]:
+    """The user message for Claude: earlier thread messages, the text, what arrived, and a
+    `container_upload` per file."""
     if files:
         listing = ", ".join(f"{f.filename} ({f.size:,} bytes)" for f in files)
         text = f"{text}\n\n[Files shared with this message, now in the container: {listing}]".strip()
-    content: list[dict[str, Any]] = [{"type": "text", "text": text or "(empty message)"}]
+    content: list[dict[str, Any]] = []
+    if context:
+        content.append({"type": "text", "text": f"Earlier messages in this Slack thread, for context:\n{context}"})
+    content.append({"type": "text", "text": text or "(empty message)"})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content
 

@@ -192,3 +192,31 @@ async def test_many_threads_run_concurrently(
     await bot.wait_for(lambda: all("answered" in thread_text(slack, CHANNEL, root) for root in roots))
     assert len(claude_api.requests) == len(roots)
     assert claude_api.max_in_flight > 1
+
+
+async def test_a_mention_late_in_a_thread_sees_what_was_said_before(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000010.000100"
+    slack.add_message(CHANNEL, "Deploy failed: disk full on db-3", user="UALERT", ts=root)
+    slack.add_message(CHANNEL, "Again? That's the third time", user="U2", ts="1700000010.000200", thread_ts=root)
+    mention = mention_event("what happened here?", channel=CHANNEL, user="U1", ts="1700000010.000300", thread_ts=root)
+    await bot.send_event(mention)
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+
+    context, question = claude_api.requests[0]["messages"][0]["content"]
+    assert context["text"].splitlines()[1:] == [
+        "<@UALERT>: Deploy failed: disk full on db-3",
+        "<@U2>: Again? That's the third time",
+    ]
+    assert question == {"type": "text", "text": "what happened here?"}
+
+    # Follow-ups carry the history instead; the thread is not read again.
+    claude_api.enqueue(Reply([text("more")]))
+    await bot.send_event(
+        message_event("and now?", channel=CHANNEL, user="U1", ts="1700000010.000400", thread_ts=root)
+    )
+    await bot.wait_for(lambda: len(claude_api.requests) == 2)
+    assert len(slack.calls_to("conversations.replies")) == 1
+    assert claude_api.requests[1]["messages"][-1]["content"] == [{"type": "text", "text": "and now?"}]
