@@ -99,10 +99,10 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
                     " the thread, then `/reset <link>`."
                 )
                 return
-            await respond(await _reset_and_describe(engine, store, thread, user_id, channel_id))
+            await respond(await _reset_and_describe(engine, thread, user_id))
         elif is_dm(channel_id):
             thread = ThreadKey(team_id, channel_id, "")
-            await respond(await _reset_and_describe(engine, store, thread, user_id, channel_id))
+            await respond(await _reset_and_describe(engine, thread, user_id))
         else:
             threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
             await respond(**thread_picker(threads))
@@ -120,7 +120,7 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
             await respond("That button is out of date; run `/reset` again.", replace_original=True)
             return
         user_id = (body.get("user") or {}).get("id", "")
-        text = await _reset_and_describe(engine, store, thread, user_id, thread.channel_id)
+        text = await _reset_and_describe(engine, thread, user_id)
         await respond(text, replace_original=True)
 
     @app.shortcut(RESET_SHORTCUT_ID)
@@ -135,15 +135,11 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
             return
         thread = thread_of(team_id_of(context), {**message, "channel": channel_id})
         user_id = (shortcut.get("user") or {}).get("id", "")
-        await respond(await _reset_and_describe(engine, store, thread, user_id, channel_id))
+        await respond(await _reset_and_describe(engine, thread, user_id))
 
 
-async def _reset_and_describe(
-    engine: TurnEngine, store: Store, thread: ThreadKey, user_id: str, from_channel: str
-) -> dict[str, Any] | str:
+async def _reset_and_describe(engine: TurnEngine, thread: ThreadKey, user_id: str) -> str:
     """Reset a thread and say what happened, ephemerally, to the person who asked."""
-    if thread.channel_id != from_channel and not await store.has_conversation(thread):
-        return "threadbox has no conversation in that thread."
     if not await engine.reset(thread, user_id):
         where = "this conversation" if thread.thread_ts == "" else "that thread"
         return f"threadbox has no conversation in {where}, so there is nothing to reset."
