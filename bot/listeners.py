@@ -27,8 +27,12 @@ RESET_ACTION_ID = "reset_thread"
 RESET_SHORTCUT_ID = "reset_container"
 RESET_COMMAND = "/reset"
 MAX_LISTED_THREADS = 10
+MENTION_EVENT = "app_mention"
+MESSAGE_EVENT = "message"
+# Bolt's Assistant middleware handles these, for the app's assistant view.
+ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_changed")
 # What the manifest must declare (a test holds the two together).
-HANDLED_EVENTS = ("app_mention", "message", "assistant_thread_started", "assistant_thread_context_changed")
+HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, *ASSISTANT_EVENTS)
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
 ASSISTANT_GREETING = (
@@ -46,13 +50,13 @@ SUGGESTED_PROMPTS = [
 def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
     """Wire every Slack surface the manifest declares to the engine."""
 
-    @app.event("app_mention")
+    @app.event(MENTION_EVENT)
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
         message = inbox_message(event, team_id_of(context))
         if message is not None:
             await engine.submit(message, starts_conversation=True)
 
-    @app.event("message")
+    @app.event(MESSAGE_EVENT)
     async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
         message = inbox_message(event, team_id_of(context))
         if message is None or not is_from_a_person(event, context.bot_user_id):
