@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -157,12 +158,21 @@ def settings(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, monkey
     )
 
 
-@pytest.fixture
-async def bot(settings: Settings, slack: FakeSlack) -> AsyncIterator[BotServer]:
+@asynccontextmanager
+async def running_bot(settings: Settings, slack: FakeSlack) -> AsyncIterator[BotServer]:
+    """A bot started on `settings` (a restart, when the database is the one used before)."""
     server = BotServer(settings, slack)
     await server.start()
-    yield server
-    await server.stop()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def bot(settings: Settings, slack: FakeSlack) -> AsyncIterator[BotServer]:
+    async with running_bot(settings, slack) as server:
+        yield server
 
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:

@@ -53,33 +53,17 @@ MODEL = "claude-sonnet-5"  # not in the SDK's deprecated list (claude-sonnet-4-5
 THREAD = "1700000000.000001"
 
 
-@pytest_asyncio.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
-@pytest_asyncio.fixture
-async def claude() -> AsyncIterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    await fake.start()
-    yield fake
-    await fake.stop()
-
-
 def web_client(fake: FakeSlack, token: str | None = None, **kwargs: object) -> AsyncWebClient:
     return AsyncWebClient(token=token or fake.bot_token, base_url=fake.base_url, **kwargs)
 
 
 @pytest_asyncio.fixture
-async def claude_client(claude: FakeAnthropic) -> AsyncIterator[Callable[..., anthropic.AsyncAnthropic]]:
+async def claude_client(claude_api: FakeAnthropic) -> AsyncIterator[Callable[..., anthropic.AsyncAnthropic]]:
     """A factory of SDK clients on the fake, closed at teardown (else httpx2 warns)."""
     made: list[anthropic.AsyncAnthropic] = []
 
     def make(api_key: str | None = None, **kwargs: Any) -> anthropic.AsyncAnthropic:
-        made.append(anthropic.AsyncAnthropic(base_url=claude.base_url, api_key=api_key or claude.api_key, **kwargs))
+        made.append(anthropic.AsyncAnthropic(base_url=claude_api.base_url, api_key=api_key or claude_api.api_key, **kwargs))
         return made[-1]
 
     yield make
@@ -346,10 +330,10 @@ def test_request_builders_sign_and_parse() -> None:
 
 
 @pytest.mark.asyncio
-async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic, claude_client: Any) -> None:
+async def test_stream_with_code_blocks_and_container(claude_api: FakeAnthropic, claude_client: Any) -> None:
     client = claude_client()
-    out = claude.add_file("plot.png", b"\x89PNG...", mime_type="image/png")
-    claude.enqueue(
+    out = claude_api.add_file("plot.png", b"\x89PNG...", mime_type="image/png")
+    claude_api.enqueue(
         Reply(
             [
                 text("Let me look."),
@@ -397,13 +381,13 @@ async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic, clau
     assert final.content[6].content.error_code == "execution_time_exceeded"
     assert final.stop_reason == "end_turn" and final.container is not None
     cid = final.container.id
-    assert cid == "container_1" and set(claude.containers) == {cid}
+    assert cid == "container_1" and set(claude_api.containers) == {cid}
     days = (final.container.expires_at - datetime.now(UTC)).total_seconds() / 86400
     assert 29.9 < days <= 30
-    assert claude.requests[0]["stream"] is True and claude.requests[0]["tools"] == [CODE_TOOL]
+    assert claude_api.requests[0]["stream"] is True and claude_api.requests[0]["tools"] == [CODE_TOOL]
 
     # Continue in the same container, non-streaming, with the container as an object.
-    claude.enqueue(Reply([text("again")], stop_reason="pause_turn"))
+    claude_api.enqueue(Reply([text("again")], stop_reason="pause_turn"))
     again = await client.messages.create(
         model=MODEL,
         max_tokens=64,
@@ -412,54 +396,54 @@ async def test_stream_with_code_blocks_and_container(claude: FakeAnthropic, clau
         messages=[{"role": "user", "content": "more"}, final.to_param()],
     )
     assert again.container.id == cid and again.stop_reason == "pause_turn"
-    assert claude.requests[1]["container"] == {"id": cid}
-    assert claude.requests[1]["messages"][1]["content"][2]["type"] == "bash_code_execution_tool_result"
+    assert claude_api.requests[1]["container"] == {"id": cid}
+    assert claude_api.requests[1]["messages"][1]["content"][2]["type"] == "bash_code_execution_tool_result"
     # No code tool, no container: no container in the answer; the default responder says "ok".
     plain = await client.messages.create(model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}])
-    assert plain.container is None and plain.content[0].text == "ok" and claude.pending == 0
+    assert plain.container is None and plain.content[0].text == "ok" and claude_api.pending == 0
 
 
 @pytest.mark.asyncio
-async def test_container_errors_auth_and_retries(claude: FakeAnthropic, claude_client: Any) -> None:
+async def test_container_errors_auth_and_retries(claude_api: FakeAnthropic, claude_client: Any) -> None:
     client = claude_client(max_retries=2)
     ask = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "tools": [CODE_TOOL]}
     with pytest.raises(anthropic.BadRequestError) as err:
         await client.messages.create(**ask, container="container_nope")
     assert "container_nope" in err.value.message and err.value.type == "invalid_request_error"
     assert err.value.request_id and err.value.request_id.startswith("req_")
-    cid = claude.new_container()
-    claude.expire(cid)
+    cid = claude_api.new_container()
+    claude_api.expire(cid)
     with pytest.raises(anthropic.BadRequestError, match="expired"):
         await client.messages.create(**ask, container=cid)
-    assert len(claude.requests) == 2  # 400s are not retried
+    assert len(claude_api.requests) == 2  # 400s are not retried
 
-    claude.enqueue(
+    claude_api.enqueue(
         ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "10"}),
         ErrorReply(500, "api_error", "Internal server error", headers={"retry-after-ms": "10"}),
         Reply([text("finally")]),
     )
     ok = await client.messages.create(**ask)
-    assert ok.content[0].text == "finally" and len(claude.requests) == 5
-    claude.enqueue(*[ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "1"})] * 3)
+    assert ok.content[0].text == "finally" and len(claude_api.requests) == 5
+    claude_api.enqueue(*[ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "1"})] * 3)
     with pytest.raises(anthropic.OverloadedError):
         await client.messages.create(**ask)
-    assert claude.pending == 0
+    assert claude_api.pending == 0
 
     # Async responder and a mid-stream error event.
     async def responder(body: dict) -> Reply:
         return Reply([text("partial")], stream_error=ErrorReply(529, "overloaded_error", "Overloaded"))
 
-    claude.responder = responder
+    claude_api.responder = responder
     with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
         async with client.messages.stream(**ask) as stream:
             await stream.get_final_message()
 
     # Auth: the SDK's Bearer header, a raw x-api-key header, and a wrong key.
-    assert claude.request_headers[0]["Authorization"] == f"Bearer {claude.api_key}"
-    claude.responder = lambda body: Reply([text("raw")])
+    assert claude_api.request_headers[0]["Authorization"] == f"Bearer {claude_api.api_key}"
+    claude_api.responder = lambda body: Reply([text("raw")])
     async with aiohttp.ClientSession() as http:
-        url = f"{claude.base_url}/v1/messages"
-        headers = {"x-api-key": claude.api_key, "anthropic-version": "2023-06-01"}
+        url = f"{claude_api.base_url}/v1/messages"
+        headers = {"x-api-key": claude_api.api_key, "anthropic-version": "2023-06-01"}
         async with http.post(url, json=ask, headers=headers) as resp:
             assert resp.status == 200 and (await resp.json())["content"] == [text("raw")]
             assert resp.headers["request-id"]
@@ -475,26 +459,26 @@ async def test_container_errors_auth_and_retries(claude: FakeAnthropic, claude_c
 
 
 @pytest.mark.asyncio
-async def test_concurrency_is_tracked_per_container(claude: FakeAnthropic, claude_client: Any) -> None:
+async def test_concurrency_is_tracked_per_container(claude_api: FakeAnthropic, claude_client: Any) -> None:
     client = claude_client()
-    cid = claude.new_container()
-    claude.responder = lambda body: Reply([text("slow")], delay=0.2)
+    cid = claude_api.new_container()
+    claude_api.responder = lambda body: Reply([text("slow")], delay=0.2)
     ask = {"model": MODEL, "max_tokens": 8, "messages": [{"role": "user", "content": "x"}], "tools": [CODE_TOOL]}
     await asyncio.gather(
         client.messages.create(**ask, container=cid),
         client.messages.create(**ask, container=cid),
         client.messages.create(**ask),
     )
-    assert claude.max_concurrent_per_container[cid] == 2
-    assert claude.max_concurrent_per_container["container_2"] == 1
-    assert claude.max_in_flight == 3
+    assert claude_api.max_concurrent_per_container[cid] == 2
+    assert claude_api.max_concurrent_per_container["container_2"] == 1
+    assert claude_api.max_in_flight == 3
 
 
 @pytest.mark.asyncio
-async def test_files_metadata_download_and_upload(claude: FakeAnthropic, claude_client: Any) -> None:
+async def test_files_metadata_download_and_upload(claude_api: FakeAnthropic, claude_client: Any) -> None:
     client = claude_client(max_retries=0)
-    small = claude.add_file("out.csv", b"a,b\n1,2\n", mime_type="text/csv")
-    big = claude.add_file("big.bin", size=3 * 1024 * 1024 + 5, mime_type="application/octet-stream")
+    small = claude_api.add_file("out.csv", b"a,b\n1,2\n", mime_type="text/csv")
+    big = claude_api.add_file("big.bin", size=3 * 1024 * 1024 + 5, mime_type="application/octet-stream")
 
     meta = await client.files.retrieve_metadata(small)
     assert (meta.id, meta.filename, meta.mime_type, meta.size_bytes) == (small, "out.csv", "text/csv", 8)
@@ -507,14 +491,14 @@ async def test_files_metadata_download_and_upload(claude: FakeAnthropic, claude_
         async for block in resp.iter_bytes():
             digest.update(block)
             total += len(block)
-    assert total == 3 * 1024 * 1024 + 5 and digest.hexdigest() == claude.expected_sha256(big)
+    assert total == 3 * 1024 * 1024 + 5 and digest.hexdigest() == claude_api.expected_sha256(big)
 
     with pytest.raises(anthropic.NotFoundError):
         await client.files.retrieve_metadata("file_missing")
-    claude.fail_download(small, status=500)
+    claude_api.fail_download(small, status=500)
     with pytest.raises(anthropic.InternalServerError):
         await client.files.download(small)
-    claude.fail_download(big, after_bytes=100_000)
+    claude_api.fail_download(big, after_bytes=100_000)
     # A body cut short surfaces as httpx2's own error, not an anthropic.APIError.
     with pytest.raises(httpx2.RemoteProtocolError, match="received 100000 bytes"):
         async with client.files.with_streaming_response.download(big) as resp:
@@ -524,7 +508,7 @@ async def test_files_metadata_download_and_upload(claude: FakeAnthropic, claude_
     uploaded = await client.files.upload(file=("in.csv", io.BytesIO(b"x,y\n3,4\n"), "text/csv"))
     assert uploaded.filename == "in.csv" and uploaded.size_bytes == 8 and uploaded.mime_type == "text/csv"
     assert uploaded.downloadable is False
-    [record] = claude.uploaded
+    [record] = claude_api.uploaded
     assert record["id"] == uploaded.id and record["content"] == b"x,y\n3,4\n"
     assert record["sha256"] == hashlib.sha256(b"x,y\n3,4\n").hexdigest()
     with pytest.raises(anthropic.BadRequestError) as err:

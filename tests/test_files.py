@@ -6,7 +6,7 @@ import tracemalloc
 from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -66,9 +66,7 @@ async def test_a_follow_up_file_joins_the_earlier_ones_in_the_same_container(
 async def test_files_that_cannot_go_in_are_refused_clearly(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
-    bot = BotServer(replace(settings, max_file_bytes=1 * MB), slack)
-    await bot.start()
-    try:
+    async with running_bot(replace(settings, max_file_bytes=1 * MB), slack) as bot:
         big = slack.add_user_file("huge.bin", size=3 * MB, mimetype="application/octet-stream")
         broken = slack.add_user_file("broken.txt", b"x")
         slack.fail_downloads_of(broken["id"], status=500)
@@ -84,8 +82,6 @@ async def test_files_that_cannot_go_in_are_refused_clearly(
         assert [f["filename"] for f in claude_api.uploaded] == ["fine.txt"]
         assert big["id"] not in [d["file_id"] for d in slack.downloads]
         assert "fine.txt" in claude_api.requests[0]["messages"][-1]["content"][0]["text"]
-    finally:
-        await bot.stop()
 
 
 async def test_a_sign_in_page_instead_of_the_file_is_explained(
@@ -156,14 +152,10 @@ async def test_large_files_are_relayed_in_chunks_both_ways(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     """Memory must not grow with the file: an 8x larger file costs (almost) no more memory."""
-    bot = BotServer(replace(settings, max_file_bytes=500 * MB), slack)
-    await bot.start()
-    try:
+    async with running_bot(replace(settings, max_file_bytes=500 * MB), slack) as bot:
         small = await relay_both_ways(bot, slack, claude_api, 16 * MB, "1700000507.000100")
         large = await relay_both_ways(bot, slack, claude_api, 128 * MB, "1700000508.000100")
         assert large < small + 16 * MB, f"peak {small / MB:.1f} MB for 16 MB, {large / MB:.1f} MB for 128 MB"
-    finally:
-        await bot.stop()
 
 
 async def test_a_download_cut_short_is_reported_and_the_other_files_still_arrive(

@@ -6,7 +6,7 @@ import json
 import time
 
 from bot.config import Settings
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import ErrorReply, Reply, code_run, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
@@ -39,14 +39,10 @@ async def test_a_retry_after_a_restart_is_still_recognised(
     await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
     await bot.stop()
 
-    restarted = BotServer(settings, slack)
-    await restarted.start()
-    try:
+    async with running_bot(settings, slack) as restarted:
         assert await restarted.send_event(mention, event_id="EvR", retry_num=3) == 200
         await restarted.idle()
         assert len(claude_api.requests) == 1
-    finally:
-        await restarted.stop()
 
 
 async def test_own_messages_and_other_bots_are_never_answered(
@@ -109,9 +105,7 @@ async def test_a_restarted_bot_continues_every_thread_in_its_container(
     await bot.kill()
     container = next(iter(claude_api.containers))
 
-    restarted = BotServer(settings, slack)
-    await restarted.start()
-    try:
+    async with running_bot(settings, slack) as restarted:
         claude_api.enqueue(Reply([text("still here")]))
         await restarted.send_event(
             message_event("still there?", channel=CHANNEL, user="U1", ts="1700000105.000200", thread_ts=root)
@@ -119,8 +113,6 @@ async def test_a_restarted_bot_continues_every_thread_in_its_container(
         await restarted.wait_for(lambda: "still here" in thread_text(slack, CHANNEL, root))
         assert claude_api.requests[-1]["container"] == container
         assert len(claude_api.requests[-1]["messages"]) == 3
-    finally:
-        await restarted.stop()
 
 
 async def test_a_message_in_flight_when_the_process_dies_is_answered_after_restart(
@@ -133,13 +125,9 @@ async def test_a_message_in_flight_when_the_process_dies_is_answered_after_resta
     await bot.kill()
 
     claude_api.enqueue(Reply([text("delivered after restart")]))
-    restarted = BotServer(settings, slack)
-    await restarted.start()
-    try:
+    async with running_bot(settings, slack) as restarted:
         await restarted.wait_for(lambda: "delivered after restart" in thread_text(slack, CHANNEL, root))
         assert claude_api.requests[-1]["messages"][-1]["content"][0]["text"] == "important"
-    finally:
-        await restarted.stop()
 
 
 async def test_an_expired_container_is_replaced_and_the_user_is_told(

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import Settings
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_error, code_run, file_edit, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
@@ -118,17 +118,13 @@ async def test_fallback_when_the_stream_breaks_midway(
 async def test_streaming_can_be_turned_off(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
-    bot = BotServer(replace(settings, slack_streaming=False), slack)
-    await bot.start()
-    try:
+    async with running_bot(replace(settings, slack_streaming=False), slack) as bot:
         root = "1700000405.000100"
         await bot.send_event(mention_event("hello", channel=CHANNEL, user="U1", ts=root))
         await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
         await bot.idle()
         assert slack.calls_to("chat.startStream") == []
         assert slack.calls_to("chat.postMessage")[0]["thread_ts"] == root
-    finally:
-        await bot.stop()
 
 
 async def test_assistant_thread_gets_prompts_title_status_and_an_answer(
