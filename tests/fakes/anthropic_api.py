@@ -125,6 +125,10 @@ def text(t: str) -> dict[str, Any]:
     return {"type": "text", "text": t}
 
 
+def _bash_use(tool_id: str, command: str) -> dict[str, Any]:
+    return {"type": "server_tool_use", "id": tool_id, "name": "bash_code_execution", "input": {"command": command}}
+
+
 def code_run(
     command: str,
     stdout: str = "",
@@ -136,7 +140,7 @@ def code_run(
     """A bash run: `server_tool_use` (bash_code_execution) and its result block."""
     tid = tool_id or _tool_id()
     return [
-        {"type": "server_tool_use", "id": tid, "name": "bash_code_execution", "input": {"command": command}},
+        _bash_use(tid, command),
         {
             "type": "bash_code_execution_tool_result",
             "tool_use_id": tid,
@@ -157,7 +161,7 @@ def code_error(
     """A bash run that failed as a tool (`bash_code_execution_tool_result_error`)."""
     tid = tool_id or _tool_id()
     return [
-        {"type": "server_tool_use", "id": tid, "name": "bash_code_execution", "input": {"command": command}},
+        _bash_use(tid, command),
         {
             "type": "bash_code_execution_tool_result",
             "tool_use_id": tid,

@@ -567,24 +567,16 @@ class FakeSlack:
         return {"ok": True, "channel": channel, "ts": msg["ts"]}
 
     def _append_stream(self, args: dict[str, Any]) -> dict[str, Any]:
-        msg, error = self._open_stream(args)
+        msg, error = self._extend_stream(args)
         if msg is None:
             return _err(error)
-        chunks = _stream_chunks(args)
-        if chunks is None:
-            return _err("invalid_arguments")
-        msg["chunks"].extend(chunks)
         msg["text"] = rendered_text(msg)
         return {"ok": True, "channel": msg["channel"], "ts": msg["ts"]}
 
     def _stop_stream(self, args: dict[str, Any]) -> dict[str, Any]:
-        msg, error = self._open_stream(args)
+        msg, error = self._extend_stream(args)
         if msg is None:
             return _err(error)
-        chunks = _stream_chunks(args)
-        if chunks is None:
-            return _err("invalid_arguments")
-        msg["chunks"].extend(chunks)
         if args.get("blocks"):
             msg["blocks"] = args["blocks"]
         if args.get("metadata"):
@@ -592,6 +584,17 @@ class FakeSlack:
         msg["streaming"] = False
         msg["text"] = rendered_text(msg)
         return {"ok": True, "channel": msg["channel"], "ts": msg["ts"], "message": self._public(msg)}
+
+    def _extend_stream(self, args: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """Add the call's chunks to its open stream; (None, error code) when it can't."""
+        msg, error = self._open_stream(args)
+        if msg is None:
+            return None, error
+        chunks = _stream_chunks(args)
+        if chunks is None:
+            return None, "invalid_arguments"
+        msg["chunks"].extend(chunks)
+        return msg, ""
 
     def _open_stream(self, args: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         if not args.get("channel") or not args.get("ts"):
