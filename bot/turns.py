@@ -99,6 +99,11 @@ class TurnEngine:
             self._enqueue(thread, None)
         return len(threads)
 
+    @property
+    def busy(self) -> bool:
+        """Whether any thread has a turn running or queued."""
+        return bool(self._workers)
+
     async def drain(self) -> None:
         """Wait until every queued turn is answered (tests and graceful shutdown)."""
         while self._workers:

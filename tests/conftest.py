@@ -122,7 +122,7 @@ class BotServer:
             calls = len(self.slack.calls)
             await self.runtime.engine.drain()
             await asyncio.sleep(quiet)
-            if calls == len(self.slack.calls) and not self.runtime.engine._workers:
+            if calls == len(self.slack.calls) and not self.runtime.engine.busy:
                 return
         raise AssertionError("the bot never went idle")
 
