@@ -11,7 +11,8 @@ import asyncio
 import logging
 import tempfile
 from dataclasses import dataclass
-from typing import IO, Any, AsyncIterator, Collection
+from typing import IO, Any
+from collections.abc import AsyncIterator, Collection
 
 import aiohttp
 import anthropic

@@ -11,10 +11,11 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from slack_sdk.models.messages.chunk import MarkdownTextChunk, TaskUpdateChunk
+from slack_sdk.models.messages.chunk import TaskUpdateChunk
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -97,25 +98,29 @@ class Reply:
 
     async def on_tool_start(self, tool_id: str, title: str) -> None:
         step = self.state.steps[tool_id] = Step(tool_id, title)
-        await self._render(lambda renderer: renderer.step(self.state, step))
+        await self._show(step)
         await self.set_status("is running code…")
 
     async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None:
         step = self.state.steps.setdefault(tool_id, Step(tool_id, "code"))
         step.status, step.output = ("complete" if ok else "error"), excerpt
-        await self._render(lambda renderer: renderer.step(self.state, step))
+        await self._show(step)
         await self.set_status("is thinking…")
 
     async def finish(self, notes: list[str] | None = None, *, failed: bool = False) -> None:
         """End the reply; `notes` (errors, warnings) are appended after the answer."""
         for step in self.state.steps.values():
-            if step.status == "in_progress":
-                step.status = "error"
+            if step.status == "in_progress":  # the turn ended before this run reported back
+                step.status, step.output = "error", "no result"
+                await self._show(step)
         self.state.summary = final_status(self.state, failed)
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
         await self._render(lambda renderer: renderer.finish(self.state, footer))
+
+    async def _show(self, step: Step) -> None:
+        await self._render(lambda renderer: renderer.step(self.state, step))
 
     async def set_status(self, status: str) -> None:
         """The thread's status line; best effort (it exists only where Slack allows it)."""
@@ -165,7 +170,7 @@ class StreamRenderer:
         self._streamed_chars, self._full = 0, False
         return stream
 
-    def fallback(self) -> "MessageRenderer":
+    def fallback(self) -> MessageRenderer:
         """Carry on by editing the current message (Slack allows `chat.update` on a stream)."""
         ts = self._stream.ts if self._stream is not None else None
         return MessageRenderer(self.client, self.target, ts=ts, text_offset=self._message_start)
@@ -189,11 +194,9 @@ class StreamRenderer:
 
     async def finish(self, state: ReplyState, footer: str) -> None:
         stream = await self._current()
-        open_steps = [step.chunk() for step in state.steps.values() if step.status == "error"]
         text = f"\n\n{footer}" if footer and state.text.strip() else footer
         await stream.stop(
             markdown_text=text or None,
-            chunks=open_steps or None,
             blocks=[_context(state.summary)] if state.summary else None,
         )
 

@@ -113,7 +113,7 @@ class TurnEngine:
         """Let running turns finish for a while, then stop; unanswered messages stay in the inbox."""
         try:
             await asyncio.wait_for(self.drain(), grace_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             logger.warning("stopping with turns still running; they resume on the next start")
         for worker in list(self._workers):
             worker.cancel()

@@ -79,7 +79,7 @@ class SQLiteStore:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    def from_url(cls, database_url: str) -> "SQLiteStore":
+    def from_url(cls, database_url: str) -> SQLiteStore:
         return cls(sqlite_path(database_url))
 
     async def open(self) -> None:

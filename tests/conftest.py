@@ -95,14 +95,14 @@ class BotServer:
         status, _ = await self.post(body, "application/json", extra_headers=extra)
         return status
 
-    async def send_command(self, text: str = "", **kwargs: Any) -> int:
+    async def send_command(self, text: str = "", *, command: str = "/reset", **kwargs: Any) -> int:
         kwargs.setdefault("response_url", self.slack.new_response_url())
-        status, _ = await self.post(command_body("/reset", text, **kwargs), "application/x-www-form-urlencoded")
+        status, _ = await self.post(command_body(command, text, **kwargs), "application/x-www-form-urlencoded")
         return status
 
-    async def send_shortcut(self, message: dict[str, Any], **kwargs: Any) -> int:
+    async def send_shortcut(self, message: dict[str, Any], *, callback_id: str = "reset_container", **kwargs: Any) -> int:
         kwargs.setdefault("response_url", self.slack.new_response_url())
-        body = shortcut_body("reset_container", message=message, **kwargs)
+        body = shortcut_body(callback_id, message=message, **kwargs)
         status, _ = await self.post(body, "application/x-www-form-urlencoded")
         return status
 

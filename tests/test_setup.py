@@ -64,9 +64,14 @@ async def test_every_declared_surface_reaches_a_listener(bot: BotServer) -> None
             event["type"] = event_type.split(".")[0]
         assert await bot.send_event(event) == 200, event_type
     for command in MANIFEST["features"]["slash_commands"]:
-        assert await bot.send_command("", channel_id="C7", user_id="U1") == 200, command
+        status = await bot.send_command("", command=command["command"], channel_id="C7", user_id="U1")
+        assert status == 200, command
     for shortcut in MANIFEST["features"]["shortcuts"]:
-        assert await bot.send_shortcut({"ts": "1700000301.000300", "text": "x"}, channel_id="C7", user_id="U1") == 200
+        message = {"ts": "1700000301.000300", "text": "x"}
+        status = await bot.send_shortcut(message, callback_id=shortcut["callback_id"], channel_id="C7", user_id="U1")
+        assert status == 200, shortcut
+    # And a surface the manifest does not declare reaches no listener.
+    assert await bot.send_command("", command="/undeclared", channel_id="C7", user_id="U1") == 404
     await bot.idle()
 
 

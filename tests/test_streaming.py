@@ -8,7 +8,7 @@ from typing import Any
 from bot.config import Settings
 from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
-from tests.fakes.anthropic_api import Reply, code_error, code_run, file_edit, text
+from tests.fakes.anthropic_api import ErrorReply, Reply, code_error, code_run, file_edit, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
 
 CHANNEL = "C1"
@@ -164,3 +164,30 @@ async def test_assistant_thread_gets_prompts_title_status_and_an_answer(
     await bot.wait_for(lambda: "Next: 7." in thread_text(slack, dm, thread_ts))
     assert len(slack.calls_to("assistant.threads.setTitle")) == 1
     assert [m["role"] for m in claude_api.requests[-1]["messages"]] == ["user", "assistant", "user"]
+
+
+async def test_a_stream_that_fails_mid_run_closes_the_open_step_and_explains(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    tool_use, _result = code_run("python train.py", tool_id="srvtoolu_open")
+    claude_api.enqueue(
+        Reply(
+            [text("Training now. "), tool_use],
+            stream_error=ErrorReply(529, "overloaded_error", "Overloaded"),
+        )
+    )
+    root = "1700000407.000100"
+    await bot.send_event(mention_event("train it", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: bool(slack.calls_to("chat.stopStream")))
+    await bot.idle()
+
+    updates = [c for c in stream_chunks(slack) if c["type"] == "task_update" and c["id"] == "srvtoolu_open"]
+    assert [u["status"] for u in updates] == ["in_progress", "error"]
+    said = thread_text(slack, CHANNEL, root)
+    assert "Training now." in said and "overloaded" in said.lower()
+    assert "Stopped early" in str(slack.calls_to("chat.stopStream")[0].get("blocks"))
+    # Nothing half-finished was stored: the next turn starts from a clean history.
+    claude_api.enqueue(Reply([text("retrying")]))
+    await bot.send_event(message_event("again", channel=CHANNEL, user="U1", ts="1700000407.000200", thread_ts=root))
+    await bot.wait_for(lambda: "retrying" in thread_text(slack, CHANNEL, root))
+    assert [m["role"] for m in claude_api.requests[-1]["messages"]] == ["user"]
