@@ -26,6 +26,8 @@ from .threads import is_reset_command, mentions, reply_thread_ts, strip_mention
 
 logger = logging.getLogger(__name__)
 
+QUEUED_REACTION = "hourglass_flowing_sand"
+
 CONTAINER_REPLACED_NOTE = (
     "_Note: this thread's previous container had expired, so this ran in a fresh one."
     " Files from earlier in the thread are gone._"
@@ -74,6 +76,8 @@ class TurnEngine:
         self.streaming = streaming
         self._queues: dict[ThreadKey, deque[ResetRequest | None]] = {}
         self._workers: set[asyncio.Task[None]] = set()
+        # Messages showing the "queued" reaction, so it is taken off when their turn comes.
+        self._marked_queued: set[tuple[str, str]] = set()
 
     # --- entry points --------------------------------------------------------------------
 
@@ -83,7 +87,10 @@ class TurnEngine:
             await self.store.start_conversation(message.thread)
         accepted = await self.store.accept_message(message)
         if accepted:
+            waits = message.thread in self._queues
             self._enqueue(message.thread, None)
+            if waits:
+                await self._mark_queued(message)
         return accepted
 
     async def reset(self, thread: ThreadKey, user_id: str) -> bool:
@@ -139,6 +146,7 @@ class TurnEngine:
                     await self._run_reset(item)
                     continue
                 while (message := await self.store.next_pending(thread)) is not None:
+                    await self._unmark_queued(message)
                     await self._answer(message)
                     await self.store.mark_done(message)
         finally:
@@ -147,6 +155,29 @@ class TurnEngine:
             for item in queue:
                 if item is not None and not item.done.done():
                     item.done.cancel()
+
+    async def _mark_queued(self, message: InboxMessage) -> None:
+        """Visible at once: this message waits for the answer before it in the thread."""
+        key = (message.thread.channel_id, message.message_ts)
+        self._marked_queued.add(key)
+        try:
+            await self.slack.reactions_add(channel=key[0], timestamp=key[1], name=QUEUED_REACTION)
+        except SLACK_ERRORS as error:
+            logger.debug("could not mark %s as queued: %s", key, error)
+        if key not in self._marked_queued:  # its turn began while the reaction was on its way
+            await self._remove_queued_reaction(key)
+
+    async def _unmark_queued(self, message: InboxMessage) -> None:
+        key = (message.thread.channel_id, message.message_ts)
+        if key in self._marked_queued:
+            self._marked_queued.discard(key)
+            await self._remove_queued_reaction(key)
+
+    async def _remove_queued_reaction(self, key: tuple[str, str]) -> None:
+        try:
+            await self.slack.reactions_remove(channel=key[0], timestamp=key[1], name=QUEUED_REACTION)
+        except SLACK_ERRORS as error:
+            logger.debug("could not unmark %s: %s", key, error)
 
     # --- one reset -----------------------------------------------------------------------
 

@@ -90,6 +90,11 @@ async def test_two_quick_messages_in_a_thread_are_answered_in_order_one_at_a_tim
     assert [m["role"] for m in b_request["messages"]] == ["user", "assistant"] * 2 + ["user"]
     assert b_request["messages"][-2]["content"][0]["text"] == "answer A"
     assert max(claude_api.max_concurrent_per_container.values()) == 1
+    # B showed at once that it was waiting, and stopped showing it when its turn came.
+    [queued] = slack.calls_to("reactions.add")
+    assert (queued["timestamp"], queued["name"]) == ("1700000104.000300", "hourglass_flowing_sand")
+    assert slack.calls_to("reactions.remove")[0]["timestamp"] == "1700000104.000300"
+    assert slack.reactions == []
     texts = slack.thread_texts(CHANNEL, root)
     assert texts.index(next(t for t in texts if "answer A" in t)) < texts.index(next(t for t in texts if "answer B" in t))
 
