@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 
 from aiohttp import web
 
-from .app import build_web_app, create_runtime, socket_mode_handler
+from .app import EVENTS_PATH, build_web_app, create_runtime, socket_mode_handler
 from .config import ConfigError, Settings, load_settings
+
+logger = logging.getLogger("bot")
 
 
 async def run_socket_mode(settings: Settings) -> None:
+    """Connect, serve until SIGINT or SIGTERM, then let running turns finish and close."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     runtime = await create_runtime(settings)
     handler = socket_mode_handler(runtime)
     try:
-        await handler.start_async()
+        await handler.connect_async()
+        logger.info("connected to Slack in Socket Mode")
+        await stop.wait()
     finally:
         await handler.close_async()
         await runtime.close()
@@ -32,9 +42,9 @@ def main() -> None:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if settings.socket_mode:
-        logging.getLogger(__name__).info("starting in Socket Mode")
         asyncio.run(run_socket_mode(settings))
     else:
+        logger.info("serving HTTP on port %d (%s)", settings.port, EVENTS_PATH)
         web.run_app(build_web_app(settings), port=settings.port, print=None)
 
 

@@ -9,6 +9,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import ThreadKey
 
 from .reply import SLACK_ERRORS
+from .threads import plain_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ async def earlier_messages(slack: AsyncWebClient, thread: ThreadKey, before_ts: 
         if _ts_key(str(message.get("ts", ""))) >= _ts_key(before_ts) or message.get("user") == bot_user_id:
             continue
         author = message.get("user") or message.get("bot_id") or "someone"
-        lines.append(f"<@{author}>: {message.get('text') or '(no text)'}")
+        lines.append(f"<@{author}>: {plain_text(message.get('text') or '(no text)')}")
     kept: list[str] = []
     total = 0
     for line in reversed(lines):

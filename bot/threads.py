@@ -42,6 +42,11 @@ def strip_mention(text: str, bot_user_id: str) -> str:
     return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text).strip()
 
 
+def plain_text(text: str) -> str:
+    """Undo Slack's escaping of `&`, `<` and `>`, so code reaches Claude as it was typed."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def is_reset_command(text: str, bot_user_id: str) -> bool:
     """`!reset`, or `@threadbox reset`, as the whole message."""
     bare = strip_mention(text, bot_user_id).lower().rstrip(".!")

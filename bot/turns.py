@@ -22,7 +22,7 @@ from .claude import ClaudeTurns, TurnResult
 from .files import ContainerFile, FileRelayError, relay_output_to_slack, relay_slack_file_to_claude
 from .reply import SLACK_ERRORS, Reply, ReplyTarget
 from .thread_context import earlier_messages
-from .threads import is_reset_command, mentions, reply_thread_ts, strip_mention
+from .threads import is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
 
 logger = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class TurnEngine:
             if is_reset_command(message.text, self.bot_user_id):
                 await self._reset_thread(message.thread, message.user_id)
                 return
-            text = strip_mention(message.text, self.bot_user_id)
+            text = plain_text(strip_mention(message.text, self.bot_user_id))
             if len(text) > self.max_message_chars:
                 await self._say(
                     target,

@@ -220,3 +220,16 @@ async def test_a_mention_late_in_a_thread_sees_what_was_said_before(
     await bot.wait_for(lambda: len(claude_api.requests) == 2)
     assert len(slack.calls_to("conversations.replies")) == 1
     assert claude_api.requests[1]["messages"][-1]["content"] == [{"type": "text", "text": "and now?"}]
+
+
+async def test_code_reaches_claude_as_typed_not_as_slack_escapes_it(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    # Slack sends `&`, `<` and `>` as entities in message text.
+    typed = "run `python -c 'print(1 &lt; 2 &amp;&amp; 3 &gt; 2)'` and ping <@U2>"
+    await bot.send_event(mention_event(typed, channel=CHANNEL, user="U1", ts="1700000011.000100"))
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == (
+        "run `python -c 'print(1 < 2 && 3 > 2)'` and ping <@U2>"
+    )

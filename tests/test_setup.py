@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +21,7 @@ from bot import listeners
 from bot.config import ConfigError, load_settings
 from storage import InboxMessage, ThreadKey, open_store
 from storage.sqlite import MIGRATIONS, sqlite_path
-from tests.conftest import SIGNING_SECRET, BotServer, wait_for
+from tests.conftest import SIGNING_SECRET, BotServer, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, mention_event, message_event, sign
 
@@ -133,44 +136,67 @@ async def test_storage_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
         await open_store("postgres://db/threadbox")
 
 
-async def test_python_m_bot_serves_http_and_stops_cleanly(
-    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic
-) -> None:
-    """The real entry point, as the Procfile runs it: start, answer a signed mention, SIGTERM."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def bot_process_env(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
     env.update(
-        PYTHONPATH=str(ROOT), PORT=str(port), SLACK_BOT_TOKEN=slack.bot_token, SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.base_url, ANTHROPIC_API_KEY=claude_api.api_key, ANTHROPIC_BASE_URL=claude_api.base_url,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}",
+        PYTHONPATH=str(ROOT), SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.base_url,
+        ANTHROPIC_API_KEY=claude_api.api_key, ANTHROPIC_BASE_URL=claude_api.base_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}", **extra,
     )
+    return env
+
+
+@asynccontextmanager
+async def bot_process(env: dict[str, str], cwd: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m bot` as the Procfile runs it; stopped with SIGTERM, which must end it cleanly."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        sys.executable, "-m", "bot", cwd=cwd, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )
     try:
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{port}"
-
-            async def healthy() -> bool:
-                try:
-                    async with session.get(f"{url}/healthz") as response:
-                        return response.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            for _ in range(300):
-                if await healthy():
-                    break
-                await asyncio.sleep(0.05)
-            body = event_body(mention_event("from the real process", channel="C1", user="U1", ts="1700000701.000100"))
-            async with session.post(f"{url}/slack/events", data=body, headers=sign(SIGNING_SECRET, body)) as response:
-                assert response.status == 200
-            await wait_for(lambda: "ok" in "".join(slack.thread_texts("C1", "1700000701.000100")))
+        yield process
     finally:
-        process.send_signal(signal.SIGTERM)
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()
+
+
+async def test_python_m_bot_serves_http_and_stops_cleanly(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = bot_process_env(tmp_path, slack, claude_api, PORT=str(port), SLACK_SIGNING_SECRET=SIGNING_SECRET)
+    url = f"http://127.0.0.1:{port}"
+    async with bot_process(env, tmp_path), aiohttp.ClientSession() as session:
+
+        async def healthy() -> bool:
+            try:
+                async with session.get(f"{url}/healthz") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        for _ in range(300):
+            if await healthy():
+                break
+            await asyncio.sleep(0.05)
+        body = event_body(mention_event("from the real process", channel="C1", user="U1", ts="1700000701.000100"))
+        async with session.post(f"{url}/slack/events", data=body, headers=sign(SIGNING_SECRET, body)) as response:
+            assert response.status == 200
+        await wait_for(lambda: "ok" in thread_text(slack, "C1", "1700000701.000100"))
     assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "from the real process"
+
+
+async def test_python_m_bot_in_socket_mode_answers_and_stops_cleanly(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    env = bot_process_env(tmp_path, slack, claude_api, SLACK_APP_TOKEN=slack.app_token)
+    async with bot_process(env, tmp_path):
+        await wait_for(lambda: slack.socket_connected, timeout=30)
+        event = json.loads(event_body(mention_event("over a socket", channel="C1", user="U1", ts="1700000702.000100")))
+        await slack.push_socket("events_api", event)
+        await wait_for(lambda: "ok" in thread_text(slack, "C1", "1700000702.000100"))
+    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "over a socket"
