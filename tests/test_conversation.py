@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, running_bot, thread_text
+from bot.config import Settings
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -233,3 +235,16 @@ async def test_code_reaches_claude_as_typed_not_as_slack_escapes_it(
     assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == (
         "run `python -c 'print(1 < 2 && 3 > 2)'` and ping <@U2>"
     )
+
+
+async def test_the_code_execution_tool_version_and_model_are_settings(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    custom = replace(settings, code_execution_tool="code_execution_20260120", anthropic_model="claude-opus-5")
+    async with running_bot(custom, slack) as bot:
+        await bot.send_event(mention_event("hi", channel=CHANNEL, user="U1", ts="1700000012.000100"))
+        await bot.wait_for(lambda: len(claude_api.requests) == 1)
+        await bot.idle()
+    [request] = claude_api.requests
+    assert request["tools"] == [{"type": "code_execution_20260120", "name": "code_execution"}]
+    assert request["model"] == "claude-opus-5"

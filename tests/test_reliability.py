@@ -187,11 +187,18 @@ async def test_api_errors_become_a_readable_message_and_the_bot_stays_up(
 async def test_refusal_and_max_tokens_are_explained(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
-    claude_api.enqueue(Reply([text("Partial ans")], stop_reason="max_tokens"), Reply([], stop_reason="refusal"))
+    claude_api.enqueue(
+        Reply([text("Partial ans")], stop_reason="max_tokens"),
+        Reply([], stop_reason="refusal"),
+        Reply([text("Reading…")], stop_reason="model_context_window_exceeded"),
+    )
     await bot.send_event(mention_event("long", channel=CHANNEL, user="U1", ts="1700000109.000100"))
     await bot.wait_for(lambda: "length limit" in thread_text(slack, CHANNEL, "1700000109.000100"))
+    assert "Partial ans" in thread_text(slack, CHANNEL, "1700000109.000100")
     await bot.send_event(mention_event("bad", channel=CHANNEL, user="U1", ts="1700000109.000200"))
     await bot.wait_for(lambda: "declined" in thread_text(slack, CHANNEL, "1700000109.000200"))
+    await bot.send_event(mention_event("huge", channel=CHANNEL, user="U1", ts="1700000109.000300"))
+    await bot.wait_for(lambda: "`!reset`" in thread_text(slack, CHANNEL, "1700000109.000300"))
 
 
 async def test_oversized_messages_get_a_clear_answer_without_a_model_call(
