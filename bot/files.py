@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import IO, Any
-from collections.abc import AsyncIterator, Collection
 
 import aiohttp
 import anthropic

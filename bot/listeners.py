@@ -7,12 +7,12 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
-from slack_bolt.context.say.async_say import AsyncSay
-from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
-from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.context.say.async_say import AsyncSay
+from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
+from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 
 from storage import InboxMessage, Store, ThreadKey
 

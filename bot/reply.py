@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
-from collections.abc import Awaitable, Callable
 
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.messages.chunk import TaskUpdateChunk

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from tests.conftest import BotServer, running_bot, thread_text
 from bot.config import Settings
+from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
