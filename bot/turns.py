@@ -260,6 +260,7 @@ class TurnEngine:
                 ],
                 result.container_id,
                 result.container_expires_at,
+                answered=message,
             )
         await reply.finish(turn_notes(result), failed=bool(result.error))
         user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])

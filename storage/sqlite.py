@@ -229,8 +229,10 @@ class SQLiteStore:
         messages: list[dict[str, Any]],
         container_id: str | None,
         container_expires_at: float | None,
+        answered: InboxMessage | None = None,
     ) -> None:
-        """Append a finished turn's messages and remember its container, atomically."""
+        """Append a finished turn's messages, remember its container and mark the message it
+        answered as done, atomically: a crash after this point never runs the turn again."""
         key = (thread.team_id, thread.channel_id, thread.thread_ts)
         now = time.time()
         async with self._transaction() as db:
@@ -258,6 +260,8 @@ class SQLiteStore:
                 " updated_at = excluded.updated_at",
                 (*key, container_id, container_expires_at, now, now),
             )
+            if answered is not None:
+                await db.execute("UPDATE inbox SET done = 1 WHERE id = ?", (answered.id,))
 
     async def reset(self, thread: ThreadKey) -> bool:
         """Forget the container and history; the thread stays one the bot is part of.

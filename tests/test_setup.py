@@ -200,3 +200,15 @@ async def test_python_m_bot_in_socket_mode_answers_and_stops_cleanly(
         await slack.push_socket("events_api", event)
         await wait_for(lambda: "ok" in thread_text(slack, "C1", "1700000702.000100"))
     assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "over a socket"
+
+
+async def test_a_saved_turn_marks_its_message_answered_in_the_same_transaction(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    thread = ThreadKey("T1", "C1", "2.2")
+    await store.accept_message(InboxMessage(thread, "2.3", "U1", "question"))
+    pending = await store.next_pending(thread)
+    assert pending is not None
+    await store.save_turn(thread, [{"role": "user", "content": "question"}], "cont_2", None, answered=pending)
+    assert await store.next_pending(thread) is None
+    assert await store.threads_with_pending() == []
+    await store.close()
