@@ -292,7 +292,7 @@ class MessageRenderer:
         if len(text) > MARKDOWN_BLOCK_LIMIT - 100:
             text = "…" + text[-(MARKDOWN_BLOCK_LIMIT - 100) :]
         try:
-            await self._update(state, (text or WORKING_TEXT) + "\n\n" + WORKING_TEXT, final=False)
+            await self._update(state, f"{text}\n\n{WORKING_TEXT}" if text else WORKING_TEXT, final=False)
         except SLACK_ERRORS as error:
             logger.warning("progress update failed: %s", error)
 

@@ -86,7 +86,9 @@ async def test_fallback_when_streaming_is_refused(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     slack.fail("chat.startStream", error="not_allowed_token_type", times=-1)
-    claude_api.enqueue(Reply([*code_run("ls", stdout="a.txt", tool_id="srvtoolu_x"), text("Found **a.txt**.")]))
+    claude_api.enqueue(
+        Reply([*code_run("ls", stdout="a.txt", tool_id="srvtoolu_x"), text("Found **a.txt**.")], chunk_delay=0.3)
+    )
     root = "1700000403.000100"
     await bot.send_event(mention_event("list", channel=CHANNEL, user="U1", ts=root))
     await bot.wait_for(lambda: "Found **a.txt**." in thread_text(slack, CHANNEL, root))
@@ -96,6 +98,9 @@ async def test_fallback_when_streaming_is_refused(
     final_blocks = slack.calls_to("chat.update")[-1]["blocks"]
     assert {"type": "markdown", "text": "Found **a.txt**."} in final_blocks
     assert "✅ `ls`" in str(final_blocks)
+    # While code ran and no text had come yet, the progress edit said "working" once.
+    progress = [str(call["blocks"]) for call in slack.calls_to("chat.update")[:-1]]
+    assert progress and all(edit.count("Working on it") == 1 for edit in progress)
 
 
 async def test_fallback_when_the_stream_breaks_midway(
