@@ -52,14 +52,14 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
 
     @app.event(MENTION_EVENT)
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
-        message = inbox_message(event, team_id_of(context))
+        message = inbox_message(event, context)
         if message is not None:
             await engine.submit(message, starts_conversation=True)
 
     @app.event(MESSAGE_EVENT)
     async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
-        message = inbox_message(event, team_id_of(context))
-        if message is None or not is_from_a_person(event, context.bot_user_id):
+        message = inbox_message(event, context)
+        if message is None:
             return
         if is_dm(event["channel"], event.get("channel_type")):
             await engine.submit(message, starts_conversation=True)
@@ -79,8 +79,8 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
 
     @assistant.user_message
     async def on_assistant_message(payload: dict[str, Any], context: AsyncBoltContext, set_title: AsyncSetTitle) -> None:
-        message = inbox_message(payload, team_id_of(context))
-        if message is None or not is_from_a_person(payload, context.bot_user_id):
+        message = inbox_message(payload, context)
+        if message is None:
             return
         is_new = not await store.has_conversation(message.thread)
         if await engine.submit(message, starts_conversation=True) and is_new:
@@ -202,16 +202,16 @@ def is_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
     return bool(event.get("user")) and event.get("user") != bot_user_id
 
 
-def inbox_message(event: dict[str, Any], team_id: str) -> InboxMessage | None:
-    """The message an event carries, or None for a payload that lacks what a turn needs."""
+def inbox_message(event: dict[str, Any], context: AsyncBoltContext) -> InboxMessage | None:
+    """The message a person sent, or None for bots, housekeeping and malformed payloads."""
     if not isinstance(event.get("channel"), str) or not isinstance(event.get("ts"), str):
         logger.warning("ignoring a message event without channel or ts")
         return None
-    if event.get("bot_id") or not event.get("user"):
+    if not is_from_a_person(event, context.bot_user_id):
         return None
     files = event.get("files")
     return InboxMessage(
-        thread=thread_of(team_id, event),
+        thread=thread_of(team_id_of(context), event),
         message_ts=event["ts"],
         user_id=str(event["user"]),
         text=str(event.get("text") or ""),

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import anthropic
 from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import InboxMessage, Store, ThreadKey
@@ -288,8 +287,7 @@ class TurnEngine:
                 refused.append(str(error))
             except SLACK_ERRORS as error:
                 refused.append(f"couldn't look up a shared file: {error}")
-        if refused:
-            await self._say(target, ":warning: " + "\n• ".join(["Some files couldn't go into the container:", *refused]))
+        await self._say_problems(target, "Some files couldn't go into the container:", refused)
         return arrived
 
     async def _relay_outputs(self, file_ids: list[str], user_files: list[ContainerFile], target: ReplyTarget) -> None:
@@ -308,11 +306,14 @@ class TurnEngine:
                 )
             except FileRelayError as error:
                 failures.append(str(error))
-            except (anthropic.APIError, *SLACK_ERRORS) as error:
+            except SLACK_ERRORS as error:
                 logger.warning("file relay of %s failed: %s", file_id, error)
                 failures.append(f"couldn't upload file `{file_id}`: {error}")
-        if failures:
-            await self._say(target, ":warning: " + "\n• ".join(["Some files couldn't be shared:", *failures]))
+        await self._say_problems(target, "Some files couldn't be shared:", failures)
+
+    async def _say_problems(self, target: ReplyTarget, heading: str, problems: list[str]) -> None:
+        if problems:
+            await self._say(target, ":warning: " + "\n• ".join([heading, *problems]))
 
     async def _say(self, target: ReplyTarget, text: str) -> None:
         try:
