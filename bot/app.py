@@ -23,7 +23,8 @@ from storage import Store, open_store
 from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
-from .turns import TurnEngine
+from .queue import TurnQueue
+from .turn import TurnRunner
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class Runtime:
     slack: AsyncWebClient
     claude: anthropic.AsyncAnthropic
     http: aiohttp.ClientSession
-    engine: TurnEngine
+    engine: TurnQueue
     app: AsyncApp
 
     async def close(self) -> None:
@@ -72,7 +73,7 @@ async def create_runtime(settings: Settings) -> Runtime:
     identity = await slack.auth_test()
     claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key)
     http = aiohttp.ClientSession()
-    engine = TurnEngine(
+    runner = TurnRunner(
         store=store,
         claude=ClaudeTurns(
             claude,
@@ -88,6 +89,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         max_file_bytes=settings.max_file_bytes,
         streaming=settings.slack_streaming,
     )
+    engine = TurnQueue(store=store, slack=slack, runner=runner)
     app = AsyncApp(
         client=slack,
         signing_secret=settings.slack_signing_secret,

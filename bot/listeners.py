@@ -17,7 +17,7 @@ from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from storage import InboxMessage, Store, ThreadKey
 
 from .threads import is_dm, mentions, thread_from_link, thread_of
-from .turns import TurnEngine
+from .queue import TurnQueue
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ SUGGESTED_PROMPTS = [
 ]
 
 
-def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
+def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
     """Wire every Slack surface the manifest declares to the engine."""
 
     @app.event(MENTION_EVENT)
@@ -142,7 +142,7 @@ def register_listeners(app: AsyncApp, engine: TurnEngine, store: Store) -> None:
         await respond(await _reset_and_describe(engine, thread, user_id))
 
 
-async def _reset_and_describe(engine: TurnEngine, thread: ThreadKey, user_id: str) -> str:
+async def _reset_and_describe(engine: TurnQueue, thread: ThreadKey, user_id: str) -> str:
     """Reset a thread and say what happened, ephemerally, to the person who asked."""
     if not await engine.reset(thread, user_id):
         where = "this conversation" if thread.thread_ts == "" else "that thread"
