@@ -1,27 +1,54 @@
-"""Persistence of threads, their containers and history, and the inbox of accepted messages."""
+"""Persistence of threads, their containers and history, and the durable per-thread queue."""
 
-from .models import Conversation, InboxMessage, ThreadKey, ThreadSummary
+from .models import (
+    Conversation,
+    Delivery,
+    Enqueued,
+    InboxMessage,
+    QueueItem,
+    ResetRequest,
+    ThreadKey,
+    ThreadSummary,
+)
+from .postgres import PostgresStore
 from .sqlite import SQLiteStore
+from .store import LeaseLost, Store
 
-Store = SQLiteStore
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def store_for_url(database_url: str) -> Store:
+    """The store `DATABASE_URL` names, not yet opened."""
+    if database_url.startswith("sqlite:"):
+        return SQLiteStore.from_url(database_url)
+    if database_url.startswith(POSTGRES_SCHEMES):
+        return PostgresStore.from_url(database_url)
+    scheme = database_url.split(":", 1)[0]
+    raise ValueError(
+        f"unsupported DATABASE_URL scheme {scheme!r}: use sqlite:///path or postgresql://user@host/db"
+    )
 
 
 async def open_store(database_url: str) -> Store:
     """Open (creating and migrating as needed) the database named by `DATABASE_URL`."""
-    if not database_url.startswith("sqlite:"):
-        scheme = database_url.split(":", 1)[0]
-        raise ValueError(f"unsupported DATABASE_URL scheme {scheme!r}: use sqlite:///path")
-    store = SQLiteStore.from_url(database_url)
+    store = store_for_url(database_url)
     await store.open()
     return store
 
 
 __all__ = [
     "Conversation",
+    "Delivery",
+    "Enqueued",
     "InboxMessage",
-    "Store",
+    "LeaseLost",
+    "PostgresStore",
+    "QueueItem",
+    "ResetRequest",
     "SQLiteStore",
+    "Store",
     "ThreadKey",
     "ThreadSummary",
     "open_store",
+    "store_for_url",
 ]

@@ -1,58 +1,35 @@
-"""SQLite storage through aiosqlite: WAL mode, schema versioned by `PRAGMA user_version`."""
+"""SQLite storage through aiosqlite: WAL mode, schema versioned by `PRAGMA user_version`.
+
+One connection per process, statements taking turns under a lock. Several processes on one
+host may share the file (leases work through it; they wake each other by polling only).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from .models import Conversation, InboxMessage, ThreadKey, ThreadSummary
+from .models import (
+    Conversation,
+    Delivery,
+    Enqueued,
+    InboxMessage,
+    QueueItem,
+    ResetRequest,
+    ThreadKey,
+    ThreadSummary,
+)
+from .store import LeaseLost, migrations
 
-# Each entry moves the schema one version up; append, never edit a released entry.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE conversations (
-        team_id TEXT NOT NULL,
-        channel_id TEXT NOT NULL,
-        thread_ts TEXT NOT NULL,
-        container_id TEXT,
-        container_expires_at REAL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (team_id, channel_id, thread_ts)
-    );
-    CREATE TABLE history (
-        team_id TEXT NOT NULL,
-        channel_id TEXT NOT NULL,
-        thread_ts TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        PRIMARY KEY (team_id, channel_id, thread_ts, seq)
-    );
-    CREATE TABLE inbox (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        team_id TEXT NOT NULL,
-        channel_id TEXT NOT NULL,
-        message_ts TEXT NOT NULL,
-        thread_ts TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        text TEXT NOT NULL,
-        files TEXT NOT NULL,
-        done INTEGER NOT NULL DEFAULT 0,
-        received_at REAL NOT NULL,
-        UNIQUE (team_id, channel_id, message_ts)
-    );
-    CREATE INDEX inbox_pending ON inbox (done, team_id, channel_id, thread_ts, id);
-    CREATE INDEX inbox_user ON inbox (team_id, channel_id, user_id);
-    """,
-]
+THREAD = "team_id = ? AND channel_id = ? AND thread_ts = ?"
+OPEN_ITEMS = f"SELECT 1 FROM queue WHERE {THREAD} AND state != 'done'"
 
 
 def sqlite_path(database_url: str) -> str:
@@ -68,15 +45,19 @@ def sqlite_path(database_url: str) -> str:
     return rest[1:] or "threadbox.db"
 
 
+def _key(thread: ThreadKey) -> tuple[str, str, str]:
+    return (thread.team_id, thread.channel_id, thread.thread_ts)
+
+
 class SQLiteStore:
-    """Conversations, their history and the inbox of accepted messages, in one SQLite file."""
+    """Conversations, their history and the durable queue, in one SQLite file."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._db: aiosqlite.Connection | None = None
-        # One connection is shared by every coroutine: writes take turns, each in its own
-        # transaction, so one coroutine's statements never land in another's transaction.
-        self._write_lock = asyncio.Lock()
+        # One connection is shared by every coroutine: statements take turns, and a transaction
+        # holds the lock throughout, so one coroutine's statements never land in another's.
+        self._lock = asyncio.Lock()
 
     @classmethod
     def from_url(cls, database_url: str) -> SQLiteStore:
@@ -84,11 +65,12 @@ class SQLiteStore:
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(Path(self._path).parent.mkdir, parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        await self._db.execute("PRAGMA busy_timeout=10000")
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA foreign_keys=ON")
         await self._migrate()
 
     async def close(self) -> None:
@@ -104,118 +86,250 @@ class SQLiteStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
+        """BEGIN IMMEDIATE ... COMMIT; any failure, the COMMIT's own included, rolls back, so
+        the connection is never left inside a transaction."""
+        async with self._lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
                 yield self.db
+                await self.db.execute("COMMIT")
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                if self.db.in_transaction:
+                    await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
+
+    async def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        async with self._lock, self.db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        async with self._lock, self.db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
 
     async def schema_version(self) -> int:
-        async with self.db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+        row = await self._fetchone("PRAGMA user_version")
         return int(row[0]) if row else 0
 
     async def _migrate(self) -> None:
-        version = await self.schema_version()
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            await self.db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+        """Apply what is missing, inside one write transaction: processes starting together
+        take turns, and the second finds the work done."""
+        async with self._transaction() as db:
+            async with db.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            version = int(row[0]) if row else 0
+            for number, script in migrations("sqlite"):
+                if number > version:
+                    for statement in _statements(script):
+                        await db.execute(statement)
+                    await db.execute(f"PRAGMA user_version = {number}")
 
-    # --- the inbox: exactly-once acceptance and per-thread order -------------------------
+    async def check_writable(self) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO health (id, checked_at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+                (time.time(),),
+            )
 
-    async def accept_message(self, message: InboxMessage) -> bool:
-        """Persist a message for answering; False when the same Slack message was accepted before."""
+    # --- the queue -------------------------------------------------------------------------
+
+    async def enqueue_message(self, message: InboxMessage, *, starts_conversation: bool) -> Enqueued | None:
+        key = _key(message.thread)
+        now = time.time()
         async with self._transaction() as db:
             cursor = await db.execute(
-                "INSERT OR IGNORE INTO inbox (team_id, channel_id, message_ts, thread_ts, user_id,"
-                " text, files, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    message.thread.team_id,
-                    message.thread.channel_id,
-                    message.message_ts,
-                    message.thread.thread_ts,
-                    message.user_id,
-                    message.text,
-                    json.dumps(message.files),
-                    time.time(),
-                ),
+                "INSERT OR IGNORE INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id,"
+                " text, files, received_at) VALUES (?, ?, ?, 'message', ?, ?, ?, ?, ?)",
+                (*key, message.message_ts, message.user_id, message.text, json.dumps(message.files), now),
+            )
+            if cursor.rowcount != 1:
+                return None
+            item_id = int(cursor.lastrowid or 0)
+            if starts_conversation:
+                await db.execute(
+                    "INSERT OR IGNORE INTO conversations (team_id, channel_id, thread_ts, created_at,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?)",
+                    (*key, now, now),
+                )
+            await db.execute(
+                "INSERT INTO participants (team_id, channel_id, thread_ts, user_id, last_text, last_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (team_id, channel_id, thread_ts, user_id)"
+                " DO UPDATE SET last_text = excluded.last_text, last_at = excluded.last_at",
+                (*key, message.user_id, message.text, now),
+            )
+            return Enqueued(item_id, await self._waits(db, key, item_id))
+
+    async def enqueue_reset(self, request: ResetRequest) -> Enqueued:
+        key = _key(request.thread)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO queue (team_id, channel_id, thread_ts, kind, user_id, response_url,"
+                " replace_original, received_at) VALUES (?, ?, ?, 'reset', ?, ?, ?, ?)",
+                (*key, request.user_id, request.response_url, int(request.replace_original), time.time()),
+            )
+            item_id = int(cursor.lastrowid or 0)
+            return Enqueued(item_id, await self._waits(db, key, item_id))
+
+    @staticmethod
+    async def _waits(db: aiosqlite.Connection, key: tuple[str, str, str], item_id: int) -> bool:
+        async with db.execute(f"{OPEN_ITEMS} AND id < ? LIMIT 1", (*key, item_id)) as cursor:
+            return await cursor.fetchone() is not None
+
+    async def claim_thread(self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey]) -> ThreadKey | None:
+        now = time.time()
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
+                " ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts"
+                " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < ?)"
+                " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT ?",
+                (now, len(exclude) + 1),
+            ) as cursor:
+                candidates = [ThreadKey(*row) for row in await cursor.fetchall()]
+            for thread in candidates:
+                if thread in exclude:
+                    continue
+                await db.execute(
+                    "INSERT INTO leases (team_id, channel_id, thread_ts, owner, lease_until)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE"
+                    " SET owner = excluded.owner, lease_until = excluded.lease_until",
+                    (*_key(thread), owner, now + lease_seconds),
+                )
+                return thread
+        return None
+
+    async def next_item(self, thread: ThreadKey, owner: str, lease_seconds: float) -> QueueItem | None:
+        key = _key(thread)
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"UPDATE leases SET lease_until = ? WHERE {THREAD} AND owner = ? AND lease_until >= ?",
+                (now + lease_seconds, *key, owner, now),
+            )
+            if cursor.rowcount != 1:
+                raise LeaseLost(str(thread))
+            async with db.execute(
+                "SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original,"
+                " reply_ts, answered, state, marked_queued, attempts, user_files FROM queue"
+                f" WHERE {THREAD} AND state != 'done' ORDER BY id LIMIT 1",
+                key,
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            await db.execute(
+                "UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = ?", (row[0],)
+            )
+        return QueueItem(
+            id=row[0],
+            thread=thread,
+            kind=row[1],
+            user_id=row[2],
+            message_ts=row[3],
+            text=row[4],
+            files=json.loads(row[5]),
+            response_url=row[6],
+            replace_original=bool(row[7]),
+            reply_ts=row[8],
+            answered=bool(row[9]),
+            interrupted=row[10] == "running" or row[8] is not None,
+            marked_queued=bool(row[11]),
+            attempts=row[12] + 1,
+            user_files=[(str(name), int(size)) for name, size in json.loads(row[13])],
+        )
+
+    async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
+        key = _key(thread)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                f"DELETE FROM leases WHERE {THREAD} AND owner = ? AND NOT EXISTS ({OPEN_ITEMS})",
+                (*key, owner, *key),
             )
             return cursor.rowcount == 1
 
-    async def next_pending(self, thread: ThreadKey) -> InboxMessage | None:
-        async with self.db.execute(
-            "SELECT id, message_ts, user_id, text, files FROM inbox WHERE done = 0 AND team_id = ?"
-            " AND channel_id = ? AND thread_ts = ? ORDER BY id LIMIT 1",
-            (thread.team_id, thread.channel_id, thread.thread_ts),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return InboxMessage(
-            thread=thread,
-            message_ts=row[1],
-            user_id=row[2],
-            text=row[3],
-            files=json.loads(row[4]),
-            id=row[0],
-        )
-
-    async def mark_done(self, message: InboxMessage) -> None:
+    async def renew_leases(self, owner: str, lease_seconds: float) -> set[ThreadKey]:
+        now = time.time()
         async with self._transaction() as db:
-            await db.execute("UPDATE inbox SET done = 1 WHERE id = ?", (message.id,))
+            await db.execute(
+                "UPDATE leases SET lease_until = ? WHERE owner = ? AND lease_until >= ?",
+                (now + lease_seconds, owner, now),
+            )
+            async with db.execute(
+                "SELECT team_id, channel_id, thread_ts FROM leases WHERE owner = ? AND lease_until >= ?",
+                (owner, now),
+            ) as cursor:
+                return {ThreadKey(*row) for row in await cursor.fetchall()}
 
-    async def threads_with_pending(self) -> list[ThreadKey]:
-        async with self.db.execute(
-            "SELECT team_id, channel_id, thread_ts, MIN(id) FROM inbox WHERE done = 0"
-            " GROUP BY team_id, channel_id, thread_ts ORDER BY MIN(id)"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [ThreadKey(row[0], row[1], row[2]) for row in rows]
+    async def hand_back(self, owner: str) -> int:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE queue SET state = 'pending' WHERE state = 'running' AND EXISTS (SELECT 1 FROM"
+                " leases l WHERE l.owner = ? AND l.team_id = queue.team_id AND l.channel_id ="
+                " queue.channel_id AND l.thread_ts = queue.thread_ts)",
+                (owner,),
+            )
+            cursor = await db.execute("DELETE FROM leases WHERE owner = ?", (owner,))
+            return cursor.rowcount
 
-    async def prune_inbox(self, older_than_seconds: float) -> int:
-        """Forget answered messages old enough that Slack no longer retries them."""
+    async def next_lease_expiry(self, owner: str) -> float | None:
+        row = await self._fetchone("SELECT MIN(lease_until) FROM leases WHERE owner != ?", (owner,))
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, float(row[0]) - time.time())
+
+    async def finish_item(self, item_id: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE queue SET state = 'done', finished_at = ? WHERE id = ?", (time.time(), item_id)
+            )
+
+    async def set_reply_ts(self, item_id: int, reply_ts: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE queue SET reply_ts = ? WHERE id = ?", (reply_ts, item_id))
+
+    async def mark_queued(self, item_id: int) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute(
-                "DELETE FROM inbox WHERE done = 1 AND received_at < ?",
-                (time.time() - older_than_seconds,),
+                "UPDATE queue SET marked_queued = 1 WHERE id = ? AND state = 'pending'", (item_id,)
+            )
+            return cursor.rowcount == 1
+
+    async def item_state(self, item_id: int) -> str | None:
+        row = await self._fetchone("SELECT state FROM queue WHERE id = ?", (item_id,))
+        return row[0] if row else None
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """SQLite has no notifications: other processes on the file are found by polling."""
+
+    async def prune(self, older_than_seconds: float) -> int:
+        cutoff = time.time() - older_than_seconds
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM queue WHERE state = 'done' AND finished_at < ? AND NOT EXISTS (SELECT 1"
+                " FROM conversations c WHERE c.team_id = queue.team_id AND c.channel_id ="
+                " queue.channel_id AND c.thread_ts = queue.thread_ts AND c.updated_at >= ?) AND NOT EXISTS"
+                " (SELECT 1 FROM queue o WHERE o.team_id = queue.team_id AND o.channel_id = queue.channel_id"
+                " AND o.thread_ts = queue.thread_ts AND o.state != 'done')",
+                (cutoff, cutoff),
             )
             return cursor.rowcount
 
     # --- conversations ---------------------------------------------------------------------
 
     async def has_conversation(self, thread: ThreadKey) -> bool:
-        async with self.db.execute(
-            "SELECT 1 FROM conversations WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
-            (thread.team_id, thread.channel_id, thread.thread_ts),
-        ) as cursor:
-            return await cursor.fetchone() is not None
-
-    async def start_conversation(self, thread: ThreadKey) -> None:
-        """Mark the thread as one the bot is part of (follow-ups need no mention)."""
-        now = time.time()
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO conversations (team_id, channel_id, thread_ts, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?)",
-                (thread.team_id, thread.channel_id, thread.thread_ts, now, now),
-            )
+        return await self._fetchone(f"SELECT 1 FROM conversations WHERE {THREAD}", _key(thread)) is not None
 
     async def load_conversation(self, thread: ThreadKey) -> Conversation:
-        key = (thread.team_id, thread.channel_id, thread.thread_ts)
-        async with self.db.execute(
-            "SELECT container_id, container_expires_at FROM conversations WHERE team_id = ?"
-            " AND channel_id = ? AND thread_ts = ?",
-            key,
-        ) as cursor:
-            row = await cursor.fetchone()
-        async with self.db.execute(
-            "SELECT role, content FROM history WHERE team_id = ? AND channel_id = ? AND thread_ts = ?"
-            " ORDER BY seq",
-            key,
-        ) as cursor:
-            history = [{"role": role, "content": json.loads(content)} async for role, content in cursor]
+        key = _key(thread)
+        async with self._lock:
+            async with self.db.execute(
+                f"SELECT container_id, container_expires_at FROM conversations WHERE {THREAD}", key
+            ) as cursor:
+                row = await cursor.fetchone()
+            async with self.db.execute(
+                f"SELECT role, content FROM history WHERE {THREAD} ORDER BY seq", key
+            ) as cursor:
+                history = [{"role": role, "content": json.loads(content)} async for role, content in cursor]
         return Conversation(
             thread=thread,
             container_id=row[0] if row else None,
@@ -225,22 +339,18 @@ class SQLiteStore:
 
     async def save_turn(
         self,
+        item_id: int,
         thread: ThreadKey,
         messages: list[dict[str, Any]],
         container_id: str | None,
         container_expires_at: float | None,
-        answered: InboxMessage | None = None,
+        outputs: list[str],
+        user_files: list[tuple[str, int]],
     ) -> None:
-        """Append a finished turn's messages, remember its container and mark the message it
-        answered as done, atomically: a crash after this point never runs the turn again."""
-        key = (thread.team_id, thread.channel_id, thread.thread_ts)
+        key = _key(thread)
         now = time.time()
         async with self._transaction() as db:
-            async with db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE team_id = ? AND channel_id = ?"
-                " AND thread_ts = ?",
-                key,
-            ) as cursor:
+            async with db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM history WHERE {THREAD}", key) as cursor:
                 row = await cursor.fetchone()
             seq = int(row[0]) if row else 0
             await db.executemany(
@@ -260,42 +370,62 @@ class SQLiteStore:
                 " updated_at = excluded.updated_at",
                 (*key, container_id, container_expires_at, now, now),
             )
-            if answered is not None:
-                await db.execute("UPDATE inbox SET done = 1 WHERE id = ?", (answered.id,))
+            await db.execute(
+                "UPDATE queue SET answered = 1, user_files = ? WHERE id = ?",
+                (json.dumps(user_files), item_id),
+            )
+            await db.executemany(
+                "INSERT INTO deliveries (item_id, position, file_id) VALUES (?, ?, ?)",
+                [(item_id, position, file_id) for position, file_id in enumerate(outputs)],
+            )
 
     async def reset(self, thread: ThreadKey) -> bool:
-        """Forget the container and history; the thread stays one the bot is part of.
-
-        Returns False when the bot had no conversation in that thread.
-        """
-        key = (thread.team_id, thread.channel_id, thread.thread_ts)
+        key = _key(thread)
         async with self._transaction() as db:
             cursor = await db.execute(
                 "UPDATE conversations SET container_id = NULL, container_expires_at = NULL,"
-                " updated_at = ? WHERE team_id = ? AND channel_id = ? AND thread_ts = ?",
+                f" updated_at = ? WHERE {THREAD}",
                 (time.time(), *key),
             )
             existed = cursor.rowcount == 1
-            await db.execute(
-                "DELETE FROM history WHERE team_id = ? AND channel_id = ? AND thread_ts = ?", key
-            )
+            await db.execute(f"DELETE FROM history WHERE {THREAD}", key)
         return existed
 
-    async def active_threads(
-        self, team_id: str, channel_id: str, user_id: str, limit: int = 10
-    ) -> list[ThreadSummary]:
-        """Threads in a channel where the user talked to the bot, most recent first."""
-        async with self.db.execute(
-            "SELECT c.thread_ts, c.updated_at, (SELECT i2.text FROM inbox i2 WHERE i2.team_id ="
-            " c.team_id AND i2.channel_id = c.channel_id AND i2.thread_ts = c.thread_ts"
-            " ORDER BY i2.id DESC LIMIT 1) FROM conversations c WHERE c.team_id = ? AND"
-            " c.channel_id = ? AND c.thread_ts != '' AND EXISTS (SELECT 1 FROM inbox i WHERE"
-            " i.team_id = c.team_id AND i.channel_id = c.channel_id AND i.thread_ts = c.thread_ts"
-            " AND i.user_id = ?) ORDER BY c.updated_at DESC LIMIT ?",
+    async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
+        rows = await self._fetchall(
+            "SELECT c.thread_ts, c.updated_at, p.last_text FROM conversations c JOIN participants p"
+            " ON p.team_id = c.team_id AND p.channel_id = c.channel_id AND p.thread_ts = c.thread_ts"
+            " WHERE c.team_id = ? AND c.channel_id = ? AND c.thread_ts != '' AND p.user_id = ?"
+            " ORDER BY c.updated_at DESC LIMIT ?",
             (team_id, channel_id, user_id, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [
-            ThreadSummary(ThreadKey(team_id, channel_id, row[0]), row[2] or "", row[1])
-            for row in rows
-        ]
+        )
+        return [ThreadSummary(ThreadKey(team_id, channel_id, row[0]), row[2] or "", row[1]) for row in rows]
+
+    # --- files owed by answered turns ------------------------------------------------------
+
+    async def pending_deliveries(self, item_id: int) -> list[Delivery]:
+        rows = await self._fetchall(
+            "SELECT position, file_id, slack_file_id FROM deliveries WHERE item_id = ? AND delivered = 0"
+            " ORDER BY position",
+            (item_id,),
+        )
+        return [Delivery(item_id, row[0], row[1], row[2]) for row in rows]
+
+    async def delivery_started(self, item_id: int, position: int, slack_file_id: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE deliveries SET slack_file_id = ? WHERE item_id = ? AND position = ?",
+                (slack_file_id, item_id, position),
+            )
+
+    async def delivery_done(self, item_id: int, position: int) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE deliveries SET delivered = 1 WHERE item_id = ? AND position = ?", (item_id, position)
+            )
+
+
+def _statements(script: str) -> list[str]:
+    """A migration file's statements (`;` at the end of a line ends one; no triggers here)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [statement.strip() for statement in "\n".join(lines).split(";\n") if statement.strip().strip(";")]

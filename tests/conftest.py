@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
 from bot.app import RUNTIME_KEY, Runtime, build_web_app
 from bot.config import Settings, load_settings
 from tests.fakes import FakeAnthropic, FakeSlack
+from tests.postgres_server import PostgresUnavailable, postgres_server
 from tests.fakes.slack_api import (
     block_action_body,
     command_body,
@@ -177,3 +182,41 @@ async def bot(settings: Settings, slack: FakeSlack) -> AsyncIterator[BotServer]:
 
 def with_settings(settings: Settings, **changes: Any) -> Settings:
     return replace(settings, **changes)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server for the whole run; under CI its absence fails the tests."""
+    try:
+        with postgres_server() as dsn:
+            yield dsn
+    except PostgresUnavailable as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {error}")
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def postgres_url(postgres_dsn: str) -> str:
+    """A new, empty database on the test server."""
+    name = f"threadbox_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    # Fixtures may be set up while a test's event loop runs: create it on a loop of its own.
+    with ThreadPoolExecutor(1) as executor:
+        executor.submit(asyncio.run, create()).result()
+    return postgres_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each backend in turn: a test taking this runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'threadbox.db'}"
+    return str(request.getfixturevalue("postgres_url"))

@@ -1,0 +1,407 @@
+"""PostgreSQL storage through asyncpg: a connection pool, history as jsonb, times as timestamptz.
+
+Any number of processes share one database. Leases are rows claimed with a conditional
+upsert, so one process at a time holds a thread; `NOTIFY threadbox_queue` wakes the others
+when work is queued or handed back, and a slow poll covers a lost notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
+import asyncpg
+
+from .models import (
+    Conversation,
+    Delivery,
+    Enqueued,
+    InboxMessage,
+    QueueItem,
+    ResetRequest,
+    ThreadKey,
+    ThreadSummary,
+)
+from .store import LeaseLost, migrations
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "threadbox_queue"
+# Any constant: every process takes this advisory lock to migrate, one after the other.
+MIGRATION_LOCK = 0x7468726561640001
+THREAD = "team_id = $1 AND channel_id = $2 AND thread_ts = $3"
+OPEN_ITEMS = "SELECT 1 FROM queue o WHERE o.team_id = $1 AND o.channel_id = $2 AND o.thread_ts = $3 AND o.state <> 'done'"
+LISTEN_RETRY_SECONDS = 2.0
+
+
+def _key(thread: ThreadKey) -> tuple[str, str, str]:
+    return (thread.team_id, thread.channel_id, thread.thread_ts)
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("jsonb", "json"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+class PostgresStore:
+    """Conversations, their history and the durable queue, in PostgreSQL."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_url(cls, database_url: str) -> PostgresStore:
+        return cls(database_url)
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=self._min_size, max_size=self._max_size, init=_init_connection
+        )
+        await self._migrate()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open")
+        return self._pool
+
+    async def schema_version(self) -> int:
+        return int(await self.pool.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+    async def _migrate(self) -> None:
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            version = await connection.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            for number, script in migrations("postgres"):
+                if number > version:
+                    await connection.execute(script)
+                    await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
+
+    async def check_writable(self) -> None:
+        await self.pool.execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, now())"
+            " ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at"
+        )
+
+    # --- the queue -------------------------------------------------------------------------
+
+    async def enqueue_message(self, message: InboxMessage, *, starts_conversation: bool) -> Enqueued | None:
+        key = _key(message.thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            item_id = await connection.fetchval(
+                "INSERT INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id, text, files)"
+                " VALUES ($1, $2, $3, 'message', $4, $5, $6, $7)"
+                " ON CONFLICT (team_id, channel_id, message_ts) DO NOTHING RETURNING id",
+                *key, message.message_ts, message.user_id, message.text, message.files,
+            )
+            if item_id is None:
+                return None
+            if starts_conversation:
+                await connection.execute(
+                    "INSERT INTO conversations (team_id, channel_id, thread_ts) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING",
+                    *key,
+                )
+            await connection.execute(
+                "INSERT INTO participants (team_id, channel_id, thread_ts, user_id, last_text, last_at)"
+                " VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (team_id, channel_id, thread_ts, user_id)"
+                " DO UPDATE SET last_text = excluded.last_text, last_at = excluded.last_at",
+                *key, message.user_id, message.text,
+            )
+            return await self._queued(connection, key, item_id)
+
+    async def enqueue_reset(self, request: ResetRequest) -> Enqueued:
+        key = _key(request.thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            item_id = await connection.fetchval(
+                "INSERT INTO queue (team_id, channel_id, thread_ts, kind, user_id, response_url,"
+                " replace_original) VALUES ($1, $2, $3, 'reset', $4, $5, $6) RETURNING id",
+                *key, request.user_id, request.response_url, request.replace_original,
+            )
+            return await self._queued(connection, key, item_id)
+
+    @staticmethod
+    async def _queued(connection: asyncpg.Connection, key: tuple[str, str, str], item_id: int) -> Enqueued:
+        """Tell the other processes (at commit), and whether the item waits behind others."""
+        await connection.execute("SELECT pg_notify($1, '')", CHANNEL)
+        waits = await connection.fetchval(f"SELECT EXISTS ({OPEN_ITEMS} AND o.id < $4)", *key, item_id)
+        return Enqueued(int(item_id), bool(waits))
+
+    async def claim_thread(self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey]) -> ThreadKey | None:
+        rows = await self.pool.fetch(
+            "SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
+            " USING (team_id, channel_id, thread_ts)"
+            " WHERE q.state <> 'done' AND (l.owner IS NULL OR l.lease_until < now())"
+            " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT $1",
+            len(exclude) + 5,
+        )
+        for row in rows:
+            thread = ThreadKey(*row)
+            if thread in exclude:
+                continue
+            # The upsert is the claim: concurrent claimers of one thread queue up on its row,
+            # and only the first finds the lease free.
+            taken = await self.pool.fetchval(
+                "INSERT INTO leases (team_id, channel_id, thread_ts, owner, lease_until)"
+                " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
+                " ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE"
+                " SET owner = excluded.owner, lease_until = excluded.lease_until"
+                " WHERE leases.lease_until < now() RETURNING 1",
+                *_key(thread), owner, lease_seconds,
+            )
+            if taken:
+                return thread
+        return None
+
+    async def next_item(self, thread: ThreadKey, owner: str, lease_seconds: float) -> QueueItem | None:
+        key = _key(thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            held = await connection.fetchval(
+                f"UPDATE leases SET lease_until = now() + make_interval(secs => $5) WHERE {THREAD}"
+                " AND owner = $4 AND lease_until >= now() RETURNING 1",
+                *key, owner, lease_seconds,
+            )
+            if not held:
+                raise LeaseLost(str(thread))
+            row = await connection.fetchrow(
+                "SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original,"
+                " reply_ts, answered, state, marked_queued, attempts, user_files FROM queue"
+                f" WHERE {THREAD} AND state <> 'done' ORDER BY id LIMIT 1 FOR UPDATE",
+                *key,
+            )
+            if row is None:
+                return None
+            await connection.execute(
+                "UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = $1", row["id"]
+            )
+        return QueueItem(
+            id=row["id"],
+            thread=thread,
+            kind=row["kind"],
+            user_id=row["user_id"],
+            message_ts=row["message_ts"],
+            text=row["text"],
+            files=row["files"],
+            response_url=row["response_url"],
+            replace_original=row["replace_original"],
+            reply_ts=row["reply_ts"],
+            answered=row["answered"],
+            interrupted=row["state"] == "running" or row["reply_ts"] is not None,
+            marked_queued=row["marked_queued"],
+            attempts=row["attempts"] + 1,
+            user_files=[(str(name), int(size)) for name, size in row["user_files"]],
+        )
+
+    async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
+        key = _key(thread)
+        status = await self.pool.execute(
+            f"DELETE FROM leases WHERE {THREAD} AND owner = $4 AND NOT EXISTS ({OPEN_ITEMS})", *key, owner
+        )
+        return status == "DELETE 1"
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> set[ThreadKey]:
+        rows = await self.pool.fetch(
+            "UPDATE leases SET lease_until = now() + make_interval(secs => $2)"
+            " WHERE owner = $1 AND lease_until >= now() RETURNING team_id, channel_id, thread_ts",
+            owner, lease_seconds,
+        )
+        return {ThreadKey(*row) for row in rows}
+
+    async def hand_back(self, owner: str) -> int:
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "UPDATE queue q SET state = 'pending' FROM leases l WHERE l.owner = $1 AND q.state ="
+                " 'running' AND l.team_id = q.team_id AND l.channel_id = q.channel_id"
+                " AND l.thread_ts = q.thread_ts",
+                owner,
+            )
+            status = await connection.execute("DELETE FROM leases WHERE owner = $1", owner)
+            await connection.execute("SELECT pg_notify($1, '')", CHANNEL)
+        return int(status.split()[-1])
+
+    async def next_lease_expiry(self, owner: str) -> float | None:
+        seconds = await self.pool.fetchval(
+            "SELECT EXTRACT(EPOCH FROM MIN(lease_until) - now()) FROM leases WHERE owner <> $1", owner
+        )
+        return None if seconds is None else max(0.0, float(seconds))
+
+    async def finish_item(self, item_id: int) -> None:
+        await self.pool.execute("UPDATE queue SET state = 'done', finished_at = now() WHERE id = $1", item_id)
+
+    async def set_reply_ts(self, item_id: int, reply_ts: str) -> None:
+        await self.pool.execute("UPDATE queue SET reply_ts = $2 WHERE id = $1", item_id, reply_ts)
+
+    async def mark_queued(self, item_id: int) -> bool:
+        status = await self.pool.execute(
+            "UPDATE queue SET marked_queued = true WHERE id = $1 AND state = 'pending'", item_id
+        )
+        return status == "UPDATE 1"
+
+    async def item_state(self, item_id: int) -> str | None:
+        return await self.pool.fetchval("SELECT state FROM queue WHERE id = $1", item_id)
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Keep one connection listening for the whole life of the store, reconnecting as needed."""
+        ready = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen_forever(wake, ready))
+        await asyncio.wait_for(ready.wait(), timeout=30)
+
+    async def _listen_forever(self, wake: Callable[[], None], ready: asyncio.Event) -> None:
+        while True:
+            try:
+                connection = await asyncpg.connect(self._dsn)
+            except (OSError, asyncpg.PostgresError) as error:
+                logger.warning("cannot listen for queue notifications (%s); retrying", error)
+                ready.set()
+                await asyncio.sleep(LISTEN_RETRY_SECONDS)
+                continue
+            lost = asyncio.Event()
+            connection.add_termination_listener(lambda _connection: lost.set())
+            try:
+                await connection.add_listener(CHANNEL, lambda *_args: wake())
+                ready.set()
+                wake()  # whatever was queued while nobody listened
+                await lost.wait()
+                logger.warning("queue notifications lost; reconnecting")
+            except (OSError, asyncpg.PostgresError) as error:
+                logger.warning("queue notifications failed (%s); reconnecting", error)
+            finally:
+                if not connection.is_closed():
+                    await connection.close()
+            await asyncio.sleep(LISTEN_RETRY_SECONDS)
+
+    async def prune(self, older_than_seconds: float) -> int:
+        status = await self.pool.execute(
+            "DELETE FROM queue q WHERE q.state = 'done' AND q.finished_at < now() - make_interval(secs => $1)"
+            " AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.team_id = q.team_id AND c.channel_id ="
+            " q.channel_id AND c.thread_ts = q.thread_ts AND c.updated_at >= now() - make_interval(secs => $1))"
+            " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = q.team_id AND o.channel_id = q.channel_id"
+            " AND o.thread_ts = q.thread_ts AND o.state <> 'done')",
+            older_than_seconds,
+        )
+        return int(status.split()[-1])
+
+    # --- conversations ---------------------------------------------------------------------
+
+    async def has_conversation(self, thread: ThreadKey) -> bool:
+        return bool(await self.pool.fetchval(f"SELECT EXISTS (SELECT 1 FROM conversations WHERE {THREAD})", *_key(thread)))
+
+    async def load_conversation(self, thread: ThreadKey) -> Conversation:
+        key = _key(thread)
+        async with self.pool.acquire() as connection, connection.transaction(isolation="repeatable_read", readonly=True):
+            row = await connection.fetchrow(
+                f"SELECT container_id, EXTRACT(EPOCH FROM container_expires_at) AS expires FROM conversations WHERE {THREAD}",
+                *key,
+            )
+            rows = await connection.fetch(f"SELECT role, content FROM history WHERE {THREAD} ORDER BY seq", *key)
+        expires = row["expires"] if row else None
+        return Conversation(
+            thread=thread,
+            container_id=row["container_id"] if row else None,
+            container_expires_at=float(expires) if expires is not None else None,
+            history=[{"role": r["role"], "content": r["content"]} for r in rows],
+        )
+
+    async def save_turn(
+        self,
+        item_id: int,
+        thread: ThreadKey,
+        messages: list[dict[str, Any]],
+        container_id: str | None,
+        container_expires_at: float | None,
+        outputs: list[str],
+        user_files: list[tuple[str, int]],
+    ) -> None:
+        key = _key(thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            seq = await connection.fetchval(f"SELECT COALESCE(MAX(seq), 0) FROM history WHERE {THREAD}", *key)
+            await connection.executemany(
+                "INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                [
+                    (*key, seq + offset, message["role"], message["content"])
+                    for offset, message in enumerate(messages, start=1)
+                ],
+            )
+            await connection.execute(
+                "INSERT INTO conversations (team_id, channel_id, thread_ts, container_id, container_expires_at)"
+                " VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT (team_id, channel_id, thread_ts)"
+                " DO UPDATE SET container_id = excluded.container_id,"
+                " container_expires_at = excluded.container_expires_at, updated_at = now()",
+                *key, container_id, container_expires_at,
+            )
+            await connection.execute(
+                "UPDATE queue SET answered = true, user_files = $2 WHERE id = $1",
+                item_id, [list(pair) for pair in user_files],
+            )
+            await connection.executemany(
+                "INSERT INTO deliveries (item_id, position, file_id) VALUES ($1, $2, $3)",
+                [(item_id, position, file_id) for position, file_id in enumerate(outputs)],
+            )
+
+    async def reset(self, thread: ThreadKey) -> bool:
+        key = _key(thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            status = await connection.execute(
+                "UPDATE conversations SET container_id = NULL, container_expires_at = NULL,"
+                f" updated_at = now() WHERE {THREAD}",
+                *key,
+            )
+            await connection.execute(f"DELETE FROM history WHERE {THREAD}", *key)
+        return status == "UPDATE 1"
+
+    async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
+        rows = await self.pool.fetch(
+            "SELECT c.thread_ts, EXTRACT(EPOCH FROM c.updated_at) AS updated, p.last_text FROM conversations c"
+            " JOIN participants p USING (team_id, channel_id, thread_ts)"
+            " WHERE c.team_id = $1 AND c.channel_id = $2 AND c.thread_ts <> '' AND p.user_id = $3"
+            " ORDER BY c.updated_at DESC LIMIT $4",
+            team_id, channel_id, user_id, limit,
+        )
+        return [
+            ThreadSummary(ThreadKey(team_id, channel_id, row["thread_ts"]), row["last_text"] or "", float(row["updated"]))
+            for row in rows
+        ]
+
+    # --- files owed by answered turns ------------------------------------------------------
+
+    async def pending_deliveries(self, item_id: int) -> list[Delivery]:
+        rows = await self.pool.fetch(
+            "SELECT position, file_id, slack_file_id FROM deliveries WHERE item_id = $1 AND NOT delivered"
+            " ORDER BY position",
+            item_id,
+        )
+        return [Delivery(item_id, row["position"], row["file_id"], row["slack_file_id"]) for row in rows]
+
+    async def delivery_started(self, item_id: int, position: int, slack_file_id: str) -> None:
+        await self.pool.execute(
+            "UPDATE deliveries SET slack_file_id = $3 WHERE item_id = $1 AND position = $2",
+            item_id, position, slack_file_id,
+        )
+
+    async def delivery_done(self, item_id: int, position: int) -> None:
+        await self.pool.execute(
+            "UPDATE deliveries SET delivered = true WHERE item_id = $1 AND position = $2", item_id, position
+        )

@@ -1,0 +1,132 @@
+"""The `Store` protocol: everything the bot keeps, whichever database keeps it.
+
+Two implementations: `SQLiteStore` (the default, one host) and `PostgresStore` (any number of
+processes). One contract test suite (`tests/test_store_contract.py`) holds both to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from importlib import resources
+from typing import Any, Protocol
+
+from .models import (
+    Conversation,
+    Delivery,
+    Enqueued,
+    InboxMessage,
+    QueueItem,
+    ResetRequest,
+    ThreadKey,
+    ThreadSummary,
+)
+
+
+class LeaseLost(Exception):
+    """This process no longer holds the thread's lease (it expired, or another process took it)."""
+
+
+def migrations(backend: str) -> list[tuple[int, str]]:
+    """The numbered SQL migration files of a backend, in order: [(number, script)]."""
+    folder = resources.files("storage").joinpath("migrations", backend)
+    scripts = sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    numbers = [number for number, _ in scripts]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"{backend} migrations are not numbered 1..n: {numbers}")
+    return scripts
+
+
+class Store(Protocol):
+    """Conversations, their history, and the durable per-thread queue with its leases."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def check_writable(self) -> None:
+        """Raise when the database cannot take a write (the health check)."""
+
+    # --- the queue -------------------------------------------------------------------------
+
+    async def enqueue_message(self, message: InboxMessage, *, starts_conversation: bool) -> Enqueued | None:
+        """Store a message for answering (and the thread as the bot's when it starts one).
+
+        None when the same Slack message was stored before (a retry, or the twin event).
+        """
+
+    async def enqueue_reset(self, request: ResetRequest) -> Enqueued: ...
+
+    async def claim_thread(self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey]) -> ThreadKey | None:
+        """Take the lease of the thread with the oldest open work that no live lease holds."""
+
+    async def next_item(self, thread: ThreadKey, owner: str, lease_seconds: float) -> QueueItem | None:
+        """The thread's oldest open item, now running; None when there is none.
+
+        Raises `LeaseLost` when `owner` no longer holds the thread.
+        """
+
+    async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
+        """Give the lease up; False (lease kept) when work arrived in the meantime."""
+
+    async def renew_leases(self, owner: str, lease_seconds: float) -> set[ThreadKey]:
+        """Extend every lease `owner` holds; returns the threads it still holds."""
+
+    async def hand_back(self, owner: str) -> int:
+        """Shutdown: running items become pending again and `owner`'s leases end at once."""
+
+    async def next_lease_expiry(self, owner: str) -> float | None:
+        """Seconds until the first lease held by another process runs out, if any."""
+
+    async def finish_item(self, item_id: int) -> None: ...
+
+    async def set_reply_ts(self, item_id: int, reply_ts: str) -> None: ...
+
+    async def mark_queued(self, item_id: int) -> bool:
+        """Note that the item shows the "queued" reaction; False when it is no longer pending."""
+
+    async def item_state(self, item_id: int) -> str | None: ...
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` when another process queues or hands back work (where the backend can)."""
+
+    async def prune(self, older_than_seconds: float) -> int:
+        """Forget finished items of threads idle that long; never those of live threads."""
+
+    # --- conversations ---------------------------------------------------------------------
+
+    async def has_conversation(self, thread: ThreadKey) -> bool: ...
+
+    async def load_conversation(self, thread: ThreadKey) -> Conversation: ...
+
+    async def save_turn(
+        self,
+        item_id: int,
+        thread: ThreadKey,
+        messages: list[dict[str, Any]],
+        container_id: str | None,
+        container_expires_at: float | None,
+        outputs: list[str],
+        user_files: list[tuple[str, int]],
+    ) -> None:
+        """Append a finished turn, keep its container, and mark its item answered with the
+        files it still has to deliver, atomically: a crash later never runs the model again."""
+
+    async def reset(self, thread: ThreadKey) -> bool:
+        """Forget container and history; False when the bot had no conversation there."""
+
+    async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]: ...
+
+    # --- files owed by answered turns ------------------------------------------------------
+
+    async def pending_deliveries(self, item_id: int) -> list[Delivery]: ...
+
+    async def delivery_started(self, item_id: int, position: int, slack_file_id: str) -> None: ...
+
+    async def delivery_done(self, item_id: int, position: int) -> None: ...
+

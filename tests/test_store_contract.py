@@ -1,0 +1,176 @@
+"""One contract for every store: each test runs on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from storage import InboxMessage, LeaseLost, ResetRequest, Store, ThreadKey, open_store, store_for_url
+
+THREAD = ThreadKey("T1", "C1", "1700000001.000100")
+OTHER = ThreadKey("T1", "C1", "1700000002.000100")
+LEASE = 30.0
+
+
+def message(ts: str, thread: ThreadKey = THREAD, user: str = "U1", text: str = "hi") -> InboxMessage:
+    return InboxMessage(thread, ts, user, text, [{"id": "F1", "name": "a.csv"}])
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(database_url)
+    yield opened
+    await opened.close()
+
+
+async def test_a_message_is_queued_once_and_the_second_waits(store: Store) -> None:
+    first = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert first is not None and not first.waits
+    assert await store.enqueue_message(message("1700000001.000100"), starts_conversation=True) is None
+    second = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert second is not None and second.waits and second.id > first.id
+    assert await store.has_conversation(THREAD)
+    assert not await store.has_conversation(OTHER)
+
+
+async def test_one_lease_per_thread_and_items_in_order(store: Store) -> None:
+    await store.enqueue_message(message("1700000001.000100", text="A"), starts_conversation=True)
+    await store.enqueue_reset(ResetRequest(THREAD, "U2", "https://hooks.example/r", True))
+    await store.enqueue_message(message("1700000001.000300", text="B"), starts_conversation=False)
+
+    assert await store.claim_thread("p1", LEASE, exclude=()) == THREAD
+    assert await store.claim_thread("p2", LEASE, exclude=()) is None  # held by p1
+
+    first = await store.next_item(THREAD, "p1", LEASE)
+    assert first is not None and (first.kind, first.text, first.files) == ("message", "A", [{"id": "F1", "name": "a.csv"}])
+    assert not first.interrupted and first.attempts == 1
+    assert await store.item_state(first.id) == "running"
+    # The head stays the head until it is finished: a second look is the same item, now retried.
+    again = await store.next_item(THREAD, "p1", LEASE)
+    assert again is not None and again.id == first.id and again.interrupted
+    await store.finish_item(first.id)
+
+    reset = await store.next_item(THREAD, "p1", LEASE)
+    assert reset is not None and reset.kind == "reset"
+    assert (reset.user_id, reset.response_url, reset.replace_original) == ("U2", "https://hooks.example/r", True)
+    await store.finish_item(reset.id)
+    last = await store.next_item(THREAD, "p1", LEASE)
+    assert last is not None and last.text == "B"
+    assert not await store.release_thread(THREAD, "p1")  # B is still open: the lease is kept
+    await store.finish_item(last.id)
+    assert await store.next_item(THREAD, "p1", LEASE) is None
+    assert await store.release_thread(THREAD, "p1")
+    with pytest.raises(LeaseLost):
+        await store.next_item(THREAD, "p1", LEASE)
+
+
+async def test_an_expired_lease_is_taken_over_and_the_item_shows_it_was_interrupted(store: Store) -> None:
+    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert item is not None
+    assert await store.claim_thread("dead", 0.2, exclude=()) == THREAD
+    running = await store.next_item(THREAD, "dead", 0.2)
+    assert running is not None
+    await store.set_reply_ts(running.id, "1700000001.000555")
+    assert await store.claim_thread("alive", LEASE, exclude=()) is None
+    expiry = await store.next_lease_expiry("alive")
+    assert expiry is not None and expiry <= 0.2
+    await asyncio.sleep(0.4)
+    assert await store.renew_leases("dead", LEASE) == set()  # too late to renew
+    assert await store.claim_thread("alive", LEASE, exclude=()) == THREAD
+    taken = await store.next_item(THREAD, "alive", LEASE)
+    assert taken is not None and taken.id == running.id
+    assert taken.interrupted and taken.reply_ts == "1700000001.000555" and taken.attempts == 2
+    with pytest.raises(LeaseLost):
+        await store.next_item(THREAD, "dead", LEASE)
+    assert await store.renew_leases("alive", LEASE) == {THREAD}
+
+
+async def test_hand_back_frees_the_thread_at_once(store: Store) -> None:
+    await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    await store.enqueue_message(message("1700000002.000100", thread=OTHER), starts_conversation=True)
+    assert await store.claim_thread("p1", LEASE, exclude=()) == THREAD
+    assert await store.claim_thread("p1", LEASE, exclude={THREAD}) == OTHER
+    item = await store.next_item(THREAD, "p1", LEASE)
+    assert item is not None
+    assert await store.hand_back("p1") == 2
+    assert await store.item_state(item.id) == "pending"
+    assert await store.claim_thread("p2", LEASE, exclude=()) == THREAD
+
+
+async def test_queued_mark_only_while_pending(store: Store) -> None:
+    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert item is not None
+    assert await store.mark_queued(item.id)
+    await store.claim_thread("p1", LEASE, exclude=())
+    head = await store.next_item(THREAD, "p1", LEASE)
+    assert head is not None and head.marked_queued
+    assert not await store.mark_queued(item.id)
+
+
+async def test_a_saved_turn_keeps_history_container_and_owed_files(store: Store) -> None:
+    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert item is not None
+    turn = [
+        {"role": "user", "content": [{"type": "text", "text": "hi ü"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+    ]
+    await store.save_turn(item.id, THREAD, turn, "cntr_1", 1900000000.5, ["file_a", "file_b"], [("a.csv", 12)])
+    conversation = await store.load_conversation(THREAD)
+    assert conversation.history == turn
+    assert (conversation.container_id, conversation.container_expires_at) == ("cntr_1", 1900000000.5)
+    await store.claim_thread("p1", LEASE, exclude=())
+    head = await store.next_item(THREAD, "p1", LEASE)
+    assert head is not None and head.answered and head.user_files == [("a.csv", 12)]
+
+    owed = await store.pending_deliveries(item.id)
+    assert [d.file_id for d in owed] == ["file_a", "file_b"]
+    await store.delivery_started(item.id, 0, "F0001")
+    await store.delivery_done(item.id, 0)
+    await store.delivery_started(item.id, 1, "F0002")
+    [left] = await store.pending_deliveries(item.id)
+    assert (left.file_id, left.slack_file_id) == ("file_b", "F0002")
+
+    assert await store.reset(THREAD)
+    emptied = await store.load_conversation(THREAD)
+    assert (emptied.history, emptied.container_id) == ([], None)
+    assert not await store.reset(OTHER)
+
+
+async def test_the_reset_picker_lists_threads_from_participants(store: Store) -> None:
+    await store.enqueue_message(message("1700000001.000100", text="first"), starts_conversation=True)
+    await store.enqueue_message(message("1700000002.000100", thread=OTHER, user="U2"), starts_conversation=True)
+    [mine] = await store.active_threads("T1", "C1", "U1")
+    assert (mine.thread, mine.last_text) == (THREAD, "first")
+    assert [s.thread for s in await store.active_threads("T1", "C1", "U2")] == [OTHER]
+
+
+async def test_pruning_keeps_live_threads(store: Store) -> None:
+    old = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert old is not None
+    await store.claim_thread("p1", LEASE, exclude=())
+    await store.next_item(THREAD, "p1", LEASE)
+    await store.finish_item(old.id)
+    assert await store.prune(older_than_seconds=3600) == 0  # recent: a retry is still recognised
+    assert await store.enqueue_message(message("1700000001.000100"), starts_conversation=True) is None
+    waiting = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert waiting is not None
+    await asyncio.sleep(0.05)
+    assert await store.prune(older_than_seconds=0.01) == 0  # the thread still has work: live
+    await store.finish_item(waiting.id)
+    assert await store.prune(older_than_seconds=0.01) == 2
+    assert await store.has_conversation(THREAD)  # pruning forgets queue rows, never the thread
+
+
+async def test_several_processes_migrating_a_new_database_at_once(database_url: str) -> None:
+    stores = [store_for_url(database_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    versions = {await s.schema_version() for s in stores}
+    await asyncio.gather(*(s.close() for s in stores))
+    assert len(versions) == 1 and versions.pop() >= 1
+
+
+async def test_the_health_check_writes(store: Store) -> None:
+    await store.check_writable()
+    await store.check_writable()
