@@ -159,6 +159,7 @@ async def test_pruning_keeps_live_threads(store: Store) -> None:
     await asyncio.sleep(0.05)
     assert await store.prune(older_than_seconds=0.01) == 0  # the thread still has work: live
     await store.finish_item(waiting.id)
+    await asyncio.sleep(0.05)
     assert await store.prune(older_than_seconds=0.01) == 2
     assert await store.has_conversation(THREAD)  # pruning forgets queue rows, never the thread
 
