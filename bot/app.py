@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from storage import Store, open_store
 from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
-from .queue import TurnQueue
+from .queue import QueueSettings, TurnQueue
 from .turn import TurnRunner
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ HEALTH_PATH = "/healthz"
 # Slack stops retrying an event after about an hour; a day of answered ids is plenty.
 INBOX_RETENTION_SECONDS = 24 * 3600
 SHUTDOWN_GRACE_SECONDS = 20.0
+PRUNE_INTERVAL_SECONDS = 3600.0
+HEALTH_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -46,8 +49,11 @@ class Runtime:
     http: aiohttp.ClientSession
     engine: TurnQueue
     app: AsyncApp
+    maintenance: asyncio.Task[None]
 
     async def close(self) -> None:
+        self.maintenance.cancel()
+        await asyncio.gather(self.maintenance, return_exceptions=True)
         await self.engine.shutdown(SHUTDOWN_GRACE_SECONDS)
         await self.http.close()
         await self.claude.close()
@@ -60,7 +66,6 @@ RUNTIME_KEY = web.AppKey("runtime", Runtime)
 async def create_runtime(settings: Settings) -> Runtime:
     """Open storage, identify the bot, register listeners and resume unanswered messages."""
     store = await open_store(settings.database_url)
-    await store.prune_inbox(INBOX_RETENTION_SECONDS)
     slack = AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
@@ -89,17 +94,42 @@ async def create_runtime(settings: Settings) -> Runtime:
         max_file_bytes=settings.max_file_bytes,
         streaming=settings.slack_streaming,
     )
-    engine = TurnQueue(store=store, slack=slack, runner=runner)
+    engine = TurnQueue(
+        store=store,
+        slack=slack,
+        runner=runner,
+        settings=QueueSettings(
+            lease_seconds=settings.queue_lease_seconds,
+            poll_seconds=settings.queue_poll_seconds,
+            max_turns=settings.max_concurrent_turns,
+        ),
+    )
     app = AsyncApp(
         client=slack,
         signing_secret=settings.slack_signing_secret,
         request_verification_enabled=not settings.socket_mode,
+        # Listeners store what they were sent before Slack is acknowledged; a failed insert
+        # answers 500, so Slack sends the event again.
+        process_before_response=True,
     )
     register_listeners(app, engine, store)
-    resumed = await engine.resume_pending()
-    if resumed:
-        logger.info("resuming %d thread(s) with unanswered messages", resumed)
-    return Runtime(settings, store, slack, claude, http, engine, app)
+    await engine.start()
+    maintenance = asyncio.create_task(prune_periodically(store))
+    return Runtime(settings, store, slack, claude, http, engine, app, maintenance)
+
+
+async def prune_periodically(store: Store) -> None:
+    """Forget answered queue rows of idle threads, while running (not only at start-up)."""
+    while True:
+        try:
+            pruned = await store.prune(INBOX_RETENTION_SECONDS)
+            if pruned:
+                logger.info("pruned %d finished queue item(s)", pruned)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - tried again at the next interval
+            logger.warning("pruning the queue failed", exc_info=True)
+        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
 
 def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:
@@ -125,8 +155,13 @@ def build_web_app(settings: Settings) -> web.Application:
         return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
 
     async def health(request: web.Request) -> web.Response:
+        """200 only when the database takes a write: a platform then restarts or reroutes."""
         runtime: Runtime = request.app[RUNTIME_KEY]
-        await runtime.store.schema_version()
+        try:
+            await asyncio.wait_for(runtime.store.check_writable(), HEALTH_TIMEOUT_SECONDS)
+        except Exception as error:  # noqa: BLE001 - any failure is an unhealthy database
+            logger.warning("health check failed: %s", error)
+            return web.json_response({"ok": False, "error": "database unavailable"}, status=503)
         return web.json_response({"ok": True})
 
     web_app.cleanup_ctx.append(lifecycle)

@@ -35,6 +35,9 @@ class Settings:
     max_file_bytes: int
     slack_streaming: bool
     system_prompt: str | None
+    queue_lease_seconds: float = 10.0
+    queue_poll_seconds: float = 10.0
+    max_concurrent_turns: int = 10
 
     @property
     def socket_mode(self) -> bool:
@@ -86,6 +89,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         max_file_bytes=_int(get("MAX_FILE_MB", "100"), "MAX_FILE_MB") * 1024 * 1024,
         slack_streaming=_bool(get("SLACK_STREAMING", "true"), "SLACK_STREAMING"),
         system_prompt=get("SYSTEM_PROMPT"),
+        queue_lease_seconds=_positive(get("QUEUE_LEASE_SECONDS", "10"), "QUEUE_LEASE_SECONDS"),
+        queue_poll_seconds=_positive(get("QUEUE_POLL_SECONDS", "10"), "QUEUE_POLL_SECONDS"),
+        max_concurrent_turns=_int(get("MAX_CONCURRENT_TURNS", "10"), "MAX_CONCURRENT_TURNS"),
     )
 
 
@@ -94,6 +100,16 @@ def _int(value: str | None, name: str) -> int:
         return int(value or "")
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _positive(value: str | None, name: str) -> float:
+    try:
+        number = float(value or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be more than 0, got {value!r}")
+    return number
 
 
 def _bool(value: str | None, name: str) -> bool:

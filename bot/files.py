@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -47,10 +47,13 @@ async def relay_output_to_slack(
     thread_ts: str | None,
     upload_limit: int = SLACK_UPLOAD_LIMIT_BYTES,
     skip: Collection[tuple[str, int]] = (),
+    on_upload: Callable[[str], Awaitable[None]] | None = None,
 ) -> RelayedFile | None:
     """Copy one file the code produced from the Files API into the thread, under its real name.
 
     Returns None for a file in `skip` (name, size): a user's own file copied back out.
+    `on_upload` learns the Slack file id before the upload is completed, so a crash in
+    between can be checked later instead of uploading the file twice.
     """
     try:
         meta = await claude.files.retrieve_metadata(file_id)
@@ -64,6 +67,8 @@ async def relay_output_to_slack(
             f" of {_megabytes(upload_limit)}; it stays in the container."
         )
     upload = await slack.files_getUploadURLExternal(filename=meta.filename, length=meta.size_bytes)
+    if on_upload is not None:
+        await on_upload(str(upload["file_id"]))
     body: _CheckedBody | None = None
     try:
         async with claude.files.with_streaming_response.download(file_id) as response:

@@ -14,10 +14,11 @@ from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 
-from storage import InboxMessage, Store, ThreadKey
+from storage import InboxMessage, ResetRequest, Store, ThreadKey
 
 from .threads import is_dm, mentions, thread_from_link, thread_of
 from .queue import TurnQueue
+from .turn import reset_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_change
 HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, *ASSISTANT_EVENTS)
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
+QUEUED_RESET_NOTE = (
+    ":hourglass_flowing_sand: That thread is busy: the reset is queued and happens as soon as"
+    " what was asked before it is answered (anything sent after it runs in the fresh container)."
+)
 ASSISTANT_GREETING = (
     "Hi! I write and run code for you in a sandbox that stays with this thread: files and"
     " state carry over from one message to the next. Ask for an analysis, attach files, or"
@@ -77,6 +82,11 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
         await say(ASSISTANT_GREETING)
         await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
 
+    @assistant.thread_context_changed
+    async def on_assistant_context_changed(payload: dict[str, Any]) -> None:
+        """The channel a person views beside the assistant; threadbox does not use it."""
+        logger.debug("assistant thread context changed")
+
     @assistant.user_message
     async def on_assistant_message(payload: dict[str, Any], context: AsyncBoltContext, set_title: AsyncSetTitle) -> None:
         message = inbox_message(payload, context)
@@ -95,6 +105,7 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
         await ack()
         team_id, channel_id, user_id = team_id_of(context), command["channel_id"], command["user_id"]
         text = (command.get("text") or "").strip()
+        response_url = command.get("response_url")
         if text:
             thread = thread_from_link(team_id, text)
             if thread is None:
@@ -103,13 +114,16 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
                     " the thread, then `/reset <link>`."
                 )
                 return
-            await respond(await _reset_and_describe(engine, thread, user_id))
+            answer = await _request_reset(engine, store, thread, user_id, response_url)
         elif is_dm(channel_id):
             thread = ThreadKey(team_id, channel_id, "")
-            await respond(await _reset_and_describe(engine, thread, user_id))
+            answer = await _request_reset(engine, store, thread, user_id, response_url)
         else:
             threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
             await respond(**thread_picker(threads))
+            return
+        if answer:
+            await respond(answer)
 
     @app.action(RESET_ACTION_ID)
     async def on_reset_button(
@@ -124,8 +138,9 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
             await respond("That button is out of date; run `/reset` again.", replace_original=True)
             return
         user_id = (body.get("user") or {}).get("id", "")
-        text = await _reset_and_describe(engine, thread, user_id)
-        await respond(text, replace_original=True)
+        text = await _request_reset(engine, store, thread, user_id, body.get("response_url"), replace_original=True)
+        if text:
+            await respond(text, replace_original=True)
 
     @app.shortcut(RESET_SHORTCUT_ID)
     async def on_reset_shortcut(
@@ -139,15 +154,29 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
             return
         thread = thread_of(team_id_of(context), {**message, "channel": channel_id})
         user_id = (shortcut.get("user") or {}).get("id", "")
-        await respond(await _reset_and_describe(engine, thread, user_id))
+        text = await _request_reset(engine, store, thread, user_id, shortcut.get("response_url"))
+        if text:
+            await respond(text)
 
 
-async def _reset_and_describe(engine: TurnQueue, thread: ThreadKey, user_id: str) -> str:
-    """Reset a thread and say what happened, ephemerally, to the person who asked."""
-    if not await engine.reset(thread, user_id):
-        where = "this conversation" if thread.thread_ts == "" else "that thread"
-        return f"threadbox has no conversation in {where}, so there is nothing to reset."
-    return ":recycle: Done: the next message there starts in a fresh container with an empty history."
+async def _request_reset(
+    engine: TurnQueue,
+    store: Store,
+    thread: ThreadKey,
+    user_id: str,
+    response_url: str | None,
+    replace_original: bool = False,
+) -> str | None:
+    """Queue a reset in the thread's order; what to tell the person who asked right away.
+
+    None: the reset's own turn tells them (through `response_url`) in a moment.
+    """
+    if not await store.has_conversation(thread):
+        return reset_outcome(thread, existed=False)
+    queued = await engine.request_reset(ResetRequest(thread, user_id, response_url, replace_original))
+    if queued.waits or not response_url:
+        return QUEUED_RESET_NOTE if queued.waits else reset_outcome(thread, existed=True)
+    return None
 
 
 def thread_picker(threads: list[Any]) -> dict[str, Any]:

@@ -1,19 +1,27 @@
-"""The queue: one turn at a time per thread, in arrival order, every accepted message answered once.
+"""The queue: one turn at a time per thread, in arrival order, across any number of processes.
 
-A message is persisted in the inbox before anything else happens, so neither Slack's retries
-nor a restart produce a second answer, and a restart picks up what was left unanswered.
+Everything a thread is asked (messages and resets) is a row of that thread's queue in the
+database, stored before Slack is acknowledged. A process takes a thread by claiming its lease,
+works through the thread's items in order while renewing the lease, and lets go when the
+thread is empty. A process that dies stops renewing; another takes the thread over once the
+lease ends. Other processes are woken by the store (PostgreSQL `NOTIFY`) or by a slow poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+import os
+import socket
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from storage import InboxMessage, Store, ThreadKey
+from storage import Enqueued, InboxMessage, LeaseLost, QueueItem, ResetRequest, Store, ThreadKey
 
 from .reply import SLACK_ERRORS
 from .turn import TurnRunner
@@ -21,131 +29,215 @@ from .turn import TurnRunner
 logger = logging.getLogger(__name__)
 
 QUEUED_REACTION = "hourglass_flowing_sand"
+# After a database failure, wait this long before the dispatcher tries again.
+RETRY_SECONDS = 1.0
 
 
-@dataclass
-class ResetRequest:
-    """A reset queued behind any running turn, so a container is never reset mid-turn."""
+@dataclass(frozen=True)
+class QueueSettings:
+    lease_seconds: float = 10.0
+    poll_seconds: float = 10.0
+    max_turns: int = 10
 
-    thread: ThreadKey
-    user_id: str
-    done: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+def process_owner_id() -> str:
+    """Names this process in the leases it holds: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
 
 class TurnQueue:
-    """Owns the per-thread queues; everything Slack asks of a thread goes through here."""
+    """Claims threads, runs their items in order, and keeps its leases alive."""
 
-    def __init__(self, *, store: Store, slack: AsyncWebClient, runner: TurnRunner) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        slack: AsyncWebClient,
+        runner: TurnRunner,
+        settings: QueueSettings | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.store = store
         self.slack = slack
         self.runner = runner
-        self._queues: dict[ThreadKey, deque[ResetRequest | None]] = {}
-        self._workers: set[asyncio.Task[None]] = set()
-        # Messages showing the "queued" reaction, so it is taken off when their turn comes.
-        self._marked_queued: set[tuple[str, str]] = set()
+        self.settings = settings or QueueSettings()
+        self.owner = owner or process_owner_id()
+        self._threads: dict[ThreadKey, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._wakeup = asyncio.Event()
+        self._dispatching = False
+        self._loops: list[asyncio.Task[None]] = []
+        self._last_renewal = time.monotonic()
 
+    # --- entry points --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin claiming work: whatever is queued already (a restart) is picked up at once."""
+        await self.store.listen(self.wake)
+        self._loops = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._keep_leases())]
+        self.wake()
+
+    def wake(self) -> None:
+        self._wakeup.set()
 
     async def submit(self, message: InboxMessage, *, starts_conversation: bool) -> bool:
-        """Accept a Slack message for an answer; False if it was accepted before (retry/twin)."""
-        if starts_conversation:
-            await self.store.start_conversation(message.thread)
-        accepted = await self.store.accept_message(message)
-        if accepted:
-            waits = message.thread in self._queues
-            self._enqueue(message.thread, None)
-            if waits:
-                await self._mark_queued(message)
-        return accepted
+        """Store a Slack message for an answer; False if it was stored before (retry/twin)."""
+        queued = await self.store.enqueue_message(message, starts_conversation=starts_conversation)
+        if queued is None:
+            return False
+        self.wake()
+        if queued.waits:
+            self._spawn(self._show_queued(queued, message))
+        return True
 
-    async def reset(self, thread: ThreadKey, user_id: str) -> bool:
-        """Give the thread a fresh container and history; False if the bot had none there."""
-        request = ResetRequest(thread, user_id)
-        self._enqueue(thread, request)
-        return await request.done
-
-    async def resume_pending(self) -> int:
-        """After a restart: queue every accepted message that was not answered yet."""
-        threads = await self.store.threads_with_pending()
-        for thread in threads:
-            self._enqueue(thread, None)
-        return len(threads)
+    async def request_reset(self, request: ResetRequest) -> Enqueued:
+        """Queue a reset behind whatever the thread was asked before it."""
+        queued = await self.store.enqueue_reset(request)
+        self.wake()
+        return queued
 
     @property
     def busy(self) -> bool:
-        """Whether any thread has a turn running or queued."""
-        return bool(self._workers)
+        """Whether this process runs or is about to look for work."""
+        return bool(self._threads) or self._wakeup.is_set() or self._dispatching
 
     async def drain(self) -> None:
-        """Wait until every queued turn is answered (tests and graceful shutdown)."""
-        while self._workers:
-            await asyncio.gather(*list(self._workers), return_exceptions=True)
+        """Wait until this process has nothing running and nothing left to claim."""
+        while self.busy or self._background:
+            if self._threads:
+                await asyncio.gather(*list(self._threads.values()), return_exceptions=True)
+            else:
+                await asyncio.sleep(0.01)
 
     async def shutdown(self, grace_seconds: float) -> None:
-        """Let running turns finish for a while, then stop; unanswered messages stay in the inbox."""
+        """Stop claiming, let running turns finish for a while, then hand the rest back at once."""
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        running = list(self._threads.values())
+        if running:
+            _, still_running = await asyncio.wait(running, timeout=grace_seconds)
+            if still_running:
+                logger.warning("stopping with %d turn(s) running; another process takes them over", len(still_running))
+            for task in still_running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         try:
-            await asyncio.wait_for(self.drain(), grace_seconds)
-        except TimeoutError:
-            logger.warning("stopping with turns still running; they resume on the next start")
-        for worker in list(self._workers):
-            worker.cancel()
-        await asyncio.gather(*list(self._workers), return_exceptions=True)
+            await self.store.hand_back(self.owner)
+        except Exception:  # noqa: BLE001 - the leases then simply run out
+            logger.warning("could not hand work back; it is taken over when the leases end", exc_info=True)
 
-    # --- the per-thread queue ------------------------------------------------------------
+    # --- claiming ------------------------------------------------------------------------
 
-    def _enqueue(self, thread: ThreadKey, item: ResetRequest | None) -> None:
-        """Queue a reset, or (None) a wake-up: the worker reads messages from the inbox in order."""
-        queue = self._queues.get(thread)
-        if queue is None:
-            queue = self._queues[thread] = deque()
-            worker = asyncio.create_task(self._work(thread, queue))
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
-        queue.append(item)
+    async def _dispatch(self) -> None:
+        while True:
+            self._dispatching = True
+            self._wakeup.clear()
+            try:
+                await self._claim_what_fits()
+                timeout = await self._next_look()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the database may come back: keep trying
+                logger.exception("could not claim work; retrying")
+                timeout = RETRY_SECONDS
+            finally:
+                self._dispatching = False
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
 
-    async def _work(self, thread: ThreadKey, queue: deque[ResetRequest | None]) -> None:
-        try:
-            while queue:
-                item = queue.popleft()
-                if item is not None:
-                    await self._run_reset(item)
+    async def _claim_what_fits(self) -> None:
+        while len(self._threads) < self.settings.max_turns:
+            thread = await self.store.claim_thread(self.owner, self.settings.lease_seconds, exclude=set(self._threads))
+            if thread is None:
+                return
+            self._threads[thread] = asyncio.create_task(self._work(thread))
+
+    async def _next_look(self) -> float:
+        """When to look again without a wake-up: as soon as another process's lease runs out."""
+        expiry = await self.store.next_lease_expiry(self.owner)
+        if expiry is None:
+            return self.settings.poll_seconds
+        return min(self.settings.poll_seconds, expiry + 0.05)
+
+    async def _keep_leases(self) -> None:
+        """Renew this process's leases; a turn whose lease is gone is stopped, never run twice."""
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await self.store.renew_leases(self.owner, self.settings.lease_seconds)
+                self._last_renewal = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                logger.exception("could not renew leases")
+                if time.monotonic() - self._last_renewal < self.settings.lease_seconds * 0.8:
                     continue
-                while (message := await self.store.next_pending(thread)) is not None:
-                    await self._unmark_queued(message)
-                    await self.runner.answer(message)
-                    await self.store.mark_done(message)
+                held = set()  # the leases are running out: stop before another process starts
+            for thread, task in list(self._threads.items()):
+                if thread not in held:
+                    logger.warning("lost the lease of %s; stopping its turn", thread)
+                    task.cancel()
+
+    # --- one thread --------------------------------------------------------------------
+
+    async def _work(self, thread: ThreadKey) -> None:
+        lease = self.settings.lease_seconds
+        try:
+            while True:
+                item = await self.store.next_item(thread, self.owner, lease)
+                if item is None:
+                    if await self.store.release_thread(thread, self.owner):
+                        return
+                    continue
+                await self._run(item)
+                await self.store.finish_item(item.id)
+        except LeaseLost:
+            logger.warning("the lease of %s ended while it was worked on", thread)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the item stays open and is retried after the lease
+            logger.exception("work on %s stopped", thread)
         finally:
-            # No await between the emptiness check above and this removal: no wake-up is lost.
-            del self._queues[thread]
-            for item in queue:
-                if item is not None and not item.done.done():
-                    item.done.cancel()
+            del self._threads[thread]
+            self.wake()  # room for another thread; and work may have arrived as this one let go
 
-    async def _mark_queued(self, message: InboxMessage) -> None:
+    async def _run(self, item: QueueItem) -> None:
+        if item.marked_queued:
+            await self._remove_queued_reaction(item.thread.channel_id, item.message_ts or "")
+        if item.kind == "reset":
+            await self.runner.reset_for(item)
+        else:
+            await self.runner.answer(item)
+
+    # --- the "queued" reaction -----------------------------------------------------------
+
+    async def _show_queued(self, queued: Enqueued, message: InboxMessage) -> None:
         """Visible at once: this message waits for the answer before it in the thread."""
-        key = (message.thread.channel_id, message.message_ts)
-        self._marked_queued.add(key)
+        if not await self.store.mark_queued(queued.id):
+            return
+        channel, ts = message.thread.channel_id, message.message_ts
         try:
-            await self.slack.reactions_add(channel=key[0], timestamp=key[1], name=QUEUED_REACTION)
+            await self.slack.reactions_add(channel=channel, timestamp=ts, name=QUEUED_REACTION)
         except SLACK_ERRORS as error:
-            logger.debug("could not mark %s as queued: %s", key, error)
-        if key not in self._marked_queued:  # its turn began while the reaction was on its way
-            await self._remove_queued_reaction(key)
+            logger.debug("could not mark %s as queued: %s", ts, error)
+        if await self.store.item_state(queued.id) != "pending":  # its turn began meanwhile
+            await self._remove_queued_reaction(channel, ts)
 
-    async def _unmark_queued(self, message: InboxMessage) -> None:
-        key = (message.thread.channel_id, message.message_ts)
-        if key in self._marked_queued:
-            self._marked_queued.discard(key)
-            await self._remove_queued_reaction(key)
-
-    async def _remove_queued_reaction(self, key: tuple[str, str]) -> None:
+    async def _remove_queued_reaction(self, channel: str, ts: str) -> None:
         try:
-            await self.slack.reactions_remove(channel=key[0], timestamp=key[1], name=QUEUED_REACTION)
+            await self.slack.reactions_remove(channel=channel, timestamp=ts, name=QUEUED_REACTION)
         except SLACK_ERRORS as error:
-            logger.debug("could not unmark %s: %s", key, error)
+            logger.debug("could not unmark %s: %s", ts, error)
 
-    # --- one reset -----------------------------------------------------------------------
-    async def _run_reset(self, request: ResetRequest) -> None:
-        try:
-            request.done.set_result(await self.runner.reset(request.thread, request.user_id))
-        except Exception as error:  # noqa: BLE001 - reported to the caller, never crashes the worker
-            logger.exception("reset of %s failed", request.thread)
-            request.done.set_exception(error)
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.models.messages.chunk import TaskUpdateChunk
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from .slack_text import MARKDOWN_BLOCK_LIMIT, notification_text, split_markdown
 
@@ -67,6 +69,10 @@ class ReplyState:
 
 
 class Renderer(Protocol):
+    @property
+    def message_ts(self) -> str | None:
+        """The reply message being written now, once Slack has it."""
+
     async def start(self, state: ReplyState) -> None: ...
 
     async def text(self, state: ReplyState, delta: str) -> None: ...
@@ -79,10 +85,20 @@ class Renderer(Protocol):
 class Reply:
     """Receives a turn's progress (it is a `TurnObserver`) and shows it in the thread."""
 
-    def __init__(self, client: AsyncWebClient, target: ReplyTarget, *, streaming: bool) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        target: ReplyTarget,
+        *,
+        streaming: bool,
+        on_message: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
         self.target = target
         self.state = ReplyState()
+        # Told each reply message's ts as soon as it exists, so a crash never leaves it open.
+        self._on_message = on_message
+        self._reported_ts: str | None = None
         self._renderer: Renderer = (
             StreamRenderer(client, target)
             if streaming and target.thread_ts
@@ -143,6 +159,14 @@ class Reply:
             self._renderer = self._renderer.fallback()
             await self._renderer.start(self.state)
             await action(self._renderer)
+        finally:
+            await self._report_message()
+
+    async def _report_message(self) -> None:
+        ts = self._renderer.message_ts
+        if ts and ts != self._reported_ts and self._on_message is not None:
+            self._reported_ts = ts
+            await self._on_message(ts)
 
 
 class StreamRenderer:
@@ -169,6 +193,10 @@ class StreamRenderer:
         self._message_start += self._streamed_chars
         self._streamed_chars, self._full = 0, False
         return stream
+
+    @property
+    def message_ts(self) -> str | None:
+        return self._stream.ts if self._stream is not None else None
 
     def fallback(self) -> MessageRenderer:
         """Carry on by editing the current message (Slack allows `chat.update` on a stream)."""
@@ -246,6 +274,10 @@ class MessageRenderer:
         self._text_offset = text_offset
         self._last_update = 0.0
         self._pending: asyncio.Task[None] | None = None
+
+    @property
+    def message_ts(self) -> str | None:
+        return self._ts
 
     async def start(self, state: ReplyState) -> None:
         if self._ts is not None:
@@ -330,3 +362,39 @@ def final_status(state: ReplyState, failed: bool) -> str:
     if failed:
         return f"⚠️ Stopped early · {ran}" if runs else "⚠️ Stopped early"
     return f"✅ Done · {ran}" if runs else ""
+
+
+async def close_reply(target: ReplyTarget, client: AsyncWebClient, ts: str, markdown: str, *, replace_text: bool) -> None:
+    """Close a reply message an interrupted turn left behind: stop its stream, then either add
+    `markdown` to what it shows or (`replace_text`) show `markdown` instead. Best effort."""
+    try:
+        await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=None if replace_text else f"\n\n{markdown}")
+        if not replace_text:
+            return
+    except SLACK_ERRORS as error:
+        logger.debug("stopStream on %s: %s", ts, error)  # not streaming (any more), or not a stream
+    pieces = split_markdown(markdown)
+    try:
+        await client.chat_update(
+            channel=target.channel_id, ts=ts, text=notification_text(pieces[0]), blocks=[{"type": "markdown", "text": pieces[0]}]
+        )
+    except SLACK_ERRORS as error:
+        logger.warning("could not close the interrupted reply %s: %s", ts, error)
+        return
+    for piece in pieces[1:]:
+        await client.chat_postMessage(
+            channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece), blocks=[{"type": "markdown", "text": piece}]
+        )
+
+
+async def tell_requester(response_url: str, text: str, replace_original: bool) -> None:
+    """An ephemeral answer through a command's, shortcut's or button's `response_url`."""
+    try:
+        response = await AsyncWebhookClient(response_url).send(
+            text=text, response_type="ephemeral", replace_original=replace_original
+        )
+    except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as error:
+        logger.warning("could not answer through response_url: %s", error)
+        return
+    if response.status_code != 200:
+        logger.warning("response_url answered %s: %s", response.status_code, response.body)

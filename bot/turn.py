@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from storage import InboxMessage, Store, ThreadKey
+from storage import InboxMessage, QueueItem, Store, ThreadKey
 
 from .claude import ClaudeTurns, TurnResult
 from .files import ContainerFile, FileRelayError, relay_output_to_slack, relay_slack_file_to_claude
-from .reply import SLACK_ERRORS, Reply, ReplyTarget
+from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
 from .thread_context import earlier_messages
 from .threads import is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
 
@@ -25,6 +26,10 @@ logger = logging.getLogger(__name__)
 CONTAINER_REPLACED_NOTE = (
     "_Note: this thread's previous container had expired, so this ran in a fresh one."
     " Files from earlier in the thread are gone._"
+)
+INTERRUPTED_NOTE = (
+    "_:warning: This answer was interrupted (the bot restarted or lost this thread) and is"
+    " being run again below._"
 )
 STOP_REASON_NOTES = {
     "max_tokens": "_The answer hit the length limit and was cut off. Say “continue” for more._",
@@ -74,10 +79,21 @@ class TurnRunner:
             )
         return existed
 
+    async def reset_for(self, item: QueueItem) -> None:
+        """A queued reset's turn: reset, then tell the person who asked (their `response_url`)."""
+        try:
+            existed = await self.reset(item.thread, item.user_id)
+        except SLACK_ERRORS as error:
+            logger.error("reset of %s done, but its confirmation failed: %s", item.thread, error)
+            existed = True
+        if item.response_url:
+            await tell_requester(item.response_url, reset_outcome(item.thread, existed), item.replace_original)
+
     # --- one turn ------------------------------------------------------------------------
 
-    async def answer(self, message: InboxMessage) -> None:
+    async def answer(self, item: QueueItem) -> None:
         """Answer one message; every failure ends as words in the thread."""
+        message = item.as_message()
         target = ReplyTarget(
             channel_id=message.thread.channel_id,
             thread_ts=reply_thread_ts(message.thread),
@@ -85,6 +101,11 @@ class TurnRunner:
             user_id=message.user_id,
         )
         try:
+            if item.reply_ts:
+                await self._close_earlier_attempt(item, target)
+            if item.answered:
+                await self._deliver(item, target)
+                return
             if is_reset_command(message.text, self.bot_user_id):
                 await self.reset(message.thread, message.user_id)
                 return
@@ -96,16 +117,21 @@ class TurnRunner:
                     f" {self.max_message_chars:,}. Please attach long text as a file instead.",
                 )
                 return
-            await self._run_turn(message, text, target)
+            await self._run_turn(item, text, target)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
             logger.exception("turn for %s failed", message.thread)
             await self._say(target, ":warning: Something went wrong on my side while answering. Please try again.")
 
-    async def _run_turn(self, message: InboxMessage, text: str, target: ReplyTarget) -> None:
+    async def _run_turn(self, item: QueueItem, text: str, target: ReplyTarget) -> None:
+        message = item.as_message()
         conversation = await self.store.load_conversation(message.thread)
-        reply = Reply(self.slack, target, streaming=self.streaming)
+
+        async def remember_reply(ts: str) -> None:
+            await self.store.set_reply_ts(item.id, ts)
+
+        reply = Reply(self.slack, target, streaming=self.streaming, on_message=remember_reply)
         await reply.set_status("is thinking…")
         await reply.start()
         arrived = await self._take_in_files(message, target)
@@ -124,7 +150,9 @@ class TurnRunner:
             reply,
         )
         if result.assistant_content:
+            user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
             await self.store.save_turn(
+                item.id,
                 message.thread,
                 [
                     {"role": "user", "content": user_content},
@@ -132,12 +160,64 @@ class TurnRunner:
                 ],
                 result.container_id,
                 result.container_expires_at,
-                answered=message,
+                outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
+                user_files=[(f.filename, f.size) for f in arrived],
             )
-        await reply.finish(turn_notes(result), failed=bool(result.error))
-        user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
-        outputs = [file_id for file_id in result.output_file_ids if file_id not in user_file_ids]
-        await self._relay_outputs(outputs, arrived, target)
+        try:
+            await reply.finish(turn_notes(result), failed=bool(result.error))
+        except SLACK_ERRORS as error:  # the files are still owed
+            logger.error("could not finish the reply in %s: %s", target.channel_id, error)
+        if result.assistant_content:
+            await self._deliver(replace(item, user_files=[(f.filename, f.size) for f in arrived]), target)
+
+    async def _close_earlier_attempt(self, item: QueueItem, target: ReplyTarget) -> None:
+        """An earlier attempt died mid-turn: never leave its reply empty or streaming."""
+        if item.answered:
+            conversation = await self.store.load_conversation(item.thread)
+            answer = last_answer_text(conversation.history)
+            await close_reply(target, self.slack, item.reply_ts or "", answer, replace_text=True)
+        else:
+            await close_reply(target, self.slack, item.reply_ts or "", INTERRUPTED_NOTE, replace_text=False)
+
+    async def _deliver(self, item: QueueItem, target: ReplyTarget) -> None:
+        """Share the files an answered turn still owes, each exactly once, even across a crash."""
+        echoes = set(item.user_files)
+        failures: list[str] = []
+        for delivery in await self.store.pending_deliveries(item.id):
+            if delivery.slack_file_id and await self._shared_already(delivery.slack_file_id, target.channel_id):
+                await self.store.delivery_done(item.id, delivery.position)
+                continue
+
+            async def started(slack_file_id: str, position: int = delivery.position) -> None:
+                await self.store.delivery_started(item.id, position, slack_file_id)
+
+            try:
+                await relay_output_to_slack(
+                    self.claude.client,
+                    self.slack,
+                    self.http,
+                    delivery.file_id,
+                    channel_id=target.channel_id,
+                    thread_ts=target.thread_ts,
+                    skip=echoes,
+                    on_upload=started,
+                )
+            except FileRelayError as error:
+                failures.append(str(error))
+            except SLACK_ERRORS as error:
+                logger.warning("file relay of %s failed: %s", delivery.file_id, error)
+                failures.append(f"couldn't upload file `{delivery.file_id}`: {error}")
+            await self.store.delivery_done(item.id, delivery.position)
+        await self._say_problems(target, "Some files couldn't be shared:", failures)
+
+    async def _shared_already(self, slack_file_id: str, channel_id: str) -> bool:
+        """Whether an upload finished before a crash: Slack lists the channels a file is in."""
+        try:
+            info = (await self.slack.files_info(file=slack_file_id))["file"]
+        except SLACK_ERRORS:
+            return False
+        shares = info.get("shares") or {}
+        return any(channel_id in (shares.get(kind) or {}) for kind in ("public", "private"))
 
     def _joins_thread_late(self, message: InboxMessage, history: list[dict[str, Any]]) -> bool:
         """A mention inside an existing thread, with no history yet: the thread is its context."""
@@ -162,27 +242,6 @@ class TurnRunner:
                 refused.append(f"couldn't look up a shared file: {error}")
         await self._say_problems(target, "Some files couldn't go into the container:", refused)
         return arrived
-
-    async def _relay_outputs(self, file_ids: list[str], user_files: list[ContainerFile], target: ReplyTarget) -> None:
-        echoes = {(f.filename, f.size) for f in user_files}
-        failures: list[str] = []
-        for file_id in dict.fromkeys(file_ids):
-            try:
-                await relay_output_to_slack(
-                    self.claude.client,
-                    self.slack,
-                    self.http,
-                    file_id,
-                    channel_id=target.channel_id,
-                    thread_ts=target.thread_ts,
-                    skip=echoes,
-                )
-            except FileRelayError as error:
-                failures.append(str(error))
-            except SLACK_ERRORS as error:
-                logger.warning("file relay of %s failed: %s", file_id, error)
-                failures.append(f"couldn't upload file `{file_id}`: {error}")
-        await self._say_problems(target, "Some files couldn't be shared:", failures)
 
     async def _say_problems(self, target: ReplyTarget, heading: str, problems: list[str]) -> None:
         if problems:
@@ -230,3 +289,21 @@ def turn_notes(result: TurnResult) -> list[str]:
     if result.error:
         notes.append(f":warning: {result.error}")
     return notes
+
+
+def last_answer_text(history: list[dict[str, Any]]) -> str:
+    """The text of the last assistant message: what an answered turn showed."""
+    for message in reversed(history):
+        if message.get("role") == "assistant" and isinstance(message.get("content"), list):
+            return "".join(
+                block.get("text", "") for block in message["content"] if isinstance(block, dict) and block.get("type") == "text"
+            ).strip() or "_(no text in the answer)_"
+    return "_(no text in the answer)_"
+
+
+def reset_outcome(thread: ThreadKey, existed: bool) -> str:
+    """What the person who asked for a reset is told when it has happened."""
+    if not existed:
+        where = "this conversation" if thread.thread_ts == "" else "that thread"
+        return f"threadbox has no conversation in {where}, so there is nothing to reset."
+    return ":recycle: Done: the next message there starts in a fresh container with an empty history."

@@ -153,9 +153,9 @@ class PostgresStore:
         rows = await self.pool.fetch(
             "SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
             " USING (team_id, channel_id, thread_ts)"
-            " WHERE q.state <> 'done' AND (l.owner IS NULL OR l.lease_until < now())"
-            " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT $1",
-            len(exclude) + 5,
+            " WHERE q.state <> 'done' AND (l.owner IS NULL OR l.lease_until < now() OR l.owner = $1)"
+            " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT $2",
+            owner, len(exclude) + 5,
         )
         for row in rows:
             thread = ThreadKey(*row)
@@ -168,7 +168,7 @@ class PostgresStore:
                 " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
                 " ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE"
                 " SET owner = excluded.owner, lease_until = excluded.lease_until"
-                " WHERE leases.lease_until < now() RETURNING 1",
+                " WHERE leases.lease_until < now() OR leases.owner = excluded.owner RETURNING 1",
                 *_key(thread), owner, lease_seconds,
             )
             if taken:

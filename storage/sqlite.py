@@ -181,9 +181,9 @@ class SQLiteStore:
             async with db.execute(
                 "SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
                 " ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts"
-                " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < ?)"
+                " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < ? OR l.owner = ?)"
                 " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT ?",
-                (now, len(exclude) + 1),
+                (now, owner, len(exclude) + 1),
             ) as cursor:
                 candidates = [ThreadKey(*row) for row in await cursor.fetchall()]
             for thread in candidates:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import yaml
 from bot import listeners
 from bot.config import ConfigError, load_settings
 from storage import InboxMessage, ThreadKey, open_store
-from storage.sqlite import MIGRATIONS, sqlite_path
+from storage.sqlite import sqlite_path
+from storage.store import migrations
 from tests.conftest import SIGNING_SECRET, BotServer, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, mention_event, message_event, sign
@@ -117,23 +119,47 @@ async def test_storage_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sub' / 'db.sqlite'}"
     store = await open_store(url)
     thread = ThreadKey("T1", "C1", "1.1")
-    assert await store.schema_version() == len(MIGRATIONS)
+    assert await store.schema_version() == len(migrations("sqlite"))
     async with store.db.execute("PRAGMA journal_mode") as cursor:
         assert (await cursor.fetchone())[0] == "wal"
-    assert await store.accept_message(InboxMessage(thread, "1.1", "U1", "hi"))
-    assert not await store.accept_message(InboxMessage(thread, "1.1", "U1", "hi"))
-    await store.save_turn(thread, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "cont_1", 123.0)
+    queued = await store.enqueue_message(InboxMessage(thread, "1.1", "U1", "hi"), starts_conversation=True)
+    assert queued is not None
+    await store.save_turn(queued.id, thread, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "cont_1", 123.0, [], [])
     await store.close()
 
     reopened = await open_store(url)
     conversation = await reopened.load_conversation(thread)
     assert conversation.container_id == "cont_1" and conversation.container_expires_at == 123.0
     assert conversation.history[0]["content"][0]["text"] == "hi"
-    assert [t.channel_id for t in await reopened.threads_with_pending()] == ["C1"]
+    assert await reopened.claim_thread("p", 10, exclude=()) == thread  # its delivery is still owed
     await reopened.close()
 
-    with pytest.raises(ValueError, match="postgres"):
-        await open_store("postgres://db/threadbox")
+    with pytest.raises(ValueError, match="mysql"):
+        await open_store("mysql://db/threadbox")
+
+
+async def test_a_database_of_the_first_schema_is_upgraded_with_its_inbox(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    [(_, first_schema), *_] = migrations("sqlite")
+    with sqlite3.connect(path) as old:
+        old.executescript(first_schema + "PRAGMA user_version = 1;")
+        old.executemany(
+            "INSERT INTO inbox (team_id, channel_id, message_ts, thread_ts, user_id, text, files, done, received_at)"
+            " VALUES ('T1', 'C1', ?, '5.0', 'U1', ?, '[]', ?, 1.0)",
+            [("5.0", "answered", 1), ("5.1", "waiting", 0)],
+        )
+        old.execute("INSERT INTO conversations VALUES ('T1', 'C1', '5.0', NULL, NULL, 1.0, 1.0)")
+    store = await open_store(f"sqlite:///{path}")
+    try:
+        thread = ThreadKey("T1", "C1", "5.0")
+        assert await store.enqueue_message(InboxMessage(thread, "5.0", "U1", "answered"), starts_conversation=True) is None
+        assert await store.claim_thread("p", 10, exclude=()) == thread
+        item = await store.next_item(thread, "p", 10)
+        assert item is not None and item.text == "waiting"
+        [summary] = await store.active_threads("T1", "C1", "U1")
+        assert summary.last_text == "waiting"
+    finally:
+        await store.close()
 
 
 def bot_process_env(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, **extra: str) -> dict[str, str]:
@@ -200,15 +226,3 @@ async def test_python_m_bot_in_socket_mode_answers_and_stops_cleanly(
         await slack.push_socket("events_api", event)
         await wait_for(lambda: "ok" in thread_text(slack, "C1", "1700000702.000100"))
     assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "over a socket"
-
-
-async def test_a_saved_turn_marks_its_message_answered_in_the_same_transaction(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    thread = ThreadKey("T1", "C1", "2.2")
-    await store.accept_message(InboxMessage(thread, "2.3", "U1", "question"))
-    pending = await store.next_pending(thread)
-    assert pending is not None
-    await store.save_turn(thread, [{"role": "user", "content": "question"}], "cont_2", None, answered=pending)
-    assert await store.next_pending(thread) is None
-    assert await store.threads_with_pending() == []
-    await store.close()
