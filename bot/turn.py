@@ -165,6 +165,7 @@ class TurnRunner:
             )
         try:
             await reply.finish(turn_notes(result), failed=bool(result.error))
+            await self.store.set_reply_ts(item.id, None)  # finished: nothing to close after a crash
         except SLACK_ERRORS as error:  # the files are still owed
             logger.error("could not finish the reply in %s: %s", target.channel_id, error)
         if result.assistant_content:

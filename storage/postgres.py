@@ -250,7 +250,7 @@ class PostgresStore:
     async def finish_item(self, item_id: int) -> None:
         await self.pool.execute("UPDATE queue SET state = 'done', finished_at = now() WHERE id = $1", item_id)
 
-    async def set_reply_ts(self, item_id: int, reply_ts: str) -> None:
+    async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         await self.pool.execute("UPDATE queue SET reply_ts = $2 WHERE id = $1", item_id, reply_ts)
 
     async def mark_queued(self, item_id: int) -> bool:

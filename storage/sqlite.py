@@ -283,7 +283,7 @@ class SQLiteStore:
                 "UPDATE queue SET state = 'done', finished_at = ? WHERE id = ?", (time.time(), item_id)
             )
 
-    async def set_reply_ts(self, item_id: int, reply_ts: str) -> None:
+    async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         async with self._transaction() as db:
             await db.execute("UPDATE queue SET reply_ts = ? WHERE id = ?", (reply_ts, item_id))
 

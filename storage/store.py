@@ -85,7 +85,8 @@ class Store(Protocol):
 
     async def finish_item(self, item_id: int) -> None: ...
 
-    async def set_reply_ts(self, item_id: int, reply_ts: str) -> None: ...
+    async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
+        """The reply message a running turn is writing; None once it is finished."""
 
     async def mark_queued(self, item_id: int) -> bool:
         """Note that the item shows the "queued" reaction; False when it is no longer pending."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -220,3 +221,27 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'threadbox.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def settings_on_each_store(settings: Settings, database_url: str) -> Settings:
+    """The test bot's settings on SQLite, then on PostgreSQL."""
+    return replace(settings, database_url=database_url)
+
+
+async def run_sql(database_url: str, script: str) -> None:
+    """Change a bot's database behind its back (to make it fail, and mend it)."""
+    if database_url.startswith("sqlite:"):
+        path = database_url[len("sqlite:///") :]
+
+        def run() -> None:
+            with sqlite3.connect(path) as connection:
+                connection.executescript(script)
+
+        await asyncio.to_thread(run)
+        return
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(script)
+    finally:
+        await connection.close()

@@ -746,6 +746,9 @@ class FakeSlack:
             share = self._new_message(channel, self._next_ts(), thread_ts, args.get("initial_comment") or "")
             share["files"] = [self._files[d["id"]] for d in done]
             share["upload"] = True
+            kind = "private" if channel[:1] in ("G", "D") else "public"
+            for d in done:
+                self._files[d["id"]]["shares"] = {kind: {channel: [{"ts": share["ts"], "thread_ts": thread_ts}]}}
         return {"ok": True, "files": done}
 
     def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:

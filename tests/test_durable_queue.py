@@ -1,0 +1,187 @@
+"""The durable queue in one process, on SQLite and on PostgreSQL: resets in order, turns cut
+by a dying process, files owed across a crash, a database that fails and comes back."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from bot.config import Settings
+from tests.conftest import running_bot, run_sql, thread_text
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, code_run, text
+from tests.fakes.slack_api import mention_event, message_event
+
+CHANNEL = "C1"
+
+
+def streaming_messages(slack: FakeSlack, root: str) -> list[dict]:
+    return [m for m in slack.thread(CHANNEL, root) if m.get("streaming")]
+
+
+async def test_a_reset_asked_during_a_turn_comes_before_messages_sent_after_it(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000901.000100"
+    async with running_bot(settings_on_each_store, slack) as bot:
+        claude_api.enqueue(Reply([*code_run("echo 1 > state"), text("first done")], delay=1.0))
+        await bot.send_event(mention_event("first", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: len(claude_api.requests) == 1)
+        response_url = slack.new_response_url()
+        await bot.send_shortcut(
+            {"ts": root, "text": "first", "user": "U1"}, channel_id=CHANNEL, user_id="U2", response_url=response_url
+        )
+        claude_api.enqueue(Reply([text("second done")]))
+        await bot.send_event(message_event("second", channel=CHANNEL, user="U1", ts="1700000901.000300", thread_ts=root))
+        await bot.wait_for(lambda: "second done" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+
+    first, second = claude_api.requests
+    assert len(second["messages"]) == 1, "the message sent after the reset saw the old history"
+    assert second.get("container") != first.get("container") or "container" not in second
+    texts = slack.thread_texts(CHANNEL, root)
+    [reset_at] = [i for i, t in enumerate(texts) if "Fresh start" in t and "<@U2>" in t]
+    assert [i for i, t in enumerate(texts) if "first done" in t][0] < reset_at
+    assert reset_at < [i for i, t in enumerate(texts) if "second done" in t][0]
+    told = [r["text"] for r in slack.responses[response_url]]
+    assert "busy" in told[0] and "Done" in told[-1]
+
+
+async def test_a_turn_cut_by_a_dying_process_is_closed_and_answered_once(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000902.000100"
+    async with running_bot(settings_on_each_store, slack) as bot:
+        claude_api.enqueue(Reply([text("partial words " * 200)], chunk_delay=0.05))
+        await bot.send_event(mention_event("long one", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        await bot.kill()
+    assert streaming_messages(slack, root), "the reply was streaming when the process died"
+
+    claude_api.enqueue(Reply([text("the full answer")]))
+    async with running_bot(settings_on_each_store, slack) as restarted:
+        await restarted.wait_for(lambda: "the full answer" in thread_text(slack, CHANNEL, root))
+        await restarted.idle()
+    assert streaming_messages(slack, root) == []
+    texts = slack.thread_texts(CHANNEL, root)
+    assert len(texts) == 2
+    assert "partial words" in texts[0] and "interrupted" in texts[0]
+    assert "the full answer" in texts[1]
+    assert [r["messages"][-1]["content"][0]["text"] for r in claude_api.requests] == ["long one", "long one"]
+
+
+async def test_files_of_an_answered_turn_are_delivered_after_a_crash_exactly_once(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000903.000100"
+    first = claude_api.add_file("first.txt", b"one")
+    second = claude_api.add_file("second.txt", b"two")
+    async with running_bot(settings_on_each_store, slack) as bot:
+        claude_api.enqueue(Reply([*code_run("make files", file_ids=[first, second]), text("made two files")]))
+        # The first upload completes at Slack while the process dies waiting for the answer.
+        slack.delay("files.completeUploadExternal", 1.0)
+        await bot.send_event(mention_event("make files", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: len(slack.calls_to("files.completeUploadExternal")) == 1)
+        await bot.kill()
+    slack.delay("files.completeUploadExternal", 0)
+
+    async with running_bot(settings_on_each_store, slack) as restarted:
+        await restarted.wait_for(lambda: len(slack.uploads) == 2)
+        await restarted.idle()
+    assert sorted(u["title"] for u in slack.uploads) == ["first.txt", "second.txt"]
+    assert len(claude_api.requests) == 1, "the model was asked again for an answered turn"
+    assert thread_text(slack, CHANNEL, root).count("made two files") == 1
+    assert streaming_messages(slack, root) == []
+
+
+async def test_a_message_is_stored_before_slack_is_acknowledged(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    url = settings_on_each_store.database_url
+    root = "1700000904.000100"
+    event = mention_event("keep me", channel=CHANNEL, user="U1", ts=root)
+    async with running_bot(settings_on_each_store, slack) as bot:
+        if url.startswith("sqlite:"):
+            await run_sql(url, "CREATE TRIGGER refuse BEFORE INSERT ON queue BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;")
+        else:
+            await run_sql(
+                url,
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk trouble';"
+                " END $$; CREATE TRIGGER refuse BEFORE INSERT ON queue FOR EACH ROW EXECUTE FUNCTION refuse();",
+            )
+        assert await bot.send_event(event, event_id="EvStore") == 500  # so Slack sends it again
+        await run_sql(url, "DROP TRIGGER refuse" if url.startswith("sqlite:") else "DROP TRIGGER refuse ON queue")
+        assert await bot.send_event(event, event_id="EvStore", retry_num=1) == 200
+        await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    assert len(claude_api.requests) == 1
+
+
+async def test_a_failed_commit_is_rolled_back_and_the_next_write_works(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    url = settings_on_each_store.database_url
+    root = "1700000905.000100"
+    if url.startswith("sqlite:"):
+        breaker = (
+            "CREATE TABLE IF NOT EXISTS breaker (item INTEGER REFERENCES queue (id) DEFERRABLE INITIALLY DEFERRED);"
+            " CREATE TRIGGER break_commit AFTER INSERT ON queue BEGIN INSERT INTO breaker VALUES (-1); END;"
+        )
+        mend = "DROP TRIGGER break_commit;"
+    else:
+        breaker = (
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " RAISE EXCEPTION 'commit refused'; END $$; CREATE CONSTRAINT TRIGGER break_commit AFTER INSERT ON"
+            " queue DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_commit();"
+        )
+        mend = "DROP TRIGGER break_commit ON queue;"
+    async with running_bot(settings_on_each_store, slack) as bot:
+        await run_sql(url, breaker)
+        event = mention_event("after a failed commit", channel=CHANNEL, user="U1", ts=root)
+        assert await bot.send_event(event, event_id="EvCommit") == 500
+        await run_sql(url, mend)
+        assert await bot.send_event(event, event_id="EvCommit", retry_num=1) == 200
+        await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    assert len(claude_api.requests) == 1
+
+
+async def test_health_answers_503_while_the_database_refuses_writes_and_recovers(
+    settings_on_each_store: Settings, slack: FakeSlack
+) -> None:
+    url = settings_on_each_store.database_url
+    async with running_bot(settings_on_each_store, slack) as bot, aiohttp.ClientSession() as http:
+        async with http.get(f"{bot.url}/healthz") as response:
+            assert response.status == 200
+        if url.startswith("sqlite:"):
+            await run_sql(
+                url,
+                "CREATE TRIGGER readonly_i BEFORE INSERT ON health BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
+                " CREATE TRIGGER readonly_u BEFORE UPDATE ON health BEGIN SELECT RAISE(ABORT, 'read-only'); END;",
+            )
+        else:
+            await run_sql(
+                url,
+                "CREATE FUNCTION ro() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'read-only';"
+                " END $$; CREATE TRIGGER ro BEFORE INSERT OR UPDATE ON health FOR EACH ROW EXECUTE FUNCTION ro();",
+            )
+        async with http.get(f"{bot.url}/healthz") as response:
+            assert response.status == 503
+        await run_sql(url, "DROP TRIGGER readonly_i; DROP TRIGGER readonly_u;" if url.startswith("sqlite:") else "DROP TRIGGER ro ON health;")
+        async with http.get(f"{bot.url}/healthz") as response:
+            assert response.status == 200
+
+
+async def test_the_reset_picker_remembers_threads_after_a_restart(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000906.000100"
+    async with running_bot(settings_on_each_store, slack) as bot:
+        await bot.send_event(mention_event("plot the sales data", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    async with running_bot(settings_on_each_store, slack) as restarted:
+        response_url = slack.new_response_url()
+        await restarted.send_command("", channel_id=CHANNEL, user_id="U1", response_url=response_url)
+        await restarted.wait_for(lambda: bool(slack.responses.get(response_url)))
+    [picker] = slack.responses[response_url]
+    assert "plot the sales data" in str(picker["blocks"])
