@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sqlite3
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -26,8 +23,8 @@ from storage.store import migrations
 from tests.conftest import SIGNING_SECRET, BotServer, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, mention_event, message_event, sign
+from tests.processes import ROOT, bot_process, bot_process_env
 
-ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 # Slack's event subscriptions that deliver a `message` event, by the conversation they cover.
 MESSAGE_SUBSCRIPTIONS = {"message.channels", "message.groups", "message.im", "message.mpim"}
@@ -160,32 +157,6 @@ async def test_a_database_of_the_first_schema_is_upgraded_with_its_inbox(tmp_pat
         assert summary.last_text == "waiting"
     finally:
         await store.close()
-
-
-def bot_process_env(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
-    env.update(
-        PYTHONPATH=str(ROOT), SLACK_BOT_TOKEN=slack.bot_token, SLACK_API_URL=slack.base_url,
-        ANTHROPIC_API_KEY=claude_api.api_key, ANTHROPIC_BASE_URL=claude_api.base_url,
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}", **extra,
-    )
-    return env
-
-
-@asynccontextmanager
-async def bot_process(env: dict[str, str], cwd: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m bot` as the Procfile runs it; stopped with SIGTERM, which must end it cleanly."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()
 
 
 async def test_python_m_bot_serves_http_and_stops_cleanly(
