@@ -33,7 +33,6 @@ EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 # Slack stops retrying an event after about an hour; a day of answered ids is plenty.
 INBOX_RETENTION_SECONDS = 24 * 3600
-SHUTDOWN_GRACE_SECONDS = 20.0
 PRUNE_INTERVAL_SECONDS = 3600.0
 HEALTH_TIMEOUT_SECONDS = 5.0
 
@@ -54,7 +53,7 @@ class Runtime:
     async def close(self) -> None:
         self.maintenance.cancel()
         await asyncio.gather(self.maintenance, return_exceptions=True)
-        await self.engine.shutdown(SHUTDOWN_GRACE_SECONDS)
+        await self.engine.shutdown(self.settings.shutdown_grace_seconds)
         await self.http.close()
         await self.claude.close()
         await self.store.close()

@@ -38,6 +38,7 @@ class Settings:
     queue_lease_seconds: float = 10.0
     queue_poll_seconds: float = 10.0
     max_concurrent_turns: int = 10
+    shutdown_grace_seconds: float = 20.0
 
     @property
     def socket_mode(self) -> bool:
@@ -92,6 +93,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         queue_lease_seconds=_positive(get("QUEUE_LEASE_SECONDS", "10"), "QUEUE_LEASE_SECONDS"),
         queue_poll_seconds=_positive(get("QUEUE_POLL_SECONDS", "10"), "QUEUE_POLL_SECONDS"),
         max_concurrent_turns=_int(get("MAX_CONCURRENT_TURNS", "10"), "MAX_CONCURRENT_TURNS"),
+        shutdown_grace_seconds=_positive(get("SHUTDOWN_GRACE_SECONDS", "20"), "SHUTDOWN_GRACE_SECONDS"),
     )
 
 

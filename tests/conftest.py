@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.app import RUNTIME_KEY, Runtime, build_web_app
 from bot.config import Settings, load_settings
 from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, text
 from tests.postgres_server import PostgresUnavailable, postgres_server
 from tests.fakes.slack_api import (
     block_action_body,
@@ -245,3 +246,8 @@ async def run_sql(database_url: str, script: str) -> None:
         await connection.execute(script)
     finally:
         await connection.close()
+
+
+def long_running_reply(words: str) -> Reply:
+    """An answer whose first words show at once and whose end comes many seconds later."""
+    return Reply([text(f"{words} " * 120), text("…and the end of it")], chunk_delay=1.0)

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -40,18 +41,24 @@ def bot_process_env(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic,
 
 @asynccontextmanager
 async def bot_process(env: dict[str, str], cwd: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m bot`; stopped with SIGTERM, which must end it cleanly (unless it was killed)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", cwd=cwd, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
+    """`python -m bot`; stopped with SIGTERM, which must end it cleanly (unless it was killed).
+
+    Its log goes to a file beside the test (`bot-<pid>.log`), shown when it ends badly.
+    """
+    log_path = cwd / f"bot-{uuid.uuid4().hex[:8]}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+        )
     try:
         yield process
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 40)
-    assert process.returncode in (0, -signal.SIGKILL), stderr.decode()
+        await asyncio.wait_for(process.wait(), 40)
+    log_text = log_path.read_text(errors="replace")
+    assert process.returncode in (0, -signal.SIGKILL), log_text
+    assert "Traceback" not in log_text or process.returncode == -signal.SIGKILL, log_text
 
 
 class HttpBot:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from bot.config import Settings
-from tests.conftest import running_bot, run_sql, thread_text
+from tests.conftest import long_running_reply, run_sql, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -51,7 +51,7 @@ async def test_a_turn_cut_by_a_dying_process_is_closed_and_answered_once(
 ) -> None:
     root = "1700000902.000100"
     async with running_bot(settings_on_each_store, slack) as bot:
-        claude_api.enqueue(Reply([text("partial words " * 200)], chunk_delay=0.05))
+        claude_api.enqueue(long_running_reply("partial words"))
         await bot.send_event(mention_event("long one", channel=CHANNEL, user="U1", ts=root))
         await bot.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
         await bot.kill()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import thread_text
+from tests.conftest import long_running_reply, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -96,7 +96,7 @@ async def test_kill_9_of_the_process_running_a_turn_is_taken_over_and_answered_o
 ) -> None:
     root = "1700001004.000100"
     async with http_bots(2, cluster_env(tmp_path, slack, claude_api, postgres_url), tmp_path) as bots:
-        claude_api.enqueue(Reply([text("doomed words " * 300)], chunk_delay=0.05))
+        claude_api.enqueue(long_running_reply("doomed words"))
         await bots[0].send_event(mention_event("survive this", channel=CHANNEL, user="U1", ts=root))
         await wait_for(lambda: "doomed words" in thread_text(slack, CHANNEL, root), timeout=30)
         connection = await asyncpg.connect(postgres_url)
@@ -115,3 +115,29 @@ async def test_kill_9_of_the_process_running_a_turn_is_taken_over_and_answered_o
     assert [m for m in messages if m.get("streaming")] == []
     texts = slack.thread_texts(CHANNEL, root)
     assert len(texts) == 2 and "interrupted" in texts[0] and texts[1].count("answer after takeover") == 1
+
+
+async def test_a_stopping_process_hands_its_turn_to_another_at_once(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, postgres_url: str
+) -> None:
+    root = "1700001005.000100"
+    # Leases far longer than the test: only a hand-back can move the turn in time.
+    env = bot_process_env(
+        tmp_path, slack, claude_api, DATABASE_URL=postgres_url, QUEUE_LEASE_SECONDS="300", SHUTDOWN_GRACE_SECONDS="0.5"
+    )
+    async with http_bots(2, env, tmp_path) as bots:
+        claude_api.enqueue(long_running_reply("slow words"))
+        await bots[0].send_event(mention_event("hand me over", channel=CHANNEL, user="U1", ts=root))
+        await wait_for(lambda: "slow words" in thread_text(slack, CHANNEL, root), timeout=30)
+        connection = await asyncpg.connect(postgres_url)
+        try:
+            owner = await connection.fetchval("SELECT owner FROM leases WHERE thread_ts = $1", root)
+        finally:
+            await connection.close()
+        [stopping] = [b for b in bots if b.process.pid == int(owner.split(":")[1])]
+        claude_api.enqueue(Reply([text("answered by the other process")]))
+        stopping.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(stopping.process.wait(), 30) == 0
+        await wait_for(lambda: "answered by the other process" in thread_text(slack, CHANNEL, root), timeout=20)
+    assert [m for m in slack.thread(CHANNEL, root) if m.get("streaming")] == []
+    assert "interrupted" in slack.thread_texts(CHANNEL, root)[0]
