@@ -27,6 +27,12 @@ CONTAINER_REPLACED_NOTE = (
     "_Note: this thread's previous container had expired, so this ran in a fresh one."
     " Files from earlier in the thread are gone._"
 )
+# A message whose turn was cut short this often (each time by a dying process) is not tried again.
+MAX_ATTEMPTS = 3
+GAVE_UP_NOTE = (
+    ":warning: I started on this message {attempts} times and was interrupted every time, so I've"
+    " stopped trying. Please send it again, perhaps asking for less at once."
+)
 INTERRUPTED_NOTE = (
     "_:warning: This answer was interrupted (the bot restarted or lost this thread) and is"
     " being run again below._"
@@ -105,6 +111,9 @@ class TurnRunner:
                 await self._close_earlier_attempt(item, target)
             if item.answered:
                 await self._deliver(item, target)
+                return
+            if item.attempts > MAX_ATTEMPTS:
+                await self._say(target, GAVE_UP_NOTE.format(attempts=item.attempts - 1))
                 return
             if is_reset_command(message.text, self.bot_user_id):
                 await self.reset(message.thread, message.user_id)

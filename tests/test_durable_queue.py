@@ -185,3 +185,21 @@ async def test_the_reset_picker_remembers_threads_after_a_restart(
         await restarted.wait_for(lambda: bool(slack.responses.get(response_url)))
     [picker] = slack.responses[response_url]
     assert "plot the sales data" in str(picker["blocks"])
+
+
+async def test_a_message_that_keeps_killing_its_turn_is_given_up_with_a_note(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000907.000100"
+    for attempt in range(3):
+        async with running_bot(settings, slack) as bot:
+            claude_api.enqueue(long_running_reply(f"attempt {attempt}"))
+            if attempt == 0:
+                await bot.send_event(mention_event("too much", channel=CHANNEL, user="U1", ts=root))
+            await bot.wait_for(lambda: f"attempt {attempt}" in thread_text(slack, CHANNEL, root))
+            await bot.kill()
+    async with running_bot(settings, slack) as bot:
+        await bot.wait_for(lambda: "stopped trying" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    assert len(claude_api.requests) == 3
+    assert streaming_messages(slack, root) == []
