@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -62,6 +64,11 @@ class QueueItem:
     `answered`: that attempt's answer is stored, so only the reply and files are left.
     """
 
+    QUERY_COLUMNS = (
+        "id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts,"
+        " answered, state, marked_queued, attempts, user_files"
+    )
+
     id: int
     thread: ThreadKey
     kind: ItemKind
@@ -77,6 +84,32 @@ class QueueItem:
     marked_queued: bool = False
     attempts: int = 0
     user_files: list[tuple[str, int]] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, thread: ThreadKey, row: Mapping[str, Any]) -> QueueItem:
+        """The head item as a backend reads it, before it is marked running (JSON columns may
+        arrive as text or already decoded)."""
+
+        def decoded(value: Any) -> Any:
+            return json.loads(value) if isinstance(value, str) else value
+
+        return cls(
+            id=row["id"],
+            thread=thread,
+            kind=row["kind"],
+            user_id=row["user_id"],
+            message_ts=row["message_ts"],
+            text=row["text"],
+            files=decoded(row["files"]),
+            response_url=row["response_url"],
+            replace_original=bool(row["replace_original"]),
+            reply_ts=row["reply_ts"],
+            answered=bool(row["answered"]),
+            interrupted=row["state"] == "running" or row["reply_ts"] is not None,
+            marked_queued=bool(row["marked_queued"]),
+            attempts=row["attempts"] + 1,
+            user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],
+        )
 
     def as_message(self) -> InboxMessage:
         return InboxMessage(self.thread, self.message_ts or "", self.user_id, self.text, self.files, self.id)

@@ -186,33 +186,14 @@ class PostgresStore:
             if not held:
                 raise LeaseLost(str(thread))
             row = await connection.fetchrow(
-                "SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original,"
-                " reply_ts, answered, state, marked_queued, attempts, user_files FROM queue"
-                f" WHERE {THREAD} AND state <> 'done' ORDER BY id LIMIT 1 FOR UPDATE",
+                f"SELECT {QueueItem.QUERY_COLUMNS} FROM queue WHERE {THREAD} AND state <> 'done'"
+                " ORDER BY id LIMIT 1 FOR UPDATE",
                 *key,
             )
             if row is None:
                 return None
-            await connection.execute(
-                "UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = $1", row["id"]
-            )
-        return QueueItem(
-            id=row["id"],
-            thread=thread,
-            kind=row["kind"],
-            user_id=row["user_id"],
-            message_ts=row["message_ts"],
-            text=row["text"],
-            files=row["files"],
-            response_url=row["response_url"],
-            replace_original=row["replace_original"],
-            reply_ts=row["reply_ts"],
-            answered=row["answered"],
-            interrupted=row["state"] == "running" or row["reply_ts"] is not None,
-            marked_queued=row["marked_queued"],
-            attempts=row["attempts"] + 1,
-            user_files=[(str(name), int(size)) for name, size in row["user_files"]],
-        )
+            await connection.execute("UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = $1", row["id"])
+        return QueueItem.from_row(thread, row)
 
     async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
         key = _key(thread)

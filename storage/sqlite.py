@@ -208,35 +208,20 @@ class SQLiteStore:
             )
             if cursor.rowcount != 1:
                 raise LeaseLost(str(thread))
-            async with db.execute(
-                "SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original,"
-                " reply_ts, answered, state, marked_queued, attempts, user_files FROM queue"
-                f" WHERE {THREAD} AND state != 'done' ORDER BY id LIMIT 1",
-                key,
-            ) as cursor:
-                row = await cursor.fetchone()
+            db.row_factory = aiosqlite.Row
+            try:
+                async with db.execute(
+                    f"SELECT {QueueItem.QUERY_COLUMNS} FROM queue WHERE {THREAD} AND state != 'done'"
+                    " ORDER BY id LIMIT 1",
+                    key,
+                ) as cursor:
+                    row = await cursor.fetchone()
+            finally:
+                db.row_factory = None
             if row is None:
                 return None
-            await db.execute(
-                "UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = ?", (row[0],)
-            )
-        return QueueItem(
-            id=row[0],
-            thread=thread,
-            kind=row[1],
-            user_id=row[2],
-            message_ts=row[3],
-            text=row[4],
-            files=json.loads(row[5]),
-            response_url=row[6],
-            replace_original=bool(row[7]),
-            reply_ts=row[8],
-            answered=bool(row[9]),
-            interrupted=row[10] == "running" or row[8] is not None,
-            marked_queued=bool(row[11]),
-            attempts=row[12] + 1,
-            user_files=[(str(name), int(size)) for name, size in json.loads(row[13])],
-        )
+            await db.execute("UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = ?", (row["id"],))
+        return QueueItem.from_row(thread, row)
 
     async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
         key = _key(thread)
