@@ -11,6 +11,7 @@ from aiohttp import web
 
 from .app import EVENTS_PATH, build_web_app, create_runtime, socket_mode_handler
 from .config import ConfigError, Settings, load_settings
+from .logs import configure_logging
 
 logger = logging.getLogger("bot")
 
@@ -38,9 +39,7 @@ def main() -> None:
     except ConfigError as error:
         print(f"threadbox: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     if settings.socket_mode:
         asyncio.run(run_socket_mode(settings))
     else:

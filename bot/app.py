@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import Store, open_store
 
+from .access import AccessControl, AccessPolicy
 from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
@@ -75,6 +76,17 @@ async def create_runtime(settings: Settings) -> Runtime:
         ],
     )
     identity = await slack.auth_test()
+    access = AccessControl(
+        slack,
+        AccessPolicy(
+            allowed_channels=settings.allowed_channels,
+            allowed_users=settings.allowed_users,
+            admin_users=settings.admin_users,
+            allow_guests=settings.allow_guests,
+            allow_external=settings.allow_external_users,
+        ),
+        home_team_id=str(identity["team_id"]),
+    )
     claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key)
     http = aiohttp.ClientSession()
     runner = TurnRunner(
@@ -91,6 +103,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         bot_user_id=str(identity["user_id"]),
         max_message_chars=settings.max_message_chars,
         max_file_bytes=settings.max_file_bytes,
+        access=access,
         streaming=settings.slack_streaming,
     )
     engine = TurnQueue(
@@ -111,7 +124,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         # answers 500, so Slack sends the event again.
         process_before_response=True,
     )
-    register_listeners(app, engine, store)
+    register_listeners(app, engine, store, access)
     await engine.start()
     maintenance = asyncio.create_task(prune_periodically(store))
     return Runtime(settings, store, slack, claude, http, engine, app, maintenance)

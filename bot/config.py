@@ -39,6 +39,14 @@ class Settings:
     queue_poll_seconds: float = 10.0
     max_concurrent_turns: int = 10
     shutdown_grace_seconds: float = 20.0
+    allowed_channels: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()
+    admin_users: frozenset[str] = frozenset()
+    allow_guests: bool = False
+    allow_external_users: bool = False
+    retention_days: float = 30.0
+    log_format: str = "text"
+    follow_ups: str = "all"
 
     @property
     def socket_mode(self) -> bool:
@@ -94,6 +102,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         queue_poll_seconds=_positive(get("QUEUE_POLL_SECONDS", "10"), "QUEUE_POLL_SECONDS"),
         max_concurrent_turns=_int(get("MAX_CONCURRENT_TURNS", "10"), "MAX_CONCURRENT_TURNS"),
         shutdown_grace_seconds=_positive(get("SHUTDOWN_GRACE_SECONDS", "20"), "SHUTDOWN_GRACE_SECONDS"),
+        allowed_channels=_ids(get("ALLOWED_CHANNELS"), "ALLOWED_CHANNELS", "CGD"),
+        allowed_users=_ids(get("ALLOWED_USERS"), "ALLOWED_USERS", "UWS"),
+        admin_users=_ids(get("ADMIN_USERS"), "ADMIN_USERS", "UW"),
+        allow_guests=_bool(get("ALLOW_GUESTS", "false"), "ALLOW_GUESTS"),
+        allow_external_users=_bool(get("ALLOW_EXTERNAL_USERS", "false"), "ALLOW_EXTERNAL_USERS"),
+        retention_days=_positive(get("RETENTION_DAYS", "30"), "RETENTION_DAYS"),
+        log_format=_choice(get("LOG_FORMAT", "text"), "LOG_FORMAT", ("text", "json")),
+        follow_ups=_choice(get("FOLLOW_UPS", "all"), "FOLLOW_UPS", ("all", "mention")),
     )
 
 
@@ -102,6 +118,22 @@ def _int(value: str | None, name: str) -> int:
         return int(value or "")
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _ids(value: str | None, name: str, prefixes: str) -> frozenset[str]:
+    """A comma- or space-separated list of Slack ids, each starting with one of `prefixes`."""
+    ids = frozenset((value or "").replace(",", " ").split())
+    wrong = sorted(i for i in ids if not i[:1] in prefixes or not i.isalnum() or i.upper() != i)
+    if wrong:
+        raise ConfigError(f"{name} takes Slack ids starting with {'/'.join(prefixes)}, got {', '.join(wrong)}")
+    return ids
+
+
+def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str:
+    lowered = (value or "").lower()
+    if lowered not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return lowered
 
 
 def _positive(value: str | None, name: str) -> float:

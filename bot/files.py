@@ -188,3 +188,35 @@ async def _download_to(
             return received
     except aiohttp.ClientError as error:
         raise FileRelayError(f"couldn't download `{name}` from Slack: {error}") from error
+
+
+def thread_file_ids(history: list[dict[str, Any]]) -> list[str]:
+    """Every Files API file of a thread: what users put into the container, and what code made."""
+    found: dict[str, None] = {}
+    for message in history:
+        content = message.get("content")
+        for block in content if isinstance(content, list) else []:
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "container_upload" and block.get("file_id"):
+                found[str(block["file_id"])] = None
+            result = block.get("content")
+            if str(block.get("type", "")).endswith("_tool_result") and isinstance(result, dict):
+                for output in result.get("content") or []:
+                    if isinstance(output, dict) and output.get("file_id"):
+                        found[str(output["file_id"])] = None
+    return list(found)
+
+
+async def delete_files(claude: anthropic.AsyncAnthropic, file_ids: list[str]) -> int:
+    """Delete files from the Files API; one already gone counts as deleted. Returns how many went."""
+    deleted = 0
+    for file_id in file_ids:
+        try:
+            await claude.files.delete(file_id)
+            deleted += 1
+        except anthropic.NotFoundError:
+            deleted += 1
+        except anthropic.APIError as error:
+            logger.warning("could not delete file %s: %s", file_id, error)
+    return deleted

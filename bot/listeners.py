@@ -17,6 +17,8 @@ from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from storage import InboxMessage, ResetRequest, Store, ThreadKey
 
 from .threads import is_dm, mentions, thread_from_link, thread_of
+from .access import AccessControl
+from .logs import audit
 from .queue import TurnQueue
 from .turn import reset_outcome
 
@@ -52,7 +54,7 @@ SUGGESTED_PROMPTS = [
 ]
 
 
-def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
+def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store, access: AccessControl) -> None:
     """Wire every Slack surface the manifest declares to the engine."""
 
     @app.event(MENTION_EVENT)
@@ -114,11 +116,16 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
                     " the thread, then `/reset <link>`."
                 )
                 return
-            answer = await _request_reset(engine, store, thread, user_id, response_url)
+            answer = await _request_reset(engine, store, access, thread, user_id, response_url)
         elif is_dm(channel_id):
             thread = ThreadKey(team_id, channel_id, "")
-            answer = await _request_reset(engine, store, thread, user_id, response_url)
+            answer = await _request_reset(engine, store, access, thread, user_id, response_url)
         else:
+            decision = await access.check(user_id, channel_id)
+            if not decision.allowed:
+                audit("refused", reason=decision.reason, user=user_id, team=team_id, channel=channel_id, action="reset")
+                await respond(decision.note)
+                return
             threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
             await respond(**thread_picker(threads))
             return
@@ -138,7 +145,7 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
             await respond("That button is out of date; run `/reset` again.", replace_original=True)
             return
         user_id = (body.get("user") or {}).get("id", "")
-        text = await _request_reset(engine, store, thread, user_id, body.get("response_url"), replace_original=True)
+        text = await _request_reset(engine, store, access, thread, user_id, body.get("response_url"), replace_original=True)
         if text:
             await respond(text, replace_original=True)
 
@@ -154,7 +161,7 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
             return
         thread = thread_of(team_id_of(context), {**message, "channel": channel_id})
         user_id = (shortcut.get("user") or {}).get("id", "")
-        text = await _request_reset(engine, store, thread, user_id, shortcut.get("response_url"))
+        text = await _request_reset(engine, store, access, thread, user_id, shortcut.get("response_url"))
         if text:
             await respond(text)
 
@@ -162,6 +169,7 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store) -> None:
 async def _request_reset(
     engine: TurnQueue,
     store: Store,
+    access: AccessControl,
     thread: ThreadKey,
     user_id: str,
     response_url: str | None,
@@ -169,8 +177,17 @@ async def _request_reset(
 ) -> str | None:
     """Queue a reset in the thread's order; what to tell the person who asked right away.
 
-    None: the reset's own turn tells them (through `response_url`) in a moment.
+    None: the reset's own turn tells them (through `response_url`) in a moment. Someone who
+    cannot see the thread hears exactly what they would for a thread with no conversation.
     """
+    decision = await access.check(user_id, thread.channel_id)
+    audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread": thread.thread_ts}
+    if not decision.allowed:
+        audit("refused", reason=decision.reason, action="reset", **audit_fields)
+        return decision.note
+    if not await access.can_see(user_id, thread):
+        audit("refused", reason="not_in_conversation", action="reset", **audit_fields)
+        return reset_outcome(thread, existed=False)
     if not await store.has_conversation(thread):
         return reset_outcome(thread, existed=False)
     queued = await engine.request_reset(ResetRequest(thread, user_id, response_url, replace_original))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -15,8 +16,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import InboxMessage, QueueItem, Store, ThreadKey
 
+from .access import AccessControl, Decision
 from .claude import ClaudeTurns, TurnResult
-from .files import ContainerFile, FileRelayError, relay_output_to_slack, relay_slack_file_to_claude
+from .files import (
+    ContainerFile,
+    FileRelayError,
+    delete_files,
+    relay_output_to_slack,
+    relay_slack_file_to_claude,
+    thread_file_ids,
+)
+from .logs import audit
 from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
 from .thread_context import earlier_messages
 from .threads import is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
@@ -27,6 +37,8 @@ CONTAINER_REPLACED_NOTE = (
     "_Note: this thread's previous container had expired, so this ran in a fresh one."
     " Files from earlier in the thread are gone._"
 )
+# A refused person is told so at most this often per thread.
+REFUSAL_NOTE_INTERVAL_SECONDS = 3600.0
 # A message whose turn was cut short this often (each time by a dying process) is not tried again.
 MAX_ATTEMPTS = 3
 GAVE_UP_NOTE = (
@@ -60,8 +72,10 @@ class TurnRunner:
         bot_user_id: str,
         max_message_chars: int,
         max_file_bytes: int,
+        access: AccessControl,
         streaming: bool = True,
     ) -> None:
+        self.access = access
         self.store = store
         self.claude = claude
         self.slack = slack
@@ -70,10 +84,15 @@ class TurnRunner:
         self.max_message_chars = max_message_chars
         self.max_file_bytes = max_file_bytes
         self.streaming = streaming
+        # (user, thread) -> when they were last told they may not use the bot there.
+        self._refusals_told: dict[tuple[str, ThreadKey], float] = {}
 
     async def reset(self, thread: ThreadKey, user_id: str) -> bool:
-        """Forget the container and history, and say so where the conversation happens."""
+        """Forget the container, the history and the thread's files, and say so in the thread."""
+        conversation = await self.store.load_conversation(thread)
         existed = await self.store.reset(thread)
+        audit("reset", user=user_id, team=thread.team_id, channel=thread.channel_id, thread=thread.thread_ts, existed=existed)
+        await delete_files(self.claude.client, thread_file_ids(conversation.history))
         if existed:
             await self.slack.chat_postMessage(
                 channel=thread.channel_id,
@@ -111,6 +130,10 @@ class TurnRunner:
                 await self._close_earlier_attempt(item, target)
             if item.answered:
                 await self._deliver(item, target)
+                return
+            decision = await self.access.check(message.user_id, message.thread.channel_id)
+            if not decision.allowed:
+                await self._refuse(message, target, decision)
                 return
             if item.attempts > MAX_ATTEMPTS:
                 await self._say(target, GAVE_UP_NOTE.format(attempts=item.attempts - 1))
@@ -252,6 +275,22 @@ class TurnRunner:
                 refused.append(f"couldn't look up a shared file: {error}")
         await self._say_problems(target, "Some files couldn't go into the container:", refused)
         return arrived
+
+    async def _refuse(self, message: InboxMessage, target: ReplyTarget, decision: Decision) -> None:
+        """Nothing of the message goes to the model; its author reads why, once in a while."""
+        thread = message.thread
+        audit("refused", reason=decision.reason, user=message.user_id, team=thread.team_id,
+              channel=thread.channel_id, thread=thread.thread_ts)
+        key, now = (message.user_id, thread), time.monotonic()
+        if now - self._refusals_told.get(key, -REFUSAL_NOTE_INTERVAL_SECONDS) < REFUSAL_NOTE_INTERVAL_SECONDS:
+            return
+        self._refusals_told[key] = now
+        try:
+            await self.slack.chat_postEphemeral(
+                channel=thread.channel_id, user=message.user_id, thread_ts=target.thread_ts, text=decision.note
+            )
+        except SLACK_ERRORS as error:
+            logger.info("could not tell %s they were refused: %s", message.user_id, error)
 
     async def _say_problems(self, target: ReplyTarget, heading: str, problems: list[str]) -> None:
         if problems:

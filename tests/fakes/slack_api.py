@@ -161,6 +161,10 @@ class FakeSlack:
         self.responses: dict[str, list[Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        self.members: dict[str, list[str]] = {}
+        """Members by conversation. Unset: a channel has the bot and U1–U3; DM `Dn` is with `Un`."""
+        self.usergroups: dict[str, list[str]] = {}
+        self.home_views: dict[str, dict[str, Any]] = {}
         self.downloads: list[dict[str, Any]] = []
         self.app_token = "xapp-test"
         self.socket_acks: list[dict[str, Any]] = []
@@ -197,6 +201,9 @@ class FakeSlack:
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.replies": self._replies,
+            "conversations.members": self._members,
+            "usergroups.users.list": self._usergroup_users,
+            "views.publish": self._views_publish,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._files_info,
@@ -651,6 +658,40 @@ class FakeSlack:
         }
         user.update(self.users.get(user_id, {}))
         return {"ok": True, "user": user}
+
+    def _members(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Members of a conversation, paged as Slack pages them (`limit`, `cursor`)."""
+        channel_id = args.get("channel")
+        if not channel_id:
+            return _err("channel_not_found")
+        members = self.members.get(channel_id)
+        if members is None:
+            members = [self.bot_user_id, f"U{channel_id[1:]}"] if channel_id.startswith("D") else [self.bot_user_id, "U1", "U2", "U3"]
+        try:
+            limit = max(1, min(int(args.get("limit") or 100), 1000))
+            start = int(args.get("cursor") or 0)
+        except ValueError:
+            return _err("invalid_cursor")
+        page = members[start : start + limit]
+        following = start + limit if start + limit < len(members) else ""
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": str(following)}}
+
+    def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = args.get("usergroup")
+        if not group or group not in self.usergroups:
+            return _err("no_such_subteam")
+        return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        user_id, view = args.get("user_id"), args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not user_id or not isinstance(view, dict) or view.get("type") != "home":
+            return _err("invalid_arguments")
+        if len(view.get("blocks") or []) > 100:
+            return _err("invalid_blocks")
+        self.home_views[user_id] = view
+        return {"ok": True, "view": {"id": f"V{len(self.home_views):04d}", **view}}
 
     def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         channel_id = args.get("channel")

@@ -1,0 +1,162 @@
+"""Who may use threadbox, and who may reset which thread.
+
+The policy comes from settings (allowlists of channels, people and user groups; guests and
+Slack Connect people refused unless allowed). People are looked up with `users.info` and
+channel members with `conversations.members`, each cached briefly, so a busy thread costs
+no extra Slack calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import ThreadKey
+
+from .reply import SLACK_ERRORS
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+PEOPLE_TTL_SECONDS = 300.0
+MEMBERS_TTL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Empty allowlists allow everyone; admins are always allowed."""
+
+    allowed_channels: frozenset[str] = frozenset()
+    allowed_users: frozenset[str] = frozenset()  # user ids, and user group ids (S…)
+    admin_users: frozenset[str] = frozenset()
+    allow_guests: bool = False
+    allow_external: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # why not: guest, external, channel, user, unknown
+
+    @property
+    def note(self) -> str:
+        """The short, polite words a refused person reads (only they see them)."""
+        return REFUSAL_NOTES.get(self.reason, REFUSAL_NOTES["user"])
+
+
+REFUSAL_NOTES = {
+    "guest": "Sorry, threadbox isn't available to guest accounts in this workspace.",
+    "external": "Sorry, threadbox is only available to members of this workspace.",
+    "channel": "Sorry, threadbox isn't enabled in this channel. Try a DM with the app, or ask an admin.",
+    "user": "Sorry, threadbox isn't enabled for your account. Ask a workspace admin if you need it.",
+    "unknown": "Sorry, I couldn't check whether you can use threadbox. Please try again in a moment.",
+}
+
+
+@dataclass
+class _TTLCache(Generic[T]):
+    ttl: float
+    _entries: dict[str, tuple[float, T]] = field(default_factory=dict)
+
+    async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        now = time.monotonic()
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = await load()
+        self._entries[key] = (now + self.ttl, value)
+        return value
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    team_id: str
+    is_guest: bool
+    is_bot: bool
+
+
+class AccessControl:
+    """Applies an `AccessPolicy` with cached Slack look-ups."""
+
+    def __init__(self, slack: AsyncWebClient, policy: AccessPolicy, home_team_id: str) -> None:
+        self.slack = slack
+        self.policy = policy
+        self.home_team_id = home_team_id
+        self._people: _TTLCache[Person] = _TTLCache(PEOPLE_TTL_SECONDS)
+        self._groups: _TTLCache[frozenset[str]] = _TTLCache(PEOPLE_TTL_SECONDS)
+        self._members: _TTLCache[frozenset[str]] = _TTLCache(MEMBERS_TTL_SECONDS)
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.policy.admin_users
+
+    async def check(self, user_id: str, channel_id: str) -> Decision:
+        """May this person use threadbox here (a mention, a follow-up, a file, a reset, a DM)?"""
+        if self.is_admin(user_id):
+            return Decision(True)
+        try:
+            person = await self._people.get(user_id, lambda: self._look_up(user_id))
+        except SLACK_ERRORS as error:  # not cached: the next message asks again
+            logger.info("users.info for %s failed: %s", user_id, error)
+            return Decision(False, "unknown")
+        if person.team_id and person.team_id != self.home_team_id and not self.policy.allow_external:
+            return Decision(False, "external")
+        if person.is_guest and not self.policy.allow_guests:
+            return Decision(False, "guest")
+        if self.policy.allowed_channels and not _is_dm(channel_id) and channel_id not in self.policy.allowed_channels:
+            return Decision(False, "channel")
+        if self.policy.allowed_users and not await self._listed(user_id):
+            return Decision(False, "user")
+        return Decision(True)
+
+    async def can_see(self, user_id: str, thread: ThreadKey) -> bool:
+        """Whether the person is in the thread's conversation (a channel member, or the DM's person)."""
+        try:
+            members = await self._members.get(thread.channel_id, lambda: self._channel_members(thread.channel_id))
+        except SLACK_ERRORS as error:
+            logger.info("could not list the members of %s: %s", thread.channel_id, error)
+            return False
+        return user_id in members
+
+    async def _look_up(self, user_id: str) -> Person:
+        user = (await self.slack.users_info(user=user_id))["user"]
+        return Person(
+            id=user_id,
+            team_id=str(user.get("team_id") or ""),
+            is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+            is_bot=bool(user.get("is_bot")),
+        )
+
+    async def _listed(self, user_id: str) -> bool:
+        if user_id in self.policy.allowed_users:
+            return True
+        for group_id in sorted(g for g in self.policy.allowed_users if g.startswith("S")):
+            if user_id in await self._groups.get(group_id, lambda g=group_id: self._group_members(g)):
+                return True
+        return False
+
+    async def _group_members(self, group_id: str) -> frozenset[str]:
+        try:
+            return frozenset((await self.slack.usergroups_users_list(usergroup=group_id))["users"])
+        except SLACK_ERRORS as error:
+            logger.warning("could not read user group %s: %s", group_id, error)
+            return frozenset()
+
+    async def _channel_members(self, channel_id: str) -> frozenset[str]:
+        members: set[str] = set()
+        cursor = None
+        while True:
+            page = await self.slack.conversations_members(channel=channel_id, limit=200, cursor=cursor)
+            members.update(page.get("members") or [])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return frozenset(members)
+
+
+def _is_dm(channel_id: str) -> bool:
+    return channel_id.startswith("D")
