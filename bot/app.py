@@ -25,6 +25,7 @@ from .access import AccessControl, AccessPolicy
 from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
+from .maintenance import maintain
 from .queue import QueueSettings, TurnQueue
 from .turn import TurnRunner
 
@@ -32,9 +33,6 @@ logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
-# Slack stops retrying an event after about an hour; a day of answered ids is plenty.
-INBOX_RETENTION_SECONDS = 24 * 3600
-PRUNE_INTERVAL_SECONDS = 3600.0
 HEALTH_TIMEOUT_SECONDS = 5.0
 
 
@@ -126,22 +124,15 @@ async def create_runtime(settings: Settings) -> Runtime:
     )
     register_listeners(app, engine, store, access)
     await engine.start()
-    maintenance = asyncio.create_task(prune_periodically(store))
+    maintenance = asyncio.create_task(
+        maintain(
+            store,
+            claude,
+            retention_seconds=settings.retention_days * 86400,
+            interval_seconds=settings.maintenance_interval_seconds,
+        )
+    )
     return Runtime(settings, store, slack, claude, http, engine, app, maintenance)
-
-
-async def prune_periodically(store: Store) -> None:
-    """Forget answered queue rows of idle threads, while running (not only at start-up)."""
-    while True:
-        try:
-            pruned = await store.prune(INBOX_RETENTION_SECONDS)
-            if pruned:
-                logger.info("pruned %d finished queue item(s)", pruned)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - tried again at the next interval
-            logger.warning("pruning the queue failed", exc_info=True)
-        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
 
 def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:

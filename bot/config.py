@@ -45,6 +45,7 @@ class Settings:
     allow_guests: bool = False
     allow_external_users: bool = False
     retention_days: float = 30.0
+    maintenance_interval_seconds: float = 3600.0
     log_format: str = "text"
     follow_ups: str = "all"
 
@@ -108,6 +109,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         allow_guests=_bool(get("ALLOW_GUESTS", "false"), "ALLOW_GUESTS"),
         allow_external_users=_bool(get("ALLOW_EXTERNAL_USERS", "false"), "ALLOW_EXTERNAL_USERS"),
         retention_days=_positive(get("RETENTION_DAYS", "30"), "RETENTION_DAYS"),
+        maintenance_interval_seconds=_positive(
+            get("MAINTENANCE_INTERVAL_SECONDS", "3600"), "MAINTENANCE_INTERVAL_SECONDS"
+        ),
         log_format=_choice(get("LOG_FORMAT", "text"), "LOG_FORMAT", ("text", "json")),
         follow_ups=_choice(get("FOLLOW_UPS", "all"), "FOLLOW_UPS", ("all", "mention")),
     )

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import urlparse
 
 import aiohttp
 import anthropic
@@ -121,6 +122,22 @@ class _CheckedBody:
             raise
 
 
+def is_slack_file_url(url: str, api_url: str) -> bool:
+    """Whether the bot token may go to `url`: Slack's own file hosts only (those of slack.com,
+    or of the `SLACK_API_URL` host's domain, as for GovSlack's slack-gov.com)."""
+    target, api = urlparse(url), urlparse(api_url)
+    host, api_host = (target.hostname or "").lower(), (api.hostname or "").lower()
+    if not host or not api_host or target.scheme not in ("https", api.scheme):
+        return False
+    if host == api_host:
+        return True
+    labels = api_host.split(".")
+    if len(labels) < 2 or labels[-1].isdigit():  # an address, not a domain: that host alone
+        return False
+    domain = ".".join(labels[-2:])
+    return host == domain or host.endswith("." + domain)
+
+
 def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
@@ -153,6 +170,8 @@ async def relay_slack_file_to_claude(
     url = slack_file.get("url_private_download") or slack_file.get("url_private")
     if not url or slack_file.get("mode") in ("external", "tombstone"):
         raise FileRelayError(f"`{name}` is not stored in Slack (an external or deleted file), so I can't read it.")
+    if not is_slack_file_url(str(url), str(slack.base_url)):
+        raise FileRelayError(f"`{name}` is not on a Slack file host, so I won't fetch it with the app's token.")
     size = int(slack_file.get("size") or 0)
     if size > max_bytes:
         raise FileRelayError(f"`{name}` is {_megabytes(size)}; the limit is {_megabytes(max_bytes)}.")

@@ -181,7 +181,7 @@ async def _request_reset(
     cannot see the thread hears exactly what they would for a thread with no conversation.
     """
     decision = await access.check(user_id, thread.channel_id)
-    audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread": thread.thread_ts}
+    audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
     if not decision.allowed:
         audit("refused", reason=decision.reason, action="reset", **audit_fields)
         return decision.note

@@ -91,7 +91,7 @@ class TurnRunner:
         """Forget the container, the history and the thread's files, and say so in the thread."""
         conversation = await self.store.load_conversation(thread)
         existed = await self.store.reset(thread)
-        audit("reset", user=user_id, team=thread.team_id, channel=thread.channel_id, thread=thread.thread_ts, existed=existed)
+        audit("reset", user=user_id, team=thread.team_id, channel=thread.channel_id, thread_ts=thread.thread_ts, existed=existed)
         await delete_files(self.claude.client, thread_file_ids(conversation.history))
         if existed:
             await self.slack.chat_postMessage(
@@ -280,7 +280,7 @@ class TurnRunner:
         """Nothing of the message goes to the model; its author reads why, once in a while."""
         thread = message.thread
         audit("refused", reason=decision.reason, user=message.user_id, team=thread.team_id,
-              channel=thread.channel_id, thread=thread.thread_ts)
+              channel=thread.channel_id, thread_ts=thread.thread_ts)
         key, now = (message.user_id, thread), time.monotonic()
         if now - self._refusals_told.get(key, -REFUSAL_NOTE_INTERVAL_SECONDS) < REFUSAL_NOTE_INTERVAL_SECONDS:
             return

@@ -353,6 +353,27 @@ class PostgresStore:
             await connection.execute(f"DELETE FROM history WHERE {THREAD}", *key)
         return status == "UPDATE 1"
 
+    async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
+        rows = await self.pool.fetch(
+            "SELECT team_id, channel_id, thread_ts FROM conversations c"
+            " WHERE updated_at < now() - make_interval(secs => $1) AND (container_id IS NOT NULL"
+            " OR EXISTS (SELECT 1 FROM history h WHERE (h.team_id, h.channel_id, h.thread_ts) ="
+            " (c.team_id, c.channel_id, c.thread_ts)) OR EXISTS (SELECT 1 FROM participants p WHERE"
+            " (p.team_id, p.channel_id, p.thread_ts) = (c.team_id, c.channel_id, c.thread_ts)))"
+            " ORDER BY updated_at LIMIT $2",
+            older_than_seconds, limit,
+        )
+        return [ThreadKey(*row) for row in rows]
+
+    async def forget(self, thread: ThreadKey) -> None:
+        key = _key(thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                f"UPDATE conversations SET container_id = NULL, container_expires_at = NULL WHERE {THREAD}", *key
+            )
+            await connection.execute(f"DELETE FROM history WHERE {THREAD}", *key)
+            await connection.execute(f"DELETE FROM participants WHERE {THREAD}", *key)
+
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
         rows = await self.pool.fetch(
             "SELECT c.thread_ts, EXTRACT(EPOCH FROM c.updated_at) AS updated, p.last_text FROM conversations c"

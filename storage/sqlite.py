@@ -376,6 +376,26 @@ class SQLiteStore:
             await db.execute(f"DELETE FROM history WHERE {THREAD}", key)
         return existed
 
+    async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
+        rows = await self._fetchall(
+            "SELECT team_id, channel_id, thread_ts FROM conversations c WHERE updated_at < ? AND"
+            " (container_id IS NOT NULL OR EXISTS (SELECT 1 FROM history h WHERE h.team_id = c.team_id AND"
+            " h.channel_id = c.channel_id AND h.thread_ts = c.thread_ts) OR EXISTS (SELECT 1 FROM participants p"
+            " WHERE p.team_id = c.team_id AND p.channel_id = c.channel_id AND p.thread_ts = c.thread_ts))"
+            " ORDER BY updated_at LIMIT ?",
+            (time.time() - older_than_seconds, limit),
+        )
+        return [ThreadKey(*row) for row in rows]
+
+    async def forget(self, thread: ThreadKey) -> None:
+        key = _key(thread)
+        async with self._transaction() as db:
+            await db.execute(
+                f"UPDATE conversations SET container_id = NULL, container_expires_at = NULL WHERE {THREAD}", key
+            )
+            await db.execute(f"DELETE FROM history WHERE {THREAD}", key)
+            await db.execute(f"DELETE FROM participants WHERE {THREAD}", key)
+
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
         rows = await self._fetchall(
             "SELECT c.thread_ts, c.updated_at, p.last_text FROM conversations c JOIN participants p"

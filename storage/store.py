@@ -121,6 +121,12 @@ class Store(Protocol):
     async def reset(self, thread: ThreadKey) -> bool:
         """Forget container and history; False when the bot had no conversation there."""
 
+    async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
+        """Threads untouched that long that still keep a container, history or participants."""
+
+    async def forget(self, thread: ThreadKey) -> None:
+        """Retention: drop a thread's container, history and who said what (the thread stays known)."""
+
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]: ...
 
     # --- files owed by answered turns ------------------------------------------------------

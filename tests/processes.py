@@ -50,6 +50,7 @@ async def bot_process(env: dict[str, str], cwd: Path) -> AsyncIterator[asyncio.s
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot", cwd=cwd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=log,
         )
+    process.log_path = log_path  # type: ignore[attr-defined]
     try:
         yield process
     finally:

@@ -175,3 +175,19 @@ async def test_several_processes_migrating_a_new_database_at_once(database_url: 
 async def test_the_health_check_writes(store: Store) -> None:
     await store.check_writable()
     await store.check_writable()
+
+
+async def test_idle_threads_are_found_and_forgotten(store: Store) -> None:
+    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert item is not None
+    turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    await store.save_turn(item.id, THREAD, turn, "cntr_1", None, [], [])
+    assert await store.idle_threads(older_than_seconds=3600) == []
+    await asyncio.sleep(0.05)
+    assert await store.idle_threads(older_than_seconds=0.01) == [THREAD]
+    await store.forget(THREAD)
+    assert await store.idle_threads(older_than_seconds=0.01) == []
+    forgotten = await store.load_conversation(THREAD)
+    assert (forgotten.history, forgotten.container_id) == ([], None)
+    assert await store.active_threads("T1", "C1", "U1") == []
+    assert await store.has_conversation(THREAD)

@@ -1,0 +1,47 @@
+"""Housekeeping while the bot runs: forget answered queue rows, and apply the retention period."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import anthropic
+
+from storage import Store
+
+from .files import delete_files, thread_file_ids
+from .logs import audit
+
+logger = logging.getLogger(__name__)
+
+# Slack stops retrying an event after about an hour; a day of answered rows is plenty.
+QUEUE_RETENTION_SECONDS = 24 * 3600
+
+
+async def forget_idle_threads(store: Store, claude: anthropic.AsyncAnthropic, idle_seconds: float) -> int:
+    """Delete the files (Files API) and the stored history of threads idle that long."""
+    forgotten = 0
+    while threads := await store.idle_threads(idle_seconds):
+        for thread in threads:
+            conversation = await store.load_conversation(thread)
+            files = thread_file_ids(conversation.history)
+            await delete_files(claude, files)
+            await store.forget(thread)
+            audit("retention", team=thread.team_id, channel=thread.channel_id, thread_ts=thread.thread_ts, files=len(files))
+            forgotten += 1
+    return forgotten
+
+
+async def maintain(store: Store, claude: anthropic.AsyncAnthropic, *, retention_seconds: float, interval_seconds: float) -> None:
+    """Run the housekeeping now and then every `interval_seconds`; failures are retried next time."""
+    while True:
+        try:
+            pruned = await store.prune(QUEUE_RETENTION_SECONDS)
+            forgotten = await forget_idle_threads(store, claude, retention_seconds)
+            if pruned or forgotten:
+                logger.info("housekeeping: %d queue row(s) pruned, %d idle thread(s) forgotten", pruned, forgotten)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - tried again at the next interval
+            logger.warning("housekeeping failed", exc_info=True)
+        await asyncio.sleep(interval_seconds)
