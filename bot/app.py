@@ -103,6 +103,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         max_file_bytes=settings.max_file_bytes,
         access=access,
         streaming=settings.slack_streaming,
+        follow_ups=settings.follow_ups,
     )
     engine = TurnQueue(
         store=store,
@@ -122,7 +123,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         # answers 500, so Slack sends the event again.
         process_before_response=True,
     )
-    register_listeners(app, engine, store, access)
+    register_listeners(app, engine, store, access, follow_ups=settings.follow_ups)
     await engine.start()
     maintenance = asyncio.create_task(
         maintain(

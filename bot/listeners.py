@@ -54,7 +54,9 @@ SUGGESTED_PROMPTS = [
 ]
 
 
-def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store, access: AccessControl) -> None:
+def register_listeners(
+    app: AsyncApp, engine: TurnQueue, store: Store, access: AccessControl, *, follow_ups: str = "all"
+) -> None:
     """Wire every Slack surface the manifest declares to the engine."""
 
     @app.event(MENTION_EVENT)
@@ -75,7 +77,10 @@ def register_listeners(app: AsyncApp, engine: TurnQueue, store: Store, access: A
             # inbox accepts the message once, whichever comes.
             await engine.submit(message, starts_conversation=True)
         elif event.get("thread_ts") and await store.has_conversation(message.thread):
-            await engine.submit(message, starts_conversation=False)
+            if follow_ups == "mention":  # context for the next message that mentions the bot
+                await store.add_note(message)
+            else:
+                await engine.submit(message, starts_conversation=False)
 
     assistant = AsyncAssistant()
 

@@ -74,7 +74,9 @@ class TurnRunner:
         max_file_bytes: int,
         access: AccessControl,
         streaming: bool = True,
+        follow_ups: str = "all",
     ) -> None:
+        self.follow_ups = follow_ups
         self.access = access
         self.store = store
         self.claude = claude
@@ -173,6 +175,9 @@ class TurnRunner:
         context = ""
         if self._joins_thread_late(message, conversation.history):
             context = await earlier_messages(self.slack, message.thread, message.message_ts, self.bot_user_id)
+        notes = await self._notes_since_last_answer(message)
+        if notes:
+            context = "\n".join(part for part in (context, format_notes(notes)) if part)
         user_content = user_turn_content(text, arrived, context)
         result = await self.claude.run(
             conversation.history,
@@ -195,6 +200,8 @@ class TurnRunner:
                 outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
                 user_files=[(f.filename, f.size) for f in arrived],
             )
+        if notes:
+            await self.store.drop_notes(message.thread, [note.message_ts for note in notes])
         try:
             await reply.finish(turn_notes(result), failed=bool(result.error))
             await self.store.set_reply_ts(item.id, None)  # finished: nothing to close after a crash
@@ -251,6 +258,14 @@ class TurnRunner:
             return False
         shares = info.get("shares") or {}
         return any(channel_id in (shares.get(kind) or {}) for kind in ("public", "private"))
+
+    async def _notes_since_last_answer(self, message: InboxMessage) -> list[InboxMessage]:
+        """With FOLLOW_UPS=mention: what people said in the thread without mentioning the bot,
+        except what refused people said."""
+        if self.follow_ups != "mention":
+            return []
+        notes = await self.store.notes_before(message.thread, message.message_ts)
+        return [n for n in notes if (await self.access.check(n.user_id, n.thread.channel_id)).allowed]
 
     def _joins_thread_late(self, message: InboxMessage, history: list[dict[str, Any]]) -> bool:
         """A mention inside an existing thread, with no history yet: the thread is its context."""
@@ -315,6 +330,10 @@ def user_turn_content(text: str, files: list[ContainerFile], context: str = "") 
     content.append({"type": "text", "text": text or "(empty message)"})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content
+
+
+def format_notes(notes: list[InboxMessage]) -> str:
+    return "\n".join(f"<@{note.user_id}>: {plain_text(note.text)}" for note in notes)
 
 
 def uploaded_file_ids(messages: list[dict[str, Any]]) -> set[str]:

@@ -17,6 +17,7 @@ import asyncpg
 
 from .models import (
     Conversation,
+    notes_in_order,
     Delivery,
     Enqueued,
     InboxMessage,
@@ -353,6 +354,22 @@ class PostgresStore:
             await connection.execute(f"DELETE FROM history WHERE {THREAD}", *key)
         return status == "UPDATE 1"
 
+    async def add_note(self, message: InboxMessage) -> None:
+        await self.pool.execute(
+            "INSERT INTO thread_notes (team_id, channel_id, thread_ts, message_ts, user_id, text)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            *_key(message.thread), message.message_ts, message.user_id, message.text,
+        )
+
+    async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
+        rows = await self.pool.fetch(f"SELECT message_ts, user_id, text FROM thread_notes WHERE {THREAD}", *_key(thread))
+        return notes_in_order([InboxMessage(thread, r["message_ts"], r["user_id"], r["text"]) for r in rows], before_ts)
+
+    async def drop_notes(self, thread: ThreadKey, message_ts: list[str]) -> None:
+        await self.pool.execute(
+            f"DELETE FROM thread_notes WHERE {THREAD} AND message_ts = ANY($4::text[])", *_key(thread), message_ts
+        )
+
     async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
         rows = await self.pool.fetch(
             "SELECT team_id, channel_id, thread_ts FROM conversations c"
@@ -373,6 +390,7 @@ class PostgresStore:
             )
             await connection.execute(f"DELETE FROM history WHERE {THREAD}", *key)
             await connection.execute(f"DELETE FROM participants WHERE {THREAD}", *key)
+            await connection.execute(f"DELETE FROM thread_notes WHERE {THREAD}", *key)
 
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
         rows = await self.pool.fetch(

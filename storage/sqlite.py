@@ -18,6 +18,7 @@ import aiosqlite
 
 from .models import (
     Conversation,
+    notes_in_order,
     Delivery,
     Enqueued,
     InboxMessage,
@@ -376,6 +377,27 @@ class SQLiteStore:
             await db.execute(f"DELETE FROM history WHERE {THREAD}", key)
         return existed
 
+    async def add_note(self, message: InboxMessage) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO thread_notes (team_id, channel_id, thread_ts, message_ts, user_id, text)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (*_key(message.thread), message.message_ts, message.user_id, message.text),
+            )
+
+    async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
+        rows = await self._fetchall(
+            f"SELECT message_ts, user_id, text FROM thread_notes WHERE {THREAD}", _key(thread)
+        )
+        return notes_in_order([InboxMessage(thread, ts, user, text) for ts, user, text in rows], before_ts)
+
+    async def drop_notes(self, thread: ThreadKey, message_ts: list[str]) -> None:
+        async with self._transaction() as db:
+            await db.executemany(
+                f"DELETE FROM thread_notes WHERE {THREAD} AND message_ts = ?",
+                [(*_key(thread), ts) for ts in message_ts],
+            )
+
     async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
         rows = await self._fetchall(
             "SELECT team_id, channel_id, thread_ts FROM conversations c WHERE updated_at < ? AND"
@@ -395,6 +417,7 @@ class SQLiteStore:
             )
             await db.execute(f"DELETE FROM history WHERE {THREAD}", key)
             await db.execute(f"DELETE FROM participants WHERE {THREAD}", key)
+            await db.execute(f"DELETE FROM thread_notes WHERE {THREAD}", key)
 
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
         rows = await self._fetchall(

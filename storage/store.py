@@ -121,6 +121,15 @@ class Store(Protocol):
     async def reset(self, thread: ThreadKey) -> bool:
         """Forget container and history; False when the bot had no conversation there."""
 
+    async def add_note(self, message: InboxMessage) -> None:
+        """Keep a thread message that did not ask the bot anything, for the next turn's context."""
+
+    async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
+        """The kept messages of a thread older than `before_ts`, oldest first."""
+
+    async def drop_notes(self, thread: ThreadKey, message_ts: list[str]) -> None:
+        """Forget kept messages once a turn has handed them to Claude."""
+
     async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
         """Threads untouched that long that still keep a container, history or participants."""
 

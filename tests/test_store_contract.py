@@ -191,3 +191,12 @@ async def test_idle_threads_are_found_and_forgotten(store: Store) -> None:
     assert (forgotten.history, forgotten.container_id) == ([], None)
     assert await store.active_threads("T1", "C1", "U1") == []
     assert await store.has_conversation(THREAD)
+
+
+async def test_notes_are_kept_in_order_until_dropped(store: Store) -> None:
+    for ts, text in (("1700000001.000300", "third"), ("1700000001.000200", "second"), ("1700000009.000100", "later")):
+        await store.add_note(InboxMessage(THREAD, ts, "U2", text))
+    notes = await store.notes_before(THREAD, "1700000001.000400")
+    assert [n.text for n in notes] == ["second", "third"]
+    await store.drop_notes(THREAD, [n.message_ts for n in notes])
+    assert [n.text for n in await store.notes_before(THREAD, "1700000099.000000")] == ["later"]

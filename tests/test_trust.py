@@ -198,3 +198,31 @@ async def test_audit_lines_are_json_with_log_format_json(
     assert refusal["audit"] == {"event": "refused", "reason": "guest", "user": "U5", "team": "T1",
                                 "channel": CHANNEL, "thread_ts": "1700001108.000100"}
     assert not any("let me in" in json.dumps(line) for line in lines)  # ids, never message text
+
+
+async def test_mention_mode_answers_only_mentions_and_hands_the_rest_over_as_context(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700001109.000100"
+    slack.users["U5"] = {"is_restricted": True}
+    async with running_bot(with_settings(settings, follow_ups="mention"), slack) as bot:
+        await start_thread(bot, slack, root)
+        for user, ts, words in (("U2", "1700001109.000200", "thanks!"), ("U5", "1700001109.000250", "guest chatter"),
+                                ("U3", "1700001109.000300", "the numbers look off for March")):
+            await bot.send_event(message_event(words, channel=CHANNEL, user=user, ts=ts, thread_ts=root))
+        await bot.idle()
+        assert len(claude_api.requests) == 1  # plain follow-ups start no turn
+        await bot.send_event(
+            message_event("<@UBOT> can you check?", channel=CHANNEL, user="U1", ts="1700001109.000400", thread_ts=root)
+        )
+        await bot.wait_for(lambda: len(claude_api.requests) == 2)
+        await bot.idle()
+        await bot.send_event(message_event("<@UBOT> and now?", channel=CHANNEL, user="U1", ts="1700001109.000500", thread_ts=root))
+        await bot.wait_for(lambda: len(claude_api.requests) == 3)
+        await bot.idle()
+    asked = " ".join(block["text"] for block in claude_api.requests[1]["messages"][-1]["content"] if block["type"] == "text")
+    assert "<@U2>: thanks!" in asked and "<@U3>: the numbers look off for March" in asked
+    assert "guest chatter" not in asked  # a refused person's words never reach the model
+    assert asked.index("thanks!") < asked.index("the numbers") < asked.index("can you check?")
+    latest = " ".join(b["text"] for b in claude_api.requests[2]["messages"][-1]["content"] if b["type"] == "text")
+    assert "thanks!" not in latest  # handed over once

@@ -79,3 +79,15 @@ CREATE TABLE health (
     id integer PRIMARY KEY CHECK (id = 1),
     checked_at timestamptz NOT NULL
 );
+
+-- With FOLLOW_UPS=mention: thread messages that did not mention the bot, handed to Claude as
+-- context with the next message that does.
+CREATE TABLE thread_notes (
+    team_id text NOT NULL,
+    channel_id text NOT NULL,
+    thread_ts text NOT NULL,
+    message_ts text NOT NULL,
+    user_id text NOT NULL,
+    text text NOT NULL,
+    PRIMARY KEY (team_id, channel_id, thread_ts, message_ts)
+);

@@ -74,3 +74,15 @@ CREATE TABLE health (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     checked_at REAL NOT NULL
 );
+
+-- With FOLLOW_UPS=mention: thread messages that did not mention the bot, handed to Claude as
+-- context with the next message that does.
+CREATE TABLE thread_notes (
+    team_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    message_ts TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    text TEXT NOT NULL,
+    PRIMARY KEY (team_id, channel_id, thread_ts, message_ts)
+);
