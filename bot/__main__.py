@@ -1,4 +1,7 @@
-"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on $PORT."""
+"""`python -m bot`: Socket Mode when SLACK_APP_TOKEN is set, otherwise HTTP on $PORT.
+
+`python -m bot check` checks the setup instead (see bot/check.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import sys
 
 from aiohttp import web
 
-from .app import EVENTS_PATH, build_web_app, create_runtime, socket_mode_handler
+from . import check
+from .app import EVENTS_PATH, build_web_app, create_runtime, serve_operations, socket_mode_handler
 from .config import ConfigError, Settings, load_settings
 from .logs import configure_logging
 
@@ -24,16 +28,20 @@ async def run_socket_mode(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     runtime = await create_runtime(settings)
     handler = socket_mode_handler(runtime)
+    operations = await serve_operations(runtime)
     try:
         await handler.connect_async()
-        logger.info("connected to Slack in Socket Mode")
+        logger.info("connected to Slack in Socket Mode; /healthz and /metrics on port %d", settings.port)
         await stop.wait()
     finally:
         await handler.close_async()
+        await operations.cleanup()
         await runtime.close()
 
 
 def main() -> None:
+    if sys.argv[1:] == ["check"]:
+        raise SystemExit(check.main())
     try:
         settings = load_settings()
     except ConfigError as error:

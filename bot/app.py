@@ -26,6 +26,8 @@ from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
 from .maintenance import maintain
+from .metrics import Metrics
+from .payloads import TolerantApp
 from .queue import QueueSettings, TurnQueue
 from .turn import TurnRunner
 
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
 HEALTH_TIMEOUT_SECONDS = 5.0
 
 
@@ -48,6 +51,7 @@ class Runtime:
     engine: TurnQueue
     app: AsyncApp
     maintenance: asyncio.Task[None]
+    metrics: Metrics
 
     async def close(self) -> None:
         self.maintenance.cancel()
@@ -61,13 +65,15 @@ class Runtime:
 RUNTIME_KEY = web.AppKey("runtime", Runtime)
 
 
-async def create_runtime(settings: Settings) -> Runtime:
+async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime:
     """Open storage, identify the bot, register listeners and resume unanswered messages."""
+    metrics = metrics or Metrics()
     store = await open_store(settings.database_url)
     slack = AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         retry_handlers=[
+            metrics.slack_error_counter(),  # first: it sees every answer, and never retries
             AsyncConnectionErrorRetryHandler(),
             AsyncRateLimitErrorRetryHandler(max_retry_count=3),
             AsyncServerErrorRetryHandler(max_retry_count=2),
@@ -85,7 +91,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         ),
         home_team_id=str(identity["team_id"]),
     )
-    claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key)
+    claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
     http = aiohttp.ClientSession()
     runner = TurnRunner(
         store=store,
@@ -104,6 +110,7 @@ async def create_runtime(settings: Settings) -> Runtime:
         access=access,
         streaming=settings.slack_streaming,
         follow_ups=settings.follow_ups,
+        metrics=metrics,
     )
     engine = TurnQueue(
         store=store,
@@ -115,7 +122,7 @@ async def create_runtime(settings: Settings) -> Runtime:
             max_turns=settings.max_concurrent_turns,
         ),
     )
-    app = AsyncApp(
+    app = TolerantApp(
         client=slack,
         signing_secret=settings.slack_signing_secret,
         request_verification_enabled=not settings.socket_mode,
@@ -133,7 +140,7 @@ async def create_runtime(settings: Settings) -> Runtime:
             interval_seconds=settings.maintenance_interval_seconds,
         )
     )
-    return Runtime(settings, store, slack, claude, http, engine, app, maintenance)
+    return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics)
 
 
 def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:
@@ -158,18 +165,49 @@ def build_web_app(settings: Settings) -> web.Application:
         bolt_app = request.app[RUNTIME_KEY].app
         return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
 
-    async def health(request: web.Request) -> web.Response:
-        """200 only when the database takes a write: a platform then restarts or reroutes."""
-        runtime: Runtime = request.app[RUNTIME_KEY]
-        try:
-            await asyncio.wait_for(runtime.store.check_writable(), HEALTH_TIMEOUT_SECONDS)
-        except Exception as error:  # noqa: BLE001 - any failure is an unhealthy database
-            logger.warning("health check failed: %s", error)
-            return web.json_response({"ok": False, "error": "database unavailable"}, status=503)
-        return web.json_response({"ok": True})
-
     web_app.cleanup_ctx.append(lifecycle)
     web_app.router.add_post(EVENTS_PATH, slack_events)
-    web_app.router.add_get(HEALTH_PATH, health)
+    add_operations_routes(web_app)
     return web_app
+
+
+def add_operations_routes(web_app: web.Application) -> None:
+    """`/healthz` and `/metrics`, for the platform and Prometheus, in either mode."""
+    web_app.router.add_get(HEALTH_PATH, health)
+    web_app.router.add_get(METRICS_PATH, metrics_page)
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 only when the database takes a write: a platform then restarts or reroutes."""
+    runtime: Runtime = request.app[RUNTIME_KEY]
+    try:
+        await asyncio.wait_for(runtime.store.check_writable(), HEALTH_TIMEOUT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - any failure is an unhealthy database
+        logger.warning("health check failed: %s", error)
+        return web.json_response({"ok": False, "error": "database unavailable"}, status=503)
+    return web.json_response({"ok": True})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """The Prometheus text format; the queue depth is read from the database at each scrape."""
+    runtime: Runtime = request.app[RUNTIME_KEY]
+    try:
+        runtime.metrics.queue_depth.set(
+            await asyncio.wait_for(runtime.store.count_waiting(), HEALTH_TIMEOUT_SECONDS)
+        )
+    except Exception as error:  # noqa: BLE001 - the other metrics are still worth serving
+        logger.warning("could not read the queue depth: %s", error)
+    body, content_type = runtime.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def serve_operations(runtime: Runtime) -> web.AppRunner:
+    """Socket Mode has no HTTP app for Slack; this small one on $PORT serves only operations."""
+    web_app = web.Application()
+    web_app[RUNTIME_KEY] = runtime
+    add_operations_routes(web_app)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, port=runtime.settings.port).start()
+    return runner
 

@@ -44,6 +44,8 @@ class TurnResult:
     container_replaced: bool = False
     output_file_ids: list[str] = field(default_factory=list)
     error: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    """Token counts summed over the turn's model calls, by `usage` field name."""
 
 
 class ClaudeTurns:
@@ -121,6 +123,9 @@ class ClaudeTurns:
     @staticmethod
     def _absorb(message: Message, result: TurnResult) -> None:
         result.stop_reason = message.stop_reason
+        for name, count in message.usage.model_dump(exclude_none=True).items():
+            if isinstance(count, int):
+                result.usage[name] = result.usage.get(name, 0) + count
         for block in message.content:
             dumped = block.model_dump(mode="json", exclude_none=True)
             result.assistant_content.append(dumped)

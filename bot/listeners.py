@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
@@ -16,6 +17,8 @@ from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 
 from storage import InboxMessage, ResetRequest, Store, ThreadKey
 
+from . import payloads
+from .reply import SLACK_ERRORS
 from .threads import is_dm, mentions, thread_from_link, thread_of
 from .access import AccessControl
 from .logs import audit
@@ -58,6 +61,7 @@ def register_listeners(
     app: AsyncApp, engine: TurnQueue, store: Store, access: AccessControl, *, follow_ups: str = "all"
 ) -> None:
     """Wire every Slack surface the manifest declares to the engine."""
+    app.error(payloads.on_unhandled_error)
 
     @app.event(MENTION_EVENT)
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -85,9 +89,17 @@ def register_listeners(
     assistant = AsyncAssistant()
 
     @assistant.thread_started
-    async def on_assistant_thread_started(say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts) -> None:
-        await say(ASSISTANT_GREETING)
-        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
+    async def on_assistant_thread_started(
+        payload: dict[str, Any], say: AsyncSay, set_suggested_prompts: AsyncSetSuggestedPrompts
+    ) -> None:
+        if payloads.assistant_thread(payload) is None:
+            payloads.ignore_malformed("assistant_thread_started")
+            return
+        try:
+            await say(ASSISTANT_GREETING)
+            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
+        except SLACK_ERRORS as error:
+            logger.warning("could not greet a new assistant thread: %s", error)
 
     @assistant.thread_context_changed
     async def on_assistant_context_changed(payload: dict[str, Any]) -> None:
@@ -110,9 +122,13 @@ def register_listeners(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
     ) -> None:
         await ack()
-        team_id, channel_id, user_id = team_id_of(context), command["channel_id"], command["user_id"]
-        text = (command.get("text") or "").strip()
-        response_url = command.get("response_url")
+        fields = payloads.command_fields(command)
+        if fields is None:
+            await payloads.respond_safely(respond, command, payloads.UNREADABLE_NOTE)
+            return
+        respond = _safe(respond, command)
+        team_id, channel_id, user_id, text = team_id_of(context), fields.channel_id, fields.user_id, fields.text
+        response_url = payloads.response_url(command)
         if text:
             thread = thread_from_link(team_id, text)
             if thread is None:
@@ -143,14 +159,15 @@ def register_listeners(
         context: AsyncBoltContext,
     ) -> None:
         await ack()
-        try:
-            target = json.loads(action.get("value") or "")
-            thread = ThreadKey(team_id_of(context), str(target["channel"]), str(target["thread_ts"]))
-        except (ValueError, KeyError, TypeError):
+        respond = _safe(respond, body)
+        fields = payloads.reset_button_fields(action, body)
+        if fields is None:
             await respond("That button is out of date; run `/reset` again.", replace_original=True)
             return
-        user_id = (body.get("user") or {}).get("id", "")
-        text = await _request_reset(engine, store, access, thread, user_id, body.get("response_url"), replace_original=True)
+        thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
+        text = await _request_reset(
+            engine, store, access, thread, fields.user_id, payloads.response_url(body), replace_original=True
+        )
         if text:
             await respond(text, replace_original=True)
 
@@ -159,16 +176,24 @@ def register_listeners(
         ack: AsyncAck, shortcut: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
     ) -> None:
         await ack()
-        message = shortcut.get("message") or {}
-        channel_id = (shortcut.get("channel") or {}).get("id", "")
-        if not message.get("ts") or not channel_id:
+        respond = _safe(respond, shortcut)
+        fields = payloads.shortcut_fields(shortcut)
+        if fields is None:
             await respond("I couldn't tell which thread this message belongs to.")
             return
-        thread = thread_of(team_id_of(context), {**message, "channel": channel_id})
-        user_id = (shortcut.get("user") or {}).get("id", "")
-        text = await _request_reset(engine, store, access, thread, user_id, shortcut.get("response_url"))
+        thread = thread_of(team_id_of(context), fields.message)
+        text = await _request_reset(engine, store, access, thread, fields.user_id, payloads.response_url(shortcut))
         if text:
             await respond(text)
+
+
+def _safe(respond: AsyncRespond, body: dict[str, Any]) -> Callable[..., Awaitable[None]]:
+    """`respond` that never raises: a payload without a usable response_url is logged instead."""
+
+    async def safe_respond(*args: Any, **kwargs: Any) -> None:
+        await payloads.respond_safely(respond, body, *args, **kwargs)
+
+    return safe_respond
 
 
 async def _request_reset(
@@ -241,7 +266,8 @@ def thread_title(text: str, limit: int = 60) -> str:
 
 
 def team_id_of(context: AsyncBoltContext) -> str:
-    return context.team_id or context.enterprise_id or ""
+    """The workspace (or, for org-wide installs, the organisation) a payload came from."""
+    return payloads.string(context, "team_id") or payloads.string(context, "enterprise_id") or ""
 
 
 def is_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
@@ -255,16 +281,15 @@ def is_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:
 
 def inbox_message(event: dict[str, Any], context: AsyncBoltContext) -> InboxMessage | None:
     """The message a person sent, or None for bots, housekeeping and malformed payloads."""
-    if not isinstance(event.get("channel"), str) or not isinstance(event.get("ts"), str):
-        logger.warning("ignoring a message event without channel or ts")
+    if not payloads.is_well_formed_message(event):
+        payloads.ignore_malformed("message event")
         return None
     if not is_from_a_person(event, context.bot_user_id):
         return None
-    files = event.get("files")
     return InboxMessage(
         thread=thread_of(team_id_of(context), event),
         message_ts=event["ts"],
         user_id=str(event["user"]),
         text=str(event.get("text") or ""),
-        files=files if isinstance(files, list) else [],
+        files=payloads.shared_files(event),
     )

@@ -147,8 +147,11 @@ class TurnQueue:
                 timeout = RETRY_SECONDS
             finally:
                 self._dispatching = False
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the wake-up does, and shutdown would wait for this loop forever.
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
             except TimeoutError:
                 pass
 

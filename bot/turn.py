@@ -27,6 +27,7 @@ from .files import (
     thread_file_ids,
 )
 from .logs import audit
+from .metrics import Metrics
 from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
 from .thread_context import earlier_messages
 from .threads import is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
@@ -75,8 +76,10 @@ class TurnRunner:
         access: AccessControl,
         streaming: bool = True,
         follow_ups: str = "all",
+        metrics: Metrics | None = None,
     ) -> None:
         self.follow_ups = follow_ups
+        self.metrics = metrics or Metrics()
         self.access = access
         self.store = store
         self.claude = claude
@@ -127,6 +130,7 @@ class TurnRunner:
             team_id=message.thread.team_id,
             user_id=message.user_id,
         )
+        started = self.metrics.turn_started(item.message_ts)
         try:
             if item.reply_ts:
                 await self._close_earlier_attempt(item, target)
@@ -150,15 +154,17 @@ class TurnRunner:
                     f"That message is {len(text):,} characters long; the limit is"
                     f" {self.max_message_chars:,}. Please attach long text as a file instead.",
                 )
+                self.metrics.turn_finished("too_long", started)
                 return
-            await self._run_turn(item, text, target)
+            await self._run_turn(item, text, target, started)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
             logger.exception("turn for %s failed", message.thread)
+            self.metrics.turn_finished("crashed", started)
             await self._say(target, ":warning: Something went wrong on my side while answering. Please try again.")
 
-    async def _run_turn(self, item: QueueItem, text: str, target: ReplyTarget) -> None:
+    async def _run_turn(self, item: QueueItem, text: str, target: ReplyTarget, started: float) -> None:
         message = item.as_message()
         conversation = await self.store.load_conversation(message.thread)
 
@@ -171,6 +177,7 @@ class TurnRunner:
         arrived = await self._take_in_files(message, target)
         if message.files and not arrived and not text:
             await reply.finish(["_None of the files could go into the container, so there is nothing to do._"])
+            self.metrics.turn_finished("no_input", started)
             return
         context = ""
         if self._joins_thread_late(message, conversation.history):
@@ -184,7 +191,7 @@ class TurnRunner:
             user_content,
             conversation.container_id,
             conversation.container_expires_at,
-            reply,
+            self.metrics.first_word(reply, started),
         )
         if result.assistant_content:
             user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
@@ -207,6 +214,7 @@ class TurnRunner:
             await self.store.set_reply_ts(item.id, None)  # finished: nothing to close after a crash
         except SLACK_ERRORS as error:  # the files are still owed
             logger.error("could not finish the reply in %s: %s", target.channel_id, error)
+        self.metrics.turn_finished(self.metrics.model_turn(result), started)
         if result.assistant_content:
             await self._deliver(replace(item, user_files=[(f.filename, f.size) for f in arrived]), target)
 
@@ -232,7 +240,7 @@ class TurnRunner:
                 await self.store.delivery_started(item.id, position, slack_file_id)
 
             try:
-                await relay_output_to_slack(
+                relayed = await relay_output_to_slack(
                     self.claude.client,
                     self.slack,
                     self.http,
@@ -242,6 +250,8 @@ class TurnRunner:
                     skip=echoes,
                     on_upload=started,
                 )
+                if relayed is not None:
+                    self.metrics.file_relayed("to_slack", relayed.size)
             except FileRelayError as error:
                 failures.append(str(error))
             except SLACK_ERRORS as error:
@@ -284,6 +294,7 @@ class TurnRunner:
                         max_bytes=self.max_file_bytes,
                     )
                 )
+                self.metrics.file_relayed("to_container", arrived[-1].size)
             except FileRelayError as error:
                 refused.append(str(error))
             except SLACK_ERRORS as error:

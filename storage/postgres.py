@@ -244,6 +244,9 @@ class PostgresStore:
     async def item_state(self, item_id: int) -> str | None:
         return await self.pool.fetchval("SELECT state FROM queue WHERE id = $1", item_id)
 
+    async def count_waiting(self) -> int:
+        return int(await self.pool.fetchval("SELECT COUNT(*) FROM queue WHERE state = 'pending'"))
+
     async def listen(self, wake: Callable[[], None]) -> None:
         """Keep one connection listening for the whole life of the store, reconnecting as needed."""
         ready = asyncio.Event()

@@ -284,6 +284,10 @@ class SQLiteStore:
         row = await self._fetchone("SELECT state FROM queue WHERE id = ?", (item_id,))
         return row[0] if row else None
 
+    async def count_waiting(self) -> int:
+        row = await self._fetchone("SELECT COUNT(*) FROM queue WHERE state = 'pending'")
+        return int(row[0]) if row else 0
+
     async def listen(self, wake: Callable[[], None]) -> None:
         """SQLite has no notifications: other processes on the file are found by polling."""
 

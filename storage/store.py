@@ -93,6 +93,9 @@ class Store(Protocol):
 
     async def item_state(self, item_id: int) -> str | None: ...
 
+    async def count_waiting(self) -> int:
+        """Items (of every process) not started yet: the queue depth the metrics report."""
+
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` when another process queues or hands back work (where the backend can)."""
 

@@ -579,3 +579,45 @@ async def test_signed_bodies_drive_a_real_bolt_app(slack: FakeSlack) -> None:
     bad = event_body(event)
     resp = await app.async_dispatch(AsyncBoltRequest(body=bad, headers=sign("wrong", bad)))
     assert resp.status == 401
+
+
+@pytest.mark.asyncio
+async def test_slack_names_the_granted_scopes_and_refuses_a_method_without_its_scope(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    identity = await client.auth_test()
+    assert set(identity.headers["x-oauth-scopes"].split(",")) == set(slack.scopes)
+    slack.scopes.remove("reactions:write")
+    with pytest.raises(SlackApiError) as refused:
+        await client.reactions_add(channel="C1", timestamp=THREAD, name="eyes")
+    assert refused.value.response["error"] == "missing_scope"
+    assert refused.value.response["needed"] == "reactions:write"
+    assert "reactions:write" not in refused.value.response.headers["x-oauth-scopes"]
+
+
+@pytest.mark.asyncio
+async def test_models_token_counts_and_the_files_list(claude_api: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client()
+    model = await client.models.retrieve(MODEL)
+    assert model.id == MODEL and model.display_name
+    with pytest.raises(anthropic.NotFoundError):
+        await client.models.retrieve("claude-unknown-9")
+
+    ask: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+    count = await client.messages.count_tokens(**ask, tools=[CODE_TOOL])
+    assert count.input_tokens > 0
+    with pytest.raises(anthropic.BadRequestError, match="code_execution_20990101"):
+        await client.messages.count_tokens(**ask, tools=[{"type": "code_execution_20990101", "name": "code_execution"}])
+    with pytest.raises(anthropic.NotFoundError):
+        await client.messages.count_tokens(**{**ask, "model": "claude-unknown-9"})
+    with pytest.raises(anthropic.NotFoundError):  # a paid request naming an unknown model fails the same way
+        await client.messages.create(**{**ask, "model": "claude-unknown-9"}, max_tokens=8)
+    assert claude_api.requests and not claude_api.count_token_requests[-1].get("max_tokens")
+
+    for name in ("a.txt", "b.txt", "c.txt"):
+        await client.files.upload(file=(name, io.BytesIO(b"x"), "text/plain"))
+    first = await client.files.list(limit=2)
+    assert len(first.data) == 2 and first.has_next_page()
+    names = [f.filename async for f in client.files.list(limit=2)]
+    assert sorted(names) == ["a.txt", "b.txt", "c.txt"]
+    with pytest.raises(anthropic.BadRequestError):
+        await client.files.list(limit=0)

@@ -23,7 +23,7 @@ from storage.store import migrations
 from tests.conftest import SIGNING_SECRET, BotServer, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, mention_event, message_event, sign
-from tests.processes import ROOT, bot_process, bot_process_env
+from tests.processes import ROOT, bot_process, bot_process_env, free_port
 
 MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 # Slack's event subscriptions that deliver a `message` event, by the conversation they cover.
@@ -190,10 +190,18 @@ async def test_python_m_bot_serves_http_and_stops_cleanly(
 async def test_python_m_bot_in_socket_mode_answers_and_stops_cleanly(
     tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
-    env = bot_process_env(tmp_path, slack, claude_api, SLACK_APP_TOKEN=slack.app_token)
+    port = free_port()
+    env = bot_process_env(tmp_path, slack, claude_api, SLACK_APP_TOKEN=slack.app_token, PORT=str(port))
     async with bot_process(env, tmp_path):
         await wait_for(lambda: slack.socket_connected, timeout=30)
         event = json.loads(event_body(mention_event("over a socket", channel="C1", user="U1", ts="1700000702.000100")))
         await slack.push_socket("events_api", event)
         await wait_for(lambda: "ok" in thread_text(slack, "C1", "1700000702.000100"))
+        # Socket Mode still serves the health check and the metrics on $PORT.
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert response.status == 200
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                assert response.status == 200
+                assert 'threadbox_turns_total{outcome="answered"} 1.0' in await response.text()
     assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "over a socket"

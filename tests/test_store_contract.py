@@ -200,3 +200,16 @@ async def test_notes_are_kept_in_order_until_dropped(store: Store) -> None:
     assert [n.text for n in notes] == ["second", "third"]
     await store.drop_notes(THREAD, [n.message_ts for n in notes])
     assert [n.text for n in await store.notes_before(THREAD, "1700000099.000000")] == ["later"]
+
+
+async def test_waiting_items_are_counted_across_threads_until_they_start(store: Store) -> None:
+    assert await store.count_waiting() == 0
+    await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    await store.enqueue_reset(ResetRequest(OTHER, "U2"))
+    assert await store.count_waiting() == 3
+    assert await store.claim_thread("p1", LEASE, exclude=()) is not None
+    item = await store.next_item(THREAD, "p1", LEASE)
+    assert item is not None and await store.count_waiting() == 2  # running is no longer waiting
+    await store.finish_item(item.id)
+    assert await store.count_waiting() == 2

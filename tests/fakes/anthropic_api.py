@@ -25,6 +25,20 @@ from aiohttp import BodyPartReader, web
 from .slack_api import CHUNK, KEEP_LIMIT, pattern_chunks, pattern_sha256
 
 CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
+CODE_EXECUTION_TOOL_VERSIONS = (
+    "code_execution_20250522",
+    "code_execution_20250825",
+    "code_execution_20260120",
+    "code_execution_20260521",
+)
+# Models this fake serves; a request naming another one gets the API's 404.
+KNOWN_MODELS = {
+    "claude-sonnet-5-5": "Claude Sonnet 5.5",
+    "claude-sonnet-5": "Claude Sonnet 5",
+    "claude-opus-5": "Claude Opus 5",
+    "claude-sonnet-4-5": "Claude Sonnet 4.5",
+    "claude-haiku-4-5": "Claude Haiku 4.5",
+}
 DEFAULT_CONTAINER_TTL = 30 * 24 * 3600.0
 REQUEST_ID = web.RequestKey("request_id", str)
 
@@ -36,7 +50,8 @@ class Reply:
     `container_id=None` uses the request's container (or a new one if the request has a
     code-execution tool). `delay` is waited before answering; `chunk_delay` between SSE
     events. With `stream_error`, a streamed answer sends its content blocks, then that error
-    as an SSE `error` event (a non-streamed one answers with the error instead).
+    as an SSE `error` event (a non-streamed one answers with the error instead). `usage`
+    overrides token counts of the answer, e.g. `{"cache_read_input_tokens": 900}`.
     """
 
     content: list[dict[str, Any]]
@@ -45,6 +60,7 @@ class Reply:
     delay: float = 0.0
     chunk_delay: float = 0.0
     stream_error: ErrorReply | None = None
+    usage: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -208,6 +224,9 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.responder: Responder = _default_responder
+        self.models: dict[str, str] = dict(KNOWN_MODELS)
+        """Model id -> display name; requests naming any other model get 404 `not_found_error`."""
+        self.count_token_requests: list[dict[str, Any]] = []
         self.containers: dict[str, float] = {}
         self.container_ttl = DEFAULT_CONTAINER_TTL
         self.max_concurrent_per_container: dict[str, int] = {}
@@ -231,7 +250,10 @@ class FakeAnthropic:
         """Start listening on an ephemeral port; return the base URL (no /v1)."""
         app = web.Application(client_max_size=256 * 1024 * 1024, middlewares=[self._request_id, self._auth])
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models/{model_id}", self._model)
         app.router.add_post("/v1/files", self._upload)
+        app.router.add_get("/v1/files", self._list_files)
         app.router.add_get("/v1/files/{file_id}", self._metadata)
         app.router.add_delete("/v1/files/{file_id}", self._delete_file)
         app.router.add_get("/v1/files/{file_id}/content", self._download)
@@ -356,6 +378,8 @@ class FakeAnthropic:
         problem = self._validate(body)
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
+        if body["model"] not in self.models:
+            return self._error(request, 404, "not_found_error", f"model: {body['model']}")
         requested, problem = self._requested_container(body)
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
@@ -383,10 +407,18 @@ class FakeAnthropic:
             message = self._message(body, answer, container)
             return web.json_response(message, headers={"request-id": request[REQUEST_ID]})
 
-    def _validate(self, body: dict[str, Any]) -> str:
-        for key in ("model", "max_tokens", "messages"):
+    def _validate(self, body: dict[str, Any], required: tuple[str, ...] = ("model", "max_tokens", "messages")) -> str:
+        for key in required:
             if key not in body:
                 return f"{key}: Field required"
+        tools = body.get("tools") or []
+        if not isinstance(tools, list):
+            return "tools: Input should be a valid list"
+        for i, tool in enumerate(tools):
+            kind = str(tool.get("type", "")) if isinstance(tool, dict) else ""
+            if kind.startswith(CODE_EXECUTION_TOOL_PREFIX) and kind not in CODE_EXECUTION_TOOL_VERSIONS:
+                expected = ", ".join(f"'{v}'" for v in CODE_EXECUTION_TOOL_VERSIONS)
+                return f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the expected tags: {expected}"
         messages = body["messages"]
         if not isinstance(messages, list) or not messages:
             return "messages: at least one message is required"
@@ -403,6 +435,32 @@ class FakeAnthropic:
             elif not isinstance(content, str):
                 return f"messages.{i}.content: Input should be a valid string or list"
         return ""
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        """POST /v1/messages/count_tokens: the same validation as a message, no answer, no cost."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return self._error(request, 400, "invalid_request_error", "The request body is not valid JSON.")
+        if not isinstance(body, dict):
+            return self._error(request, 400, "invalid_request_error", "The request body must be an object.")
+        self.count_token_requests.append(body)
+        problem = self._validate(body, required=("model", "messages"))
+        if problem:
+            return self._error(request, 400, "invalid_request_error", problem)
+        if body["model"] not in self.models:
+            return self._error(request, 404, "not_found_error", f"model: {body['model']}")
+        counted = {key: body.get(key) for key in ("system", "messages", "tools")}
+        tokens = max(1, len(json.dumps(counted)) // 4)
+        return web.json_response({"input_tokens": tokens}, headers={"request-id": request[REQUEST_ID]})
+
+    async def _model(self, request: web.Request) -> web.Response:
+        """GET /v1/models/{model_id}."""
+        model_id = request.match_info["model_id"]
+        if model_id not in self.models:
+            return self._error(request, 404, "not_found_error", f"model: {model_id}")
+        info = {"type": "model", "id": model_id, "display_name": self.models[model_id], "created_at": iso(1.7e9)}
+        return web.json_response(info, headers={"request-id": request[REQUEST_ID]})
 
     def _requested_container(self, body: dict[str, Any]) -> tuple[str | None, str]:
         raw = body.get("container")
@@ -445,6 +503,7 @@ class FakeAnthropic:
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "service_tier": "standard",
+            **answer.usage,
         }
 
     async def _stream(
@@ -524,8 +583,8 @@ class FakeAnthropic:
             "usage": {
                 "output_tokens": usage["output_tokens"],
                 "input_tokens": usage["input_tokens"],
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
+                "cache_read_input_tokens": usage["cache_read_input_tokens"],
             },
         }
         yield {"type": "message_stop"}
@@ -616,6 +675,33 @@ class FakeAnthropic:
             {"id": fid, "filename": name, "mime_type": mime, "size": size, "sha256": digest, "content": content}
         )
         return web.json_response(f.metadata(), headers={"request-id": request[REQUEST_ID]})
+
+    async def _list_files(self, request: web.Request) -> web.Response:
+        """GET /v1/files: newest first, `limit` (1-1000, default 20) a page, `page` the cursor."""
+        try:
+            limit = int(request.query.get("limit", "20"))
+        except ValueError:
+            return self._error(request, 400, "invalid_request_error", "limit: Input should be a valid integer")
+        if not 1 <= limit <= 1000:
+            return self._error(request, 400, "invalid_request_error", "limit: must be between 1 and 1000")
+        newest_first = sorted(self.files.values(), key=lambda f: (f.created_at, f.id), reverse=True)
+        start = 0
+        if "page" in request.query:
+            cursor = request.query["page"].removeprefix("page_")
+            ids = [f.id for f in newest_first]
+            if cursor not in ids:
+                return self._error(request, 400, "invalid_request_error", "page: invalid page cursor")
+            start = ids.index(cursor) + 1
+        page = newest_first[start : start + limit]
+        more = start + limit < len(newest_first)
+        body = {
+            "data": [f.metadata() for f in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": more,
+            "next_page": f"page_{page[-1].id}" if more and page else None,
+        }
+        return web.json_response(body, headers={"request-id": request[REQUEST_ID]})
 
     def _not_found(self, request: web.Request) -> web.Response:
         return self._error(request, 404, "not_found_error", f"File not found: {request.match_info['file_id']}")

@@ -30,6 +30,33 @@ _JSON_FIELDS = ("blocks", "attachments", "files", "chunks", "metadata", "prompts
 _TASK_STATUSES = ("pending", "in_progress", "complete", "error")
 _CHUNK_TYPES = ("markdown_text", "task_update", "plan_update", "blocks")
 
+# The bot scopes an install of manifest.yml is granted; `FakeSlack.scopes` can take some away.
+GRANTED_SCOPES = (
+    "app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history", "chat:write",
+    "commands", "files:read", "files:write", "assistant:write", "reactions:write", "users:read", "usergroups:read",
+    "channels:read", "groups:read", "im:read", "mpim:read",
+)
+# The scope a Web API method needs; without it Slack answers `missing_scope`.
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.delete": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "chat.startStream": "chat:write",
+    "chat.appendStream": "chat:write",
+    "chat.stopStream": "chat:write",
+    "assistant.threads.setStatus": "assistant:write",
+    "assistant.threads.setTitle": "assistant:write",
+    "assistant.threads.setSuggestedPrompts": "assistant:write",
+    "reactions.add": "reactions:write",
+    "reactions.remove": "reactions:write",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+    "files.info": "files:read",
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
+}
+
 LOGIN_PAGE = """<!DOCTYPE html>
 <html lang="en-US"><head><meta charset="utf-8"><title>Slack</title></head>
 <body><div id="page_contents"><h1>Sign in to Fake Workspace</h1>
@@ -169,6 +196,8 @@ class FakeSlack:
         self.app_token = "xapp-test"
         self.socket_acks: list[dict[str, Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
+        self.scopes: list[str] = list(GRANTED_SCOPES)
+        """The bot token's scopes: sent in `x-oauth-scopes`, and required per `METHOD_SCOPES`."""
         self.files_read_scope = True
         """False: the app lacks `files:read`, so downloads answer Slack's sign-in page."""
         self.strict_streams = True
@@ -380,15 +409,21 @@ class FakeSlack:
             return web.json_response({"ok": True, "url": f"ws://{self.root[len('http://'):]}/socket"})
         if token != self.bot_token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        # Slack names the token's scopes on every answer to an authenticated call.
+        scope_headers = {"x-oauth-scopes": ",".join(self.scopes)}
+        needed = METHOD_SCOPES.get(method)
+        if needed and needed not in self.scopes:
+            answer = {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(self.scopes)}
+            return web.json_response(answer, headers=scope_headers)
         failure = self._take_failure(method)
         if failure is not None:
             return web.json_response(
-                {"ok": False, "error": failure.error}, status=failure.status, headers=failure.headers
+                {"ok": False, "error": failure.error}, status=failure.status, headers={**scope_headers, **failure.headers}
             )
         handler = self._handlers.get(method)
         if handler is None:
-            return web.json_response({"ok": False, "error": "unknown_method"})
-        return web.json_response(handler(args))
+            return web.json_response({"ok": False, "error": "unknown_method"}, headers=scope_headers)
+        return web.json_response(handler(args), headers=scope_headers)
 
     async def _upload(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]

@@ -1,0 +1,223 @@
+"""`python -m bot check`: a preflight of the whole setup, one line per check, each with its fix.
+
+It proves what a first mention would need (settings, Slack tokens and scopes, the Anthropic key,
+model, code execution tool and Files API, the database) without running a paid turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from typing import TextIO
+
+import aiohttp
+import anthropic
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import POSTGRES_SCHEMES, open_store
+from storage.store import migrations
+
+from .config import ConfigError, Settings, load_settings
+
+# The bot scopes manifest.yml declares (a test holds the two together).
+BOT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+    "chat:write",
+    "commands",
+    "files:read",
+    "files:write",
+    "assistant:write",
+    "reactions:write",
+    "users:read",
+    "usergroups:read",
+    "channels:read",
+    "groups:read",
+    "im:read",
+    "mpim:read",
+)
+CHECK_TIMEOUT_SECONDS = 20.0
+# Slack could not be reached (after slack_sdk's own retries).
+UNREACHABLE = (SlackRequestError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        if self.ok:
+            return f"✓ {self.name}: {self.detail}"
+        return f"✗ {self.name}: {self.detail}" + (f" → {self.fix}" if self.fix else "")
+
+
+def passed(name: str, detail: str) -> CheckResult:
+    return CheckResult(name, True, detail)
+
+
+def failed(name: str, detail: str, fix: str) -> CheckResult:
+    return CheckResult(name, False, detail, fix)
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    """Every check after the settings, concurrently; results in a fixed order."""
+    checks: list[Awaitable[list[CheckResult]]] = [check_slack(settings)]
+    if settings.socket_mode:
+        checks.append(check_socket_mode(settings))
+    checks += [check_anthropic(settings), check_database(settings)]
+    results = await asyncio.gather(*checks)
+    return [result for group in results for result in group]
+
+
+async def check_slack(settings: Settings) -> list[CheckResult]:
+    """The bot token works (`auth.test`), and Slack granted every scope the manifest declares."""
+    slack = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    try:
+        identity = await asyncio.wait_for(slack.auth_test(), CHECK_TIMEOUT_SECONDS)
+    except SlackApiError as error:
+        return [failed("slack bot token", f"auth.test answered {error.response.get('error')}",
+                       "copy the Bot User OAuth Token (xoxb-…) of the installed app into SLACK_BOT_TOKEN")]
+    except UNREACHABLE as error:
+        return [failed("slack bot token", f"could not reach {settings.slack_api_url}: {error or type(error).__name__}",
+                       "check the network and SLACK_API_URL")]
+    who = f"bot @{identity.get('user')} ({identity.get('user_id')}) in {identity.get('team')}"
+    granted = {s.strip() for s in str(identity.headers.get("x-oauth-scopes", "")).split(",") if s.strip()}
+    missing = [scope for scope in BOT_SCOPES if scope not in granted]
+    if missing:
+        scopes = failed("slack scopes", f"missing {', '.join(missing)}",
+                        "add them under OAuth & Permissions (or paste manifest.yml again) and reinstall the app")
+    else:
+        scopes = passed("slack scopes", f"all {len(BOT_SCOPES)} granted")
+    return [passed("slack bot token", who), scopes]
+
+
+async def check_socket_mode(settings: Settings) -> list[CheckResult]:
+    """The app-level token opens a Socket Mode connection (`apps.connections.open`)."""
+    slack = AsyncWebClient(base_url=settings.slack_api_url)
+    name, fix = "slack app token", "create an app-level token with connections:write and put it in SLACK_APP_TOKEN"
+    try:
+        await asyncio.wait_for(slack.apps_connections_open(app_token=settings.slack_app_token or ""),
+                               CHECK_TIMEOUT_SECONDS)
+    except SlackApiError as error:
+        return [failed(name, f"apps.connections.open answered {error.response.get('error')}", fix)]
+    except UNREACHABLE as error:
+        return [failed(name, f"could not reach Slack: {error or type(error).__name__}", "check the network")]
+    return [passed(name, "Socket Mode connection opens")]
+
+
+async def check_anthropic(settings: Settings) -> list[CheckResult]:
+    """Key, model and code execution tool through a token count (free), then the Files API."""
+    client = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, max_retries=1,
+                                      timeout=CHECK_TIMEOUT_SECONDS)
+    try:
+        return [await _check_model(client, settings), await _check_tool(client, settings),
+                await _check_files(client)]
+    except anthropic.AuthenticationError as error:
+        return [failed("anthropic key", f"refused ({_message(error)})",
+                       "put a valid key from console.anthropic.com in ANTHROPIC_API_KEY")]
+    except anthropic.PermissionDeniedError as error:
+        return [failed("anthropic key", f"not allowed ({_message(error)})",
+                       "use a key of a workspace with access to the model and the Files API")]
+    except anthropic.APIConnectionError as error:
+        return [failed("anthropic key", f"could not reach the API: {error}",
+                       "check the network and ANTHROPIC_BASE_URL")]
+    except anthropic.APIStatusError as error:
+        return [failed("anthropic API", f"answered {error.status_code} ({_message(error)})",
+                       "try again later; see status.anthropic.com")]
+    finally:
+        await client.close()
+
+
+async def _check_model(client: anthropic.AsyncAnthropic, settings: Settings) -> CheckResult:
+    try:
+        model = await client.models.retrieve(settings.anthropic_model)
+    except anthropic.NotFoundError:
+        return failed("anthropic model", f"{settings.anthropic_model!r} is not a model this key can use",
+                      "set ANTHROPIC_MODEL to a model id from the Anthropic console's model list")
+    return passed("anthropic model", f"key accepted; {model.id} ({model.display_name})")
+
+
+async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings) -> CheckResult:
+    tools: list[dict[str, str]] = [{"type": settings.code_execution_tool, "name": "code_execution"}]
+    try:
+        count = await client.messages.count_tokens(
+            model=settings.anthropic_model,
+            messages=[{"role": "user", "content": "ping"}],
+            tools=tools,  # type: ignore[arg-type]
+        )
+    except (anthropic.BadRequestError, anthropic.NotFoundError) as error:
+        return failed("code execution tool", f"{settings.code_execution_tool!r} refused ({_message(error)})",
+                      "set CODE_EXECUTION_TOOL to a version the model supports, e.g. code_execution_20250825")
+    return passed("code execution tool", f"{settings.code_execution_tool} accepted ({count.input_tokens} tokens)")
+
+
+async def _check_files(client: anthropic.AsyncAnthropic) -> CheckResult:
+    try:
+        await client.files.list(limit=1)
+    except anthropic.APIStatusError as error:
+        return failed("anthropic files API", f"answered {error.status_code} ({_message(error)})",
+                      "use a key of a workspace with the Files API enabled")
+    return passed("anthropic files API", "answers")
+
+
+async def check_database(settings: Settings) -> list[CheckResult]:
+    """Reachable, writable, and its schema one this release knows (opening applies migrations)."""
+    name = "database"
+    try:
+        store = await asyncio.wait_for(open_store(settings.database_url), CHECK_TIMEOUT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - any backend's failure to connect or migrate
+        return [failed(name, f"cannot open {_redacted(settings.database_url)}: {error or type(error).__name__}",
+                       "check DATABASE_URL, that the server runs and that the disk or account allows writes")]
+    try:
+        await asyncio.wait_for(store.check_writable(), CHECK_TIMEOUT_SECONDS)
+        version = await store.schema_version()
+    except Exception as error:  # noqa: BLE001
+        return [failed(name, f"not writable: {error or type(error).__name__}",
+                       "give the bot's user write access to the database (or its file and folder)")]
+    finally:
+        await store.close()
+    known = len(migrations("postgres" if settings.database_url.startswith(POSTGRES_SCHEMES) else "sqlite"))
+    if version != known:
+        return [failed(name, f"schema version {version}, this release knows {known}",
+                       "run the threadbox release that last migrated this database, or a newer one")]
+    return [passed(name, f"{_redacted(settings.database_url)} writable, schema version {version} (current)")]
+
+
+def _redacted(database_url: str) -> str:
+    """The URL without its password, for printing."""
+    scheme, sep, rest = database_url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return database_url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _message(error: anthropic.APIStatusError) -> str:
+    body = error.body
+    inner = body.get("error") if isinstance(body, dict) else None
+    if isinstance(inner, dict) and inner.get("message"):
+        return str(inner["message"])
+    return str(error.message)
+
+
+def main(env: Mapping[str, str] | None = None, out: TextIO = sys.stdout) -> int:
+    """Print one line per check; 0 when every check passes, else 1."""
+    try:
+        settings = load_settings(env)
+    except ConfigError as error:
+        print(failed("settings", str(error), "set it in .env or in the environment").line(), file=out)
+        return 1
+    mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
+    results = [passed("settings", f"complete ({mode})"), *asyncio.run(run_checks(settings))]
+    for result in results:
+        print(result.line(), file=out)
+    return 0 if all(result.ok for result in results) else 1

@@ -1,0 +1,183 @@
+"""Reading Slack payloads defensively: the fields a listener uses, or None when they are unusable.
+
+Slack answers a 5xx with retries and counts it against the app, so a malformed request is
+answered 200 (or with a polite note where a `response_url` exists) and logged in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from .reply import SLACK_ERRORS
+
+logger = logging.getLogger(__name__)
+
+# What Bolt or a listener raises when a payload lacks a field or has the wrong type.
+SHAPE_ERRORS = (LookupError, TypeError, AttributeError, ValueError)
+UNREADABLE_NOTE = "Sorry, I couldn't read that request from Slack. Please try again."
+
+
+def string(data: object, key: str) -> str | None:
+    """`data[key]` when `data` is a dict and the value a non-empty string."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def is_optional_string(data: dict[str, Any], key: str) -> bool:
+    """Whether `data[key]` is absent, null or a string (anything else is malformed)."""
+    return isinstance(data.get(key), (str, type(None)))
+
+
+def is_well_formed_message(event: object) -> bool:
+    """A message event with the types every message listener relies on."""
+    if not isinstance(event, dict) or not string(event, "channel") or not string(event, "ts"):
+        return False
+    if not all(is_optional_string(event, key) for key in ("user", "text", "thread_ts", "subtype", "channel_type")):
+        return False
+    return isinstance(event.get("files"), (list, type(None)))
+
+
+def shared_files(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The message's files that are objects (Slack's shape); anything else is dropped."""
+    files = event.get("files")
+    return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
+
+
+@dataclass(frozen=True)
+class CommandFields:
+    channel_id: str
+    user_id: str
+    text: str
+
+
+def command_fields(command: dict[str, Any]) -> CommandFields | None:
+    channel_id, user_id = string(command, "channel_id"), string(command, "user_id")
+    if channel_id is None or user_id is None or not is_optional_string(command, "text"):
+        return None
+    return CommandFields(channel_id, user_id, (command.get("text") or "").strip())
+
+
+@dataclass(frozen=True)
+class ShortcutFields:
+    channel_id: str
+    user_id: str
+    message: dict[str, Any]
+
+
+def shortcut_fields(shortcut: dict[str, Any]) -> ShortcutFields | None:
+    """The channel, the person and the message a message shortcut was used on."""
+    channel_id, user_id = string(shortcut.get("channel"), "id"), string(shortcut.get("user"), "id")
+    message = shortcut.get("message")
+    if channel_id is None or user_id is None or not isinstance(message, dict):
+        return None
+    if not string(message, "ts") or not is_optional_string(message, "thread_ts"):
+        return None
+    return ShortcutFields(channel_id, user_id, {**message, "channel": channel_id})
+
+
+@dataclass(frozen=True)
+class ButtonFields:
+    channel_id: str
+    thread_ts: str
+    user_id: str
+
+
+def reset_button_fields(action: dict[str, Any], body: dict[str, Any]) -> ButtonFields | None:
+    """The thread a *Reset* button names in its value, and who pressed it."""
+    user_id = string(body.get("user"), "id")
+    raw = action.get("value") if isinstance(action, dict) else None
+    try:
+        target = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        target = None
+    channel_id, thread_ts = string(target, "channel"), string(target, "thread_ts")
+    if user_id is None or channel_id is None or thread_ts is None:
+        return None
+    return ButtonFields(channel_id, thread_ts, user_id)
+
+
+def assistant_thread(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The `assistant_thread` of an assistant event, when it names a channel and a thread."""
+    thread = payload.get("assistant_thread")
+    if string(thread, "channel_id") and string(thread, "thread_ts"):
+        return thread  # type: ignore[return-value]
+    return None
+
+
+def response_url(body: dict[str, Any]) -> str | None:
+    """The payload's `response_url`, when it is an http(s) URL `respond` can post to."""
+    url = body.get("response_url")
+    if not isinstance(url, str):
+        return None
+    try:
+        parsed = urlparse(url)
+        usable = parsed.scheme in ("http", "https") and bool(parsed.hostname)
+    except ValueError:
+        return None
+    return url if usable else None
+
+
+async def respond_safely(respond: AsyncRespond, body: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    """`respond(...)` when the payload allows it; a failed delivery is one log line."""
+    if response_url(body) is None:
+        logger.warning("cannot answer a %s payload: it has no usable response_url", payload_kind(body))
+        return
+    try:
+        await respond(*args, **kwargs)
+    except (aiohttp.ClientError, ValueError, *SLACK_ERRORS) as error:
+        logger.warning("could not answer through response_url: %s", error)
+
+
+def ignore_malformed(kind: str) -> None:
+    """One log line for a payload a listener cannot use."""
+    logger.warning("ignoring a malformed %s payload", kind)
+
+
+def payload_kind(body: object) -> str:
+    """A short name for a request body, for log lines: `event_callback/app_mention`, `/reset`…"""
+    if not isinstance(body, dict):
+        return "non-object"
+    if isinstance(body.get("command"), str):
+        return body["command"][:40]
+    kind = str(body.get("type"))[:40]
+    event = body.get("event")
+    if isinstance(event, dict):
+        kind += f"/{str(event.get('type'))[:40]}"
+    return kind
+
+
+async def on_unhandled_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
+    """Bolt's error handler. A payload of the wrong shape (which Bolt's own matching or a
+    listener tripped on) is answered 200 with one log line; anything else keeps Bolt's
+    behaviour: a traceback, and a 500 when it happened before the acknowledgement."""
+    if isinstance(error, SHAPE_ERRORS):
+        _log_malformed(body, error)
+        return BoltResponse(status=200, body="")
+    logger.error("failed to handle a %s payload", payload_kind(body), exc_info=error)
+    return None
+
+
+class TolerantApp(AsyncApp):
+    """Bolt's app, answering 200 to a payload whose shape trips Bolt before any error handler
+    can run (e.g. an `event_callback` whose `event` is not an object)."""
+
+    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
+        try:
+            return await super().async_dispatch(req)
+        except SHAPE_ERRORS as error:
+            _log_malformed(req.body, error)
+            return BoltResponse(status=200, body="")
+
+
+def _log_malformed(body: object, error: Exception) -> None:
+    logger.warning("ignoring a malformed %s payload (%s: %s)", payload_kind(body), type(error).__name__, str(error)[:200])
