@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from . import check
 from .app import EVENTS_PATH, build_web_app, create_runtime, serve_operations, socket_mode_handler
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, load_settings, settings_help
 from .logs import configure_logging
 
 logger = logging.getLogger("bot")
@@ -39,8 +40,21 @@ async def run_socket_mode(settings: Settings) -> None:
         await runtime.close()
 
 
-def main() -> None:
-    if sys.argv[1:] == ["check"]:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot",
+        description=(
+            "threadbox: a Slack app that gives every thread its own Claude code-execution container."
+            " Runs in Socket Mode when SLACK_APP_TOKEN is set, otherwise serves HTTP on $PORT."
+        ),
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "command", nargs="?", choices=["check"],
+        help="check: verify the settings, the Slack and Anthropic credentials and the database, then exit",
+    )
+    if parser.parse_args(argv).command == "check":
         raise SystemExit(check.main())
     try:
         settings = load_settings()
@@ -48,6 +62,11 @@ def main() -> None:
         print(f"threadbox: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
+    if settings.placeholders:
+        logger.warning(
+            "%s still hold(s) the .env.example placeholder, so it counts as unset",
+            ", ".join(settings.placeholders),
+        )
     if settings.socket_mode:
         asyncio.run(run_socket_mode(settings))
     else:

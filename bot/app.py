@@ -101,6 +101,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
             tool_version=settings.code_execution_tool,
             max_tokens=settings.max_tokens,
             system_prompt=settings.system_prompt,
+            deadline_seconds=settings.turn_timeout_seconds,
         ),
         slack=slack,
         http=http,
@@ -111,6 +112,8 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         streaming=settings.slack_streaming,
         follow_ups=settings.follow_ups,
         metrics=metrics,
+        file_timeout=settings.file_timeout_seconds,
+        max_separate_files=settings.max_output_files,
     )
     engine = TurnQueue(
         store=store,

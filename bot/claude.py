@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -11,13 +13,19 @@ from anthropic.types import ContentBlock, Message
 
 # Claude may pause a long turn; this bounds how often we continue one turn.
 MAX_CONTINUATIONS = 20
-# A container this close to its expiry is not worth reusing.
-CONTAINER_EXPIRY_MARGIN_SECONDS = 60
+# A container whose `expires_at` passed this long ago has been idle for a long time; one
+# that then keeps failing with server errors is given up for a fresh one.
+LONG_IDLE_SECONDS = 3600
+DEFAULT_TURN_DEADLINE_SECONDS = 15 * 60
+# Words of a 4xx that say the named container itself is gone (not some other problem).
+CONTAINER_GONE_WORDS = ("not found", "not_found", "expired", "invalid", "does not exist", "no longer", "unknown")
+_NAMES_CONTAINER = re.compile(r"\bcontainers?\b")
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are threadbox, a helpful assistant in a Slack thread. You can run code in a sandboxed"
     " container that persists for the whole thread: files you write stay there for later"
     " messages. Files you create in the container are uploaded to the thread for the user."
+    " In shared threads each message starts with its author's name."
     " Answer in concise Markdown."
 )
 
@@ -59,8 +67,10 @@ class ClaudeTurns:
         tool_version: str,
         max_tokens: int,
         system_prompt: str | None = None,
+        deadline_seconds: float = DEFAULT_TURN_DEADLINE_SECONDS,
     ) -> None:
         self.client = client
+        self.deadline_seconds = deadline_seconds
         self.model = model
         self.tool_version = tool_version
         self.max_tokens = max_tokens
@@ -74,32 +84,62 @@ class ClaudeTurns:
         container_expires_at: float | None,
         observer: TurnObserver,
     ) -> TurnResult:
-        """Answer one user message. Never raises for API failures: they land in `result.error`."""
-        result = TurnResult()
-        if container_id and not _container_usable(container_expires_at):
-            container_id, result.container_replaced = None, True
-        base = [*history, {"role": "user", "content": user_content}]
-        for _ in range(MAX_CONTINUATIONS):
+        """Answer one user message. Never raises for API failures: they land in `result.error`.
+
+        The stored container is always sent: past its `expires_at` the API restores it. It is
+        replaced only when the API says it is gone, or (once) when a long-idle one keeps
+        failing with a server error.
+        """
+        result = TurnResult(container_id=container_id, container_expires_at=container_expires_at)
+        messages = [*history, {"role": "user", "content": user_content}]
+        try:
+            async with asyncio.timeout(self.deadline_seconds):
+                await self._run_until_done(messages, result, observer)
+        except TimeoutError:
+            result.error = (
+                f"This turn ran longer than {_duration(self.deadline_seconds)}, so I stopped it."
+                " What was done so far stays; ask again to continue."
+            )
+        return result
+
+    async def _run_until_done(
+        self, base: list[dict[str, Any]], result: TurnResult, observer: TurnObserver
+    ) -> None:
+        idle_retry = _long_idle(result.container_expires_at)
+        continuations = 0
+        while continuations < MAX_CONTINUATIONS:
             messages = base
             if result.assistant_content:
                 messages = [*base, {"role": "assistant", "content": result.assistant_content}]
             try:
-                message = await self._stream_once(messages, container_id, observer)
+                message = await self._stream_once(messages, result.container_id, observer)
             except anthropic.APIStatusError as error:
-                if container_id and _is_container_error(error) and not result.assistant_content:
-                    container_id, result.container_replaced = None, True
+                fresh_start = not result.assistant_content
+                if result.container_id and fresh_start and container_is_gone(error, result.container_id):
+                    self._forget_container(result)
+                    continue
+                if result.container_id and fresh_start and idle_retry and error.status_code >= 500:
+                    idle_retry = False
+                    self._forget_container(result)
+                    continue
+                missing = missing_file_ids(error, messages)
+                if missing:
+                    base = without_files(base, missing)
                     continue
                 result.error = describe_api_error(error)
-                return result
+                return
             except anthropic.APIError as error:
                 result.error = describe_api_error(error)
-                return result
+                return
             self._absorb(message, result)
-            container_id = result.container_id
             if message.stop_reason != "pause_turn":
-                return result
+                return
+            continuations += 1
         result.error = "Claude kept pausing this turn; stopped after too many continuations."
-        return result
+
+    @staticmethod
+    def _forget_container(result: TurnResult) -> None:
+        result.container_id, result.container_expires_at, result.container_replaced = None, None, True
 
     async def _stream_once(
         self, messages: list[dict[str, Any]], container_id: str | None, observer: TurnObserver
@@ -180,12 +220,51 @@ def _output_file_ids(block: dict[str, Any]) -> list[str]:
     return [item["file_id"] for item in outputs if isinstance(item, dict) and item.get("file_id")]
 
 
-def _container_usable(expires_at: float | None) -> bool:
-    return expires_at is None or expires_at > time.time() + CONTAINER_EXPIRY_MARGIN_SECONDS
+def _long_idle(expires_at: float | None) -> bool:
+    return expires_at is not None and time.time() - expires_at > LONG_IDLE_SECONDS
 
 
-def _is_container_error(error: anthropic.APIStatusError) -> bool:
-    return error.status_code in (400, 404) and "container" in str(error.message).lower()
+def container_is_gone(error: anthropic.APIStatusError, container_id: str) -> bool:
+    """A 4xx that names the container and says it is gone; any other refusal keeps it."""
+    if error.status_code not in (400, 404, 410):
+        return False
+    said = f"{getattr(error, 'type', '') or ''} {_api_message(error)}".lower()
+    names_it = container_id.lower() in said or bool(_NAMES_CONTAINER.search(said))
+    return names_it and any(word in said for word in CONTAINER_GONE_WORDS)
+
+
+def missing_file_ids(error: anthropic.APIStatusError, messages: list[dict[str, Any]]) -> set[str]:
+    """Files of `container_upload` blocks that a 4xx names: deleted from the Files API."""
+    if error.status_code not in (400, 404):
+        return set()
+    said = _api_message(error)
+    return {file_id for file_id in _uploaded_file_ids(messages) if file_id in said}
+
+
+def without_files(messages: list[dict[str, Any]], file_ids: set[str]) -> list[dict[str, Any]]:
+    """The messages with those files' `container_upload` blocks replaced by a note for Claude."""
+
+    def replace(block: Any) -> Any:
+        if isinstance(block, dict) and block.get("type") == "container_upload" and block.get("file_id") in file_ids:
+            return {"type": "text", "text": f"[A file shared here ({block['file_id']}) no longer exists.]"}
+        return block
+
+    return [
+        {**message, "content": [replace(block) for block in message["content"]]}
+        if isinstance(message.get("content"), list)
+        else message
+        for message in messages
+    ]
+
+
+def _uploaded_file_ids(messages: list[dict[str, Any]]) -> list[str]:
+    return [
+        str(block["file_id"])
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "container_upload" and block.get("file_id")
+    ]
 
 
 def describe_api_error(error: anthropic.APIError) -> str:
@@ -214,6 +293,13 @@ def _api_message(error: anthropic.APIStatusError) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])
     return str(error.message)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60:
+        minutes = seconds / 60
+        return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -21,7 +21,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from .slack_text import MARKDOWN_BLOCK_LIMIT, notification_text, split_markdown
+from .slack_text import MARKDOWN_BLOCK_LIMIT, defuse_mentions, escape_mrkdwn, notification_text, split_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +53,15 @@ class Step:
 
     def chunk(self) -> TaskUpdateChunk:
         return TaskUpdateChunk(
-            id=self.id, title=self.title, status=self.status, output=self.output or None
+            id=self.id,
+            title=defuse_mentions(self.title),
+            status=self.status,
+            output=defuse_mentions(self.output) or None,
         )
 
     def line(self) -> str:
         icon = {"in_progress": "⏳", "complete": "✅", "error": "⚠️"}.get(self.status, "•")
-        return f"{icon} `{self.title.replace('`', 'ˋ')}`"
+        return f"{icon} `{escape_mrkdwn(self.title.replace('`', 'ˋ'))}`"
 
 
 @dataclass
@@ -156,7 +159,7 @@ class Reply:
             if not isinstance(self._renderer, StreamRenderer):
                 raise
             logger.warning("streaming unavailable (%s); falling back to message updates", error)
-            self._renderer = self._renderer.fallback()
+            self._renderer = await self._renderer.fallback()
             await self._renderer.start(self.state)
             await action(self._renderer)
         finally:
@@ -198,9 +201,15 @@ class StreamRenderer:
     def message_ts(self) -> str | None:
         return self._stream.ts if self._stream is not None else None
 
-    def fallback(self) -> MessageRenderer:
-        """Carry on by editing the current message (Slack allows `chat.update` on a stream)."""
+    async def fallback(self) -> MessageRenderer:
+        """Carry on by editing the current message. Slack refuses `chat.update` on a message
+        that is still streaming, so a stream it still holds open is stopped first."""
         ts = self._stream.ts if self._stream is not None else None
+        if self._stream is not None and ts is not None:
+            try:
+                await self.client.chat_stopStream(channel=self.target.channel_id, ts=ts)
+            except SLACK_ERRORS as error:  # typically: Slack had already ended it
+                logger.debug("stream %s already ended: %s", ts, error)
         return MessageRenderer(self.client, self.target, ts=ts, text_offset=self._message_start)
 
     async def start(self, state: ReplyState) -> None:
@@ -213,7 +222,7 @@ class StreamRenderer:
             stream = await self._current()
             piece, self._full = _next_piece(delta, self._streamed_chars)
             self._streamed_chars += len(piece)
-            await stream.append(markdown_text=piece)
+            await stream.append(markdown_text=defuse_mentions(piece))
             delta = delta[len(piece) :]
 
     async def step(self, state: ReplyState, step: Step) -> None:
@@ -224,7 +233,7 @@ class StreamRenderer:
         stream = await self._current()
         text = f"\n\n{footer}" if footer and state.text.strip() else footer
         await stream.stop(
-            markdown_text=text or None,
+            markdown_text=defuse_mentions(text) or None,
             blocks=[_context(state.summary)] if state.summary else None,
         )
 
@@ -309,7 +318,7 @@ class MessageRenderer:
                 channel=self.target.channel_id,
                 thread_ts=self.target.thread_ts,
                 text=notification_text(piece),
-                blocks=[{"type": "markdown", "text": piece}],
+                blocks=[{"type": "markdown", "text": defuse_mentions(piece)}],
             )
 
     def _schedule(self, state: ReplyState) -> None:
@@ -344,7 +353,7 @@ class MessageRenderer:
         blocks: list[dict[str, object]] = []
         if state.steps:
             blocks.append(_context("\n".join(step.line() for step in state.steps.values())))
-        blocks.append({"type": "markdown", "text": text})
+        blocks.append({"type": "markdown", "text": defuse_mentions(text)})
         if state.summary:
             blocks.append(_context(state.summary))
         return blocks
@@ -367,6 +376,7 @@ def final_status(state: ReplyState, failed: bool) -> str:
 async def close_reply(target: ReplyTarget, client: AsyncWebClient, ts: str, markdown: str, *, replace_text: bool) -> None:
     """Close a reply message an interrupted turn left behind: stop its stream, then either add
     `markdown` to what it shows or (`replace_text`) show `markdown` instead. Best effort."""
+    markdown = defuse_mentions(markdown)
     try:
         await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=None if replace_text else f"\n\n{markdown}")
         if not replace_text:

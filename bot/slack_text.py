@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+# `<!channel>`, `<!here>`, `<@U…>`, `<#C…>`, `<!subteam^…>`: Slack's mention syntax.
+# A `<` at the very end may start one in the next streamed piece.
+_MENTION_START = re.compile(r"<(?=[!@#]|\Z)")
+WORD_JOINER = "\u2060"
+
 # The `markdown` block holds at most 12,000 characters; keep room for a re-opened code fence.
 MARKDOWN_BLOCK_LIMIT = 11_500
 # Slack's plain `text` fallback is truncated by clients past this; keep notifications short.
@@ -54,7 +61,19 @@ def _open_fence_after(chunk: str, fence: str) -> str:
 
 def notification_text(text: str) -> str:
     """The `text` field that accompanies blocks: shown in notifications and old clients."""
-    line = " ".join(text.split())
+    line = escape_mrkdwn(" ".join(text.split()))
     if len(line) <= NOTIFICATION_TEXT_LIMIT:
         return line or " "
     return line[: NOTIFICATION_TEXT_LIMIT - 1] + "…"
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Text for a mrkdwn or plain `text` field, shown as written: `&`, `<` and `>` escaped the
+    way Slack asks, so nothing in it becomes a mention, a link or a ping."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def defuse_mentions(markdown: str) -> str:
+    """Markdown (and plain titles) from the model, a container or a user's file, with Slack's
+    mention syntax broken by an invisible word joiner: it reads the same and pings no one."""
+    return _MENTION_START.sub("<" + WORD_JOINER, markdown)

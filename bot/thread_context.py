@@ -1,8 +1,10 @@
-"""What was said in a thread before the bot was first mentioned in it."""
+"""What was said in a thread before the bot was first mentioned in it, and by whom."""
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict, deque
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -15,42 +17,102 @@ logger = logging.getLogger(__name__)
 
 # Enough for a discussion or an alert with its replies, without crowding out the request.
 MAX_CONTEXT_CHARS = 8_000
-MAX_CONTEXT_MESSAGES = 100
+# The thread's first message (the alert, the question) is kept up to this many characters.
+MAX_ROOT_CHARS = 2_000
+PAGE_SIZE = 200
+# conversations.replies pages oldest first: a very long thread is read up to this many pages.
+MAX_PAGES = 25
+LEFT_OUT = "…(earlier messages left out)"
 
 
-async def earlier_messages(slack: AsyncWebClient, thread: ThreadKey, before_ts: str, bot_user_id: str) -> str:
-    """Other people's (and bots') messages in the thread before `before_ts`, newest kept.
+class DisplayNames:
+    """Display names of Slack users (`users.info`), looked up once each and kept, boundedly."""
+
+    def __init__(self, slack: AsyncWebClient, max_entries: int = 5_000) -> None:
+        self.slack = slack
+        self.max_entries = max_entries
+        self._names: OrderedDict[str, str] = OrderedDict()
+
+    async def name(self, user_id: str) -> str:
+        """The name people see for `user_id`; the id itself when Slack will not say."""
+        if user_id in self._names:
+            self._names.move_to_end(user_id)
+            return self._names[user_id]
+        try:
+            user = (await self.slack.users_info(user=user_id)).get("user") or {}
+        except SLACK_ERRORS as error:
+            logger.info("no name for %s: %s", user_id, error)
+            return user_id
+        profile = user.get("profile") or {}
+        name = str(
+            profile.get("display_name") or profile.get("real_name") or user.get("real_name")
+            or user.get("name") or user_id
+        )
+        self._names[user_id] = name
+        if len(self._names) > self.max_entries:
+            self._names.popitem(last=False)
+        return name
+
+
+async def earlier_messages(
+    slack: AsyncWebClient, thread: ThreadKey, before_ts: str, bot_user_id: str, names: DisplayNames
+) -> str:
+    """The thread's first message and the most recent others before `before_ts`, each with its
+    author's name, within `MAX_CONTEXT_CHARS`.
 
     Lets "@threadbox summarize this" work in a thread the bot joins late. Best effort: a
     thread Slack will not show (missing scope, deleted) gives no context, not an error.
     """
+    root: dict[str, Any] | None = None
+    recent: deque[dict[str, Any]] = deque()
+    size, left_out = 0, False
+    cursor: str | None = None
     try:
-        response = await slack.conversations_replies(
-            channel=thread.channel_id, ts=thread.thread_ts, limit=MAX_CONTEXT_MESSAGES
-        )
+        for _ in range(MAX_PAGES):
+            response = await slack.conversations_replies(
+                channel=thread.channel_id, ts=thread.thread_ts, latest=before_ts, inclusive=False,
+                limit=PAGE_SIZE, cursor=cursor,
+            )
+            for message in response.get("messages") or []:
+                if message.get("ts") == thread.thread_ts:
+                    root = message
+                elif message.get("user") != bot_user_id and message.get("ts") != before_ts:
+                    recent.append(message)
+                    size += _length(message)
+                    while size > MAX_CONTEXT_CHARS - MAX_ROOT_CHARS and recent:
+                        size -= _length(recent.popleft())
+                        left_out = True
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        else:
+            left_out = True
     except SLACK_ERRORS as error:
         logger.info("no thread context for %s: %s", thread, error)
         return ""
-    lines: list[str] = []
-    for message in response.get("messages") or []:
-        if _ts_key(str(message.get("ts", ""))) >= _ts_key(before_ts) or message.get("user") == bot_user_id:
-            continue
-        author = message.get("user") or message.get("bot_id") or "someone"
-        lines.append(f"<@{author}>: {plain_text(message.get('text') or '(no text)')}")
-    kept: list[str] = []
-    total = 0
-    for line in reversed(lines):
-        total += len(line) + 1
-        if total > MAX_CONTEXT_CHARS:
-            kept.append("…(earlier messages left out)")
-            break
-        kept.append(line)
-    return "\n".join(reversed(kept))
+    lines = []
+    if root is not None and root.get("user") != bot_user_id:
+        lines.append(await _line(root, names, MAX_ROOT_CHARS))
+    if left_out:
+        lines.append(LEFT_OUT)
+    lines.extend([await _line(message, names) for message in recent])
+    return "\n".join(lines)
 
 
-def _ts_key(ts: str) -> tuple[int, int]:
-    seconds, _, micros = ts.partition(".")
-    try:
-        return int(seconds), int(micros or 0)
-    except ValueError:
-        return (0, 0)
+async def _line(message: dict[str, Any], names: DisplayNames, limit: int | None = None) -> str:
+    text = plain_text(message.get("text") or "(no text)")
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{await _author(message, names)}: {text}"
+
+
+async def _author(message: dict[str, Any], names: DisplayNames) -> str:
+    if message.get("user") and not message.get("bot_id"):
+        return await names.name(str(message["user"]))
+    bot = message.get("bot_profile") or {}
+    return str(bot.get("name") or message.get("username") or message.get("bot_id") or "someone")
+
+
+def _length(message: dict[str, Any]) -> int:
+    # A name is rarely longer than this; the exact figure does not matter for a budget.
+    return len(message.get("text") or "") + 24

@@ -33,13 +33,18 @@ def reply_thread_ts(thread: ThreadKey) -> str | None:
     return thread.thread_ts or None
 
 
+def _mention(bot_user_id: str) -> re.Pattern[str]:
+    """`<@UBOT>` or `<@UBOT|name>`, and not `<@UBOT2>`."""
+    return re.compile(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>")
+
+
 def mentions(text: str, bot_user_id: str) -> bool:
-    return f"<@{bot_user_id}" in text
+    return _mention(bot_user_id).search(text) is not None
 
 
 def strip_mention(text: str, bot_user_id: str) -> str:
     """The message without the bot's own mention(s)."""
-    return re.sub(rf"<@{re.escape(bot_user_id)}(\|[^>]*)?>", "", text).strip()
+    return _mention(bot_user_id).sub("", text).strip()
 
 
 def plain_text(text: str) -> str:

@@ -14,28 +14,31 @@ from typing import Any
 import aiohttp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from storage import InboxMessage, QueueItem, Store, ThreadKey
+from storage import Delivery, InboxMessage, QueueItem, Store, ThreadKey
 
 from .access import AccessControl, Decision
 from .claude import ClaudeTurns, TurnResult
 from .files import (
+    DEFAULT_TIMEOUT_SECONDS,
     ContainerFile,
     FileRelayError,
     delete_files,
     relay_output_to_slack,
+    relay_outputs_as_zip,
     relay_slack_file_to_claude,
     thread_file_ids,
 )
 from .logs import audit
 from .metrics import Metrics
 from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
-from .thread_context import earlier_messages
-from .threads import is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
+from .slack_text import escape_mrkdwn
+from .thread_context import DisplayNames, earlier_messages
+from .threads import is_dm, is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
 
 logger = logging.getLogger(__name__)
 
 CONTAINER_REPLACED_NOTE = (
-    "_Note: this thread's previous container had expired, so this ran in a fresh one."
+    "_Note: this thread's container could not be restored, so this ran in a fresh one."
     " Files from earlier in the thread are gone._"
 )
 # A refused person is told so at most this often per thread.
@@ -77,6 +80,8 @@ class TurnRunner:
         streaming: bool = True,
         follow_ups: str = "all",
         metrics: Metrics | None = None,
+        file_timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_separate_files: int = 10,
     ) -> None:
         self.follow_ups = follow_ups
         self.metrics = metrics or Metrics()
@@ -89,6 +94,9 @@ class TurnRunner:
         self.max_message_chars = max_message_chars
         self.max_file_bytes = max_file_bytes
         self.streaming = streaming
+        self.file_timeout = file_timeout
+        self.max_separate_files = max_separate_files
+        self.names = DisplayNames(slack)
         # (user, thread) -> when they were last told they may not use the bot there.
         self._refusals_told: dict[tuple[str, ThreadKey], float] = {}
 
@@ -181,11 +189,15 @@ class TurnRunner:
             return
         context = ""
         if self._joins_thread_late(message, conversation.history):
-            context = await earlier_messages(self.slack, message.thread, message.message_ts, self.bot_user_id)
+            context = await earlier_messages(
+                self.slack, message.thread, message.message_ts, self.bot_user_id, self.names
+            )
         notes = await self._notes_since_last_answer(message)
         if notes:
-            context = "\n".join(part for part in (context, format_notes(notes)) if part)
-        user_content = user_turn_content(text, arrived, context)
+            context = "\n".join(part for part in (context, await self._format_notes(notes)) if part)
+        # Where several people can talk, Claude is told who wrote each message.
+        author = None if is_dm(message.thread.channel_id) else await self.names.name(message.user_id)
+        user_content = user_turn_content(text, arrived, context, author)
         result = await self.claude.run(
             conversation.history,
             user_content,
@@ -228,43 +240,87 @@ class TurnRunner:
             await close_reply(target, self.slack, item.reply_ts or "", INTERRUPTED_NOTE, replace_text=False)
 
     async def _deliver(self, item: QueueItem, target: ReplyTarget) -> None:
-        """Share the files an answered turn still owes, each exactly once, even across a crash."""
+        """Share the files an answered turn still owes, each exactly once, even across a crash:
+        one by one, or as one zip when there are more than `max_separate_files`."""
         echoes = set(item.user_files)
-        failures: list[str] = []
+        owed: list[Delivery] = []
         for delivery in await self.store.pending_deliveries(item.id):
             if delivery.slack_file_id and await self._shared_already(delivery.slack_file_id, target.channel_id):
                 await self.store.delivery_done(item.id, delivery.position)
-                continue
+            else:
+                owed.append(delivery)
+        if len(owed) > self.max_separate_files:
+            failures = await self._deliver_zip(item, owed, echoes, target)
+        else:
+            failures = [await self._deliver_one(item, delivery, echoes, target) for delivery in owed]
+        await self._say_problems(target, "Some files couldn't be shared:", [f for f in failures if f])
 
-            async def started(slack_file_id: str, position: int = delivery.position) -> None:
-                await self.store.delivery_started(item.id, position, slack_file_id)
+    async def _deliver_one(
+        self, item: QueueItem, delivery: Delivery, echoes: set[tuple[str, int]], target: ReplyTarget
+    ) -> str | None:
+        """One owed file into the thread; a failure is a line for the thread, never an exception."""
 
-            try:
-                relayed = await relay_output_to_slack(
-                    self.claude.client,
-                    self.slack,
-                    self.http,
-                    delivery.file_id,
-                    channel_id=target.channel_id,
-                    thread_ts=target.thread_ts,
-                    skip=echoes,
-                    on_upload=started,
-                )
-                if relayed is not None:
-                    self.metrics.file_relayed("to_slack", relayed.size)
-            except FileRelayError as error:
-                failures.append(str(error))
-            except SLACK_ERRORS as error:
-                logger.warning("file relay of %s failed: %s", delivery.file_id, error)
-                failures.append(f"couldn't upload file `{delivery.file_id}`: {error}")
+        async def started(slack_file_id: str) -> None:
+            await self.store.delivery_started(item.id, delivery.position, slack_file_id)
+
+        failure = None
+        try:
+            relayed = await relay_output_to_slack(
+                self.claude.client,
+                self.slack,
+                self.http,
+                delivery.file_id,
+                channel_id=target.channel_id,
+                thread_ts=target.thread_ts,
+                skip=echoes,
+                on_upload=started,
+                timeout=self.file_timeout,
+            )
+            if relayed is not None:
+                self.metrics.file_relayed("to_slack", relayed.size)
+        except FileRelayError as error:
+            failure = str(error)
+        except (*SLACK_ERRORS, TimeoutError) as error:
+            logger.warning("file relay of %s failed: %s", delivery.file_id, error)
+            failure = f"couldn't upload file `{delivery.file_id}`: {escape_mrkdwn(str(error) or 'no answer in time')}"
+        await self.store.delivery_done(item.id, delivery.position)
+        return failure
+
+    async def _deliver_zip(
+        self, item: QueueItem, owed: list[Delivery], echoes: set[tuple[str, int]], target: ReplyTarget
+    ) -> list[str]:
+        """Many owed files as one zip; every file in it is marked with the zip's Slack id."""
+
+        async def started(slack_file_id: str) -> None:
+            for delivery in owed:
+                await self.store.delivery_started(item.id, delivery.position, slack_file_id)
+
+        try:
+            failures = await relay_outputs_as_zip(
+                self.claude.client,
+                self.slack,
+                self.http,
+                [delivery.file_id for delivery in owed],
+                channel_id=target.channel_id,
+                thread_ts=target.thread_ts,
+                skip=echoes,
+                on_upload=started,
+                timeout=self.file_timeout,
+            )
+        except FileRelayError as error:
+            failures = [f"couldn't share the {len(owed)} files as one zip: {error}"]
+        except (*SLACK_ERRORS, TimeoutError) as error:
+            logger.warning("zip of %d files failed: %s", len(owed), error)
+            failures = [f"couldn't share the {len(owed)} files as one zip: {escape_mrkdwn(str(error))}"]
+        for delivery in owed:
             await self.store.delivery_done(item.id, delivery.position)
-        await self._say_problems(target, "Some files couldn't be shared:", failures)
+        return failures
 
     async def _shared_already(self, slack_file_id: str, channel_id: str) -> bool:
         """Whether an upload finished before a crash: Slack lists the channels a file is in."""
         try:
             info = (await self.slack.files_info(file=slack_file_id))["file"]
-        except SLACK_ERRORS:
+        except (*SLACK_ERRORS, TimeoutError):
             return False
         shares = info.get("shares") or {}
         return any(channel_id in (shares.get(kind) or {}) for kind in ("public", "private"))
@@ -276,6 +332,10 @@ class TurnRunner:
             return []
         notes = await self.store.notes_before(message.thread, message.message_ts)
         return [n for n in notes if (await self.access.check(n.user_id, n.thread.channel_id)).allowed]
+
+    async def _format_notes(self, notes: list[InboxMessage]) -> str:
+        """What others said in between, each line with its author's name."""
+        return "\n".join([f"{await self.names.name(note.user_id)}: {plain_text(note.text)}" for note in notes])
 
     def _joins_thread_late(self, message: InboxMessage, history: list[dict[str, Any]]) -> bool:
         """A mention inside an existing thread, with no history yet: the thread is its context."""
@@ -291,14 +351,14 @@ class TurnRunner:
                 arrived.append(
                     await relay_slack_file_to_claude(
                         slack_file, slack=self.slack, claude=self.claude.client, http=self.http,
-                        max_bytes=self.max_file_bytes,
+                        max_bytes=self.max_file_bytes, timeout=self.file_timeout,
                     )
                 )
                 self.metrics.file_relayed("to_container", arrived[-1].size)
             except FileRelayError as error:
                 refused.append(str(error))
             except SLACK_ERRORS as error:
-                refused.append(f"couldn't look up a shared file: {error}")
+                refused.append(f"couldn't look up a shared file: {escape_mrkdwn(str(error))}")
         await self._say_problems(target, "Some files couldn't go into the container:", refused)
         return arrived
 
@@ -329,22 +389,23 @@ class TurnRunner:
             logger.error("could not post to %s: %s", target.channel_id, error)
 
 
-def user_turn_content(text: str, files: list[ContainerFile], context: str = "") -> list[dict[str, Any]]:
-    """The user message for Claude: earlier thread messages, the text, what arrived, and a
-    `container_upload` per file."""
+def user_turn_content(
+    text: str, files: list[ContainerFile], context: str = "", author: str | None = None
+) -> list[dict[str, Any]]:
+    """The user message for Claude: earlier thread messages, who wrote it, the text, what
+    arrived, and a `container_upload` per file."""
     if files:
         listing = ", ".join(f"{f.filename} ({f.size:,} bytes)" for f in files)
         text = f"{text}\n\n[Files shared with this message, now in the container: {listing}]".strip()
+    text = text or "(empty message)"
+    if author:
+        text = f"{author}: {text}"
     content: list[dict[str, Any]] = []
     if context:
         content.append({"type": "text", "text": f"Earlier messages in this Slack thread, for context:\n{context}"})
-    content.append({"type": "text", "text": text or "(empty message)"})
+    content.append({"type": "text", "text": text})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content
-
-
-def format_notes(notes: list[InboxMessage]) -> str:
-    return "\n".join(f"<@{note.user_id}>: {plain_text(note.text)}" for note in notes)
 
 
 def uploaded_file_ids(messages: list[dict[str, Any]]) -> set[str]:

@@ -40,6 +40,12 @@ def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
     return "\n".join(slack.thread_texts(channel, thread_ts))
 
 
+def said_by(user_id: str, text: str) -> str:
+    """A channel message as Claude receives it: the author's display name (the fake Slack's
+    is the lowercased id), then the text."""
+    return f"{user_id.lower()}: {text}"
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     """Poll until `predicate()` holds; listeners run after the ack, so tests wait for effects."""
     deadline = time.monotonic() + timeout
@@ -160,7 +166,7 @@ def settings(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, monkey
             "SLACK_API_URL": slack.base_url,
             "ANTHROPIC_API_KEY": claude_api.api_key,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'threadbox.db'}",
-            "PORT": "0",
+            "PORT": "3000",  # unused: the tests serve the app on a port of their own
         }
     )
 

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer, running_bot, thread_text
+from tests.conftest import BotServer, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -27,7 +27,7 @@ async def test_mention_answers_in_the_thread_with_the_code_execution_tool(
     assert request["model"] == bot.settings.anthropic_model
     assert request["tools"] == [{"type": "code_execution_20250825", "name": "code_execution"}]
     assert "container" not in request
-    assert request["messages"] == [{"role": "user", "content": [{"type": "text", "text": "what is 6*7?"}]}]
+    assert request["messages"] == [{"role": "user", "content": [{"type": "text", "text": said_by("U1", "what is 6*7?")}]}]
     assert request["stream"] is True
     # Nothing was posted outside the thread.
     assert all(message["thread_ts"] == "1700000001.000100" for message in slack.messages)
@@ -67,11 +67,12 @@ async def test_follow_up_continues_in_the_same_container_with_full_history(
     follow_up = claude_api.requests[1]
     assert follow_up["container"] == container
     first_user, assistant, second_user = follow_up["messages"]
-    assert first_user["content"][0]["text"] == "save hi to a.txt"
+    assert first_user["content"][0]["text"] == said_by("U1", "save hi to a.txt")
     kinds = [block["type"] for block in assistant["content"]]
     assert kinds == ["text", "server_tool_use", "bash_code_execution_tool_result", "text"]
     assert assistant["content"][1]["input"] == {"command": "echo hi > a.txt"}
-    assert second_user == {"role": "user", "content": [{"type": "text", "text": "what is in a.txt?"}]}
+    # Two people talk in this thread: Claude is told who wrote what.
+    assert second_user == {"role": "user", "content": [{"type": "text", "text": said_by("U2", "what is in a.txt?")}]}
 
 
 async def test_threads_the_bot_is_not_part_of_are_ignored(
@@ -146,7 +147,7 @@ async def test_dm_top_level_is_one_conversation_and_dm_threads_are_their_own(
     await bot.idle()
 
     first, second, threaded = claude_api.requests
-    assert second["container"] == first.get("container", second["container"])
+    assert "container" not in first and second["container"] == next(iter(claude_api.containers))
     assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
     assert "container" not in threaded
     assert [m["role"] for m in threaded["messages"]] == ["user"]
@@ -200,6 +201,7 @@ async def test_a_mention_late_in_a_thread_sees_what_was_said_before(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     root = "1700000010.000100"
+    slack.users["U2"] = {"profile": {"display_name": "Dana", "real_name": "Dana Scully"}}
     slack.add_message(CHANNEL, "Deploy failed: disk full on db-3", user="UALERT", ts=root)
     slack.add_message(CHANNEL, "Again? That's the third time", user="U2", ts="1700000010.000200", thread_ts=root)
     mention = mention_event("what happened here?", channel=CHANNEL, user="U1", ts="1700000010.000300", thread_ts=root)
@@ -209,10 +211,10 @@ async def test_a_mention_late_in_a_thread_sees_what_was_said_before(
 
     context, question = claude_api.requests[0]["messages"][0]["content"]
     assert context["text"].splitlines()[1:] == [
-        "<@UALERT>: Deploy failed: disk full on db-3",
-        "<@U2>: Again? That's the third time",
+        "ualert: Deploy failed: disk full on db-3",
+        "Dana: Again? That's the third time",
     ]
-    assert question == {"type": "text", "text": "what happened here?"}
+    assert question == {"type": "text", "text": said_by("U1", "what happened here?")}
 
     # Follow-ups carry the history instead; the thread is not read again.
     claude_api.enqueue(Reply([text("more")]))
@@ -221,7 +223,7 @@ async def test_a_mention_late_in_a_thread_sees_what_was_said_before(
     )
     await bot.wait_for(lambda: len(claude_api.requests) == 2)
     assert len(slack.calls_to("conversations.replies")) == 1
-    assert claude_api.requests[1]["messages"][-1]["content"] == [{"type": "text", "text": "and now?"}]
+    assert claude_api.requests[1]["messages"][-1]["content"] == [{"type": "text", "text": said_by("U1", "and now?")}]
 
 
 async def test_code_reaches_claude_as_typed_not_as_slack_escapes_it(
@@ -232,8 +234,8 @@ async def test_code_reaches_claude_as_typed_not_as_slack_escapes_it(
     await bot.send_event(mention_event(typed, channel=CHANNEL, user="U1", ts="1700000011.000100"))
     await bot.wait_for(lambda: len(claude_api.requests) == 1)
     await bot.idle()
-    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == (
-        "run `python -c 'print(1 < 2 && 3 > 2)'` and ping <@U2>"
+    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == said_by(
+        "U1", "run `python -c 'print(1 < 2 && 3 > 2)'` and ping <@U2>"
     )
 
 
@@ -248,3 +250,43 @@ async def test_the_code_execution_tool_version_and_model_are_settings(
     [request] = claude_api.requests
     assert request["tools"] == [{"type": "code_execution_20260120", "name": "code_execution"}]
     assert request["model"] == "claude-opus-5"
+
+
+async def test_a_mention_late_in_a_long_thread_reads_its_most_recent_messages(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000013.000100"
+    slack.add_message(CHANNEL, "ALERT: queue backlog on worker-7", user="UALERT", ts=root)
+    for n in range(1, 400):
+        slack.add_message(CHANNEL, f"update {n:03d}: " + "still looking " * 3, user=f"U{n % 3 + 2}",
+                          ts=f"1700000013.{n + 100:06d}", thread_ts=root)
+    # A message after the mention is not context for it.
+    slack.add_message(CHANNEL, "later news", user="U2", ts="1700000013.900000", thread_ts=root)
+    mention = mention_event("what is the latest?", channel=CHANNEL, user="U1", ts="1700000013.800000", thread_ts=root)
+    await bot.send_event(mention)
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+
+    context = claude_api.requests[0]["messages"][0]["content"][0]["text"]
+    lines = context.splitlines()[1:]
+    assert lines[0] == "ualert: ALERT: queue backlog on worker-7"  # the thread's start stays
+    assert lines[1] == "…(earlier messages left out)"
+    assert lines[-1].startswith("u2: update 399:")  # the most recent message before the mention
+    assert "update 001:" not in context and "later news" not in context
+    assert len(context) <= 8_200
+    # Every page Slack sent was read, oldest first, and bounded by the mention's ts.
+    calls = slack.calls_to("conversations.replies")
+    assert len(calls) > 1 and all(call["latest"] == "1700000013.800000" for call in calls)
+
+
+async def test_a_mention_of_another_user_whose_id_starts_like_the_bots_is_not_a_mention(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    await bot.send_event(message_event("<@UBOT2> can you look?", channel=CHANNEL, user="U1", ts="1700000014.000100"))
+    await bot.send_event(
+        message_event("<@UBOT2> and here?", channel=CHANNEL, user="U1", ts="1700000014.000300",
+                      thread_ts="1700000014.000200")
+    )
+    await bot.idle()
+    assert claude_api.requests == []
+    assert slack.calls_to("chat.startStream") == [] and slack.calls_to("chat.postMessage") == []

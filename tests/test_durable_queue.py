@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 
 from bot.config import Settings
-from tests.conftest import long_running_reply, run_sql, running_bot, thread_text
+from tests.conftest import long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -66,7 +66,7 @@ async def test_a_turn_cut_by_a_dying_process_is_closed_and_answered_once(
     assert len(texts) == 2
     assert "partial words" in texts[0] and "interrupted" in texts[0]
     assert "the full answer" in texts[1]
-    assert [r["messages"][-1]["content"][0]["text"] for r in claude_api.requests] == ["long one", "long one"]
+    assert [r["messages"][-1]["content"][0]["text"] for r in claude_api.requests] == [said_by("U1", "long one")] * 2
 
 
 async def test_files_of_an_answered_turn_are_delivered_after_a_crash_exactly_once(

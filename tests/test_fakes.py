@@ -197,6 +197,81 @@ async def test_files_upload_v2_lands_in_thread(slack: FakeSlack) -> None:
 
 
 @pytest.mark.asyncio
+async def test_replies_page_oldest_first_with_cursor_and_bounds(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    root = "1700000050.000100"
+    slack.add_message("C1", "root", user="U1", ts=root)
+    for n in range(1, 8):
+        slack.add_message("C1", f"reply {n}", user="U2", ts=f"1700000050.{n + 100:06d}", thread_ts=root)
+    first = await client.conversations_replies(channel="C1", ts=root, limit=3)
+    assert [m["text"] for m in first["messages"]] == ["root", "reply 1", "reply 2"] and first["has_more"]
+    texts, cursor = [], None
+    while True:
+        page = await client.conversations_replies(channel="C1", ts=root, limit=3, cursor=cursor)
+        texts += [m["text"] for m in page["messages"]]
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            assert not page["has_more"]
+            break
+    assert texts == ["root"] + [f"reply {n}" for n in range(1, 8)]
+    before = await client.conversations_replies(channel="C1", ts=root, latest="1700000050.000104")
+    assert [m["text"] for m in before["messages"]] == ["root", "reply 1", "reply 2", "reply 3"]
+    inclusive = await client.conversations_replies(channel="C1", ts=root, latest="1700000050.000104", inclusive=True)
+    assert inclusive["messages"][-1]["text"] == "reply 4"
+    after = await client.conversations_replies(channel="C1", ts=root, oldest="1700000050.000106")
+    assert [m["text"] for m in after["messages"]] == ["root", "reply 7"]
+
+
+@pytest.mark.asyncio
+async def test_slack_ends_streams_server_side_and_refuses_editing_a_live_one(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    stream = await client.chat_startStream(
+        channel="C1", thread_ts=THREAD, recipient_team_id="T1", recipient_user_id="U1", markdown_text="Hi"
+    )
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_update(channel="C1", ts=stream["ts"], text="edit")
+    assert err.value.response["error"] == "streaming_state_conflict"
+    slack.end_streams()
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_appendStream(channel="C1", ts=stream["ts"], markdown_text=" there")
+    assert err.value.response["error"] == "message_not_in_streaming_state"
+    assert rendered_text(slack.message("C1", stream["ts"])) == "Hi"  # left as it was
+    await client.chat_update(channel="C1", ts=stream["ts"], text="edited", blocks=[])
+    assert rendered_text(slack.message("C1", stream["ts"])) == "edited"
+
+    slack.stream_max_pause = 0.0  # any pause ends the next stream
+    again = await client.chat_startStream(
+        channel="C1", thread_ts=THREAD, recipient_team_id="T1", recipient_user_id="U1", markdown_text="a"
+    )
+    await asyncio.sleep(0.01)
+    with pytest.raises(SlackApiError) as err:
+        await client.chat_stopStream(channel="C1", ts=again["ts"])
+    assert err.value.response["error"] == "message_not_in_streaming_state"
+
+
+@pytest.mark.asyncio
+async def test_slack_rate_limits_now_and_then_with_retry_after(slack: FakeSlack) -> None:
+    slack.rate_limit_every = 2
+    bare = web_client(slack)
+    await bare.auth_test()
+    with pytest.raises(SlackApiError) as err:
+        await bare.auth_test()
+    assert err.value.response.status_code == 429 and err.value.response.headers["Retry-After"] == "0"
+    patient = web_client(slack, retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)])
+    for _ in range(3):
+        assert (await patient.auth_test())["ok"]
+    assert slack.rate_limited == ["auth.test"] * 3
+
+
+@pytest.mark.asyncio
+async def test_shared_files_are_served_with_their_own_type(slack: FakeSlack) -> None:
+    page = slack.add_user_file("report.html", b"<html>report</html>", mimetype="text/html")
+    auth = {"Authorization": f"Bearer {slack.bot_token}"}
+    async with aiohttp.ClientSession() as http, http.get(page["url_private_download"], headers=auth) as resp:
+        assert resp.content_type == "text/html" and await resp.read() == b"<html>report</html>"
+
+
+@pytest.mark.asyncio
 async def test_user_file_download_needs_the_bot_token(slack: FakeSlack) -> None:
     small = slack.add_user_file("notes.txt", b"some notes")
     big = slack.add_user_file("data.bin", size=5 * 1024 * 1024 + 7, mimetype="application/octet-stream")
@@ -382,8 +457,9 @@ async def test_stream_with_code_blocks_and_container(claude_api: FakeAnthropic, 
     assert final.stop_reason == "end_turn" and final.container is not None
     cid = final.container.id
     assert cid == "container_1" and set(claude_api.containers) == {cid}
-    days = (final.container.expires_at - datetime.now(UTC)).total_seconds() / 86400
-    assert 29.9 < days <= 30
+    # `expires_at` is a rolling value (an hour here), not the container's 30-day lifetime.
+    hours = (final.container.expires_at - datetime.now(UTC)).total_seconds() / 3600
+    assert 0.9 < hours <= 1
     assert claude_api.requests[0]["stream"] is True and claude_api.requests[0]["tools"] == [CODE_TOOL]
 
     # Continue in the same container, non-streaming, with the container as an object.
@@ -412,10 +488,21 @@ async def test_container_errors_auth_and_retries(claude_api: FakeAnthropic, clau
     assert "container_nope" in err.value.message and err.value.type == "invalid_request_error"
     assert err.value.request_id and err.value.request_id.startswith("req_")
     cid = claude_api.new_container()
-    claude_api.expire(cid)
+    claude_api.destroy(cid)
     with pytest.raises(anthropic.BadRequestError, match="expired"):
         await client.messages.create(**ask, container=cid)
     assert len(claude_api.requests) == 2  # 400s are not retried
+    # Past its `expires_at` a container is only idle: naming it restores it, with a new expiry.
+    idle = claude_api.new_container()
+    claude_api.expire(idle, idle_seconds=7200)
+    restored = await client.messages.create(**ask, container=idle)
+    assert restored.container is not None and restored.container.id == idle
+    assert restored.container.expires_at > datetime.now(UTC) and claude_api.restored == [idle]
+    # A container past its 30-day lifetime is gone.
+    old = claude_api.new_container()
+    claude_api.container_created[old] -= 31 * 24 * 3600
+    with pytest.raises(anthropic.BadRequestError, match="expired"):
+        await client.messages.create(**ask, container=old)
 
     claude_api.enqueue(
         ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "10"}),
@@ -423,7 +510,7 @@ async def test_container_errors_auth_and_retries(claude_api: FakeAnthropic, clau
         Reply([text("finally")]),
     )
     ok = await client.messages.create(**ask)
-    assert ok.content[0].text == "finally" and len(claude_api.requests) == 5
+    assert ok.content[0].text == "finally" and len(claude_api.requests) == 7
     claude_api.enqueue(*[ErrorReply(529, "overloaded_error", "Overloaded", headers={"retry-after-ms": "1"})] * 3)
     with pytest.raises(anthropic.OverloadedError):
         await client.messages.create(**ask)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import tracemalloc
+import zipfile
 from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer, running_bot, thread_text
+from tests.conftest import BotServer, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -36,7 +38,7 @@ async def test_shared_files_are_placed_in_the_container_and_announced(
     request = claude_api.requests[0]
     assert uploads_in(request) == [by_name["sales.csv"]["id"], by_name["notes.txt"]["id"]]
     said = request["messages"][-1]["content"][0]["text"]
-    assert said.startswith("summarize these") and "sales.csv" in said and "notes.txt" in said
+    assert said.startswith(said_by("U1", "summarize these")) and "sales.csv" in said and "notes.txt" in said
 
 
 async def test_a_follow_up_file_joins_the_earlier_ones_in_the_same_container(
@@ -170,3 +172,132 @@ async def test_a_download_cut_short_is_reported_and_the_other_files_still_arrive
     await bot.wait_for(lambda: "couldn't download `cut.bin`" in thread_text(slack, CHANNEL, root))
     await bot.idle()
     assert [upload["title"] for upload in slack.uploads] == ["whole.txt"]
+
+
+async def test_a_shared_html_file_is_a_file_not_a_sign_in_page(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    page = slack.add_user_file("report.html", b"<html><body><h1>Q3</h1></body></html>", mimetype="text/html")
+    root = "1700000510.000100"
+    await bot.send_event(mention_event("what does this page say?", channel=CHANNEL, user="U1", ts=root, files=[page]))
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+    assert [f["filename"] for f in claude_api.uploaded] == ["report.html"]
+    assert claude_api.uploaded[0]["content"] == b"<html><body><h1>Q3</h1></body></html>"
+    assert "sign-in page" not in thread_text(slack, CHANNEL, root)
+
+
+async def test_a_stalled_download_from_slack_ends_as_a_message_for_that_file(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(replace(settings, file_timeout_seconds=0.5), slack) as bot:
+        slack.delay("download", 5)
+        stalled = slack.add_user_file("stalled.csv", b"a,b\n")
+        root = "1700000511.000100"
+        await bot.send_event(mention_event("read it", channel=CHANNEL, user="U1", ts=root, files=[stalled]))
+        await bot.wait_for(lambda: len(claude_api.requests) == 1)
+        await bot.idle()
+        said = thread_text(slack, CHANNEL, root)
+        assert "couldn't download `stalled.csv` from Slack: no data for 0.5 seconds" in said
+        assert claude_api.uploaded == []  # the turn went on without it
+        assert "went wrong" not in said
+
+
+async def test_a_stalled_output_download_is_reported_and_the_other_files_still_arrive(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(replace(settings, file_timeout_seconds=0.5), slack) as bot:
+        stuck = claude_api.add_file("stuck.bin", size=1 * MB)
+        claude_api.stall_download(stuck, seconds=5)
+        fine = claude_api.add_file("fine.txt", b"fine")
+        claude_api.enqueue(Reply([*code_run("make both", file_ids=[stuck, fine]), text("Made both.")]))
+        root = "1700000512.000100"
+        await bot.send_event(mention_event("make both", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "couldn't download `stuck.bin`" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+        assert [upload["title"] for upload in slack.uploads] == ["fine.txt"]
+
+
+async def test_a_slow_slack_while_sharing_outputs_ends_as_a_message_per_file(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(replace(settings, file_timeout_seconds=0.5), slack) as bot:
+        slack.delay("files.completeUploadExternal", 3)
+        first = claude_api.add_file("one.txt", b"1")
+        second = claude_api.add_file("two.txt", b"2")
+        claude_api.enqueue(Reply([*code_run("make two", file_ids=[first, second]), text("Made two.")]))
+        root = "1700000513.000100"
+        await bot.send_event(mention_event("make two", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "`two.txt`" in thread_text(slack, CHANNEL, root), timeout=30)
+        await bot.idle()
+        said = thread_text(slack, CHANNEL, root)
+        assert "couldn't finish the upload of `one.txt`: no answer within 0.5 seconds" in said
+        assert "couldn't finish the upload of `two.txt`" in said
+        assert "Made two." in said and "went wrong" not in said
+
+
+async def test_a_slack_error_while_finishing_the_reply_does_not_skip_the_files(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.fail("chat.stopStream", error="internal_error", times=-1)
+    slack.fail("chat.update", error="internal_error", times=-1)
+    chart = claude_api.add_file("chart.png", b"\x89PNG")
+    claude_api.enqueue(Reply([*code_run("plot", file_ids=[chart]), text("Plotted.")]))
+    root = "1700000514.000100"
+    await bot.send_event(mention_event("plot", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: len(slack.uploads) == 1)
+    await bot.idle()
+    assert slack.uploads[0]["title"] == "chart.png" and slack.uploads[0]["thread_ts"] == root
+
+
+async def test_many_outputs_arrive_as_one_zip_with_a_listing(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    assert bot.settings.max_output_files == 10
+    produced = {f"part-{n:02d}.csv": f"row {n}\n".encode() for n in range(12)}
+    ids = [claude_api.add_file(name, content) for name, content in produced.items()]
+    claude_api.enqueue(Reply([*code_run("split", file_ids=ids), text("Split into 12.")]))
+    root = "1700000515.000100"
+    await bot.send_event(mention_event("split it", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: len(slack.uploads) == 1)
+    await bot.idle()
+
+    [upload] = slack.uploads
+    assert upload["title"] == "files.zip" and upload["thread_ts"] == root
+    with zipfile.ZipFile(io.BytesIO(upload["content"])) as archive:
+        assert {name: archive.read(name) for name in archive.namelist()} == produced
+    listing = upload["initial_comment"]
+    assert listing.startswith("12 files") and all(f"`{name}`" in listing for name in produced)
+
+
+async def test_ten_outputs_still_arrive_one_by_one(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    ids = [claude_api.add_file(f"f{n}.txt", b"x") for n in range(10)]
+    claude_api.enqueue(Reply([*code_run("make ten", file_ids=ids), text("Ten.")]))
+    await bot.send_event(mention_event("ten", channel=CHANNEL, user="U1", ts="1700000516.000100"))
+    await bot.wait_for(lambda: len(slack.uploads) == 10)
+    await bot.idle()
+    assert sorted(u["title"] for u in slack.uploads) == sorted(f"f{n}.txt" for n in range(10))
+
+
+async def test_a_zip_interrupted_by_a_crash_is_shared_once_after_restart(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000517.000100"
+    ids = [claude_api.add_file(f"part-{n:02d}.txt", b"x") for n in range(11)]
+    async with running_bot(settings, slack) as bot:
+        claude_api.enqueue(Reply([*code_run("split", file_ids=ids), text("Split into 11.")]))
+        # The zip's upload completes at Slack while the process dies waiting for the answer.
+        slack.delay("files.completeUploadExternal", 1.0)
+        await bot.send_event(mention_event("split it", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: len(slack.calls_to("files.completeUploadExternal")) == 1)
+        await bot.kill()
+    slack.delay("files.completeUploadExternal", 0)
+
+    async with running_bot(settings, slack) as restarted:
+        await restarted.wait_for(lambda: len(slack.uploads) == 1)
+        await restarted.idle()
+    [upload] = slack.uploads
+    assert upload["title"] == "files.zip" and upload["initial_comment"].startswith("11 files")
+    assert len(claude_api.requests) == 1

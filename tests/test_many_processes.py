@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import long_running_reply, thread_text
+from tests.conftest import long_running_reply, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -58,7 +58,9 @@ async def test_quick_follow_ups_to_different_processes_run_in_order_in_one_conta
         await two.send_event(message_event("question B", channel=CHANNEL, user="U2", ts="1700001002.000300", thread_ts=root))
         await wait_for(lambda: "answer B" in thread_text(slack, CHANNEL, root), timeout=30)
     _, a, b = claude_api.requests
-    assert [r["messages"][-1]["content"][0]["text"] for r in (a, b)] == ["question A", "question B"]
+    assert [r["messages"][-1]["content"][0]["text"] for r in (a, b)] == [
+        said_by("U1", "question A"), said_by("U2", "question B")
+    ]
     assert b["messages"][-2]["content"][-1]["text"] == "answer A"  # B saw A's answer
     [container] = claude_api.containers
     assert a["container"] == b["container"] == container

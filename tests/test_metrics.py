@@ -85,9 +85,9 @@ async def test_api_errors_by_code_failed_turns_and_replaced_containers(
     await bot.wait_for(lambda: "first answer" in thread_text(slack, CHANNEL, root))
     await bot.idle()
 
-    # The thread's container has expired: the next turn runs in a fresh one.
+    # The thread's container is gone: the next turn runs in a fresh one.
     for container in list(claude_api.containers):
-        claude_api.expire(container)
+        claude_api.destroy(container)
     claude_api.enqueue(Reply([text("in a new container")]))
     await bot.send_event(message_event("again", channel=CHANNEL, user="U1", ts="1700000802.000200", thread_ts=root))
     await bot.wait_for(lambda: "in a new container" in thread_text(slack, CHANNEL, root))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer, running_bot, thread_text
+from tests.conftest import BotServer, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import ErrorReply, Reply, code_run, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
@@ -84,8 +85,8 @@ async def test_two_quick_messages_in_a_thread_are_answered_in_order_one_at_a_tim
     await bot.idle()
 
     a_request, b_request = claude_api.requests[1:]
-    assert a_request["messages"][-1]["content"][0]["text"] == "question A"
-    assert b_request["messages"][-1]["content"][0]["text"] == "question B"
+    assert a_request["messages"][-1]["content"][0]["text"] == said_by("U1", "question A")
+    assert b_request["messages"][-1]["content"][0]["text"] == said_by("U2", "question B")
     # B was sent only after A's answer was stored: B's history holds A's exchange.
     assert [m["role"] for m in b_request["messages"]] == ["user", "assistant"] * 2 + ["user"]
     assert b_request["messages"][-2]["content"][0]["text"] == "answer A"
@@ -132,36 +133,7 @@ async def test_a_message_in_flight_when_the_process_dies_is_answered_after_resta
     claude_api.enqueue(Reply([text("delivered after restart")]))
     async with running_bot(settings, slack) as restarted:
         await restarted.wait_for(lambda: "delivered after restart" in thread_text(slack, CHANNEL, root))
-        assert claude_api.requests[-1]["messages"][-1]["content"][0]["text"] == "important"
-
-
-async def test_an_expired_container_is_replaced_and_the_user_is_told(
-    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
-) -> None:
-    root = "1700000107.000100"
-    claude_api.enqueue(Reply([*code_run("touch data"), text("stored data")]))
-    await bot.send_event(mention_event("store data", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: "stored data" in thread_text(slack, CHANNEL, root))
-    await bot.idle()
-    old = next(iter(claude_api.containers))
-    claude_api.expire(old)
-
-    claude_api.enqueue(Reply([text("fresh answer")]))
-    await bot.send_event(message_event("use data", channel=CHANNEL, user="U1", ts="1700000107.000200", thread_ts=root))
-    await bot.wait_for(lambda: "fresh answer" in thread_text(slack, CHANNEL, root))
-    await bot.idle()
-    assert "earlier in the thread are gone" in thread_text(slack, CHANNEL, root)
-    last = claude_api.requests[-1]
-    assert last.get("container") != old
-    new_containers = [c for c in claude_api.containers if c != old]
-    assert new_containers, "a fresh container was created"
-
-    # The next follow-up uses the new container without another warning.
-    claude_api.enqueue(Reply([text("third answer")]))
-    await bot.send_event(message_event("again", channel=CHANNEL, user="U1", ts="1700000107.000300", thread_ts=root))
-    await bot.wait_for(lambda: "third answer" in thread_text(slack, CHANNEL, root))
-    assert claude_api.requests[-1]["container"] == new_containers[-1]
-    assert thread_text(slack, CHANNEL, root).count("earlier in the thread are gone") == 1
+        assert claude_api.requests[-1]["messages"][-1]["content"][0]["text"] == said_by("U1", "important")
 
 
 async def test_api_errors_become_a_readable_message_and_the_bot_stays_up(
@@ -255,3 +227,21 @@ async def test_health_endpoint(bot: BotServer) -> None:
         async with session.get(f"{bot.url}/healthz") as response:
             assert response.status == 200
             assert await response.json() == {"ok": True}
+
+
+async def test_a_turn_that_runs_past_its_deadline_ends_with_a_message_and_frees_the_thread(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    assert settings.turn_timeout_seconds == 15 * 60
+    async with running_bot(replace(settings, turn_timeout_seconds=1), slack) as bot:
+        root = "1700000120.000100"
+        # The stream starts, then hangs.
+        claude_api.enqueue(Reply([text("never arrives")], chunk_delay=30))
+        await bot.send_event(mention_event("hang", channel=CHANNEL, user="U1", ts=root))
+        await bot.send_event(message_event("!reset", channel=CHANNEL, user="U1", ts="1700000120.000200", thread_ts=root))
+        await bot.wait_for(lambda: "ran longer than 1 second" in thread_text(slack, CHANNEL, root))
+        # The reset that waited behind the turn runs now, not hours later.
+        await bot.wait_for(lambda: "Fresh start" in thread_text(slack, CHANNEL, root))
+        claude_api.enqueue(Reply([text("answered again")]))
+        await bot.send_event(message_event("hello?", channel=CHANNEL, user="U1", ts="1700000120.000300", thread_ts=root))
+        await bot.wait_for(lambda: "answered again" in thread_text(slack, CHANNEL, root))

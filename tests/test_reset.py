@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -30,7 +30,8 @@ async def assert_fresh_next_turn(
     event = message_event("after reset", channel=channel, user="U1", ts=ts, thread_ts=thread_ts,
                           channel_type="im" if channel.startswith("D") else "channel")
     await bot.send_event(event)
-    await bot.wait_for(lambda: claude_api.requests[-1]["messages"][-1]["content"][0]["text"] == "after reset")
+    expected = "after reset" if channel.startswith("D") else said_by("U1", "after reset")
+    await bot.wait_for(lambda: claude_api.requests[-1]["messages"][-1]["content"][0]["text"] == expected)
     request = claude_api.requests[-1]
     assert "container" not in request
     assert [m["role"] for m in request["messages"]] == ["user"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import re
 import sqlite3
 import socket
 import subprocess
@@ -20,7 +22,7 @@ from bot.config import ConfigError, load_settings
 from storage import InboxMessage, ThreadKey, open_store
 from storage.sqlite import sqlite_path
 from storage.store import migrations
-from tests.conftest import SIGNING_SECRET, BotServer, thread_text, wait_for
+from tests.conftest import SIGNING_SECRET, BotServer, said_by, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, mention_event, message_event, sign
 from tests.processes import ROOT, bot_process, bot_process_env, free_port
@@ -46,11 +48,14 @@ def test_manifest_declares_exactly_what_the_code_handles() -> None:
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
     scopes = set(MANIFEST["oauth_config"]["scopes"]["bot"])
     assert {"app_mentions:read", "chat:write", "commands", "files:read", "files:write", "im:history",
-            "channels:history"} <= scopes
+            "channels:history", "users:read"} <= scopes
 
 
-async def test_every_declared_surface_reaches_a_listener(bot: BotServer) -> None:
-    """Bolt answers 404 to a request no listener matches; each declared surface must get 200."""
+async def test_every_declared_surface_reaches_a_listener(bot: BotServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Bolt answers 404 to a request no listener matches; each declared surface must get 200
+    and be handled without an error (Bolt acknowledges first, so a listener that raises only
+    shows in the log)."""
+    caplog.set_level(logging.ERROR)
     for event_type in MANIFEST["settings"]["event_subscriptions"]["bot_events"]:
         if event_type == "app_mention":
             event = mention_event("x", channel="C7", user="U1", ts="1700000301.000100")
@@ -75,6 +80,7 @@ async def test_every_declared_surface_reaches_a_listener(bot: BotServer) -> None
     # And a surface the manifest does not declare reaches no listener.
     assert await bot.send_command("", command="/undeclared", channel_id="C7", user_id="U1") == 404
     await bot.idle()
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
 
 
 def test_missing_settings_stop_startup_with_one_clear_line(tmp_path: Path) -> None:
@@ -184,7 +190,7 @@ async def test_python_m_bot_serves_http_and_stops_cleanly(
         async with session.post(f"{url}/slack/events", data=body, headers=sign(SIGNING_SECRET, body)) as response:
             assert response.status == 200
         await wait_for(lambda: "ok" in thread_text(slack, "C1", "1700000701.000100"))
-    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "from the real process"
+    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == said_by("U1", "from the real process")
 
 
 async def test_python_m_bot_in_socket_mode_answers_and_stops_cleanly(
@@ -204,4 +210,71 @@ async def test_python_m_bot_in_socket_mode_answers_and_stops_cleanly(
             async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
                 assert response.status == 200
                 assert 'threadbox_turns_total{outcome="answered"} 1.0' in await response.text()
-    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == "over a socket"
+    assert claude_api.requests[0]["messages"][0]["content"][0]["text"] == said_by("U1", "over a socket")
+
+BASE_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "k"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "complaint"),
+    [
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
+        ("PORT", "0", "PORT must be greater than zero"),
+        ("PORT", "-80", "PORT must be greater than zero"),
+        ("PORT", "70000", "PORT must be at most 65535"),
+        ("MAX_FILE_MB", "0", "MAX_FILE_MB must be greater than zero"),
+        ("MAX_MESSAGE_CHARS", "-1", "MAX_MESSAGE_CHARS must be greater than zero"),
+        ("ANTHROPIC_MAX_TOKENS", "0", "ANTHROPIC_MAX_TOKENS must be greater than zero"),
+        ("TURN_TIMEOUT_MINUTES", "0", "TURN_TIMEOUT_MINUTES must be greater than zero"),
+        ("FILE_TIMEOUT_SECONDS", "-5", "FILE_TIMEOUT_SECONDS must be greater than zero"),
+        ("MAX_OUTPUT_FILES", "0", "MAX_OUTPUT_FILES must be greater than zero"),
+        ("SLACK_API_URL", "http://slack.example.com/api/", "SLACK_API_URL must be an https:// URL"),
+    ],
+)
+def test_settings_a_newcomer_gets_wrong_stop_startup(name: str, value: str, complaint: str) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        load_settings({**BASE_ENV, name: value})
+
+
+def test_new_settings_defaults_and_a_loopback_slack_api_url() -> None:
+    settings = load_settings(BASE_ENV)
+    assert settings.turn_timeout_seconds == 15 * 60 and settings.file_timeout_seconds == 60
+    assert settings.max_output_files == 10 and settings.log_level == "INFO"
+    for url in ("http://127.0.0.1:8080/api/", "http://localhost/api", "http://[::1]:9/api/"):
+        assert load_settings({**BASE_ENV, "SLACK_API_URL": url}).slack_api_url.startswith("http://")
+    assert load_settings({**BASE_ENV, "LOG_LEVEL": "debug"}).log_level == "DEBUG"
+
+
+def test_a_copied_env_example_names_its_placeholders_in_one_line(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ANTHROPIC_"))}
+    # Should the placeholders be used anyway, they would only reach the fakes.
+    env.update(PYTHONPATH=str(ROOT), SLACK_API_URL=slack.base_url, ANTHROPIC_BASE_URL=claude_api.base_url,
+               DATABASE_URL=f"sqlite:///{tmp_path / 'bot.db'}")
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "SLACK_BOT_TOKEN" in line and "ANTHROPIC_API_KEY" in line and "SLACK_SIGNING_SECRET" in line
+    assert "placeholder" in line and "SLACK_APP_TOKEN" in line
+    assert slack.calls == [] and claude_api.requests == []
+
+
+def test_python_m_bot_help_prints_usage_and_every_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "--help"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: python -m bot")
+    readme = (ROOT / "README.md").read_text()
+    documented = re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE)
+    assert len(documented) >= 19
+    for name in documented:
+        assert name in result.stdout, name
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if re.match(r"#? ?[A-Z_]+=", line):
+            assert line.lstrip("# ").split("=")[0] in documented, line

@@ -103,11 +103,15 @@ async def test_fallback_when_streaming_is_refused(
     assert progress and all(edit.count("Working on it") == 1 for edit in progress)
 
 
-async def test_fallback_when_the_stream_breaks_midway(
+async def test_fallback_when_slack_ends_the_stream_midway(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
-    slack.fail("chat.appendStream", error="message_not_in_streaming_state", times=-1)
-    claude_api.enqueue(Reply([text("part one. " * 80), *code_run("echo hi", stdout="hi"), text("part two.")]))
+    def end_streams_then_answer(request: dict) -> Reply:
+        slack.end_streams()  # Slack closed the stream server-side while Claude worked
+        return Reply([*code_run("echo hi", stdout="hi"), text("part two.")])
+
+    claude_api.enqueue(Reply([text("part one. " * 80)], stop_reason="pause_turn"))
+    claude_api.responder = end_streams_then_answer
     root = "1700000404.000100"
     await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
     await bot.wait_for(lambda: any("part two." in t for t in slack.thread_texts(CHANNEL, root)))
@@ -118,6 +122,35 @@ async def test_fallback_when_the_stream_breaks_midway(
     final = slack.calls_to("chat.update")[-1]["blocks"]
     markdown = next(block["text"] for block in final if block["type"] == "markdown")
     assert markdown.startswith("part one.") and markdown.endswith("part two.")
+
+
+async def test_fallback_from_a_stream_slack_still_holds_open_ends_it_first(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    # chat.update on a message that is still streaming is refused (streaming_state_conflict).
+    slack.fail("chat.appendStream", error="internal_error", times=-1)
+    claude_api.enqueue(Reply([text("part one. " * 80), *code_run("echo hi", stdout="hi"), text("part two.")]))
+    root = "1700000410.000100"
+    await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: any("part two." in t for t in slack.thread_texts(CHANNEL, root)))
+    await bot.idle()
+    [reply] = slack.thread(CHANNEL, root)
+    assert not reply["streaming"] and reply["ts"] == slack.calls_to("chat.update")[-1]["ts"]
+    markdown = next(block["text"] for block in reply["blocks"] if block["type"] == "markdown")
+    assert markdown.startswith("part one.") and markdown.endswith("part two.")
+
+
+async def test_an_answer_arrives_although_slack_rate_limits_now_and_then(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.rate_limit_every = 3
+    claude_api.enqueue(Reply([text("first part. " * 60), *code_run("ls", stdout="a"), text("the end.")]))
+    root = "1700000411.000100"
+    await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "the end." in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    assert slack.rate_limited, "Slack answered 429 at least once"
+    assert len(slack.thread(CHANNEL, root)) == 1
 
 
 async def test_streaming_can_be_turned_off(

@@ -12,7 +12,7 @@ from aiohttp import web
 from bot.config import Settings
 from bot.turn import reset_outcome
 from storage import ThreadKey
-from tests.conftest import BotServer, running_bot, thread_text, with_settings
+from tests.conftest import BotServer, running_bot, said_by, thread_text, with_settings
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -110,7 +110,8 @@ async def test_allowlists_of_channels_people_and_user_groups(
         await bot.wait_for(lambda: len(claude_api.requests) == 4 and len(slack.ephemerals) == 2)
         await bot.idle()
     asked = sorted(r["messages"][-1]["content"][0]["text"] for r in claude_api.requests)
-    assert asked == ["from U1 in C2", "from U3 in C2", "from U4 in C1", "in a DM"]
+    assert asked == sorted([said_by("U1", "from U1 in C2"), said_by("U3", "from U3 in C2"),
+                            said_by("U4", "from U4 in C1"), "in a DM"])
     assert {(e["user"], e["channel"]) for e in slack.ephemerals} == {("U1", "C1"), ("U2", "C2")}
     assert "channel" in next(e["text"] for e in slack.ephemerals if e["user"] == "U1")
 
@@ -221,7 +222,7 @@ async def test_mention_mode_answers_only_mentions_and_hands_the_rest_over_as_con
         await bot.wait_for(lambda: len(claude_api.requests) == 3)
         await bot.idle()
     asked = " ".join(block["text"] for block in claude_api.requests[1]["messages"][-1]["content"] if block["type"] == "text")
-    assert "<@U2>: thanks!" in asked and "<@U3>: the numbers look off for March" in asked
+    assert "u2: thanks!" in asked and "u3: the numbers look off for March" in asked
     assert "guest chatter" not in asked  # a refused person's words never reach the model
     assert asked.index("thanks!") < asked.index("the numbers") < asked.index("can you check?")
     latest = " ".join(b["text"] for b in claude_api.requests[2]["messages"][-1]["content"] if b["type"] == "text")

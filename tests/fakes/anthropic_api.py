@@ -39,7 +39,9 @@ KNOWN_MODELS = {
     "claude-sonnet-4-5": "Claude Sonnet 4.5",
     "claude-haiku-4-5": "Claude Haiku 4.5",
 }
-DEFAULT_CONTAINER_TTL = 30 * 24 * 3600.0
+# A container lives up to 30 days; `expires_at` is a shorter value that rolls forward with use.
+CONTAINER_LIFETIME = 30 * 24 * 3600.0
+DEFAULT_CONTAINER_TTL = 3600.0
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
@@ -61,6 +63,8 @@ class Reply:
     chunk_delay: float = 0.0
     stream_error: ErrorReply | None = None
     usage: dict[str, int] = field(default_factory=dict)
+    send_container: bool = True
+    """False: the answer carries no `container` (the request's container stays as it was)."""
 
 
 @dataclass
@@ -119,6 +123,7 @@ class _File:
 class _Download:
     status: int
     after_bytes: int | None = None
+    stall_seconds: float = 0.0
 
 
 @dataclass
@@ -228,7 +233,12 @@ class FakeAnthropic:
         """Model id -> display name; requests naming any other model get 404 `not_found_error`."""
         self.count_token_requests: list[dict[str, Any]] = []
         self.containers: dict[str, float] = {}
+        """Container id -> its current `expires_at` (rolls forward on each use)."""
         self.container_ttl = DEFAULT_CONTAINER_TTL
+        self.container_created: dict[str, float] = {}
+        self.gone_containers: set[str] = set()
+        self.restored: list[str] = []
+        """Containers a request named after their `expires_at`: checkpointed, then restored."""
         self.max_concurrent_per_container: dict[str, int] = {}
         self.max_in_flight = 0
         self.files: dict[str, _File] = {}
@@ -286,11 +296,17 @@ class FakeAnthropic:
         self._n_container += 1
         cid = f"container_{self._n_container}"
         self.containers[cid] = time.time() + (self.container_ttl if ttl is None else ttl)
+        self.container_created[cid] = time.time()
         return cid
 
-    def expire(self, container_id: str) -> None:
-        """Mark a container expired: requests naming it now fail."""
-        self.containers[container_id] = time.time() - 1
+    def expire(self, container_id: str, idle_seconds: float = 1.0) -> None:
+        """Let `expires_at` pass (idle for `idle_seconds`): as the API does, the next request
+        naming the container restores it."""
+        self.containers[container_id] = time.time() - idle_seconds
+
+    def destroy(self, container_id: str) -> None:
+        """The container is really gone (past its lifetime or deleted): requests naming it fail."""
+        self.gone_containers.add(container_id)
 
     def add_file(
         self,
@@ -321,6 +337,10 @@ class FakeAnthropic:
     def fail_download(self, file_id: str, status: int = 500, after_bytes: int | None = None) -> None:
         """Make downloads of `file_id` fail with `status`, or drop the connection after `after_bytes`."""
         self._download_failures[file_id] = _Download(status, after_bytes)
+
+    def stall_download(self, file_id: str, seconds: float) -> None:
+        """Downloads of `file_id` send the headers, then nothing for `seconds`, then the bytes."""
+        self._download_failures[file_id] = _Download(200, stall_seconds=seconds)
 
     # ------------------------------------------------------------------ middlewares
 
@@ -393,10 +413,11 @@ class FakeAnthropic:
                 e = answer
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
             cid = answer.container_id or requested or (self.new_container() if uses_code else None)
-            if cid is not None and cid not in self.containers:
+            if cid is not None:
+                self.container_created.setdefault(cid, time.time())
                 self.containers[cid] = time.time() + self.container_ttl
             slot.bind(cid)
-            container = {"id": cid, "expires_at": iso(self.containers[cid])} if cid else None
+            container = {"id": cid, "expires_at": iso(self.containers[cid])} if cid and answer.send_container else None
             if answer.delay:
                 await asyncio.sleep(answer.delay)
             if body.get("stream"):
@@ -469,8 +490,11 @@ class FakeAnthropic:
             return None, ""
         if cid not in self.containers:
             return None, f"container_id '{cid}' not found"
-        if self.containers[cid] <= time.time():
+        lifetime_over = self.container_created.get(cid, 0.0) + CONTAINER_LIFETIME <= time.time()
+        if cid in self.gone_containers or lifetime_over:
             return None, f"Container '{cid}' has expired"
+        if self.containers[cid] <= time.time():
+            self.restored.append(cid)
         return cid, ""
 
     async def _next_answer(self, body: dict[str, Any]) -> Reply | ErrorReply:
@@ -618,7 +642,7 @@ class FakeAnthropic:
                 details={"error_code": "file_not_downloadable"},
             )
         failure = self._download_failures.get(fid)
-        if failure is not None and failure.after_bytes is None:
+        if failure is not None and failure.after_bytes is None and not failure.stall_seconds:
             return self._error(request, failure.status, "api_error", "Internal server error")
         resp = web.StreamResponse(
             headers={
@@ -629,6 +653,8 @@ class FakeAnthropic:
         )
         resp.content_length = f.size
         await resp.prepare(request)
+        if failure is not None and failure.stall_seconds:
+            await asyncio.sleep(failure.stall_seconds)
         sent = 0
         for block in f.chunks():
             if failure is not None and failure.after_bytes is not None and sent + len(block) > failure.after_bytes:

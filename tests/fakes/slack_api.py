@@ -9,6 +9,7 @@ request bodies to drive a Bolt app the way Slack does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -202,6 +203,14 @@ class FakeSlack:
         """False: the app lacks `files:read`, so downloads answer Slack's sign-in page."""
         self.strict_streams = True
         """chat.startStream in a channel (C…/G…) needs recipient_user_id and recipient_team_id."""
+        self.stream_max_seconds: float | None = None
+        """Slack ends a stream server-side this long after it started (None: never)."""
+        self.stream_max_pause: float | None = None
+        """... or after this long without an append (None: never)."""
+        self.rate_limit_every = 0
+        """Every Nth Web API call answers HTTP 429 `ratelimited` with `Retry-After` (0: never)."""
+        self.rate_limited: list[str] = []
+        self._n_api = 0
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[str, float] = {}
         self._user_files: dict[str, tuple[dict[str, Any], _Blob]] = {}
@@ -409,6 +418,10 @@ class FakeSlack:
             return web.json_response({"ok": True, "url": f"ws://{self.root[len('http://'):]}/socket"})
         if token != self.bot_token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        self._n_api += 1
+        if self.rate_limit_every and self._n_api % self.rate_limit_every == 0:
+            self.rate_limited.append(method)
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"})
         # Slack names the token's scopes on every answer to an authenticated call.
         scope_headers = {"x-oauth-scopes": ",".join(self.scopes)}
         needed = METHOD_SCOPES.get(method)
@@ -555,6 +568,8 @@ class FakeSlack:
         msg = self.message(args.get("channel", ""), args.get("ts", ""))
         if msg is None:
             return _err("message_not_found")
+        if self._still_streaming(msg):
+            return _err("streaming_state_conflict")
         if "text" in args:
             msg["text"] = args["text"]
         if "blocks" in args:
@@ -601,7 +616,8 @@ class FakeSlack:
         if chunks is None:
             return _err("invalid_arguments")
         msg = self._new_message(channel, self._next_ts(), thread_ts, "")
-        msg.update(stream=True, streaming=True, chunks=chunks)
+        now = time.monotonic()
+        msg.update(stream=True, streaming=True, chunks=chunks, started_at=now, appended_at=now)
         for key in ("recipient_user_id", "recipient_team_id", "task_display_mode"):
             if key in args:
                 msg[key] = args[key]
@@ -636,6 +652,7 @@ class FakeSlack:
         if chunks is None:
             return None, "invalid_arguments"
         msg["chunks"].extend(chunks)
+        msg["appended_at"] = time.monotonic()
         return msg, ""
 
     def _open_stream(self, args: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -644,9 +661,25 @@ class FakeSlack:
         msg = self.message(args["channel"], args["ts"])
         if msg is None or not msg.get("stream"):
             return None, "message_not_found"
-        if not msg["streaming"]:
+        if not self._still_streaming(msg):
             return None, "message_not_in_streaming_state"
         return msg, ""
+
+    def _still_streaming(self, msg: dict[str, Any]) -> bool:
+        """Whether a stream is open; Slack ends one server-side after a while or a long pause."""
+        if not msg.get("streaming"):
+            return False
+        now = time.monotonic()
+        too_long = self.stream_max_seconds is not None and now - msg["started_at"] > self.stream_max_seconds
+        paused = self.stream_max_pause is not None and now - msg["appended_at"] > self.stream_max_pause
+        if too_long or paused:
+            msg["streaming"] = False  # what was streamed stays; buffered text is lost
+        return bool(msg["streaming"])
+
+    def end_streams(self) -> None:
+        """Slack ends every open stream server-side now."""
+        for msg in self.messages:
+            msg["streaming"] = False
 
     @staticmethod
     def _need(*keys: str, empty_ok: tuple[str, ...] = ()) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -748,6 +781,7 @@ class FakeSlack:
         return {"ok": True, "channel": channel}
 
     def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Oldest first (the parent first), `limit` per page, `cursor`, `oldest`/`latest`."""
         channel, ts = args.get("channel"), args.get("ts")
         if not channel or not ts:
             return _err("invalid_arguments")
@@ -755,12 +789,33 @@ class FakeSlack:
         replies = [m for m in self.thread(channel, ts) if m is not root]
         if root is None and not replies:
             return _err("thread_not_found")
-        found = ([root] if root is not None else []) + replies
+        try:
+            limit = min(int(args.get("limit") or 1000), 1000)
+            start = int(base64.b64decode(args["cursor"]).decode().split(":", 1)[1]) if args.get("cursor") else 0
+        except (ValueError, IndexError):
+            return _err("invalid_cursor")
+        if limit < 1:
+            return _err("invalid_limit")
+        inclusive = str(args.get("inclusive", "")).lower() in ("1", "true")
+        oldest, latest = ts_key(str(args.get("oldest") or "0")), args.get("latest")
+
+        def in_range(m: dict[str, Any]) -> bool:
+            key = ts_key(m["ts"])
+            after = key >= oldest if inclusive else key > oldest
+            if latest is None:
+                return after or oldest == (0, 0)
+            before = key <= ts_key(str(latest)) if inclusive else key < ts_key(str(latest))
+            return (after or oldest == (0, 0)) and before
+
+        found = ([root] if root is not None else []) + [m for m in replies if in_range(m)]
+        page = found[start : start + limit]
+        more = start + limit < len(found)
+        cursor = base64.b64encode(f"next:{start + limit}".encode()).decode() if more else ""
         return {
             "ok": True,
-            "messages": [self._public(m) for m in found],
-            "has_more": False,
-            "response_metadata": {"next_cursor": ""},
+            "messages": [self._public(m) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": cursor},
         }
 
     def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:

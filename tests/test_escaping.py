@@ -1,0 +1,65 @@
+"""Text that reaches Slack from the model, a container or a user's file never pings anyone."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.conftest import BotServer, thread_text
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, code_run, text
+from tests.fakes.slack_api import mention_event
+
+CHANNEL = "C1"
+# Methods whose arguments Slack renders as message text (mentions in them notify people).
+RENDERED = ("chat.postMessage", "chat.update", "chat.startStream", "chat.appendStream", "chat.stopStream",
+            "files.completeUploadExternal")
+PING = re.compile(r"<(!channel|!here|!everyone|@U[A-Z0-9]+|!subteam\^[A-Z0-9]+)[|>]")
+
+
+def pings(slack: FakeSlack) -> list[str]:
+    found = []
+    for call in slack.calls:
+        if call.method in RENDERED:
+            found += PING.findall(json.dumps(call.args, ensure_ascii=False))
+    return found
+
+
+async def test_mentions_from_the_model_the_container_and_file_names_never_ping(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    produced = claude_api.add_file("<!channel>.txt", b"hi")
+    too_big = claude_api.add_file("<!here> big.bin", size=1100 * 1024 * 1024)
+    shared = slack.add_user_file("<@U3> notes.txt", b"x")
+    slack.fail_downloads_of(shared["id"], status=500)
+    claude_api.enqueue(
+        Reply([
+            text("Telling <!channel> and <!here>, and <@U2|dana>, and <!subteam^S1>; a < b & c > d. <"),
+            text("!everyone> too."),
+            *code_run("echo '<!here>'", stdout="<!channel> <@U2>", file_ids=[produced, too_big]),
+            text("Done."),
+        ])
+    )
+    root = "1700000901.000100"
+    await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root, files=[shared]))
+    await bot.wait_for(lambda: len(slack.uploads) == 1)
+    await bot.idle()
+
+    assert pings(slack) == []
+    said = thread_text(slack, CHANNEL, root)
+    assert "Telling <\u2060!channel> and <\u2060!here>" in said  # reads the same, pings no one
+    assert "&lt;!here&gt; big.bin" in said  # a file name in a plain message is escaped
+    assert "&lt;@U3&gt; notes.txt" in said
+    assert slack.uploads[0]["filename"] == "<!channel>.txt"  # the file keeps its real name
+
+
+async def test_mentions_in_the_streaming_fallback_never_ping(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.fail("chat.startStream", error="not_allowed_token_type", times=-1)
+    claude_api.enqueue(Reply([*code_run("echo <@U2>", stdout="<!here>"), text("Hey <!channel>!")]))
+    root = "1700000902.000100"
+    await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "Hey" in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    assert pings(slack) == []
