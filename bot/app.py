@@ -26,6 +26,7 @@ from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
 from .maintenance import maintain
+from .tasks import stop_tasks
 from .metrics import Metrics
 from .payloads import TolerantApp
 from .queue import QueueSettings, TurnQueue
@@ -54,8 +55,7 @@ class Runtime:
     metrics: Metrics
 
     async def close(self) -> None:
-        self.maintenance.cancel()
-        await asyncio.gather(self.maintenance, return_exceptions=True)
+        await stop_tasks([self.maintenance])
         await self.engine.shutdown(self.settings.shutdown_grace_seconds)
         await self.http.close()
         await self.claude.close()
@@ -100,6 +100,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
             model=settings.anthropic_model,
             tool_version=settings.code_execution_tool,
             max_tokens=settings.max_tokens,
+            context_window=settings.context_window,
             system_prompt=settings.system_prompt,
             deadline_seconds=settings.turn_timeout_seconds,
         ),
@@ -114,6 +115,8 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         metrics=metrics,
         file_timeout=settings.file_timeout_seconds,
         max_separate_files=settings.max_output_files,
+        show_usage=settings.show_usage,
+        prices=settings.prices,
     )
     engine = TurnQueue(
         store=store,

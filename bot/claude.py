@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,10 @@ from typing import Any, Protocol
 
 import anthropic
 from anthropic.types import ContentBlock, Message
+
+from storage import Usage
+
+from .context import ContextWindow, too_long
 
 # Claude may pause a long turn; this bounds how often we continue one turn.
 MAX_CONTINUATIONS = 20
@@ -20,6 +25,8 @@ DEFAULT_TURN_DEADLINE_SECONDS = 15 * 60
 # Words of a 4xx that say the named container itself is gone (not some other problem).
 CONTAINER_GONE_WORDS = ("not found", "not_found", "expired", "invalid", "does not exist", "no longer", "unknown")
 _NAMES_CONTAINER = re.compile(r"\bcontainers?\b")
+# Prompt caching: the system prompt, the previous request's end and the newest block.
+EPHEMERAL: dict[str, Any] = {"type": "ephemeral"}
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are threadbox, a helpful assistant in a Slack thread. You can run code in a sandboxed"
@@ -52,8 +59,9 @@ class TurnResult:
     container_replaced: bool = False
     output_file_ids: list[str] = field(default_factory=list)
     error: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    """Token counts summed over the turn's model calls, by `usage` field name."""
+    usage: Usage = field(default_factory=Usage)
+    context_trimmed: bool = False
+    """Older output was left out of the request for the first time at this size."""
 
 
 class ClaudeTurns:
@@ -66,6 +74,7 @@ class ClaudeTurns:
         model: str,
         tool_version: str,
         max_tokens: int,
+        context_window: int,
         system_prompt: str | None = None,
         deadline_seconds: float = DEFAULT_TURN_DEADLINE_SECONDS,
     ) -> None:
@@ -75,6 +84,10 @@ class ClaudeTurns:
         self.tool_version = tool_version
         self.max_tokens = max_tokens
         self.system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
+        # Byte-for-byte the same on every request, so their cache entries keep matching.
+        self.system: list[dict[str, Any]] = [{"type": "text", "text": self.system_prompt, "cache_control": EPHEMERAL}]
+        self.tools: list[dict[str, Any]] = [{"type": self.tool_version, "name": "code_execution"}]
+        self.context = ContextWindow(context_window, overhead_chars=len(json.dumps([self.system, self.tools])))
 
     async def run(
         self,
@@ -106,11 +119,15 @@ class ClaudeTurns:
         self, base: list[dict[str, Any]], result: TurnResult, observer: TurnObserver
     ) -> None:
         idle_retry = _long_idle(result.container_expires_at)
+        plan = self.context.fit(base)
+        # The thread hears once, when trimming starts (base[:-2] is what the last turn sent).
+        result.context_trimmed = plan.trimmed and not (len(base) > 1 and self.context.fit(base[:-2]).trimmed)
+        shed_more = True
         continuations = 0
         while continuations < MAX_CONTINUATIONS:
-            messages = base
+            messages = plan.messages
             if result.assistant_content:
-                messages = [*base, {"role": "assistant", "content": result.assistant_content}]
+                messages = [*plan.messages, {"role": "assistant", "content": result.assistant_content}]
             try:
                 message = await self._stream_once(messages, result.container_id, observer)
             except anthropic.APIStatusError as error:
@@ -125,6 +142,16 @@ class ClaudeTurns:
                 missing = missing_file_ids(error, messages)
                 if missing:
                     base = without_files(base, missing)
+                    plan = self.context.fit(base)
+                    continue
+                counted = too_long(_api_message(error)) if error.status_code == 400 else None
+                if counted is not None and shed_more:
+                    # The estimate was low: correct it to what the API counted, keep only this turn.
+                    shed_more = False
+                    self.context.learn(messages, *counted)
+                    refit = self.context.fit(base, keep_turns=1)
+                    result.context_trimmed = refit.trimmed and not plan.trimmed
+                    plan = refit
                     continue
                 result.error = describe_api_error(error)
                 return
@@ -144,14 +171,15 @@ class ClaudeTurns:
     async def _stream_once(
         self, messages: list[dict[str, Any]], container_id: str | None, observer: TurnObserver
     ) -> Message:
-        tools: Any = [{"type": self.tool_version, "name": "code_execution"}]
+        tools: Any = self.tools
         async with self.client.messages.stream(
             model=self.model,
             max_tokens=self.max_tokens,
-            system=self.system_prompt,
-            messages=messages,  # type: ignore[arg-type]
+            system=self.system,  # type: ignore[arg-type]
+            messages=with_cache_anchor(messages),  # type: ignore[arg-type]
             tools=tools,
             container=container_id or anthropic.omit,
+            cache_control=EPHEMERAL,  # type: ignore[arg-type]
         ) as stream:
             async for event in stream:
                 if event.type == "text":
@@ -163,9 +191,13 @@ class ClaudeTurns:
     @staticmethod
     def _absorb(message: Message, result: TurnResult) -> None:
         result.stop_reason = message.stop_reason
-        for name, count in message.usage.model_dump(exclude_none=True).items():
-            if isinstance(count, int):
-                result.usage[name] = result.usage.get(name, 0) + count
+        result.usage = result.usage + Usage(
+            input_tokens=message.usage.input_tokens,
+            cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
+            cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
+            output_tokens=message.usage.output_tokens,
+            code_runs=sum(block.type == "server_tool_use" for block in message.content),
+        )
         for block in message.content:
             dumped = block.model_dump(mode="json", exclude_none=True)
             result.assistant_content.append(dumped)
@@ -175,6 +207,26 @@ class ClaudeTurns:
         if message.container is not None:
             result.container_id = message.container.id
             result.container_expires_at = message.container.expires_at.timestamp()
+
+
+def with_cache_anchor(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of `messages` with a breakpoint where the previous request of the thread ended.
+
+    That request's automatic breakpoint was its newest block: the last user message before
+    the newest message. Marking it explicitly finds that entry however many blocks the answer
+    added since (the automatic breakpoint only looks 20 blocks back).
+    """
+    anchor = next((i for i in range(len(messages) - 2, -1, -1) if messages[i]["role"] == "user"), None)
+    if anchor is None:
+        return messages
+    content = messages[anchor]["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if not blocks:
+        return messages
+    blocks[-1] = {**blocks[-1], "cache_control": EPHEMERAL}
+    marked = list(messages)
+    marked[anchor] = {**messages[anchor], "content": blocks}
+    return marked
 
 
 async def _report_block(block: ContentBlock, observer: TurnObserver) -> None:

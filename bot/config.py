@@ -10,10 +10,14 @@ from urllib.parse import urlparse
 
 from dotenv import find_dotenv, load_dotenv
 
+from .usage import Prices, parse_prices
+
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_CODE_EXECUTION_TOOL = "code_execution_20250825"
 DEFAULT_DATABASE_URL = "sqlite:///threadbox.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+# The standard context window of current Claude models, in tokens.
+DEFAULT_CONTEXT_WINDOW = 200_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # `.env.example` holds values such as `xapp-...`: a copied, unfilled one must not count as set.
 PLACEHOLDER_ENDINGS = ("...", "…")
@@ -52,6 +56,9 @@ SETTINGS_HELP: list[tuple[str, str, str]] = [
     ("TURN_TIMEOUT_MINUTES", "15", "a turn running longer is stopped, with a message in the thread"),
     ("FILE_TIMEOUT_SECONDS", "60", "a file transfer that makes no progress this long is given up"),
     ("MAX_OUTPUT_FILES", "10", "more files than this from one turn arrive as one zip with a listing"),
+    ("CONTEXT_WINDOW_TOKENS", "200000", "the model's context window; older code output is left out to stay inside it"),
+    ("SHOW_USAGE", "false", "true adds the turn's tokens and estimated cost to the reply's closing line"),
+    ("USAGE_PRICES", "input=3,cache_write=3.75,cache_read=0.30,output=15", "US dollars per million tokens"),
 ]
 
 
@@ -94,6 +101,9 @@ class Settings:
     max_output_files: int = 10
     placeholders: tuple[str, ...] = ()
     """Settings that still held a `.env.example` placeholder, and so count as unset."""
+    context_window: int = DEFAULT_CONTEXT_WINDOW
+    show_usage: bool = False
+    prices: Prices = Prices()
 
     @property
     def socket_mode(self) -> bool:
@@ -173,6 +183,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         file_timeout_seconds=_positive(get("FILE_TIMEOUT_SECONDS", "60"), "FILE_TIMEOUT_SECONDS"),
         max_output_files=_whole(get("MAX_OUTPUT_FILES", "10"), "MAX_OUTPUT_FILES"),
         placeholders=placeholders,
+        context_window=_whole(get("CONTEXT_WINDOW_TOKENS", str(DEFAULT_CONTEXT_WINDOW)), "CONTEXT_WINDOW_TOKENS"),
+        show_usage=_bool(get("SHOW_USAGE", "false"), "SHOW_USAGE"),
+        prices=_prices(get("USAGE_PRICES", "")),
     )
 
 
@@ -235,6 +248,13 @@ def _positive(value: str | None, name: str) -> float:
     if number <= 0:
         raise ConfigError(f"{name} must be greater than zero, got {value}")
     return number
+
+
+def _prices(value: str | None) -> Prices:
+    try:
+        return parse_prices(value or "")
+    except ValueError as error:
+        raise ConfigError(f"USAGE_PRICES: {error}") from None
 
 
 def _bool(value: str | None, name: str) -> bool:

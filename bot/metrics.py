@@ -110,7 +110,7 @@ class Metrics:
     def model_turn(self, result: TurnResult) -> str:
         """Record what one model turn used and ran; returns its outcome."""
         for kind, field in TOKEN_KINDS.items():
-            self.tokens.labels(kind).inc(result.usage.get(field, 0))
+            self.tokens.labels(kind).inc(getattr(result.usage, field))
         for block in result.assistant_content:
             if str(block.get("type", "")).endswith("_tool_result"):
                 ok, _ = tool_outcome(block)

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import Enqueued, InboxMessage, LeaseLost, QueueItem, ResetRequest, Store, ThreadKey
 
 from .reply import SLACK_ERRORS
+from .tasks import stop_tasks
 from .turn import TurnRunner
 
 logger = logging.getLogger(__name__)
@@ -111,21 +112,15 @@ class TurnQueue:
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop claiming, let running turns finish for a while, then hand the rest back at once."""
-        for loop in self._loops:
-            loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await stop_tasks(self._loops)
         self._loops = []
         running = list(self._threads.values())
         if running:
             _, still_running = await asyncio.wait(running, timeout=grace_seconds)
             if still_running:
                 logger.warning("stopping with %d turn(s) running; another process takes them over", len(still_running))
-            for task in still_running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+            await stop_tasks(still_running)
+        await stop_tasks(self._background)
         try:
             await self.store.hand_back(self.owner)
         except Exception:  # noqa: BLE001 - the leases then simply run out

@@ -30,6 +30,8 @@ UPDATE_INTERVAL_SECONDS = 1.0
 # Markdown streamed in one Slack message before the reply moves on to the next message.
 STREAM_MESSAGE_LIMIT = MARKDOWN_BLOCK_LIMIT
 STREAM_BUFFER_CHARS = 400
+# A finished step waits this long to travel with the text or step that follows it.
+STEP_FLUSH_SECONDS = 0.5
 WORKING_TEXT = "_Working on it…_"
 SLACK_ERRORS = (SlackApiError, SlackRequestError)
 
@@ -107,9 +109,29 @@ class Reply:
             if streaming and target.thread_ts
             else MessageRenderer(client, target)
         )
+        self._opening: asyncio.Task[None] | None = None
+        self._status: str | None = None
+
+    def open(self) -> None:
+        """Show the status and the reply without waiting for Slack: the model request goes out
+        meanwhile, and anything it says before the reply is open waits for it."""
+        if self._opening is None:
+            self._opening = asyncio.create_task(self._open())
+
+    async def _open(self) -> None:
+        await asyncio.gather(
+            self.set_status("is thinking…"), self._render(lambda renderer: renderer.start(self.state), opened=True)
+        )
 
     async def start(self) -> None:
-        await self._render(lambda renderer: renderer.start(self.state))
+        """Open the reply and wait until it shows."""
+        self.open()
+        await self._opened()
+
+    async def _opened(self) -> None:
+        self.open()
+        assert self._opening is not None
+        await self._opening
 
     async def on_text(self, delta: str) -> None:
         self.state.text += delta
@@ -121,18 +143,19 @@ class Reply:
         await self.set_status("is running code…")
 
     async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None:
+        # No status change here: the next step or the text that follows shows what happens.
         step = self.state.steps.setdefault(tool_id, Step(tool_id, "code"))
         step.status, step.output = ("complete" if ok else "error"), excerpt
         await self._show(step)
-        await self.set_status("is thinking…")
 
-    async def finish(self, notes: list[str] | None = None, *, failed: bool = False) -> None:
-        """End the reply; `notes` (errors, warnings) are appended after the answer."""
+    async def finish(self, notes: list[str] | None = None, *, failed: bool = False, usage: str = "") -> None:
+        """End the reply; `notes` (errors, warnings) are appended after the answer, `usage`
+        to the closing status line."""
         for step in self.state.steps.values():
             if step.status == "in_progress":  # the turn ended before this run reported back
                 step.status, step.output = "error", "no result"
                 await self._show(step)
-        self.state.summary = final_status(self.state, failed)
+        self.state.summary = " · ".join(part for part in (final_status(self.state, failed), usage) if part)
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
@@ -142,9 +165,11 @@ class Reply:
         await self._render(lambda renderer: renderer.step(self.state, step))
 
     async def set_status(self, status: str) -> None:
-        """The thread's status line; best effort (it exists only where Slack allows it)."""
-        if not self.target.thread_ts:
+        """The thread's status line, set only when it changes; best effort (it exists only
+        where Slack allows it)."""
+        if not self.target.thread_ts or status == self._status:
             return
+        self._status = status
         try:
             await self.client.assistant_threads_setStatus(
                 channel_id=self.target.channel_id, thread_ts=self.target.thread_ts, status=status
@@ -152,7 +177,9 @@ class Reply:
         except SLACK_ERRORS as error:
             logger.debug("setStatus unavailable: %s", error)
 
-    async def _render(self, action: Callable[[Renderer], Awaitable[None]]) -> None:
+    async def _render(self, action: Callable[[Renderer], Awaitable[None]], *, opened: bool = False) -> None:
+        if not opened:
+            await self._opened()
         try:
             await action(self._renderer)
         except SLACK_ERRORS as error:
@@ -183,6 +210,10 @@ class StreamRenderer:
         self._full = False
         # Where the current message's text starts in the whole answer.
         self._message_start = 0
+        # One Slack call at a time on the stream (the delayed step flush runs on its own).
+        self._lock = asyncio.Lock()
+        self._ended: dict[str, Step] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     async def _open(self) -> AsyncChatStream:
         stream = await self.client.chat_stream(
@@ -205,6 +236,8 @@ class StreamRenderer:
         """Carry on by editing the current message. Slack refuses `chat.update` on a message
         that is still streaming, so a stream it still holds open is stopped first."""
         ts = self._stream.ts if self._stream is not None else None
+        if self._flusher is not None:
+            self._flusher.cancel()
         if self._stream is not None and ts is not None:
             try:
                 await self.client.chat_stopStream(channel=self.target.channel_id, ts=ts)
@@ -218,31 +251,62 @@ class StreamRenderer:
         await self._stream.append(chunks=[])
 
     async def text(self, state: ReplyState, delta: str) -> None:
-        while delta:
-            stream = await self._current()
-            piece, self._full = _next_piece(delta, self._streamed_chars)
-            self._streamed_chars += len(piece)
-            await stream.append(markdown_text=defuse_mentions(piece))
-            delta = delta[len(piece) :]
+        async with self._lock:
+            while delta:
+                stream = await self._current()
+                piece, self._full = _next_piece(delta, self._streamed_chars)
+                first = self._streamed_chars == 0
+                self._streamed_chars += len(piece)
+                # The first words go out at once (`chunks` flushes), with any finished step;
+                # later text is buffered.
+                ended = self._take_ended()
+                await stream.append(markdown_text=defuse_mentions(piece), chunks=ended if first or ended else None)
+                delta = delta[len(piece) :]
 
     async def step(self, state: ReplyState, step: Step) -> None:
-        stream = await self._current()
-        await stream.append(chunks=[step.chunk()])
+        if step.status != "in_progress":
+            # Finished: it rides along with what comes next, or goes alone after a moment.
+            self._ended[step.id] = step
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_ended_later())
+            return
+        async with self._lock:
+            stream = await self._current()
+            await stream.append(chunks=[*self._take_ended(), step.chunk()])
 
     async def finish(self, state: ReplyState, footer: str) -> None:
-        stream = await self._current()
-        text = f"\n\n{footer}" if footer and state.text.strip() else footer
-        await stream.stop(
-            markdown_text=defuse_mentions(text) or None,
-            blocks=[_context(state.summary)] if state.summary else None,
-        )
+        if self._flusher is not None:
+            self._flusher.cancel()
+        async with self._lock:
+            stream = await self._current()
+            text = f"\n\n{footer}" if footer and state.text.strip() else footer
+            await stream.stop(
+                markdown_text=defuse_mentions(text) or None,
+                chunks=self._take_ended() or None,
+                blocks=[_context(state.summary)] if state.summary else None,
+            )
+
+    def _take_ended(self) -> list[TaskUpdateChunk]:
+        chunks = [step.chunk() for step in self._ended.values()]
+        self._ended.clear()
+        return chunks
+
+    async def _flush_ended_later(self) -> None:
+        await asyncio.sleep(STEP_FLUSH_SECONDS)
+        async with self._lock:
+            ended = self._take_ended()
+            if ended and self._stream is not None:
+                try:
+                    await self._stream.append(chunks=ended)
+                except SLACK_ERRORS as error:  # the next call falls back and shows every step
+                    logger.warning("step update failed: %s", error)
 
     async def _current(self) -> AsyncChatStream:
         """The open stream, moving on to a new message once this one is full."""
         if self._stream is None:
             self._stream = await self._open()
         elif self._full:
-            await self._stream.stop()
+            await self._stream.stop(chunks=self._take_ended() or None)
             self._stream = await self._open()
         return self._stream
 
@@ -283,6 +347,7 @@ class MessageRenderer:
         self._text_offset = text_offset
         self._last_update = 0.0
         self._pending: asyncio.Task[None] | None = None
+        self._text_shown = False
 
     @property
     def message_ts(self) -> str | None:
@@ -301,6 +366,8 @@ class MessageRenderer:
         self._last_update = time.monotonic()
 
     async def text(self, state: ReplyState, delta: str) -> None:
+        if not self._text_shown:  # the first words go out at once, later ones at a polite pace
+            self._text_shown, self._last_update = True, 0.0
         self._schedule(state)
 
     async def step(self, state: ReplyState, step: Step) -> None:

@@ -60,6 +60,13 @@ def is_reset_command(text: str, bot_user_id: str) -> bool:
     return mentions(text, bot_user_id) and bare in RESET_WORDS
 
 
+def is_usage_command(text: str, bot_user_id: str) -> bool:
+    """`!usage`, or `@threadbox usage`, as the whole message."""
+    if text.strip().lower().rstrip(".!?") == "!usage":
+        return True
+    return mentions(text, bot_user_id) and strip_mention(text, bot_user_id).lower().rstrip(".!?") == "usage"
+
+
 def thread_from_link(team_id: str, text: str) -> ThreadKey | None:
     """The thread a Slack message link (as pasted into `/reset <link>`) points at."""
     match = _LINK.search(text.strip())

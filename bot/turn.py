@@ -33,7 +33,8 @@ from .metrics import Metrics
 from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
 from .slack_text import escape_mrkdwn
 from .thread_context import DisplayNames, earlier_messages
-from .threads import is_dm, is_reset_command, mentions, plain_text, reply_thread_ts, strip_mention
+from .threads import is_dm, is_reset_command, is_usage_command, mentions, plain_text, reply_thread_ts, strip_mention
+from .usage import Prices, turn_footer, usage_report
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ STOP_REASON_NOTES = {
         " Type `!reset` to start a fresh container and history._"
     ),
 }
+CONTEXT_TRIMMED_NOTE = (
+    "_Note: older code output in this thread was left out of what Claude reads, to fit its"
+    " context window. Recent messages are intact; the files are still in the container._"
+)
 
 
 class TurnRunner:
@@ -82,6 +87,8 @@ class TurnRunner:
         metrics: Metrics | None = None,
         file_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_separate_files: int = 10,
+        show_usage: bool = False,
+        prices: Prices = Prices(),
     ) -> None:
         self.follow_ups = follow_ups
         self.metrics = metrics or Metrics()
@@ -99,6 +106,8 @@ class TurnRunner:
         self.names = DisplayNames(slack)
         # (user, thread) -> when they were last told they may not use the bot there.
         self._refusals_told: dict[tuple[str, ThreadKey], float] = {}
+        self.show_usage = show_usage
+        self.prices = prices
 
     async def reset(self, thread: ThreadKey, user_id: str) -> bool:
         """Forget the container, the history and the thread's files, and say so in the thread."""
@@ -155,6 +164,9 @@ class TurnRunner:
             if is_reset_command(message.text, self.bot_user_id):
                 await self.reset(message.thread, message.user_id)
                 return
+            if is_usage_command(message.text, self.bot_user_id):
+                await self._say(target, await self._usage_report(message))
+                return
             text = plain_text(strip_mention(message.text, self.bot_user_id))
             if len(text) > self.max_message_chars:
                 await self._say(
@@ -180,8 +192,7 @@ class TurnRunner:
             await self.store.set_reply_ts(item.id, ts)
 
         reply = Reply(self.slack, target, streaming=self.streaming, on_message=remember_reply)
-        await reply.set_status("is thinking…")
-        await reply.start()
+        reply.open()  # in parallel with what follows: no Slack round trip before the model request
         arrived = await self._take_in_files(message, target)
         if message.files and not arrived and not text:
             await reply.finish(["_None of the files could go into the container, so there is nothing to do._"])
@@ -205,6 +216,8 @@ class TurnRunner:
             conversation.container_expires_at,
             self.metrics.first_word(reply, started),
         )
+        if result.usage.prompt_tokens:
+            await self.store.record_usage(message.thread, message.user_id, self.claude.model, result.usage)
         if result.assistant_content:
             user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
             await self.store.save_turn(
@@ -222,7 +235,8 @@ class TurnRunner:
         if notes:
             await self.store.drop_notes(message.thread, [note.message_ts for note in notes])
         try:
-            await reply.finish(turn_notes(result), failed=bool(result.error))
+            footer = turn_footer(result.usage, self.prices) if self.show_usage and result.usage.prompt_tokens else ""
+            await reply.finish(turn_notes(result), failed=bool(result.error), usage=footer)
             await self.store.set_reply_ts(item.id, None)  # finished: nothing to close after a crash
         except SLACK_ERRORS as error:  # the files are still owed
             logger.error("could not finish the reply in %s: %s", target.channel_id, error)
@@ -337,6 +351,11 @@ class TurnRunner:
         """What others said in between, each line with its author's name."""
         return "\n".join([f"{await self.names.name(note.user_id)}: {plain_text(note.text)}" for note in notes])
 
+    async def _usage_report(self, message: InboxMessage) -> str:
+        thread = await self.store.thread_usage(message.thread)
+        person = await self.store.user_usage(message.thread.team_id, message.user_id)
+        return usage_report(thread, person, self.prices)
+
     def _joins_thread_late(self, message: InboxMessage, history: list[dict[str, Any]]) -> bool:
         """A mention inside an existing thread, with no history yet: the thread is its context."""
         is_reply = message.thread.thread_ts not in ("", message.message_ts)
@@ -424,6 +443,8 @@ def turn_notes(result: TurnResult) -> list[str]:
     notes = []
     if result.container_replaced:
         notes.append(CONTAINER_REPLACED_NOTE)
+    if result.context_trimmed:
+        notes.append(CONTEXT_TRIMMED_NOTE)
     if result.stop_reason in STOP_REASON_NOTES:
         notes.append(STOP_REASON_NOTES[result.stop_reason])
     if result.error:

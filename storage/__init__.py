@@ -9,6 +9,7 @@ from .models import (
     ResetRequest,
     ThreadKey,
     ThreadSummary,
+    Usage,
 )
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
@@ -49,6 +50,7 @@ __all__ = [
     "Store",
     "ThreadKey",
     "ThreadSummary",
+    "Usage",
     "open_store",
     "store_for_url",
 ]

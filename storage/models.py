@@ -154,3 +154,30 @@ def notes_in_order(notes: list[InboxMessage], before_ts: str) -> list[InboxMessa
     """Kept thread messages older than `before_ts`, oldest first."""
     limit = slack_ts_order(before_ts)
     return sorted((n for n in notes if slack_ts_order(n.message_ts) < limit), key=lambda n: slack_ts_order(n.message_ts))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens and code runs of one turn (or a sum of turns), as the Messages API reports them."""
+
+    input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    code_runs: int = 0
+    turns: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.code_runs + other.code_runs,
+            self.turns + other.turns,
+        )
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token, however it was billed."""
+        return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens

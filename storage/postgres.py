@@ -25,6 +25,7 @@ from .models import (
     ResetRequest,
     ThreadKey,
     ThreadSummary,
+    Usage,
 )
 from .store import LeaseLost, migrations
 
@@ -36,6 +37,11 @@ MIGRATION_LOCK = 0x7468726561640001
 THREAD = "team_id = $1 AND channel_id = $2 AND thread_ts = $3"
 OPEN_ITEMS = "SELECT 1 FROM queue o WHERE o.team_id = $1 AND o.channel_id = $2 AND o.thread_ts = $3 AND o.state <> 'done'"
 LISTEN_RETRY_SECONDS = 2.0
+USAGE_SUMS = (
+    "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),"
+    " COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+    " COALESCE(SUM(code_runs), 0), COUNT(*) FROM usage"
+)
 
 
 def _key(thread: ThreadKey) -> tuple[str, str, str]:
@@ -72,7 +78,7 @@ class PostgresStore:
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+            await asyncio.wait({self._listener}, timeout=5)
             self._listener = None
         if self._pool is not None:
             await self._pool.close()
@@ -407,6 +413,28 @@ class PostgresStore:
             ThreadSummary(ThreadKey(team_id, channel_id, row["thread_ts"]), row["last_text"] or "", float(row["updated"]))
             for row in rows
         ]
+
+    # --- usage: one row per answered turn, kept across resets ------------------------------
+
+    async def record_usage(self, thread: ThreadKey, user_id: str, model: str, usage: Usage) -> None:
+        await self.pool.execute(
+            "INSERT INTO usage (team_id, channel_id, thread_ts, user_id, model, input_tokens,"
+            " cache_creation_input_tokens, cache_read_input_tokens, output_tokens, code_runs)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            *_key(thread), user_id, model, usage.input_tokens, usage.cache_creation_input_tokens,
+            usage.cache_read_input_tokens, usage.output_tokens, usage.code_runs,
+        )
+
+    async def thread_usage(self, thread: ThreadKey) -> Usage:
+        row = await self.pool.fetchrow(f"{USAGE_SUMS} WHERE {THREAD}", *_key(thread))
+        return Usage(*(int(value) for value in row))
+
+    async def user_usage(self, team_id: str, user_id: str, since: float = 0.0) -> Usage:
+        row = await self.pool.fetchrow(
+            f"{USAGE_SUMS} WHERE team_id = $1 AND user_id = $2 AND recorded_at >= to_timestamp($3)",
+            team_id, user_id, since,
+        )
+        return Usage(*(int(value) for value in row))
 
     # --- files owed by answered turns ------------------------------------------------------
 

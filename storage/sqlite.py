@@ -26,11 +26,17 @@ from .models import (
     ResetRequest,
     ThreadKey,
     ThreadSummary,
+    Usage,
 )
 from .store import LeaseLost, migrations
 
 THREAD = "team_id = ? AND channel_id = ? AND thread_ts = ?"
 OPEN_ITEMS = f"SELECT 1 FROM queue WHERE {THREAD} AND state != 'done'"
+USAGE_SUMS = (
+    "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),"
+    " COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
+    " COALESCE(SUM(code_runs), 0), COUNT(*) FROM usage"
+)
 
 
 def sqlite_path(database_url: str) -> str:
@@ -455,6 +461,30 @@ class SQLiteStore:
             await db.execute(
                 "UPDATE deliveries SET delivered = 1 WHERE item_id = ? AND position = ?", (item_id, position)
             )
+
+    # --- usage: one row per answered turn, kept across resets ------------------------------
+
+    async def record_usage(self, thread: ThreadKey, user_id: str, model: str, usage: Usage) -> None:
+        async with self._lock:  # one statement: it commits on its own
+            await self.db.execute(
+                "INSERT INTO usage (team_id, channel_id, thread_ts, user_id, model, input_tokens,"
+                " cache_creation_input_tokens, cache_read_input_tokens, output_tokens, code_runs,"
+                " recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *_key(thread), user_id, model, usage.input_tokens, usage.cache_creation_input_tokens,
+                    usage.cache_read_input_tokens, usage.output_tokens, usage.code_runs, time.time(),
+                ),
+            )
+
+    async def thread_usage(self, thread: ThreadKey) -> Usage:
+        row = await self._fetchone(f"{USAGE_SUMS} WHERE {THREAD}", _key(thread))
+        return Usage(*(int(value) for value in row))
+
+    async def user_usage(self, team_id: str, user_id: str, since: float = 0.0) -> Usage:
+        row = await self._fetchone(
+            f"{USAGE_SUMS} WHERE team_id = ? AND user_id = ? AND recorded_at >= ?", (team_id, user_id, since)
+        )
+        return Usage(*(int(value) for value in row))
 
 
 def _statements(script: str) -> list[str]:

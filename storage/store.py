@@ -19,6 +19,7 @@ from .models import (
     ResetRequest,
     ThreadKey,
     ThreadSummary,
+    Usage,
 )
 
 
@@ -149,3 +150,13 @@ class Store(Protocol):
 
     async def delivery_done(self, item_id: int, position: int) -> None: ...
 
+    # --- usage -----------------------------------------------------------------------------
+
+    async def record_usage(self, thread: ThreadKey, user_id: str, model: str, usage: Usage) -> None:
+        """Book one turn's tokens and code runs to its thread and to the person who asked."""
+
+    async def thread_usage(self, thread: ThreadKey) -> Usage:
+        """Everything a thread's turns used, resets included."""
+
+    async def user_usage(self, team_id: str, user_id: str, since: float = 0.0) -> Usage:
+        """Everything one person's turns used since `since` (epoch seconds), in every thread."""

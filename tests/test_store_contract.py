@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
-from storage import InboxMessage, LeaseLost, ResetRequest, Store, ThreadKey, open_store, store_for_url
+from storage import InboxMessage, LeaseLost, ResetRequest, Store, ThreadKey, Usage, open_store, store_for_url
 
 THREAD = ThreadKey("T1", "C1", "1700000001.000100")
 OTHER = ThreadKey("T1", "C1", "1700000002.000100")
@@ -213,3 +214,15 @@ async def test_waiting_items_are_counted_across_threads_until_they_start(store: 
     assert item is not None and await store.count_waiting() == 2  # running is no longer waiting
     await store.finish_item(item.id)
     assert await store.count_waiting() == 2
+
+
+async def test_usage_is_booked_per_thread_and_per_person_and_survives_a_reset(store: Store) -> None:
+    assert await store.thread_usage(THREAD) == Usage()
+    await store.record_usage(THREAD, "U1", "claude-sonnet-5-5", Usage(10, 2000, 0, 300, 1))
+    await store.record_usage(THREAD, "U2", "claude-sonnet-5-5", Usage(5, 400, 2000, 120, 0))
+    await store.record_usage(OTHER, "U1", "claude-sonnet-5-5", Usage(7, 0, 0, 50, 2))
+    await store.reset(THREAD)
+    assert await store.thread_usage(THREAD) == Usage(15, 2400, 2000, 420, 1, turns=2)
+    assert await store.user_usage("T1", "U1") == Usage(17, 2000, 0, 350, 3, turns=2)
+    assert await store.user_usage("T1", "U1", since=time.time() + 60) == Usage()
+    assert await store.user_usage("T2", "U1") == Usage()

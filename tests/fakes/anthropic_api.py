@@ -3,8 +3,10 @@
 `FakeAnthropic` is an aiohttp server on 127.0.0.1 that the real `anthropic` SDK talks to
 (`AsyncAnthropic(base_url=await fake.start(), api_key=fake.api_key)`). Tests script its
 answers with `enqueue(Reply(...), ErrorReply(...))` or a `responder`, and read back
-`requests`, `containers`, `uploaded` and the concurrency counters. Module functions build
-content blocks exactly as the API sends them.
+`requests`, `usages`, `containers`, `uploaded` and the concurrency counters. Module functions
+build content blocks exactly as the API sends them. Input is booked as the API does
+(`anthropic_books`): token counts, the prompt cache, context editing, and a 400 past
+`context_window`; `advance()` moves the cache's clock.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from .anthropic_books import (
+    CacheBill,
+    PromptCache,
+    apply_context_edits,
+    breakpoint_problem,
+    context_edit_problem,
+    count_tokens,
+    value_tokens,
+)
 from .slack_api import CHUNK, KEEP_LIMIT, pattern_chunks, pattern_sha256
 
 CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
@@ -43,6 +54,7 @@ KNOWN_MODELS = {
 CONTAINER_LIFETIME = 30 * 24 * 3600.0
 DEFAULT_CONTAINER_TTL = 3600.0
 REQUEST_ID = web.RequestKey("request_id", str)
+DEFAULT_CONTEXT_WINDOW = 200_000
 
 
 @dataclass
@@ -244,6 +256,12 @@ class FakeAnthropic:
         self.files: dict[str, _File] = {}
         self.uploaded: list[dict[str, Any]] = []
         self.downloads: list[str] = []
+        self.context_window = DEFAULT_CONTEXT_WINDOW
+        """Largest prompt (in tokens, after context editing) a request may have."""
+        self.cache = PromptCache()
+        self.usages: list[dict[str, Any]] = []
+        """The `usage` of every answered request, in order."""
+        self.clock_offset = 0.0
         self._queue: list[Reply | ErrorReply] = []
         self._download_failures: dict[str, _Download] = {}
         self._counters = _Counters()
@@ -290,6 +308,14 @@ class FakeAnthropic:
     def pending(self) -> int:
         """How many enqueued answers are not used yet."""
         return len(self._queue)
+
+    def now(self) -> float:
+        """The fake's clock (wall time plus `advance`d seconds), used by the prompt cache."""
+        return time.time() + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Let `seconds` pass for the prompt cache (entries last 5 minutes)."""
+        self.clock_offset += seconds
 
     def new_container(self, ttl: float | None = None) -> str:
         """Create a container as a code-execution request would; return its id."""
@@ -407,11 +433,15 @@ class FakeAnthropic:
             isinstance(t, dict) and str(t.get("type", "")).startswith(CODE_EXECUTION_TOOL_PREFIX)
             for t in body.get("tools") or []
         )
+        prompt, applied, problem = self._prompt(request, body)
+        if problem:
+            return self._error(request, 400, "invalid_request_error", problem)
         async with _InFlight(self, requested) as slot:
             answer = await self._next_answer(body)
             if isinstance(answer, ErrorReply):
                 e = answer
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
+            booked = self._bill(prompt, applied, answer)
             cid = answer.container_id or requested or (self.new_container() if uses_code else None)
             if cid is not None:
                 self.container_created.setdefault(cid, time.time())
@@ -421,11 +451,11 @@ class FakeAnthropic:
             if answer.delay:
                 await asyncio.sleep(answer.delay)
             if body.get("stream"):
-                return await self._stream(request, body, answer, container)
+                return await self._stream(request, body, answer, container, booked)
             if answer.stream_error is not None:
                 e = answer.stream_error
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
-            message = self._message(body, answer, container)
+            message = self._message(body, answer, container, booked)
             return web.json_response(message, headers={"request-id": request[REQUEST_ID]})
 
     def _validate(self, body: dict[str, Any], required: tuple[str, ...] = ("model", "max_tokens", "messages")) -> str:
@@ -457,8 +487,44 @@ class FakeAnthropic:
                 return f"messages.{i}.content: Input should be a valid string or list"
         return ""
 
+    def _prompt(
+        self, request: web.Request, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+        """The prompt after context editing, the edits applied, or the API's refusal."""
+        problem = context_edit_problem(body, _betas(request)) or breakpoint_problem(body)
+        if problem:
+            return body, [], problem
+        prompt, applied = apply_context_edits(body)
+        tokens = count_tokens(prompt)
+        if tokens > self.context_window:
+            return prompt, applied, f"prompt is too long: {tokens} tokens > {self.context_window} maximum"
+        return prompt, applied, ""
+
+    def _bill(self, prompt: dict[str, Any], applied: list[dict[str, Any]], answer: Reply) -> dict[str, Any]:
+        """Book the request's input through the prompt cache and its output, as `usage` reports."""
+        bill: CacheBill = self.cache.bill(prompt, self.now())
+        output = sum(value_tokens(b) for b in answer.content if not str(b.get("type", "")).endswith("_tool_result"))
+        usage: dict[str, Any] = {
+            "input_tokens": bill.input_tokens,
+            "cache_creation_input_tokens": bill.cache_creation_input_tokens,
+            "cache_read_input_tokens": bill.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": bill.ephemeral_5m_input_tokens,
+                "ephemeral_1h_input_tokens": bill.ephemeral_1h_input_tokens,
+            },
+            "output_tokens": max(1, output),
+            "service_tier": "standard",
+        }
+        usage.update(answer.usage)  # a test may set the counts it needs
+        booked: dict[str, Any] = {"usage": usage}
+        if "context_management" in prompt:
+            booked["context_management"] = {"applied_edits": applied}
+        self.usages.append(usage)
+        return booked
+
     async def _count_tokens(self, request: web.Request) -> web.Response:
-        """POST /v1/messages/count_tokens: the same validation as a message, no answer, no cost."""
+        """POST /v1/messages/count_tokens: the same validation as a message and the prompt's size
+        after context editing; no answer, nothing billed."""
         try:
             body = await request.json()
         except ValueError:
@@ -471,9 +537,14 @@ class FakeAnthropic:
             return self._error(request, 400, "invalid_request_error", problem)
         if body["model"] not in self.models:
             return self._error(request, 404, "not_found_error", f"model: {body['model']}")
-        counted = {key: body.get(key) for key in ("system", "messages", "tools")}
-        tokens = max(1, len(json.dumps(counted)) // 4)
-        return web.json_response({"input_tokens": tokens}, headers={"request-id": request[REQUEST_ID]})
+        problem = context_edit_problem(body, _betas(request)) or breakpoint_problem(body)
+        if problem:
+            return self._error(request, 400, "invalid_request_error", problem)
+        prompt, _ = apply_context_edits(body)
+        answer: dict[str, Any] = {"input_tokens": count_tokens(prompt)}
+        if "context_management" in body:
+            answer["context_management"] = {"original_input_tokens": count_tokens(body)}
+        return web.json_response(answer, headers={"request-id": request[REQUEST_ID]})
 
     async def _model(self, request: web.Request) -> web.Response:
         """GET /v1/models/{model_id}."""
@@ -505,9 +576,12 @@ class FakeAnthropic:
             answer = await answer
         return answer
 
-    def _message(self, body: dict[str, Any], answer: Reply, container: dict[str, Any] | None) -> dict[str, Any]:
+    def _message(
+        self, body: dict[str, Any], answer: Reply, container: dict[str, Any] | None, booked: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The Message object; `booked` holds its `usage` (and `context_management`)."""
         self._n_msg += 1
-        return {
+        return {**booked, **{
             "id": f"msg_fake{self._n_msg:06d}",
             "type": "message",
             "role": "assistant",
@@ -515,23 +589,16 @@ class FakeAnthropic:
             "content": answer.content,
             "stop_reason": answer.stop_reason,
             "stop_sequence": None,
-            "usage": self._usage(body, answer),
             "container": container,
-        }
-
-    @staticmethod
-    def _usage(body: dict[str, Any], answer: Reply) -> dict[str, Any]:
-        return {
-            "input_tokens": max(1, len(json.dumps(body.get("messages"))) // 4),
-            "output_tokens": max(1, len(json.dumps(answer.content)) // 4),
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "service_tier": "standard",
-            **answer.usage,
-        }
+        }}
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], answer: Reply, container: dict[str, Any] | None
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        answer: Reply,
+        container: dict[str, Any] | None,
+        booked: dict[str, Any],
     ) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={
@@ -541,12 +608,13 @@ class FakeAnthropic:
             }
         )
         await resp.prepare(request)
-        message = self._message(body, answer, container)
+        message = self._message(body, answer, container, booked)
         usage = message.pop("usage")
+        management = message.pop("context_management", None)
         start = {**message, "content": [], "stop_reason": None, "container": None}
         start["usage"] = {**usage, "output_tokens": 1}
         try:
-            async for event in self._events(start, answer, usage, container):
+            async for event in self._events(start, answer, usage, container, management):
                 await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
                 if answer.chunk_delay:
                     await asyncio.sleep(answer.chunk_delay)
@@ -557,7 +625,11 @@ class FakeAnthropic:
 
     @staticmethod
     async def _events(
-        start: dict[str, Any], answer: Reply, usage: dict[str, Any], container: dict[str, Any] | None
+        start: dict[str, Any],
+        answer: Reply,
+        usage: dict[str, Any],
+        container: dict[str, Any] | None,
+        management: dict[str, Any] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The SSE events of one streamed message, in the API's order."""
         yield {"type": "message_start", "message": start}
@@ -601,7 +673,7 @@ class FakeAnthropic:
             e = answer.stream_error
             yield {"type": "error", "error": {"type": e.type, "message": e.message}}
             return
-        yield {
+        delta: dict[str, Any] = {
             "type": "message_delta",
             "delta": {"stop_reason": answer.stop_reason, "stop_sequence": None, "container": container},
             "usage": {
@@ -611,6 +683,9 @@ class FakeAnthropic:
                 "cache_read_input_tokens": usage["cache_read_input_tokens"],
             },
         }
+        if management is not None:
+            delta["context_management"] = management
+        yield delta
         yield {"type": "message_stop"}
 
     # ------------------------------------------------------------------ Files API
@@ -735,6 +810,11 @@ class FakeAnthropic:
     def _next_file_id(self) -> str:
         self._n_file += 1
         return f"file_011fake{self._n_file:06d}"
+
+
+def _betas(request: web.Request) -> set[str]:
+    """The `anthropic-beta` header's names (the SDK joins several with commas)."""
+    return {b.strip() for b in request.headers.get("anthropic-beta", "").split(",") if b.strip()}
 
 
 class _InFlight:

@@ -1,0 +1,76 @@
+"""Usage in words: a turn's footer and a thread's `!usage` answer, with an estimated cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage import Usage
+
+MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class Prices:
+    """US dollars per million tokens (`USAGE_PRICES`); defaults are Claude Sonnet's list prices."""
+
+    input: float = 3.00
+    cache_write: float = 3.75
+    cache_read: float = 0.30
+    output: float = 15.00
+
+    def cost(self, usage: Usage) -> float:
+        return (
+            usage.input_tokens * self.input
+            + usage.cache_creation_input_tokens * self.cache_write
+            + usage.cache_read_input_tokens * self.cache_read
+            + usage.output_tokens * self.output
+        ) / MILLION
+
+
+def parse_prices(text: str) -> Prices:
+    """`input=3,cache_write=3.75,cache_read=0.3,output=15` (any subset) -> Prices."""
+    values: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, number = item.partition("=")
+        name = name.strip()
+        if name not in Prices.__dataclass_fields__:
+            raise ValueError(f"unknown price {name!r} (use input, cache_write, cache_read, output)")
+        values[name] = float(number)
+    return Prices(**values)
+
+
+def tokens(count: int) -> str:
+    """12,345 -> "12.3k"; small counts as they are."""
+    if count >= MILLION:
+        return f"{count / MILLION:.2f}M"
+    if count >= 10_000:
+        return f"{count / 1000:.0f}k"
+    if count >= 1000:
+        return f"{count / 1000:.1f}k"
+    return str(count)
+
+
+def dollars(amount: float) -> str:
+    return f"${amount:.4f}" if amount < 1 else f"${amount:,.2f}"
+
+
+def turn_footer(usage: Usage, prices: Prices) -> str:
+    """The part of a reply's last line that says what the turn used."""
+    cached = f" ({tokens(usage.cache_read_input_tokens)} cached)" if usage.cache_read_input_tokens else ""
+    return (
+        f"{tokens(usage.prompt_tokens)} in{cached} · {tokens(usage.output_tokens)} out"
+        f" · ~{dollars(prices.cost(usage))}"
+    )
+
+
+def usage_report(thread: Usage, person: Usage, prices: Prices) -> str:
+    """The answer to `!usage`: the thread's totals, and the asker's own across every thread."""
+    lines = [
+        f"*Usage in this thread* ({thread.turns} turn{'s' if thread.turns != 1 else ''},"
+        f" {thread.code_runs} code run{'s' if thread.code_runs != 1 else ''}):",
+        f"• input {thread.input_tokens:,} · cache writes {thread.cache_creation_input_tokens:,}"
+        f" · cache reads {thread.cache_read_input_tokens:,} · output {thread.output_tokens:,} tokens",
+        f"• estimated cost {dollars(prices.cost(thread))}",
+        f"_Yours across all threads: {person.turns} turns, about {dollars(prices.cost(person))}._",
+    ]
+    return "\n".join(lines)
