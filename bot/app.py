@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import Store, open_store
 
 from .access import AccessControl, AccessPolicy
+from .budget import Budgets
 from .claude import ClaudeTurns
 from .config import Settings
 from .listeners import register_listeners
@@ -117,6 +118,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         max_separate_files=settings.max_output_files,
         show_usage=settings.show_usage,
         prices=settings.prices,
+        budgets=Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget),
     )
     engine = TurnQueue(
         store=store,

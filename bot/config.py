@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 from dotenv import find_dotenv, load_dotenv
 
+from .budget import Budget, parse_budget
 from .usage import Prices, parse_prices
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -59,6 +60,8 @@ SETTINGS_HELP: list[tuple[str, str, str]] = [
     ("CONTEXT_WINDOW_TOKENS", "200000", "the model's context window; older code output is left out to stay inside it"),
     ("SHOW_USAGE", "false", "true adds the turn's tokens and estimated cost to the reply's closing line"),
     ("USAGE_PRICES", "input=3,cache_write=3.75,cache_read=0.30,output=15", "US dollars per million tokens"),
+    ("USER_DAILY_BUDGET", "none", "per person and UTC day: tokens (500000) or estimated dollars ($5)"),
+    ("WORKSPACE_DAILY_BUDGET", "none", "per workspace and UTC day: tokens or estimated dollars"),
 ]
 
 
@@ -104,6 +107,8 @@ class Settings:
     context_window: int = DEFAULT_CONTEXT_WINDOW
     show_usage: bool = False
     prices: Prices = Prices()
+    user_daily_budget: Budget | None = None
+    workspace_daily_budget: Budget | None = None
 
     @property
     def socket_mode(self) -> bool:
@@ -186,6 +191,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         context_window=_whole(get("CONTEXT_WINDOW_TOKENS", str(DEFAULT_CONTEXT_WINDOW)), "CONTEXT_WINDOW_TOKENS"),
         show_usage=_bool(get("SHOW_USAGE", "false"), "SHOW_USAGE"),
         prices=_prices(get("USAGE_PRICES", "")),
+        user_daily_budget=_budget(get("USER_DAILY_BUDGET", ""), "USER_DAILY_BUDGET"),
+        workspace_daily_budget=_budget(get("WORKSPACE_DAILY_BUDGET", ""), "WORKSPACE_DAILY_BUDGET"),
     )
 
 
@@ -238,6 +245,13 @@ def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str:
     if lowered not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return lowered
+
+
+def _budget(value: str | None, name: str) -> Budget | None:
+    try:
+        return parse_budget(value or "")
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of tokens (500000) or dollars ($5), got {value!r}") from None
 
 
 def _positive(value: str | None, name: str) -> float:

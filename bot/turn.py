@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import Delivery, InboxMessage, QueueItem, Store, ThreadKey
 
 from .access import AccessControl, Decision
+from .budget import Budgets
 from .claude import ClaudeTurns, TurnResult
 from .files import (
     DEFAULT_TIMEOUT_SECONDS,
@@ -89,6 +90,7 @@ class TurnRunner:
         max_separate_files: int = 10,
         show_usage: bool = False,
         prices: Prices = Prices(),
+        budgets: Budgets | None = None,
     ) -> None:
         self.follow_ups = follow_ups
         self.metrics = metrics or Metrics()
@@ -108,6 +110,7 @@ class TurnRunner:
         self._refusals_told: dict[tuple[str, ThreadKey], float] = {}
         self.show_usage = show_usage
         self.prices = prices
+        self.budgets = budgets or Budgets(store, prices, per_person=None, per_workspace=None)
 
     async def reset(self, thread: ThreadKey, user_id: str) -> bool:
         """Forget the container, the history and the thread's files, and say so in the thread."""
@@ -167,6 +170,14 @@ class TurnRunner:
             if is_usage_command(message.text, self.bot_user_id):
                 await self._say(target, await self._usage_report(message))
                 return
+            if not self.access.is_admin(message.user_id):
+                stop = await self.budgets.stop_for(message.thread.team_id, message.user_id)
+                if stop is not None:
+                    audit("budget_stop", scope=stop.scope, user=message.user_id, team=message.thread.team_id,
+                          channel=message.thread.channel_id, thread_ts=message.thread.thread_ts)
+                    await self._say(target, stop.note)
+                    self.metrics.turn_finished("budget", started)
+                    return
             text = plain_text(strip_mention(message.text, self.bot_user_id))
             if len(text) > self.max_message_chars:
                 await self._say(

@@ -436,6 +436,12 @@ class PostgresStore:
         )
         return Usage(*(int(value) for value in row))
 
+    async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
+        row = await self.pool.fetchrow(
+            f"{USAGE_SUMS} WHERE team_id = $1 AND recorded_at >= to_timestamp($2)", team_id, since
+        )
+        return Usage(*(int(value) for value in row))
+
     # --- files owed by answered turns ------------------------------------------------------
 
     async def pending_deliveries(self, item_id: int) -> list[Delivery]:

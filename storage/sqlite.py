@@ -486,6 +486,10 @@ class SQLiteStore:
         )
         return Usage(*(int(value) for value in row))
 
+    async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
+        row = await self._fetchone(f"{USAGE_SUMS} WHERE team_id = ? AND recorded_at >= ?", (team_id, since))
+        return Usage(*(int(value) for value in row))
+
 
 def _statements(script: str) -> list[str]:
     """A migration file's statements (`;` at the end of a line ends one; no triggers here)."""

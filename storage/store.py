@@ -160,3 +160,6 @@ class Store(Protocol):
 
     async def user_usage(self, team_id: str, user_id: str, since: float = 0.0) -> Usage:
         """Everything one person's turns used since `since` (epoch seconds), in every thread."""
+
+    async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
+        """Everything a workspace's turns used since `since` (epoch seconds)."""

@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.budget import Budget
 from bot.config import Settings
 from bot.turn import reset_outcome
 from storage import ThreadKey
-from tests.conftest import BotServer, running_bot, said_by, thread_text, with_settings
+from tests.conftest import BotServer, run_sql, running_bot, said_by, thread_text, with_settings
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -227,3 +228,41 @@ async def test_mention_mode_answers_only_mentions_and_hands_the_rest_over_as_con
     assert asked.index("thanks!") < asked.index("the numbers") < asked.index("can you check?")
     latest = " ".join(b["text"] for b in claude_api.requests[2]["messages"][-1]["content"] if b["type"] == "text")
     assert "thanks!" not in latest  # handed over once
+
+
+async def test_daily_budgets_stop_people_and_the_workspace_and_reset_the_next_day(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    spend = {"input_tokens": 600, "output_tokens": 500, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    limited = with_settings(
+        settings,
+        user_daily_budget=Budget(1000),
+        workspace_daily_budget=Budget(3000),
+        admin_users=frozenset({"U4"}),
+    )
+    async with running_bot(limited, slack) as bot:
+        for n, user in enumerate(("U1", "U1", "U2", "U3", "U4")):
+            if n != 1:  # the second question of U1 must never reach the model
+                claude_api.enqueue(Reply([text(f"answer {n}")], usage=spend))
+            await bot.send_event(mention_event(f"question {n}", channel=CHANNEL, user=user, ts=f"1700001110.00{n}100"))
+            await bot.wait_for(lambda n=n: len(slack.thread(CHANNEL, f"1700001110.00{n}100")) >= 1)
+            await bot.idle()
+        texts = [thread_text(slack, CHANNEL, f"1700001110.00{n}100") for n in range(5)]
+        assert "answer 0" in texts[0]
+        assert "Your daily threadbox budget" in texts[1] and "resets at 00:00 UTC" in texts[1]
+        assert "answer 2" in texts[2]  # U2's own first turn; the workspace has now spent 2,200
+        assert "answer 3" in texts[3]  # 3,300 spent after it
+        assert "answer 4" in texts[4]  # admins are exempt
+        assert len(claude_api.requests) == 4
+
+        # Another person now meets the workspace's budget.
+        await bot.send_event(mention_event("one more", channel=CHANNEL, user="U6", ts="1700001110.009100"))
+        await bot.wait_for(lambda: "This workspace's daily threadbox budget" in thread_text(slack, CHANNEL, "1700001110.009100"))
+
+        # A day later the budgets start again.
+        await run_sql(limited.database_url, "UPDATE usage SET recorded_at = recorded_at - 86400;")
+        claude_api.enqueue(Reply([text("a new day")], usage=spend))
+        await bot.send_event(mention_event("again", channel=CHANNEL, user="U1", ts="1700001110.010100"))
+        await bot.wait_for(lambda: "a new day" in thread_text(slack, CHANNEL, "1700001110.010100"))
+        await bot.idle()
+    assert len(claude_api.requests) == 5

@@ -1,0 +1,97 @@
+"""Spending limits: daily budgets per person and per workspace, in tokens or estimated dollars.
+
+A day is a UTC day. Admins are exempt. The records are the usage stored for every turn.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from storage import Store, Usage
+
+from .usage import Prices, dollars, tokens
+
+DAY_SECONDS = 86400
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A daily limit: `amount` tokens, or (`in_dollars`) estimated US dollars."""
+
+    amount: float
+    in_dollars: bool = False
+
+    def spent(self, usage: Usage, prices: Prices) -> float:
+        if self.in_dollars:
+            return prices.cost(usage)
+        return float(
+            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens + usage.output_tokens
+        )
+
+    def describe(self) -> str:
+        return dollars(self.amount) if self.in_dollars else f"{tokens(int(self.amount))} tokens"
+
+
+def parse_budget(text: str) -> Budget | None:
+    """`500000` or `500000 tokens` (tokens), `$5` or `5 usd` (dollars); empty or 0: no limit."""
+    value = text.strip().lower().replace(",", "").replace("_", "")
+    if not value:
+        return None
+    in_dollars = value.startswith("$") or value.endswith("usd")
+    number = value.strip("$").removesuffix("usd").removesuffix("tokens").strip()
+    amount = float(number)  # ValueError names the bad setting in config
+    if amount < 0:
+        raise ValueError("a budget cannot be negative")
+    return Budget(amount, in_dollars) if amount > 0 else None
+
+
+@dataclass(frozen=True)
+class BudgetStop:
+    """Why a turn may not start, for the person who asked."""
+
+    scope: str  # "person" or "workspace"
+    budget: Budget
+    resets_at: float
+
+    @property
+    def note(self) -> str:
+        whose = "Your" if self.scope == "person" else "This workspace's"
+        when = time.strftime("%H:%M UTC", time.gmtime(self.resets_at))
+        return (
+            f":money_with_wings: {whose} daily threadbox budget ({self.budget.describe()}) is used up."
+            f" It resets at {when} (in {_hours_minutes(self.resets_at - time.time())})."
+        )
+
+
+class Budgets:
+    """Checks a person's and their workspace's spending today against the daily budgets."""
+
+    def __init__(self, store: Store, prices: Prices, per_person: Budget | None, per_workspace: Budget | None) -> None:
+        self.store = store
+        self.prices = prices
+        self.per_person = per_person
+        self.per_workspace = per_workspace
+
+    async def stop_for(self, team_id: str, user_id: str) -> BudgetStop | None:
+        """None when the person may start a turn now."""
+        day_start = start_of_utc_day(time.time())
+        resets_at = day_start + DAY_SECONDS
+        if self.per_person is not None:
+            mine = await self.store.user_usage(team_id, user_id, since=day_start)
+            if self.per_person.spent(mine, self.prices) >= self.per_person.amount:
+                return BudgetStop("person", self.per_person, resets_at)
+        if self.per_workspace is not None:
+            ours = await self.store.team_usage(team_id, since=day_start)
+            if self.per_workspace.spent(ours, self.prices) >= self.per_workspace.amount:
+                return BudgetStop("workspace", self.per_workspace, resets_at)
+        return None
+
+
+def start_of_utc_day(now: float) -> float:
+    return now - now % DAY_SECONDS
+
+
+def _hours_minutes(seconds: float) -> str:
+    minutes = max(1, int(seconds // 60))
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
