@@ -13,13 +13,24 @@ from tests.conftest import long_running_reply, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
-from tests.processes import bot_process_env, http_bots, wait_for
+from tests.processes import HttpBot, bot_process_env, http_bots, wait_for
 
 CHANNEL = "C1"
 
 
 def cluster_env(tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, postgres_url: str) -> dict[str, str]:
     return bot_process_env(tmp_path, slack, claude_api, DATABASE_URL=postgres_url, QUEUE_LEASE_SECONDS="3")
+
+
+async def lease_holder(bots: list[HttpBot], postgres_url: str, thread_ts: str) -> HttpBot:
+    """The process whose lease holds the thread (a lease's owner names its pid)."""
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        owner = await connection.fetchval("SELECT owner FROM leases WHERE thread_ts = $1", thread_ts)
+    finally:
+        await connection.close()
+    [holder] = [bot for bot in bots if bot.process.pid == int(owner.split(":")[1])]
+    return holder
 
 
 async def test_processes_started_together_answer_twins_and_retries_once(
@@ -101,13 +112,8 @@ async def test_kill_9_of_the_process_running_a_turn_is_taken_over_and_answered_o
         claude_api.enqueue(long_running_reply("doomed words"))
         await bots[0].send_event(mention_event("survive this", channel=CHANNEL, user="U1", ts=root))
         await wait_for(lambda: "doomed words" in thread_text(slack, CHANNEL, root), timeout=30)
-        connection = await asyncpg.connect(postgres_url)
-        try:
-            owner = await connection.fetchval("SELECT owner FROM leases WHERE thread_ts = $1", root)
-        finally:
-            await connection.close()
-        pid = int(owner.split(":")[1])
-        [victim] = [b for b in bots if b.process.pid == pid]
+        victim = await lease_holder(bots, postgres_url, root)
+        pid = victim.process.pid
         claude_api.enqueue(Reply([text("answer after takeover")]))
         os.kill(pid, signal.SIGKILL)
         await wait_for(lambda: "answer after takeover" in thread_text(slack, CHANNEL, root), timeout=30)
@@ -131,12 +137,7 @@ async def test_a_stopping_process_hands_its_turn_to_another_at_once(
         claude_api.enqueue(long_running_reply("slow words"))
         await bots[0].send_event(mention_event("hand me over", channel=CHANNEL, user="U1", ts=root))
         await wait_for(lambda: "slow words" in thread_text(slack, CHANNEL, root), timeout=30)
-        connection = await asyncpg.connect(postgres_url)
-        try:
-            owner = await connection.fetchval("SELECT owner FROM leases WHERE thread_ts = $1", root)
-        finally:
-            await connection.close()
-        [stopping] = [b for b in bots if b.process.pid == int(owner.split(":")[1])]
+        stopping = await lease_holder(bots, postgres_url, root)
         claude_api.enqueue(Reply([text("answered by the other process")]))
         stopping.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(stopping.process.wait(), 30) == 0
