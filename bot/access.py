@@ -61,6 +61,7 @@ REFUSAL_NOTES = {
 @dataclass
 class _TTLCache(Generic[T]):
     ttl: float
+    max_entries: int = 5_000
     _entries: dict[str, tuple[float, T]] = field(default_factory=dict)
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
@@ -69,7 +70,10 @@ class _TTLCache(Generic[T]):
         if hit is not None and hit[0] > now:
             return hit[1]
         value = await load()
+        self._entries.pop(key, None)
         self._entries[key] = (now + self.ttl, value)
+        if len(self._entries) > self.max_entries:  # the oldest entry goes first
+            del self._entries[next(iter(self._entries))]
         return value
 
 
@@ -78,7 +82,7 @@ class Person:
     id: str
     team_id: str
     is_guest: bool
-    is_bot: bool
+    name: str
 
 
 class AccessControl:
@@ -100,7 +104,7 @@ class AccessControl:
         if self.is_admin(user_id):
             return Decision(True)
         try:
-            person = await self._people.get(user_id, lambda: self._look_up(user_id))
+            person = await self._person(user_id)
         except SLACK_ERRORS as error:  # not cached: the next message asks again
             logger.info("users.info for %s failed: %s", user_id, error)
             return Decision(False, "unknown")
@@ -114,6 +118,14 @@ class AccessControl:
             return Decision(False, "user")
         return Decision(True)
 
+    async def name(self, user_id: str) -> str:
+        """The name people see for `user_id`; the id itself when Slack will not say."""
+        try:
+            return (await self._person(user_id)).name
+        except SLACK_ERRORS as error:
+            logger.info("no name for %s: %s", user_id, error)
+            return user_id
+
     async def can_see(self, user_id: str, thread: ThreadKey) -> bool:
         """Whether the person is in the thread's conversation (a channel member, or the DM's person)."""
         try:
@@ -123,13 +135,20 @@ class AccessControl:
             return False
         return user_id in members
 
+    async def _person(self, user_id: str) -> Person:
+        return await self._people.get(user_id, lambda: self._look_up(user_id))
+
     async def _look_up(self, user_id: str) -> Person:
         user = (await self.slack.users_info(user=user_id))["user"]
+        profile = user.get("profile") or {}
         return Person(
             id=user_id,
             team_id=str(user.get("team_id") or ""),
             is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
-            is_bot=bool(user.get("is_bot")),
+            name=str(
+                profile.get("display_name") or profile.get("real_name") or user.get("real_name")
+                or user.get("name") or user_id
+            ),
         )
 
     async def _listed(self, user_id: str) -> bool:

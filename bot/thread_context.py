@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict, deque
-from typing import Any
+from collections import deque
+from typing import Any, Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,37 +25,14 @@ MAX_PAGES = 25
 LEFT_OUT = "…(earlier messages left out)"
 
 
-class DisplayNames:
-    """Display names of Slack users (`users.info`), looked up once each and kept, boundedly."""
+class Names(Protocol):
+    """Display names of Slack users (`AccessControl` keeps them with what else it knows of people)."""
 
-    def __init__(self, slack: AsyncWebClient, max_entries: int = 5_000) -> None:
-        self.slack = slack
-        self.max_entries = max_entries
-        self._names: OrderedDict[str, str] = OrderedDict()
-
-    async def name(self, user_id: str) -> str:
-        """The name people see for `user_id`; the id itself when Slack will not say."""
-        if user_id in self._names:
-            self._names.move_to_end(user_id)
-            return self._names[user_id]
-        try:
-            user = (await self.slack.users_info(user=user_id)).get("user") or {}
-        except SLACK_ERRORS as error:
-            logger.info("no name for %s: %s", user_id, error)
-            return user_id
-        profile = user.get("profile") or {}
-        name = str(
-            profile.get("display_name") or profile.get("real_name") or user.get("real_name")
-            or user.get("name") or user_id
-        )
-        self._names[user_id] = name
-        if len(self._names) > self.max_entries:
-            self._names.popitem(last=False)
-        return name
+    async def name(self, user_id: str) -> str: ...
 
 
 async def earlier_messages(
-    slack: AsyncWebClient, thread: ThreadKey, before_ts: str, bot_user_id: str, names: DisplayNames
+    slack: AsyncWebClient, thread: ThreadKey, before_ts: str, bot_user_id: str, names: Names
 ) -> str:
     """The thread's first message and the most recent others before `before_ts`, each with its
     author's name, within `MAX_CONTEXT_CHARS`.
@@ -99,14 +76,14 @@ async def earlier_messages(
     return "\n".join(lines)
 
 
-async def _line(message: dict[str, Any], names: DisplayNames, limit: int | None = None) -> str:
+async def _line(message: dict[str, Any], names: Names, limit: int | None = None) -> str:
     text = plain_text(message.get("text") or "(no text)")
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return f"{await _author(message, names)}: {text}"
 
 
-async def _author(message: dict[str, Any], names: DisplayNames) -> str:
+async def _author(message: dict[str, Any], names: Names) -> str:
     if message.get("user") and not message.get("bot_id"):
         return await names.name(str(message["user"]))
     bot = message.get("bot_profile") or {}

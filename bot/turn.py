@@ -33,7 +33,7 @@ from .logs import audit
 from .metrics import Metrics
 from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
 from .slack_text import escape_mrkdwn
-from .thread_context import DisplayNames, earlier_messages
+from .thread_context import earlier_messages
 from .threads import is_dm, is_reset_command, is_usage_command, mentions, plain_text, reply_thread_ts, strip_mention
 from .usage import Prices, turn_footer, usage_report
 
@@ -105,7 +105,7 @@ class TurnRunner:
         self.streaming = streaming
         self.file_timeout = file_timeout
         self.max_separate_files = max_separate_files
-        self.names = DisplayNames(slack)
+        self.names = access  # one users.info cache for policy and names
         # (user, thread) -> when they were last told they may not use the bot there.
         self._refusals_told: dict[tuple[str, ThreadKey], float] = {}
         self.show_usage = show_usage
