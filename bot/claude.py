@@ -15,6 +15,7 @@ from anthropic.types import ContentBlock, Message
 from storage import Usage
 
 from .context import ContextWindow, too_long
+from .tasks import run_until
 
 # Claude may pause a long turn; this bounds how often we continue one turn.
 MAX_CONTINUATIONS = 20
@@ -62,6 +63,8 @@ class TurnResult:
     usage: Usage = field(default_factory=Usage)
     context_trimmed: bool = False
     """Older output was left out of the request for the first time at this size."""
+    stopped: bool = False
+    """Someone asked to stop the turn (`!stop`, the Stop button) before it ended."""
 
 
 class ClaudeTurns:
@@ -96,8 +99,10 @@ class ClaudeTurns:
         container_id: str | None,
         container_expires_at: float | None,
         observer: TurnObserver,
+        stop: asyncio.Event | None = None,
     ) -> TurnResult:
         """Answer one user message. Never raises for API failures: they land in `result.error`.
+        Setting `stop` ends the turn early; what it did until then stays in the result.
 
         The stored container is always sent: past its `expires_at` the API restores it. It is
         replaced only when the API says it is gone, or (once) when a long-idle one keeps
@@ -107,7 +112,7 @@ class ClaudeTurns:
         messages = [*history, {"role": "user", "content": user_content}]
         try:
             async with asyncio.timeout(self.deadline_seconds):
-                await self._run_until_done(messages, result, observer)
+                result.stopped = await run_until(stop or asyncio.Event(), self._run_until_done(messages, result, observer))
         except TimeoutError:
             result.error = (
                 f"This turn ran longer than {_duration(self.deadline_seconds)}, so I stopped it."

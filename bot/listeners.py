@@ -14,12 +14,13 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.context.say.async_say import AsyncSay
 from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import AsyncSetSuggestedPrompts
 from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
+from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import InboxMessage, ResetRequest, Store, ThreadKey
 
 from . import payloads
-from .reply import SLACK_ERRORS
-from .threads import is_dm, mentions, thread_from_link, thread_of
+from .reply import SLACK_ERRORS, STOP_ACTION_ID
+from .threads import is_dm, is_stop_command, mentions, thread_from_link, thread_of
 from .access import AccessControl
 from .logs import audit
 from .queue import TurnQueue
@@ -41,6 +42,8 @@ ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_change
 HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, *ASSISTANT_EVENTS)
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
+NOTHING_TO_STOP_NOTE = "Nothing is running in this thread right now, so there is nothing to stop."
+ALREADY_FINISHED_NOTE = "That answer has already finished."
 QUEUED_RESET_NOTE = (
     ":hourglass_flowing_sand: That thread is busy: the reset is queued and happens as soon as"
     " what was asked before it is answered (anything sent after it runs in the fresh container)."
@@ -63,16 +66,40 @@ def register_listeners(
     """Wire every Slack surface the manifest declares to the engine."""
     app.error(payloads.on_unhandled_error)
 
-    @app.event(MENTION_EVENT)
-    async def on_mention(event: dict[str, Any], context: AsyncBoltContext) -> None:
-        message = inbox_message(event, context)
-        if message is not None:
-            await engine.submit(message, starts_conversation=True)
+    async def stop_from_message(message: InboxMessage, client: AsyncWebClient) -> None:
+        """`!stop`: never queued behind the turn it stops; an ephemeral word when there is none."""
+        outcome = await _request_stop(engine, access, message.thread, message.user_id, message_ts=message.message_ts)
+        if outcome in ("stopping", "duplicate"):
+            return
+        text = NOTHING_TO_STOP_NOTE if outcome == "idle" else outcome
+        try:
+            await client.chat_postEphemeral(
+                channel=message.thread.channel_id, user=message.user_id,
+                thread_ts=message.thread.thread_ts or None, text=text,
+            )
+        except SLACK_ERRORS as error:
+            logger.info("could not answer a stop request: %s", error)
 
-    @app.event(MESSAGE_EVENT)
-    async def on_message(event: dict[str, Any], context: AsyncBoltContext) -> None:
+    @app.event(MENTION_EVENT)
+    async def on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
         message = inbox_message(event, context)
         if message is None:
+            return
+        if is_stop_command(message.text, context.bot_user_id or ""):
+            await stop_from_message(message, client)
+            return
+        await engine.submit(message, starts_conversation=True)
+
+    @app.event(MESSAGE_EVENT)
+    async def on_message(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
+        message = inbox_message(event, context)
+        if message is None:
+            return
+        addressed = is_dm(event["channel"], event.get("channel_type")) or mentions(message.text, context.bot_user_id or "")
+        if is_stop_command(message.text, context.bot_user_id or "") and (
+            addressed or (event.get("thread_ts") and await store.has_conversation(message.thread))
+        ):
+            await stop_from_message(message, client)
             return
         if is_dm(event["channel"], event.get("channel_type")):
             await engine.submit(message, starts_conversation=True)
@@ -107,9 +134,14 @@ def register_listeners(
         logger.debug("assistant thread context changed")
 
     @assistant.user_message
-    async def on_assistant_message(payload: dict[str, Any], context: AsyncBoltContext, set_title: AsyncSetTitle) -> None:
+    async def on_assistant_message(
+        payload: dict[str, Any], context: AsyncBoltContext, set_title: AsyncSetTitle, client: AsyncWebClient
+    ) -> None:
         message = inbox_message(payload, context)
         if message is None:
+            return
+        if is_stop_command(message.text, context.bot_user_id or ""):
+            await stop_from_message(message, client)
             return
         is_new = not await store.has_conversation(message.thread)
         if await engine.submit(message, starts_conversation=True) and is_new:
@@ -171,6 +203,29 @@ def register_listeners(
         if text:
             await respond(text, replace_original=True)
 
+    @app.action(STOP_ACTION_ID)
+    async def on_stop_button(
+        ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond,
+        context: AsyncBoltContext, client: AsyncWebClient,
+    ) -> None:
+        await ack()
+        respond = _safe(respond, body)
+        fields = payloads.reset_button_fields(action, body)
+        if fields is None or fields.item_id is None:
+            await respond("That button is out of date.", replace_original=False)
+            return
+        thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
+        outcome = await _request_stop(engine, access, thread, fields.user_id, item_id=fields.item_id)
+        if outcome == "stopping":
+            return
+        await respond(ALREADY_FINISHED_NOTE if outcome == "idle" else outcome, replace_original=False)
+        if outcome == "idle" and fields.message_ts and _is_stop_offer(body):
+            # A Stop button left by a process that died: it has nothing left to stop.
+            try:
+                await client.chat_delete(channel=fields.channel_id, ts=fields.message_ts)
+            except SLACK_ERRORS as error:
+                logger.info("could not remove a stale Stop button: %s", error)
+
     @app.shortcut(RESET_SHORTCUT_ID)
     async def on_reset_shortcut(
         ack: AsyncAck, shortcut: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
@@ -224,6 +279,36 @@ async def _request_reset(
     if queued.waits or not response_url:
         return QUEUED_RESET_NOTE if queued.waits else reset_outcome(thread, existed=True)
     return None
+
+
+async def _request_stop(
+    engine: TurnQueue,
+    access: AccessControl,
+    thread: ThreadKey,
+    user_id: str,
+    *,
+    message_ts: str | None = None,
+    item_id: int | None = None,
+) -> str:
+    """Ask for the thread's running turn to stop: the store's outcome, or why the person may not."""
+    decision = await access.check(user_id, thread.channel_id)
+    audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
+    if not decision.allowed:
+        audit("refused", reason=decision.reason, action="stop", **audit_fields)
+        return decision.note
+    if not await access.can_see(user_id, thread):
+        audit("refused", reason="not_in_conversation", action="stop", **audit_fields)
+        return NOTHING_TO_STOP_NOTE
+    outcome = await engine.request_stop(thread, user_id, message_ts=message_ts, item_id=item_id)
+    if outcome == "stopping":
+        audit("stop_requested", **audit_fields)
+    return outcome
+
+
+def _is_stop_offer(body: dict[str, Any]) -> bool:
+    """Whether the pressed button is on a message of its own (a streamed reply's Stop button)."""
+    blocks = body.get("message", {}).get("blocks") if isinstance(body.get("message"), dict) else None
+    return isinstance(blocks, list) and not any(isinstance(b, dict) and b.get("type") == "markdown" for b in blocks)
 
 
 def thread_picker(threads: list[Any]) -> dict[str, Any]:

@@ -90,20 +90,33 @@ class ButtonFields:
     channel_id: str
     thread_ts: str
     user_id: str
+    item_id: int | None = None
+    """A Stop button's turn."""
+    message_ts: str | None = None
+    """The message the button is on."""
 
 
 def reset_button_fields(action: dict[str, Any], body: dict[str, Any]) -> ButtonFields | None:
-    """The thread a *Reset* button names in its value, and who pressed it."""
+    """The thread a *Reset* or *Stop* button names in its value, and who pressed it."""
     user_id = string(body.get("user"), "id")
     raw = action.get("value") if isinstance(action, dict) else None
     try:
         target = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
         target = None
-    channel_id, thread_ts = string(target, "channel"), string(target, "thread_ts")
-    if user_id is None or channel_id is None or thread_ts is None:
+    channel_id = string(target, "channel")
+    # "" is the top level of a DM.
+    thread_ts = target.get("thread_ts") if isinstance(target, dict) else None
+    if user_id is None or channel_id is None or not isinstance(thread_ts, str):
         return None
-    return ButtonFields(channel_id, thread_ts, user_id)
+    item_id = target.get("item") if isinstance(target, dict) else None
+    return ButtonFields(
+        channel_id,
+        thread_ts,
+        user_id,
+        item_id=item_id if isinstance(item_id, int) and not isinstance(item_id, bool) else None,
+        message_ts=string(body.get("container"), "message_ts"),
+    )
 
 
 def assistant_thread(payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -21,11 +21,11 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from storage import Enqueued, InboxMessage, LeaseLost, QueueItem, ResetRequest, Store, ThreadKey
+from storage import Enqueued, InboxMessage, LeaseLost, QueueItem, ResetRequest, StopOutcome, Store, ThreadKey
 
 from .reply import SLACK_ERRORS
 from .tasks import stop_tasks
-from .turn import TurnRunner
+from .turn import StopSignal, TurnRunner
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class TurnQueue:
         self.settings = settings or QueueSettings()
         self.owner = owner or process_owner_id()
         self._threads: dict[ThreadKey, asyncio.Task[None]] = {}
+        # The turns running here, by item id: what a stop request sets.
+        self._stops: dict[int, StopSignal] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._wakeup = asyncio.Event()
         self._dispatching = False
@@ -96,6 +98,16 @@ class TurnQueue:
         queued = await self.store.enqueue_reset(request)
         self.wake()
         return queued
+
+    async def request_stop(
+        self, thread: ThreadKey, user_id: str, *, message_ts: str | None = None, item_id: int | None = None
+    ) -> StopOutcome:
+        """Stop the thread's running turn, wherever it runs: here at once, elsewhere when that
+        process is woken (PostgreSQL `NOTIFY`) or renews its leases."""
+        outcome = await self.store.request_stop(thread, user_id, message_ts=message_ts, item_id=item_id)
+        if outcome == "stopping":
+            await self._honour_stops()
+        return outcome
 
     @property
     def busy(self) -> bool:
@@ -134,6 +146,7 @@ class TurnQueue:
             self._wakeup.clear()
             try:
                 await self._claim_what_fits()
+                await self._honour_stops()
                 timeout = await self._next_look()
             except asyncio.CancelledError:
                 raise
@@ -183,6 +196,21 @@ class TurnQueue:
                 if thread not in held:
                     logger.warning("lost the lease of %s; stopping its turn", thread)
                     task.cancel()
+            try:
+                await self._honour_stops()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - asked again at the next renewal
+                logger.exception("could not read stop requests")
+
+    async def _honour_stops(self) -> None:
+        """Stop the turns running here that someone asked to stop."""
+        if not self._stops:
+            return
+        for item_id, user_id in (await self.store.stop_requests(list(self._stops))).items():
+            signal = self._stops.get(item_id)
+            if signal is not None:
+                signal.set(user_id)
 
     # --- one thread --------------------------------------------------------------------
 
@@ -212,8 +240,12 @@ class TurnQueue:
             await self._remove_queued_reaction(item.thread.channel_id, item.message_ts or "")
         if item.kind == "reset":
             await self.runner.reset_for(item)
-        else:
-            await self.runner.answer(item)
+            return
+        stop = self._stops[item.id] = StopSignal()
+        try:
+            await self.runner.answer(item, stop)
+        finally:
+            del self._stops[item.id]
 
     # --- the "queued" reaction -----------------------------------------------------------
 

@@ -21,6 +21,7 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from .tasks import stop_tasks
 from .slack_text import MARKDOWN_BLOCK_LIMIT, defuse_mentions, escape_mrkdwn, notification_text, split_markdown
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ STREAM_BUFFER_CHARS = 400
 # A finished step waits this long to travel with the text or step that follows it.
 STEP_FLUSH_SECONDS = 0.5
 WORKING_TEXT = "_Working on it…_"
+STOP_ACTION_ID = "stop_turn"
+# A streamed message cannot show a button while it streams: a turn still running after this
+# long gets a small message with a Stop button under its reply, deleted when the turn ends.
+STOP_OFFER_SECONDS = 3.0
 SLACK_ERRORS = (SlackApiError, SlackRequestError)
 
 
@@ -97,7 +102,9 @@ class Reply:
         *,
         streaming: bool,
         on_message: Callable[[str], Awaitable[None]] | None = None,
+        stop_value: str | None = None,
     ) -> None:
+        """`stop_value`: the value of the reply's Stop button (none without it)."""
         self.client = client
         self.target = target
         self.state = ReplyState()
@@ -105,18 +112,24 @@ class Reply:
         self._on_message = on_message
         self._reported_ts: str | None = None
         self._renderer: Renderer = (
-            StreamRenderer(client, target)
+            StreamRenderer(client, target, stop_value=stop_value)
             if streaming and target.thread_ts
-            else MessageRenderer(client, target)
+            else MessageRenderer(client, target, stop_value=stop_value)
         )
         self._opening: asyncio.Task[None] | None = None
         self._status: str | None = None
+        self._stop_value = stop_value
+        self._stop_offer: asyncio.Task[None] | None = None
+        self._stop_offer_ts: str | None = None
+        self._stop_offer_posting = False
 
     def open(self) -> None:
         """Show the status and the reply without waiting for Slack: the model request goes out
         meanwhile, and anything it says before the reply is open waits for it."""
         if self._opening is None:
             self._opening = asyncio.create_task(self._open())
+            if self._stop_value and isinstance(self._renderer, StreamRenderer):
+                self._stop_offer = asyncio.create_task(self._offer_stop_later(self._stop_value))
 
     async def _open(self) -> None:
         await asyncio.gather(
@@ -159,7 +172,39 @@ class Reply:
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
+        await self.withdraw_stop_button()
         await self._render(lambda renderer: renderer.finish(self.state, footer))
+
+    async def _offer_stop_later(self, value: str) -> None:
+        await asyncio.sleep(STOP_OFFER_SECONDS)
+        if not isinstance(self._renderer, StreamRenderer):
+            return
+        self._stop_offer_posting = True
+        try:
+            response = await self.client.chat_postMessage(
+                channel=self.target.channel_id,
+                thread_ts=self.target.thread_ts,
+                text="Working on it… (Stop ends this answer)",
+                blocks=[_context(WORKING_TEXT), stop_button(value)],
+            )
+            self._stop_offer_ts = response["ts"]
+        except SLACK_ERRORS as error:
+            logger.debug("could not offer a Stop button: %s", error)
+
+    async def withdraw_stop_button(self) -> None:
+        """The turn has ended (or shows its button itself now): the separate Stop button goes."""
+        offer, self._stop_offer = self._stop_offer, None
+        if offer is not None:
+            if self._stop_offer_posting:
+                await asyncio.wait({offer})  # never leave a message we could not delete
+            else:
+                await stop_tasks([offer])
+        ts, self._stop_offer_ts = self._stop_offer_ts, None
+        if ts is not None:
+            try:
+                await self.client.chat_delete(channel=self.target.channel_id, ts=ts)
+            except SLACK_ERRORS as error:
+                logger.warning("could not remove the Stop button %s: %s", ts, error)
 
     async def _show(self, step: Step) -> None:
         await self._render(lambda renderer: renderer.step(self.state, step))
@@ -187,6 +232,7 @@ class Reply:
                 raise
             logger.warning("streaming unavailable (%s); falling back to message updates", error)
             self._renderer = await self._renderer.fallback()
+            await self.withdraw_stop_button()  # the message shows its own from now on
             await self._renderer.start(self.state)
             await action(self._renderer)
         finally:
@@ -202,9 +248,10 @@ class Reply:
 class StreamRenderer:
     """Streams Markdown and steps into the reply with Slack's streaming methods."""
 
-    def __init__(self, client: AsyncWebClient, target: ReplyTarget) -> None:
+    def __init__(self, client: AsyncWebClient, target: ReplyTarget, *, stop_value: str | None = None) -> None:
         self.client = client
         self.target = target
+        self.stop_value = stop_value
         self._stream: AsyncChatStream | None = None
         self._streamed_chars = 0
         self._full = False
@@ -243,7 +290,9 @@ class StreamRenderer:
                 await self.client.chat_stopStream(channel=self.target.channel_id, ts=ts)
             except SLACK_ERRORS as error:  # typically: Slack had already ended it
                 logger.debug("stream %s already ended: %s", ts, error)
-        return MessageRenderer(self.client, self.target, ts=ts, text_offset=self._message_start)
+        return MessageRenderer(
+            self.client, self.target, ts=ts, text_offset=self._message_start, stop_value=self.stop_value
+        )
 
     async def start(self, state: ReplyState) -> None:
         self._stream = await self._open()
@@ -340,9 +389,11 @@ class MessageRenderer:
         *,
         ts: str | None = None,
         text_offset: int = 0,
+        stop_value: str | None = None,
     ) -> None:
         self.client = client
         self.target = target
+        self.stop_value = stop_value
         self._ts = ts
         self._text_offset = text_offset
         self._last_update = 0.0
@@ -360,7 +411,7 @@ class MessageRenderer:
             channel=self.target.channel_id,
             thread_ts=self.target.thread_ts,
             text=WORKING_TEXT,
-            blocks=self._blocks(state, WORKING_TEXT),
+            blocks=self._blocks(state, WORKING_TEXT, final=False),
         )
         self._ts = response["ts"]
         self._last_update = time.monotonic()
@@ -412,18 +463,47 @@ class MessageRenderer:
             channel=self.target.channel_id,
             ts=self._ts or "",
             text=notification_text(text),
-            blocks=self._blocks(state, text),
+            blocks=self._blocks(state, text, final=final),
         )
 
-    @staticmethod
-    def _blocks(state: ReplyState, text: str) -> list[dict[str, object]]:
+    def _blocks(self, state: ReplyState, text: str, *, final: bool) -> list[dict[str, object]]:
         blocks: list[dict[str, object]] = []
         if state.steps:
             blocks.append(_context("\n".join(step.line() for step in state.steps.values())))
         blocks.append({"type": "markdown", "text": defuse_mentions(text)})
         if state.summary:
             blocks.append(_context(state.summary))
+        if self.stop_value and not final:
+            blocks.append(stop_button(self.stop_value))
         return blocks
+
+
+def stop_button(value: str) -> dict[str, object]:
+    """The button that stops the running turn `value` names."""
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Stop"},
+                "style": "danger",
+                "action_id": STOP_ACTION_ID,
+                "value": value,
+            }
+        ],
+    }
+
+
+def shows_stop_button(message: dict[str, object], value: str) -> bool:
+    """Whether a message (as the Web API returns it) carries the Stop button with `value`."""
+    blocks = message.get("blocks")
+    return isinstance(blocks, list) and any(
+        isinstance(block, dict) and block.get("type") == "actions" and any(
+            isinstance(element, dict) and element.get("action_id") == STOP_ACTION_ID and element.get("value") == value
+            for element in block.get("elements") or []
+        )
+        for block in blocks
+    )
 
 
 def _context(text: str) -> dict[str, object]:

@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlparse
 
 from storage import ThreadKey
 
-RESET_WORDS = {"!reset", "reset"}
 _LINK = re.compile(r"<?(https?://[^\s|>]+)(?:\|[^>]*)?>?")
 _PERMALINK_PATH = re.compile(r"/archives/(?P<channel>[A-Z0-9]+)/p(?P<ts>\d{16})")
 
@@ -52,19 +51,24 @@ def plain_text(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def is_reset_command(text: str, bot_user_id: str) -> bool:
-    """`!reset`, or `@threadbox reset`, as the whole message."""
-    bare = strip_mention(text, bot_user_id).lower().rstrip(".!")
-    if text.strip().lower() == "!reset":
+def is_command(text: str, bot_user_id: str, word: str) -> bool:
+    """`!word`, or `@threadbox word`, as the whole message."""
+    if text.strip().lower().rstrip(".!?") == f"!{word}":
         return True
-    return mentions(text, bot_user_id) and bare in RESET_WORDS
+    return mentions(text, bot_user_id) and strip_mention(text, bot_user_id).lower().rstrip(".!?") in (word, f"!{word}")
+
+
+def is_reset_command(text: str, bot_user_id: str) -> bool:
+    return is_command(text, bot_user_id, "reset")
 
 
 def is_usage_command(text: str, bot_user_id: str) -> bool:
-    """`!usage`, or `@threadbox usage`, as the whole message."""
-    if text.strip().lower().rstrip(".!?") == "!usage":
-        return True
-    return mentions(text, bot_user_id) and strip_mention(text, bot_user_id).lower().rstrip(".!?") == "usage"
+    return is_command(text, bot_user_id, "usage")
+
+
+def is_stop_command(text: str, bot_user_id: str) -> bool:
+    """Stops the thread's running turn; never queued behind it."""
+    return is_command(text, bot_user_id, "stop")
 
 
 def thread_from_link(team_id: str, text: str) -> ThreadKey | None:

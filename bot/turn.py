@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+import json
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -31,7 +32,7 @@ from .files import (
 )
 from .logs import audit
 from .metrics import Metrics
-from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, tell_requester
+from .reply import SLACK_ERRORS, Reply, ReplyTarget, close_reply, shows_stop_button, tell_requester
 from .slack_text import escape_mrkdwn
 from .thread_context import earlier_messages
 from .threads import is_dm, is_reset_command, is_usage_command, mentions, plain_text, reply_thread_ts, strip_mention
@@ -63,10 +64,26 @@ STOP_REASON_NOTES = {
         " Type `!reset` to start a fresh container and history._"
     ),
 }
+STOPPED_NOTE = "_:octagonal_sign: Stopped by {name}. What was said and done until then stays._"
+# What Claude reads in the history where a stopped answer ended.
+STOPPED_IN_HISTORY = "[{name} stopped this answer here.]"
 CONTEXT_TRIMMED_NOTE = (
     "_Note: older code output in this thread was left out of what Claude reads, to fit its"
     " context window. Recent messages are intact; the files are still in the container._"
 )
+
+
+@dataclass
+class StopSignal:
+    """Set by the queue when someone asks (`!stop`, the Stop button) to stop one running turn."""
+
+    requested: asyncio.Event = field(default_factory=asyncio.Event)
+    by: str = ""
+
+    def set(self, user_id: str) -> None:
+        if not self.requested.is_set():
+            self.by = user_id
+            self.requested.set()
 
 
 class TurnRunner:
@@ -141,8 +158,9 @@ class TurnRunner:
 
     # --- one turn ------------------------------------------------------------------------
 
-    async def answer(self, item: QueueItem) -> None:
-        """Answer one message; every failure ends as words in the thread."""
+    async def answer(self, item: QueueItem, stop: StopSignal | None = None) -> None:
+        """Answer one message; every failure ends as words in the thread. Setting `stop` ends
+        the turn early, as if it had finished there."""
         message = item.as_message()
         target = ReplyTarget(
             channel_id=message.thread.channel_id,
@@ -152,6 +170,9 @@ class TurnRunner:
         )
         started = self.metrics.turn_started(item.message_ts)
         try:
+            if item.stop_requested_by and not item.answered:  # stopped, then its process died
+                await self._close_stopped_attempt(item, target)
+                return
             if item.reply_ts:
                 await self._close_earlier_attempt(item, target)
             if item.answered:
@@ -171,11 +192,11 @@ class TurnRunner:
                 await self._say(target, await self._usage_report(message))
                 return
             if not self.access.is_admin(message.user_id):
-                stop = await self.budgets.stop_for(message.thread.team_id, message.user_id)
-                if stop is not None:
-                    audit("budget_stop", scope=stop.scope, user=message.user_id, team=message.thread.team_id,
+                spent = await self.budgets.stop_for(message.thread.team_id, message.user_id)
+                if spent is not None:
+                    audit("budget_stop", scope=spent.scope, user=message.user_id, team=message.thread.team_id,
                           channel=message.thread.channel_id, thread_ts=message.thread.thread_ts)
-                    await self._say(target, stop.note)
+                    await self._say(target, spent.note)
                     self.metrics.turn_finished("budget", started)
                     return
             text = plain_text(strip_mention(message.text, self.bot_user_id))
@@ -187,7 +208,7 @@ class TurnRunner:
                 )
                 self.metrics.turn_finished("too_long", started)
                 return
-            await self._run_turn(item, text, target, started)
+            await self._run_turn(item, text, target, started, stop or StopSignal())
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
@@ -195,15 +216,26 @@ class TurnRunner:
             self.metrics.turn_finished("crashed", started)
             await self._say(target, ":warning: Something went wrong on my side while answering. Please try again.")
 
-    async def _run_turn(self, item: QueueItem, text: str, target: ReplyTarget, started: float) -> None:
-        message = item.as_message()
-        conversation = await self.store.load_conversation(message.thread)
-
+    async def _run_turn(
+        self, item: QueueItem, text: str, target: ReplyTarget, started: float, stop: StopSignal
+    ) -> None:
         async def remember_reply(ts: str) -> None:
             await self.store.set_reply_ts(item.id, ts)
 
-        reply = Reply(self.slack, target, streaming=self.streaming, on_message=remember_reply)
+        reply = Reply(
+            self.slack, target, streaming=self.streaming, on_message=remember_reply, stop_value=stop_value(item)
+        )
         reply.open()  # in parallel with what follows: no Slack round trip before the model request
+        try:
+            await self._run_model_turn(item, text, target, started, stop, reply)
+        finally:
+            await reply.withdraw_stop_button()
+
+    async def _run_model_turn(
+        self, item: QueueItem, text: str, target: ReplyTarget, started: float, stop: StopSignal, reply: Reply
+    ) -> None:
+        message = item.as_message()
+        conversation = await self.store.load_conversation(message.thread)
         arrived = await self._take_in_files(message, target)
         if message.files and not arrived and not text:
             await reply.finish(["_None of the files could go into the container, so there is nothing to do._"])
@@ -214,9 +246,9 @@ class TurnRunner:
             context = await earlier_messages(
                 self.slack, message.thread, message.message_ts, self.bot_user_id, self.names
             )
-        notes = await self._notes_since_last_answer(message)
-        if notes:
-            context = "\n".join(part for part in (context, await self._format_notes(notes)) if part)
+        earlier_notes = await self._notes_since_last_answer(message)
+        if earlier_notes:
+            context = "\n".join(part for part in (context, await self._format_notes(earlier_notes)) if part)
         # Where several people can talk, Claude is told who wrote each message.
         author = None if is_dm(message.thread.channel_id) else await self.names.name(message.user_id)
         user_content = user_turn_content(text, arrived, context, author)
@@ -226,7 +258,15 @@ class TurnRunner:
             conversation.container_id,
             conversation.container_expires_at,
             self.metrics.first_word(reply, started),
+            stop.requested,
         )
+        notes = turn_notes(result)
+        if result.stopped:
+            name = await self.names.name(stop.by)
+            notes.append(STOPPED_NOTE.format(name=name))
+            result.assistant_content.append({"type": "text", "text": STOPPED_IN_HISTORY.format(name=name)})
+            audit("stopped", user=stop.by, team=message.thread.team_id, channel=message.thread.channel_id,
+                  thread_ts=message.thread.thread_ts)
         if result.usage.prompt_tokens:
             await self.store.record_usage(message.thread, message.user_id, self.claude.model, result.usage)
         if result.assistant_content:
@@ -243,11 +283,11 @@ class TurnRunner:
                 outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
                 user_files=[(f.filename, f.size) for f in arrived],
             )
-        if notes:
-            await self.store.drop_notes(message.thread, [note.message_ts for note in notes])
+        if earlier_notes:
+            await self.store.drop_notes(message.thread, [note.message_ts for note in earlier_notes])
         try:
             footer = turn_footer(result.usage, self.prices) if self.show_usage and result.usage.prompt_tokens else ""
-            await reply.finish(turn_notes(result), failed=bool(result.error), usage=footer)
+            await reply.finish(notes, failed=bool(result.error) or result.stopped, usage=footer)
             await self.store.set_reply_ts(item.id, None)  # finished: nothing to close after a crash
         except SLACK_ERRORS as error:  # the files are still owed
             logger.error("could not finish the reply in %s: %s", target.channel_id, error)
@@ -255,14 +295,39 @@ class TurnRunner:
         if result.assistant_content:
             await self._deliver(replace(item, user_files=[(f.filename, f.size) for f in arrived]), target)
 
+    async def _close_stopped_attempt(self, item: QueueItem, target: ReplyTarget) -> None:
+        """Someone stopped this turn and its process died before it finished: never run it again."""
+        note = STOPPED_NOTE.format(name=await self.names.name(item.stop_requested_by or ""))
+        await self._remove_stop_button(item, target)
+        if item.reply_ts:
+            await close_reply(target, self.slack, item.reply_ts, note, replace_text=False)
+        else:
+            await self._say(target, note)
+
     async def _close_earlier_attempt(self, item: QueueItem, target: ReplyTarget) -> None:
         """An earlier attempt died mid-turn: never leave its reply empty or streaming."""
+        await self._remove_stop_button(item, target)
         if item.answered:
             conversation = await self.store.load_conversation(item.thread)
             answer = last_answer_text(conversation.history)
             await close_reply(target, self.slack, item.reply_ts or "", answer, replace_text=True)
         else:
             await close_reply(target, self.slack, item.reply_ts or "", INTERRUPTED_NOTE, replace_text=False)
+
+    async def _remove_stop_button(self, item: QueueItem, target: ReplyTarget) -> None:
+        """The separate Stop button a dead attempt left under its streamed reply stops nothing now."""
+        if not target.thread_ts or not item.reply_ts:
+            return
+        value = stop_value(item)
+        try:
+            after_reply = await self.slack.conversations_replies(
+                channel=target.channel_id, ts=target.thread_ts, oldest=item.reply_ts, limit=100
+            )
+            for message in after_reply.get("messages") or []:
+                if message.get("bot_id") and shows_stop_button(message, value):
+                    await self.slack.chat_delete(channel=target.channel_id, ts=message["ts"])
+        except SLACK_ERRORS as error:
+            logger.info("could not remove an interrupted turn's Stop button: %s", error)
 
     async def _deliver(self, item: QueueItem, target: ReplyTarget) -> None:
         """Share the files an answered turn still owes, each exactly once, even across a crash:
@@ -417,6 +482,11 @@ class TurnRunner:
             await self.slack.chat_postMessage(channel=target.channel_id, thread_ts=target.thread_ts, text=text)
         except SLACK_ERRORS as error:
             logger.error("could not post to %s: %s", target.channel_id, error)
+
+
+def stop_value(item: QueueItem) -> str:
+    """What a Stop button carries: the turn it stops, and its thread."""
+    return json.dumps({"item": item.id, "channel": item.thread.channel_id, "thread_ts": item.thread.thread_ts})
 
 
 def user_turn_content(

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ItemKind = Literal["message", "reset"]
+# What a stop request found: a running turn now stopping, nothing running, or a twin event.
+StopOutcome = Literal["stopping", "idle", "duplicate"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class QueueItem:
 
     QUERY_COLUMNS = (
         "id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts,"
-        " answered, state, marked_queued, attempts, user_files"
+        " answered, state, marked_queued, attempts, user_files, stop_requested_by"
     )
 
     id: int
@@ -84,6 +86,7 @@ class QueueItem:
     marked_queued: bool = False
     attempts: int = 0
     user_files: list[tuple[str, int]] = field(default_factory=list)
+    stop_requested_by: str | None = None
 
     @classmethod
     def from_row(cls, thread: ThreadKey, row: Mapping[str, Any]) -> QueueItem:
@@ -109,6 +112,7 @@ class QueueItem:
             marked_queued=bool(row["marked_queued"]),
             attempts=row["attempts"] + 1,
             user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],
+            stop_requested_by=row["stop_requested_by"],
         )
 
     def as_message(self) -> InboxMessage:

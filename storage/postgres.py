@@ -23,6 +23,7 @@ from .models import (
     InboxMessage,
     QueueItem,
     ResetRequest,
+    StopOutcome,
     ThreadKey,
     ThreadSummary,
     Usage,
@@ -241,6 +242,38 @@ class PostgresStore:
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         await self.pool.execute("UPDATE queue SET reply_ts = $2 WHERE id = $1", item_id, reply_ts)
 
+    async def request_stop(
+        self, thread: ThreadKey, user_id: str, *, message_ts: str | None = None, item_id: int | None = None
+    ) -> StopOutcome:
+        key = _key(thread)
+        async with self.pool.acquire() as connection, connection.transaction():
+            if message_ts is not None:
+                first = await connection.fetchval(
+                    "INSERT INTO stop_requests (team_id, channel_id, message_ts) VALUES ($1, $2, $3)"
+                    " ON CONFLICT DO NOTHING RETURNING 1",
+                    thread.team_id, thread.channel_id, message_ts,
+                )
+                if not first:
+                    return "duplicate"
+            stopping = await connection.fetchval(
+                f"UPDATE queue SET stop_requested_by = COALESCE(stop_requested_by, $4) WHERE {THREAD}"
+                " AND state = 'running' AND kind = 'message' AND ($5::bigint IS NULL OR id = $5) RETURNING id",
+                *key, user_id, item_id,
+            )
+            if stopping is None:
+                return "idle"
+            await connection.execute("SELECT pg_notify($1, '')", CHANNEL)
+        return "stopping"
+
+    async def stop_requests(self, item_ids: Collection[int]) -> dict[int, str]:
+        if not item_ids:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT id, stop_requested_by FROM queue WHERE id = ANY($1::bigint[]) AND stop_requested_by IS NOT NULL",
+            list(item_ids),
+        )
+        return {int(row["id"]): str(row["stop_requested_by"]) for row in rows}
+
     async def mark_queued(self, item_id: int) -> bool:
         status = await self.pool.execute(
             "UPDATE queue SET marked_queued = true WHERE id = $1 AND state = 'pending'", item_id
@@ -291,6 +324,9 @@ class PostgresStore:
             " AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = q.team_id AND o.channel_id = q.channel_id"
             " AND o.thread_ts = q.thread_ts AND o.state <> 'done')",
             older_than_seconds,
+        )
+        await self.pool.execute(
+            "DELETE FROM stop_requests WHERE requested_at < now() - make_interval(secs => $1)", older_than_seconds
         )
         return int(status.split()[-1])
 

@@ -24,6 +24,7 @@ from .models import (
     InboxMessage,
     QueueItem,
     ResetRequest,
+    StopOutcome,
     ThreadKey,
     ThreadSummary,
     Usage,
@@ -279,6 +280,36 @@ class SQLiteStore:
         async with self._transaction() as db:
             await db.execute("UPDATE queue SET reply_ts = ? WHERE id = ?", (reply_ts, item_id))
 
+    async def request_stop(
+        self, thread: ThreadKey, user_id: str, *, message_ts: str | None = None, item_id: int | None = None
+    ) -> StopOutcome:
+        async with self._transaction() as db:
+            if message_ts is not None:
+                cursor = await db.execute(
+                    "INSERT INTO stop_requests (team_id, channel_id, message_ts, requested_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (thread.team_id, thread.channel_id, message_ts, time.time()),
+                )
+                if cursor.rowcount != 1:
+                    return "duplicate"
+            cursor = await db.execute(
+                f"UPDATE queue SET stop_requested_by = COALESCE(stop_requested_by, ?) WHERE {THREAD}"
+                " AND state = 'running' AND kind = 'message' AND (? IS NULL OR id = ?)",
+                (user_id, *_key(thread), item_id, item_id),
+            )
+            return "stopping" if cursor.rowcount else "idle"
+
+    async def stop_requests(self, item_ids: Collection[int]) -> dict[int, str]:
+        ids = list(item_ids)
+        if not ids:
+            return {}
+        rows = await self._fetchall(
+            f"SELECT id, stop_requested_by FROM queue WHERE id IN ({', '.join('?' * len(ids))})"
+            " AND stop_requested_by IS NOT NULL",
+            tuple(ids),
+        )
+        return {int(item_id): str(user_id) for item_id, user_id in rows}
+
     async def mark_queued(self, item_id: int) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute(
@@ -308,6 +339,7 @@ class SQLiteStore:
                 " AND o.thread_ts = queue.thread_ts AND o.state != 'done')",
                 (cutoff, cutoff),
             )
+            await db.execute("DELETE FROM stop_requests WHERE requested_at < ?", (cutoff,))
             return cursor.rowcount
 
     # --- conversations ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .models import (
     InboxMessage,
     QueueItem,
     ResetRequest,
+    StopOutcome,
     ThreadKey,
     ThreadSummary,
     Usage,
@@ -88,6 +89,17 @@ class Store(Protocol):
 
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         """The reply message a running turn is writing; None once it is finished."""
+
+    async def request_stop(
+        self, thread: ThreadKey, user_id: str, *, message_ts: str | None = None, item_id: int | None = None
+    ) -> StopOutcome:
+        """Ask the process running the thread's turn (`item_id`'s, if given) to stop it.
+
+        `message_ts`: the Slack message that asked; its twin event is then a "duplicate".
+        """
+
+    async def stop_requests(self, item_ids: Collection[int]) -> dict[int, str]:
+        """Of these running items, those someone asked to stop, with who asked."""
 
     async def mark_queued(self, item_id: int) -> bool:
         """Note that the item shows the "queued" reaction; False when it is no longer pending."""

@@ -144,3 +144,22 @@ async def test_a_stopping_process_hands_its_turn_to_another_at_once(
         await wait_for(lambda: "answered by the other process" in thread_text(slack, CHANNEL, root), timeout=20)
     assert [m for m in slack.thread(CHANNEL, root) if m.get("streaming")] == []
     assert "interrupted" in slack.thread_texts(CHANNEL, root)[0]
+
+
+async def test_stop_sent_to_another_process_stops_the_turn_where_it_runs(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, postgres_url: str
+) -> None:
+    """The process running the turn hears of the stop through the database's notification,
+    long before its next lease renewal (every 10 s with these leases)."""
+    env = {**cluster_env(tmp_path, slack, claude_api, postgres_url), "QUEUE_LEASE_SECONDS": "30"}
+    async with http_bots(2, env, tmp_path) as bots:
+        root = "1700001006.000100"
+        claude_api.enqueue(long_running_reply("partial words"))
+        await bots[0].send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+        await wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        holder = await lease_holder(bots, postgres_url, root)
+        [other] = [bot for bot in bots if bot is not holder]
+        await other.send_event(message_event("!stop", channel=CHANNEL, user="U2", ts="1700001006.000200", thread_ts=root))
+        await wait_for(lambda: "Stopped by u2" in thread_text(slack, CHANNEL, root), timeout=5)
+    assert "the end of it" not in thread_text(slack, CHANNEL, root)
+    assert len(claude_api.requests) == 1

@@ -226,3 +226,28 @@ async def test_usage_is_booked_per_thread_and_per_person_and_survives_a_reset(st
     assert await store.user_usage("T1", "U1") == Usage(17, 2000, 0, 350, 3, turns=2)
     assert await store.user_usage("T1", "U1", since=time.time() + 60) == Usage()
     assert await store.user_usage("T2", "U1") == Usage()
+
+
+async def test_a_stop_request_marks_only_the_running_turn_and_twins_count_once(store: Store) -> None:
+    await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert await store.request_stop(THREAD, "U2", message_ts="1700000001.000900") == "idle"  # nothing runs yet
+    assert await store.request_stop(THREAD, "U2", message_ts="1700000001.000900") == "duplicate"
+
+    assert await store.claim_thread("p1", LEASE, exclude=()) == THREAD
+    running = await store.next_item(THREAD, "p1", LEASE)
+    assert running is not None and running.stop_requested_by is None
+    assert await store.request_stop(THREAD, "U3", item_id=running.id + 1) == "idle"  # a button of another turn
+    assert await store.stop_requests([running.id, running.id + 1]) == {}
+    assert await store.request_stop(THREAD, "U3", message_ts="1700000001.000950") == "stopping"
+    assert await store.request_stop(THREAD, "U4", item_id=running.id) == "stopping"
+    assert await store.stop_requests([running.id, running.id + 1]) == {running.id: "U3"}  # the first who asked
+    assert await store.request_stop(OTHER, "U3") == "idle"
+
+    # A retry of the stopped turn (its process died) knows it was stopped; the next item does not.
+    again = await store.next_item(THREAD, "p1", LEASE)
+    assert again is not None and again.id == running.id and again.stop_requested_by == "U3"
+    await store.finish_item(running.id)
+    following = await store.next_item(THREAD, "p1", LEASE)
+    assert following is not None and following.stop_requested_by is None
+    assert await store.stop_requests([]) == {}

@@ -1114,10 +1114,12 @@ def block_action_body(
     response_url: str,
     message_ts: str = "1700000000.000001",
     block_id: str = "actions",
+    message: dict[str, Any] | None = None,
 ) -> str:
-    """A `block_actions` payload for a button in an ephemeral message, form-urlencoded."""
+    """A `block_actions` payload, form-urlencoded: for a button in an ephemeral message, or
+    in `message` (a message in the channel, which the payload then carries)."""
     now = f"{time.time():.6f}"
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id},
         "api_app_id": "A1",
@@ -1126,7 +1128,7 @@ def block_action_body(
             "type": "message",
             "message_ts": message_ts,
             "channel_id": channel_id,
-            "is_ephemeral": True,
+            "is_ephemeral": message is None,
         },
         "trigger_id": _trigger_id(),
         "team": {"id": team_id, "domain": "fake-workspace"},
@@ -1146,6 +1148,8 @@ def block_action_body(
             }
         ],
     }
+    if message is not None:
+        payload["message"] = message
     return urlencode({"payload": json.dumps(payload)})
 
 

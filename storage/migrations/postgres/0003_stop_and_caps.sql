@@ -1,0 +1,14 @@
+-- `!stop` and the Stop button: who asked to stop a running turn (read by the process running
+-- it), and the Slack messages that asked, so the twin events of one message stop once.
+-- `admitted`: a running turn that counts against the caps on concurrent turns.
+ALTER TABLE queue ADD COLUMN stop_requested_by text;
+ALTER TABLE queue ADD COLUMN admitted boolean NOT NULL DEFAULT false;
+CREATE INDEX queue_running ON queue (team_id, user_id) WHERE state = 'running';
+
+CREATE TABLE stop_requests (
+    team_id text NOT NULL,
+    channel_id text NOT NULL,
+    message_ts text NOT NULL,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (team_id, channel_id, message_ts)
+);

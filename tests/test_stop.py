@@ -1,0 +1,186 @@
+"""`!stop` and the Stop button: a running turn ends at once, what it said stays, nothing is lost."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from bot import reply as bot_reply
+from bot.config import Settings
+from tests.conftest import BotServer, long_running_reply, run_sql, running_bot, said_by, thread_text
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, text
+from tests.fakes.slack_api import block_action_body, mention_event, message_event
+
+CHANNEL = "C1"
+
+
+def stop_buttons(slack: FakeSlack, root: str) -> list[tuple[dict[str, Any], str]]:
+    """(message, button value) of every Stop button shown in the thread."""
+    found = []
+    for message in slack.thread(CHANNEL, root):
+        for block in message.get("blocks") or []:
+            for element in block.get("elements") or [] if block.get("type") == "actions" else []:
+                if element.get("action_id") == bot_reply.STOP_ACTION_ID:
+                    found.append((message, element["value"]))
+    return found
+
+
+async def press_stop(server: BotServer, message: dict[str, Any], value: str, user: str) -> str:
+    """Press a Stop button as Slack sends it; returns the response_url the answer goes to."""
+    response_url = server.slack.new_response_url()
+    body = block_action_body(
+        bot_reply.STOP_ACTION_ID, value, channel_id=CHANNEL, user_id=user, response_url=response_url,
+        message_ts=message["ts"], message={"ts": message["ts"], "text": message.get("text", ""), "blocks": message["blocks"]},
+    )
+    status, _ = await server.post(body, "application/x-www-form-urlencoded")
+    assert status == 200
+    return response_url
+
+
+async def test_bang_stop_ends_the_running_turn_and_keeps_what_it_said(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700002001.000100"
+    async with running_bot(settings_on_each_store, slack) as server:
+        claude_api.enqueue(long_running_reply("partial words"))
+        await server.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+        await server.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        await server.send_event(message_event("!stop", channel=CHANNEL, user="U2", ts="1700002001.000200", thread_ts=root))
+        await server.wait_for(lambda: "Stopped by u2" in thread_text(slack, CHANNEL, root), timeout=5)
+        claude_api.enqueue(Reply([text("next answer")]))
+        await server.send_event(message_event("and now?", channel=CHANNEL, user="U1", ts="1700002001.000300", thread_ts=root))
+        await server.wait_for(lambda: "next answer" in thread_text(slack, CHANNEL, root))
+        await server.idle()
+
+    texts = slack.thread_texts(CHANNEL, root)
+    assert "partial words" in texts[0] and "Stopped by u2" in texts[0]
+    assert "the end of it" not in thread_text(slack, CHANNEL, root)
+    assert not [m for m in slack.thread(CHANNEL, root) if m.get("streaming")], "the stopped reply still streams"
+    # `!stop` went to no model; the next message reads that the answer before it was stopped.
+    assert len(claude_api.requests) == 2
+    history = claude_api.requests[1]["messages"]
+    assert history[0]["content"][0]["text"] == said_by("U1", "a long job")
+    assert "u2 stopped this answer here" in json.dumps(history[1]["content"])
+    assert history[2]["content"][-1]["text"] == said_by("U1", "and now?")
+
+
+async def test_stop_with_nothing_running_says_so_once_and_costs_nothing(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
+    root = "1700002002.000100"
+    claude_api.enqueue(Reply([text("done quickly")]))
+    await bot.send_event(mention_event("quick one", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "done quickly" in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+
+    # `@threadbox stop` arrives twice: as app_mention and as message.
+    stop = mention_event("stop", channel=CHANNEL, user="U1", ts="1700002002.000200", thread_ts=root)
+    await bot.send_event(stop)
+    await bot.send_event(message_event(stop["text"], channel=CHANNEL, user="U1", ts=stop["ts"], thread_ts=root))
+    await bot.wait_for(lambda: bool(slack.ephemerals))
+    await bot.idle()
+    assert [e["text"] for e in slack.ephemerals] == ["Nothing is running in this thread right now, so there is nothing to stop."]
+    assert len(claude_api.requests) == 1
+    assert len(slack.thread(CHANNEL, root)) == 1
+
+
+async def test_the_stop_button_on_a_reply_that_is_not_streamed(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700002003.000100"
+    async with running_bot(replace(settings, slack_streaming=False), slack) as server:
+        claude_api.enqueue(long_running_reply("slow words"))
+        await server.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+        await server.wait_for(lambda: bool(stop_buttons(slack, root)))
+        [(message, value)] = stop_buttons(slack, root)
+        assert message["ts"] == slack.thread(CHANNEL, root)[0]["ts"], "the button is on the reply itself"
+        await server.wait_for(lambda: "slow words" in thread_text(slack, CHANNEL, root))
+        await press_stop(server, message, value, "U1")
+        await server.wait_for(lambda: "Stopped by u1" in thread_text(slack, CHANNEL, root), timeout=5)
+        await server.idle()
+
+    assert stop_buttons(slack, root) == [], "the finished reply still offers Stop"
+    assert "slow words" in thread_text(slack, CHANNEL, root)
+    assert "the end of it" not in thread_text(slack, CHANNEL, root)
+    assert len(slack.thread(CHANNEL, root)) == 1
+
+
+async def test_a_streamed_reply_gets_a_stop_button_under_it_that_goes_when_the_turn_ends(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bot_reply, "STOP_OFFER_SECONDS", 0.3)
+    root = "1700002004.000100"
+    claude_api.enqueue(long_running_reply("streamed words"))
+    await bot.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: bool(stop_buttons(slack, root)))
+    [(offer, value)] = stop_buttons(slack, root)
+    assert slack.thread(CHANNEL, root)[0].get("streaming"), "the reply streams above its Stop button"
+
+    # Someone who is not in the channel cannot stop it.
+    slack.members[CHANNEL] = ["UBOT", "U1"]
+    outsider_url = await press_stop(bot, offer, value, "U9")
+    await bot.wait_for(lambda: bool(slack.responses.get(outsider_url)))
+    assert stop_buttons(slack, root), "an outsider stopped the turn"
+
+    await press_stop(bot, offer, value, "U1")
+    await bot.wait_for(lambda: "Stopped by u1" in thread_text(slack, CHANNEL, root), timeout=5)
+    await bot.idle()
+    assert stop_buttons(slack, root) == []
+    assert slack.message(CHANNEL, offer["ts"]) is None, "the Stop button's message was left behind"
+    assert len(slack.thread(CHANNEL, root)) == 1
+
+
+async def test_a_short_turn_shows_no_separate_stop_button(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bot_reply, "STOP_OFFER_SECONDS", 0.5)
+    root = "1700002005.000100"
+    claude_api.enqueue(Reply([text("quick")]))
+    await bot.send_event(mention_event("quick one", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "quick" in thread_text(slack, CHANNEL, root))
+    await bot.idle(quiet=0.8)
+    assert slack.calls_to("chat.delete") == [] and len(slack.thread(CHANNEL, root)) == 1
+
+
+async def test_a_stale_stop_button_says_the_answer_is_over_and_goes(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """A process that died left its Stop button; pressing it stops nothing and removes it."""
+    root = "1700002006.000100"
+    claude_api.enqueue(Reply([text("all done")]))
+    await bot.send_event(mention_event("quick one", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "all done" in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    leftover = await bot.runtime.slack.chat_postMessage(
+        channel=CHANNEL, thread_ts=root, text="Working on it…", blocks=[bot_reply.stop_button(
+            json.dumps({"item": 1, "channel": CHANNEL, "thread_ts": root}))],
+    )
+    [(offer, value)] = stop_buttons(slack, root)
+    response_url = await press_stop(bot, offer, value, "U1")
+    await bot.wait_for(lambda: bool(slack.responses.get(response_url)))
+    await bot.idle()
+    assert "already finished" in json.dumps(slack.responses[response_url])
+    assert slack.message(CHANNEL, leftover["ts"]) is None
+
+
+async def test_a_stopped_turn_whose_process_died_is_not_run_again(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700002007.000100"
+    async with running_bot(settings_on_each_store, slack) as server:
+        claude_api.enqueue(long_running_reply("partial words"))
+        await server.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+        await server.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        # The stop is recorded, and the process dies before it acts on it.
+        await run_sql(settings_on_each_store.database_url, "UPDATE queue SET stop_requested_by = 'U2' WHERE state = 'running'")
+        await server.kill()
+
+    async with running_bot(settings_on_each_store, slack) as restarted:
+        await restarted.wait_for(lambda: "Stopped by u2" in thread_text(slack, CHANNEL, root))
+        await restarted.idle()
+    assert len(claude_api.requests) == 1, "a stopped turn ran again after a restart"
+    [reply] = slack.thread(CHANNEL, root)
+    assert not reply.get("streaming") and "partial words" in slack.rendered_text(reply)
+
