@@ -128,6 +128,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
             lease_seconds=settings.queue_lease_seconds,
             poll_seconds=settings.queue_poll_seconds,
             max_turns=settings.max_concurrent_turns,
+            limits=settings.turn_limits,
         ),
     )
     app = TolerantApp(

@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 
 from dotenv import find_dotenv, load_dotenv
 
+from storage import TurnLimits
+
 from .budget import Budget, parse_budget
 from .usage import Prices, parse_prices
 
@@ -44,6 +46,8 @@ SETTINGS_HELP: list[tuple[str, str, str]] = [
     ("QUEUE_LEASE_SECONDS", "10", "how long a process holds a thread without renewing"),
     ("QUEUE_POLL_SECONDS", "10", "the slowest a process looks for work it was not told about"),
     ("MAX_CONCURRENT_TURNS", "10", "turns one process runs at once (in different threads)"),
+    ("MAX_TURNS_PER_PERSON", "3", "turns one person may have running at once, over every process (none: no cap)"),
+    ("MAX_TURNS_OVERALL", "none", "turns running at once over every process sharing the database"),
     ("SHUTDOWN_GRACE_SECONDS", "20", "on SIGTERM, how long running turns may finish"),
     ("ALLOWED_CHANNELS", "everyone", "channel ids where the bot answers (DMs are not limited by it)"),
     ("ALLOWED_USERS", "everyone", "user ids and user group ids who may use the bot"),
@@ -89,6 +93,7 @@ class Settings:
     queue_lease_seconds: float = 10.0
     queue_poll_seconds: float = 10.0
     max_concurrent_turns: int = 10
+    turn_limits: TurnLimits = TurnLimits(per_person=3)
     shutdown_grace_seconds: float = 20.0
     allowed_channels: frozenset[str] = frozenset()
     allowed_users: frozenset[str] = frozenset()
@@ -172,6 +177,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         queue_lease_seconds=_positive(get("QUEUE_LEASE_SECONDS", "10"), "QUEUE_LEASE_SECONDS"),
         queue_poll_seconds=_positive(get("QUEUE_POLL_SECONDS", "10"), "QUEUE_POLL_SECONDS"),
         max_concurrent_turns=_whole(get("MAX_CONCURRENT_TURNS", "10"), "MAX_CONCURRENT_TURNS"),
+        turn_limits=TurnLimits(
+            per_person=_cap(get("MAX_TURNS_PER_PERSON", "3"), "MAX_TURNS_PER_PERSON"),
+            overall=_cap(get("MAX_TURNS_OVERALL", "none"), "MAX_TURNS_OVERALL"),
+        ),
         shutdown_grace_seconds=_positive(get("SHUTDOWN_GRACE_SECONDS", "20"), "SHUTDOWN_GRACE_SECONDS"),
         allowed_channels=_ids(get("ALLOWED_CHANNELS"), "ALLOWED_CHANNELS", "CGD"),
         allowed_users=_ids(get("ALLOWED_USERS"), "ALLOWED_USERS", "UWS"),
@@ -219,6 +228,13 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _cap(value: str | None, name: str) -> int | None:
+    """A whole number, or `none` (or empty) for no cap."""
+    if (value or "").strip().lower() in ("", "none"):
+        return None
+    return _whole(value, name)
 
 
 def _whole(value: str | None, name: str) -> int:

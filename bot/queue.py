@@ -21,7 +21,17 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from storage import Enqueued, InboxMessage, LeaseLost, QueueItem, ResetRequest, StopOutcome, Store, ThreadKey
+from storage import (
+    Enqueued,
+    InboxMessage,
+    LeaseLost,
+    QueueItem,
+    ResetRequest,
+    StopOutcome,
+    Store,
+    ThreadKey,
+    TurnLimits,
+)
 
 from .reply import SLACK_ERRORS
 from .tasks import stop_tasks
@@ -30,6 +40,14 @@ from .turn import StopSignal, TurnRunner
 logger = logging.getLogger(__name__)
 
 QUEUED_REACTION = "hourglass_flowing_sand"
+PERSON_CAP_NOTE = (
+    ":hourglass_flowing_sand: You already have {running} answers running; this one starts as soon as"
+    " one of them finishes."
+)
+OVERALL_CAP_NOTE = (
+    ":hourglass_flowing_sand: threadbox is busy with as many answers as it runs at once; yours starts"
+    " as soon as one of them finishes."
+)
 # After a database failure, wait this long before the dispatcher tries again.
 RETRY_SECONDS = 1.0
 
@@ -39,6 +57,9 @@ class QueueSettings:
     lease_seconds: float = 10.0
     poll_seconds: float = 10.0
     max_turns: int = 10
+    """Turns this process runs at once."""
+    limits: TurnLimits = TurnLimits()
+    """Turns running at once per person and overall, over every process."""
 
 
 def process_owner_id() -> str:
@@ -90,7 +111,7 @@ class TurnQueue:
             return False
         self.wake()
         if queued.waits:
-            self._spawn(self._show_queued(queued, message))
+            self._spawn(self._show_queued(queued.id, message))
         return True
 
     async def request_reset(self, request: ResetRequest) -> Enqueued:
@@ -147,6 +168,7 @@ class TurnQueue:
             try:
                 await self._claim_what_fits()
                 await self._honour_stops()
+                await self._tell_held_back()
                 timeout = await self._next_look()
             except asyncio.CancelledError:
                 raise
@@ -165,7 +187,9 @@ class TurnQueue:
 
     async def _claim_what_fits(self) -> None:
         while len(self._threads) < self.settings.max_turns:
-            thread = await self.store.claim_thread(self.owner, self.settings.lease_seconds, exclude=set(self._threads))
+            thread = await self.store.claim_thread(
+                self.owner, self.settings.lease_seconds, exclude=set(self._threads), limits=self.settings.limits
+            )
             if thread is None:
                 return
             self._threads[thread] = asyncio.create_task(self._work(thread))
@@ -223,8 +247,12 @@ class TurnQueue:
                     if await self.store.release_thread(thread, self.owner):
                         return
                     continue
+                if not await self._admitted(item, thread):
+                    return  # it waits for room; whichever process has room claims it then
                 await self._run(item)
                 await self.store.finish_item(item.id)
+                if self.settings.limits.any:
+                    self.wake()  # room under the caps: a waiting thread may run now
         except LeaseLost:
             logger.warning("the lease of %s ended while it was worked on", thread)
         except asyncio.CancelledError:
@@ -234,6 +262,12 @@ class TurnQueue:
         finally:
             del self._threads[thread]
             self.wake()  # room for another thread; and work may have arrived as this one let go
+
+    async def _admitted(self, item: QueueItem, thread: ThreadKey) -> bool:
+        """Whether a new turn fits under the caps; resets and owed files always go ahead."""
+        if not self.settings.limits.any or item.kind != "message" or item.answered or item.stop_requested_by:
+            return True
+        return await self.store.admit(item.id, thread, self.owner, self.settings.limits)
 
     async def _run(self, item: QueueItem) -> None:
         if item.marked_queued:
@@ -249,17 +283,44 @@ class TurnQueue:
 
     # --- the "queued" reaction -----------------------------------------------------------
 
-    async def _show_queued(self, queued: Enqueued, message: InboxMessage) -> None:
+    async def _show_queued(self, item_id: int, message: InboxMessage) -> None:
         """Visible at once: this message waits for the answer before it in the thread."""
-        if not await self.store.mark_queued(queued.id):
+        if not await self.store.mark_queued(item_id):
             return
+        await self._react_queued(item_id, message)
+
+    async def _react_queued(self, item_id: int, message: InboxMessage) -> None:
         channel, ts = message.thread.channel_id, message.message_ts
         try:
             await self.slack.reactions_add(channel=channel, timestamp=ts, name=QUEUED_REACTION)
         except SLACK_ERRORS as error:
             logger.debug("could not mark %s as queued: %s", ts, error)
-        if await self.store.item_state(queued.id) != "pending":  # its turn began meanwhile
+        if await self.store.item_state(item_id) != "pending":  # its turn began meanwhile
             await self._remove_queued_reaction(channel, ts)
+
+    async def _tell_held_back(self) -> None:
+        """New turns a full cap holds back: each shows it waits, and its author hears why, once."""
+        if not self.settings.limits.any:
+            return
+        for message in await self.store.held_back(self.settings.limits):
+            if message.id is not None and await self.store.mark_queued(message.id):
+                self._spawn(self._show_held_back(message.id, message))
+
+    async def _show_held_back(self, item_id: int, message: InboxMessage) -> None:
+        limits = self.settings.limits
+        mine, _ = await self.store.running_turns(message.thread.team_id, message.user_id)
+        if limits.per_person is not None and mine >= limits.per_person:
+            note = PERSON_CAP_NOTE.format(running=mine)
+        else:
+            note = OVERALL_CAP_NOTE
+        try:
+            await self.slack.chat_postEphemeral(
+                channel=message.thread.channel_id, user=message.user_id,
+                thread_ts=message.thread.thread_ts or None, text=note,
+            )
+        except SLACK_ERRORS as error:
+            logger.debug("could not tell %s their turn waits: %s", message.user_id, error)
+        await self._react_queued(item_id, message)
 
     async def _remove_queued_reaction(self, channel: str, ts: str) -> None:
         try:

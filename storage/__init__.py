@@ -10,6 +10,7 @@ from .models import (
     StopOutcome,
     ThreadKey,
     ThreadSummary,
+    TurnLimits,
     Usage,
 )
 from .postgres import PostgresStore
@@ -52,6 +53,7 @@ __all__ = [
     "Store",
     "ThreadKey",
     "ThreadSummary",
+    "TurnLimits",
     "Usage",
     "open_store",
     "store_for_url",

@@ -51,6 +51,23 @@ class ResetRequest:
 
 
 @dataclass(frozen=True)
+class TurnLimits:
+    """Caps on turns running at once (None: no cap): per person, and over every process."""
+
+    per_person: int | None = None
+    overall: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.per_person is not None or self.overall is not None
+
+    def full_for(self, person_running: int, all_running: int) -> bool:
+        return (self.per_person is not None and person_running >= self.per_person) or (
+            self.overall is not None and all_running >= self.overall
+        )
+
+
+@dataclass(frozen=True)
 class Enqueued:
     """A newly queued item, and whether it waits behind other work of its thread."""
 

@@ -26,6 +26,7 @@ from .models import (
     StopOutcome,
     ThreadKey,
     ThreadSummary,
+    TurnLimits,
     Usage,
 )
 from .store import LeaseLost, migrations
@@ -35,14 +36,29 @@ logger = logging.getLogger(__name__)
 CHANNEL = "threadbox_queue"
 # Any constant: every process takes this advisory lock to migrate, one after the other.
 MIGRATION_LOCK = 0x7468726561640001
+# ... and this one to admit a turn under the caps, so two processes never both take the last place.
+ADMISSION_LOCK = 0x7468726561640002
 THREAD = "team_id = $1 AND channel_id = $2 AND thread_ts = $3"
 OPEN_ITEMS = "SELECT 1 FROM queue o WHERE o.team_id = $1 AND o.channel_id = $2 AND o.thread_ts = $3 AND o.state <> 'done'"
 LISTEN_RETRY_SECONDS = 2.0
+# Turns that count against the caps: admitted, running, and their process alive.
+BUSY = (
+    "SELECT r.id, r.team_id, r.user_id FROM queue r JOIN leases rl USING (team_id, channel_id, thread_ts)"
+    " WHERE r.state = 'running' AND r.admitted AND rl.lease_until >= now()"
+)
 USAGE_SUMS = (
     "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),"
     " COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
     " COALESCE(SUM(code_runs), 0), COUNT(*) FROM usage"
 )
+
+
+def _fits(per_person: str, overall: str) -> str:
+    """SQL: whether a new turn of `q`'s person fits under the caps given by two parameters."""
+    return (
+        f"(({per_person}::int IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id"
+        f" AND b.user_id = q.user_id) < {per_person}) AND ({overall}::int IS NULL OR (SELECT COUNT(*) FROM busy) < {overall}))"
+    )
 
 
 def _key(thread: ThreadKey) -> tuple[str, str, str]:
@@ -157,13 +173,19 @@ class PostgresStore:
         waits = await connection.fetchval(f"SELECT EXISTS ({OPEN_ITEMS} AND o.id < $4)", *key, item_id)
         return Enqueued(int(item_id), bool(waits))
 
-    async def claim_thread(self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey]) -> ThreadKey | None:
+    async def claim_thread(
+        self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = TurnLimits()
+    ) -> ThreadKey | None:
+        # Each thread by its head item; a new turn whose person (or everyone) is at a cap waits.
         rows = await self.pool.fetch(
-            "SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
+            f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
             " USING (team_id, channel_id, thread_ts)"
             " WHERE q.state <> 'done' AND (l.owner IS NULL OR l.lease_until < now() OR l.owner = $1)"
-            " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT $2",
-            owner, len(exclude) + 5,
+            " AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id ="
+            " q.channel_id AND h.thread_ts = q.thread_ts AND h.state <> 'done')"
+            f" AND (q.kind <> 'message' OR q.answered OR q.state = 'running' OR {_fits('$3', '$4')})"
+            " ORDER BY q.id LIMIT $2",
+            owner, len(exclude) + 5, limits.per_person, limits.overall,
         )
         for row in rows:
             thread = ThreadKey(*row)
@@ -203,6 +225,48 @@ class PostgresStore:
             await connection.execute("UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = $1", row["id"])
         return QueueItem.from_row(thread, row)
 
+    async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", ADMISSION_LOCK)
+            counts = await connection.fetchrow(
+                f"WITH busy AS ({BUSY} AND r.id <> $1), me AS (SELECT team_id, user_id FROM queue WHERE id = $1)"
+                " SELECT (SELECT COUNT(*) FROM busy b JOIN me USING (team_id, user_id)) AS person,"
+                " (SELECT COUNT(*) FROM busy) AS everyone",
+                item_id,
+            )
+            if not limits.full_for(counts["person"], counts["everyone"]):
+                await connection.execute("UPDATE queue SET admitted = true WHERE id = $1", item_id)
+                return True
+            await connection.execute(
+                "UPDATE queue SET state = 'pending', admitted = false, attempts = attempts - 1"
+                " WHERE id = $1 AND state = 'running'",
+                item_id,
+            )
+            await connection.execute(f"DELETE FROM leases WHERE {THREAD} AND owner = $4", *_key(thread), owner)
+        return False
+
+    async def running_turns(self, team_id: str, user_id: str) -> tuple[int, int]:
+        counts = await self.pool.fetchrow(
+            f"WITH busy AS ({BUSY}) SELECT COUNT(*) FILTER (WHERE team_id = $1 AND user_id = $2), COUNT(*) FROM busy",
+            team_id, user_id,
+        )
+        return int(counts[0]), int(counts[1])
+
+    async def held_back(self, limits: TurnLimits, limit: int = 20) -> list[InboxMessage]:
+        rows = await self.pool.fetch(
+            f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.message_ts, q.user_id, q.text, q.id"
+            " FROM queue q LEFT JOIN leases l USING (team_id, channel_id, thread_ts)"
+            " WHERE q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued"
+            " AND (l.owner IS NULL OR l.lease_until < now()) AND q.id = (SELECT MIN(h.id) FROM queue h"
+            " WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id AND h.thread_ts = q.thread_ts"
+            f" AND h.state <> 'done') AND NOT {_fits('$1', '$2')} ORDER BY q.id LIMIT $3",
+            limits.per_person, limits.overall, limit,
+        )
+        return [
+            InboxMessage(ThreadKey(r["team_id"], r["channel_id"], r["thread_ts"]), r["message_ts"], r["user_id"], r["text"], id=r["id"])
+            for r in rows
+        ]
+
     async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
         key = _key(thread)
         status = await self.pool.execute(
@@ -221,7 +285,7 @@ class PostgresStore:
     async def hand_back(self, owner: str) -> int:
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
-                "UPDATE queue q SET state = 'pending' FROM leases l WHERE l.owner = $1 AND q.state ="
+                "UPDATE queue q SET state = 'pending', admitted = false FROM leases l WHERE l.owner = $1 AND q.state ="
                 " 'running' AND l.team_id = q.team_id AND l.channel_id = q.channel_id"
                 " AND l.thread_ts = q.thread_ts",
                 owner,
@@ -237,7 +301,10 @@ class PostgresStore:
         return None if seconds is None else max(0.0, float(seconds))
 
     async def finish_item(self, item_id: int) -> None:
-        await self.pool.execute("UPDATE queue SET state = 'done', finished_at = now() WHERE id = $1", item_id)
+        """Done; the other processes hear of it, as a turn waiting for room under a cap may now run."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("UPDATE queue SET state = 'done', finished_at = now() WHERE id = $1", item_id)
+            await connection.execute("SELECT pg_notify($1, '')", CHANNEL)
 
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         await self.pool.execute("UPDATE queue SET reply_ts = $2 WHERE id = $1", item_id, reply_ts)
@@ -276,7 +343,7 @@ class PostgresStore:
 
     async def mark_queued(self, item_id: int) -> bool:
         status = await self.pool.execute(
-            "UPDATE queue SET marked_queued = true WHERE id = $1 AND state = 'pending'", item_id
+            "UPDATE queue SET marked_queued = true WHERE id = $1 AND state = 'pending' AND NOT marked_queued", item_id
         )
         return status == "UPDATE 1"
 

@@ -27,12 +27,24 @@ from .models import (
     StopOutcome,
     ThreadKey,
     ThreadSummary,
+    TurnLimits,
     Usage,
 )
 from .store import LeaseLost, migrations
 
 THREAD = "team_id = ? AND channel_id = ? AND thread_ts = ?"
 OPEN_ITEMS = f"SELECT 1 FROM queue WHERE {THREAD} AND state != 'done'"
+# Turns that count against the caps: admitted, running, and their process alive.
+BUSY = (
+    "SELECT r.id, r.team_id, r.user_id FROM queue r JOIN leases rl ON rl.team_id = r.team_id"
+    " AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts"
+    " WHERE r.state = 'running' AND r.admitted = 1 AND rl.lease_until >= :now"
+)
+# Whether a new turn of `q`'s person fits under the caps :per_person and :overall.
+FITS = (
+    "((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id)"
+    " < :per_person) AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall))"
+)
 USAGE_SUMS = (
     "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),"
     " COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
@@ -106,11 +118,11 @@ class SQLiteStore:
                     await self.db.execute("ROLLBACK")
                 raise
 
-    async def _fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    async def _fetchone(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:
         async with self._lock, self.db.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
-    async def _fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def _fetchall(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[Any]:
         async with self._lock, self.db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
@@ -183,15 +195,22 @@ class SQLiteStore:
         async with db.execute(f"{OPEN_ITEMS} AND id < ? LIMIT 1", (*key, item_id)) as cursor:
             return await cursor.fetchone() is not None
 
-    async def claim_thread(self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey]) -> ThreadKey | None:
+    async def claim_thread(
+        self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = TurnLimits()
+    ) -> ThreadKey | None:
         now = time.time()
         async with self._transaction() as db:
+            # Each thread by its head item; a new turn whose person (or everyone) is at a cap waits.
             async with db.execute(
-                "SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
+                f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
                 " ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts"
-                " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < ? OR l.owner = ?)"
-                " GROUP BY q.team_id, q.channel_id, q.thread_ts ORDER BY MIN(q.id) LIMIT ?",
-                (now, owner, len(exclude) + 1),
+                " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < :now OR l.owner = :owner)"
+                " AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id ="
+                " q.channel_id AND h.thread_ts = q.thread_ts AND h.state != 'done')"
+                f" AND (q.kind != 'message' OR q.answered OR q.state = 'running' OR {FITS})"
+                " ORDER BY q.id LIMIT :limit",
+                {"now": now, "owner": owner, "limit": len(exclude) + 1,
+                 "per_person": limits.per_person, "overall": limits.overall},
             ) as cursor:
                 candidates = [ThreadKey(*row) for row in await cursor.fetchall()]
             for thread in candidates:
@@ -231,6 +250,47 @@ class SQLiteStore:
             await db.execute("UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = ?", (row["id"],))
         return QueueItem.from_row(thread, row)
 
+    async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
+        async with self._transaction() as db:
+            async with db.execute(
+                f"WITH busy AS ({BUSY} AND r.id != :item), me AS (SELECT team_id, user_id FROM queue WHERE id = :item)"
+                " SELECT (SELECT COUNT(*) FROM busy b JOIN me ON b.team_id = me.team_id AND b.user_id = me.user_id),"
+                " (SELECT COUNT(*) FROM busy)",
+                {"item": item_id, "now": time.time()},
+            ) as cursor:
+                person, everyone = await cursor.fetchone() or (0, 0)
+            if not limits.full_for(person, everyone):
+                await db.execute("UPDATE queue SET admitted = 1 WHERE id = ?", (item_id,))
+                return True
+            await db.execute(
+                "UPDATE queue SET state = 'pending', admitted = 0, attempts = attempts - 1"
+                " WHERE id = ? AND state = 'running'",
+                (item_id,),
+            )
+            await db.execute(f"DELETE FROM leases WHERE {THREAD} AND owner = ?", (*_key(thread), owner))
+        return False
+
+    async def running_turns(self, team_id: str, user_id: str) -> tuple[int, int]:
+        row = await self._fetchone(
+            f"WITH busy AS ({BUSY}) SELECT COUNT(*) FILTER (WHERE team_id = :team AND user_id = :user),"
+            " COUNT(*) FROM busy",
+            {"now": time.time(), "team": team_id, "user": user_id},
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def held_back(self, limits: TurnLimits, limit: int = 20) -> list[InboxMessage]:
+        rows = await self._fetchall(
+            f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.message_ts, q.user_id, q.text, q.id"
+            " FROM queue q LEFT JOIN leases l ON l.team_id = q.team_id AND l.channel_id = q.channel_id"
+            " AND l.thread_ts = q.thread_ts WHERE q.state = 'pending' AND q.kind = 'message' AND NOT q.answered"
+            " AND NOT q.marked_queued AND (l.owner IS NULL OR l.lease_until < :now) AND q.id = (SELECT MIN(h.id)"
+            " FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id AND h.thread_ts ="
+            f" q.thread_ts AND h.state != 'done') AND NOT {FITS} ORDER BY q.id LIMIT :limit",
+            {"now": time.time(), "per_person": limits.per_person, "overall": limits.overall, "limit": limit},
+        )
+        return [InboxMessage(ThreadKey(team, channel, thread_ts), message_ts, user, text, id=item_id)
+                for team, channel, thread_ts, message_ts, user, text, item_id in rows]
+
     async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
         key = _key(thread)
         async with self._transaction() as db:
@@ -256,7 +316,7 @@ class SQLiteStore:
     async def hand_back(self, owner: str) -> int:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE queue SET state = 'pending' WHERE state = 'running' AND EXISTS (SELECT 1 FROM"
+                "UPDATE queue SET state = 'pending', admitted = 0 WHERE state = 'running' AND EXISTS (SELECT 1 FROM"
                 " leases l WHERE l.owner = ? AND l.team_id = queue.team_id AND l.channel_id ="
                 " queue.channel_id AND l.thread_ts = queue.thread_ts)",
                 (owner,),
@@ -313,7 +373,7 @@ class SQLiteStore:
     async def mark_queued(self, item_id: int) -> bool:
         async with self._transaction() as db:
             cursor = await db.execute(
-                "UPDATE queue SET marked_queued = 1 WHERE id = ? AND state = 'pending'", (item_id,)
+                "UPDATE queue SET marked_queued = 1 WHERE id = ? AND state = 'pending' AND NOT marked_queued", (item_id,)
             )
             return cursor.rowcount == 1
 

@@ -20,6 +20,7 @@ from .models import (
     StopOutcome,
     ThreadKey,
     ThreadSummary,
+    TurnLimits,
     Usage,
 )
 
@@ -64,14 +65,30 @@ class Store(Protocol):
 
     async def enqueue_reset(self, request: ResetRequest) -> Enqueued: ...
 
-    async def claim_thread(self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey]) -> ThreadKey | None:
-        """Take the lease of the thread with the oldest open work that no live lease holds."""
+    async def claim_thread(
+        self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = TurnLimits()
+    ) -> ThreadKey | None:
+        """Take the lease of the thread with the oldest open work that no live lease holds,
+        passing over threads whose next turn `limits` holds back."""
 
     async def next_item(self, thread: ThreadKey, owner: str, lease_seconds: float) -> QueueItem | None:
         """The thread's oldest open item, now running; None when there is none.
 
         Raises `LeaseLost` when `owner` no longer holds the thread.
         """
+
+    async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
+        """Count a running turn against `limits`, one admission at a time across processes.
+
+        False when a cap is full: the item is pending again and `owner` gives the thread up,
+        so whichever process has room claims it once a turn ends.
+        """
+
+    async def running_turns(self, team_id: str, user_id: str) -> tuple[int, int]:
+        """Admitted turns running now: (the person's, everyone's)."""
+
+    async def held_back(self, limits: TurnLimits, limit: int = 20) -> list[InboxMessage]:
+        """New turns at the head of a free thread that a full cap holds back, not yet marked queued."""
 
     async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
         """Give the lease up; False (lease kept) when work arrived in the meantime."""
@@ -102,7 +119,8 @@ class Store(Protocol):
         """Of these running items, those someone asked to stop, with who asked."""
 
     async def mark_queued(self, item_id: int) -> bool:
-        """Note that the item shows the "queued" reaction; False when it is no longer pending."""
+        """Note that the item shows the "queued" reaction; False when it is no longer pending, or
+        was marked already (by this process or another)."""
 
     async def item_state(self, item_id: int) -> str | None: ...
 

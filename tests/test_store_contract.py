@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage import InboxMessage, LeaseLost, ResetRequest, Store, ThreadKey, Usage, open_store, store_for_url
+from storage import InboxMessage, LeaseLost, ResetRequest, Store, ThreadKey, TurnLimits, Usage, open_store, store_for_url
 
 THREAD = ThreadKey("T1", "C1", "1700000001.000100")
 OTHER = ThreadKey("T1", "C1", "1700000002.000100")
@@ -251,3 +251,41 @@ async def test_a_stop_request_marks_only_the_running_turn_and_twins_count_once(s
     following = await store.next_item(THREAD, "p1", LEASE)
     assert following is not None and following.stop_requested_by is None
     assert await store.stop_requests([]) == {}
+
+
+async def test_caps_admit_turns_per_person_and_overall_and_hold_back_the_rest(store: Store) -> None:
+    threads = [ThreadKey("T1", "C1", f"1700000010.00{i}100") for i in range(4)]
+    for i, thread in enumerate(threads):
+        await store.enqueue_message(message(thread.thread_ts, thread, user="U1" if i < 3 else "U2"), starts_conversation=True)
+    limits = TurnLimits(per_person=2, overall=3)
+
+    admitted = []
+    for _ in range(2):
+        thread = await store.claim_thread("p1", LEASE, exclude=admitted, limits=limits)
+        assert thread is not None
+        item = await store.next_item(thread, "p1", LEASE)
+        assert item is not None and await store.admit(item.id, thread, "p1", limits)
+        admitted.append(thread)
+    assert admitted == threads[:2]
+    assert await store.running_turns("T1", "U1") == (2, 2)
+
+    # U1's third is passed over for U2's; and shown as held back, once.
+    assert [m.message_ts for m in await store.held_back(limits)] == [threads[2].thread_ts]
+    assert await store.claim_thread("p2", LEASE, exclude=(), limits=limits) == threads[3]
+    # A process that claimed U1's third before the others were admitted is refused and lets go.
+    assert await store.claim_thread("p2", LEASE, exclude=(), limits=TurnLimits()) == threads[2]
+    late = await store.next_item(threads[2], "p2", LEASE)
+    assert late is not None and not await store.admit(late.id, threads[2], "p2", limits)
+    assert await store.item_state(late.id) == "pending"
+    assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) is None
+
+    # Room again once a turn ends; the retried item is not counted as interrupted.
+    first = await store.next_item(threads[0], "p1", LEASE)
+    assert first is not None
+    await store.finish_item(first.id)
+    assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) == threads[2]
+    again = await store.next_item(threads[2], "p3", LEASE)
+    assert again is not None and again.attempts == 1 and not again.interrupted
+    assert await store.admit(again.id, threads[2], "p3", limits)
+    assert await store.running_turns("T1", "U1") == (2, 2)
+    assert await store.held_back(limits) == []
