@@ -99,8 +99,10 @@ class AccessControl:
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.policy.admin_users
 
-    async def check(self, user_id: str, channel_id: str) -> Decision:
-        """May this person use threadbox here (a mention, a follow-up, a file, a reset, a DM)?"""
+    async def check(self, user_id: str, channel_id: str | None) -> Decision:
+        """May this person use threadbox here (a mention, a follow-up, a file, a reset, a DM)?
+
+        `channel_id=None`: may they use it at all, wherever (their Home tab)."""
         if self.is_admin(user_id):
             return Decision(True)
         try:
@@ -112,7 +114,12 @@ class AccessControl:
             return Decision(False, "external")
         if person.is_guest and not self.policy.allow_guests:
             return Decision(False, "guest")
-        if self.policy.allowed_channels and not _is_dm(channel_id) and channel_id not in self.policy.allowed_channels:
+        if (
+            channel_id is not None
+            and self.policy.allowed_channels
+            and not _is_dm(channel_id)
+            and channel_id not in self.policy.allowed_channels
+        ):
             return Decision(False, "channel")
         if self.policy.allowed_users and not await self._listed(user_id):
             return Decision(False, "user")

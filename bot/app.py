@@ -25,6 +25,7 @@ from .access import AccessControl, AccessPolicy
 from .budget import Budgets
 from .claude import ClaudeTurns
 from .config import Settings
+from .home import HomeTab
 from .listeners import register_listeners
 from .maintenance import maintain
 from .tasks import stop_tasks
@@ -94,6 +95,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
     )
     claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
     http = aiohttp.ClientSession()
+    budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
     runner = TurnRunner(
         store=store,
         claude=ClaudeTurns(
@@ -118,7 +120,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         max_separate_files=settings.max_output_files,
         show_usage=settings.show_usage,
         prices=settings.prices,
-        budgets=Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget),
+        budgets=budgets,
     )
     engine = TurnQueue(
         store=store,
@@ -139,7 +141,10 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         # answers 500, so Slack sends the event again.
         process_before_response=True,
     )
-    register_listeners(app, engine, store, access, follow_ups=settings.follow_ups)
+    home = HomeTab(
+        slack, store, access, settings.prices, budgets=budgets, workspace_url=_string(identity.get("url"))
+    )
+    register_listeners(app, engine, store, access, home=home, follow_ups=settings.follow_ups)
     await engine.start()
     maintenance = asyncio.create_task(
         maintain(
@@ -150,6 +155,10 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         )
     )
     return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics)
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:

@@ -51,7 +51,7 @@ SETTINGS_HELP: list[tuple[str, str, str]] = [
     ("SHUTDOWN_GRACE_SECONDS", "20", "on SIGTERM, how long running turns may finish"),
     ("ALLOWED_CHANNELS", "everyone", "channel ids where the bot answers (DMs are not limited by it)"),
     ("ALLOWED_USERS", "everyone", "user ids and user group ids who may use the bot"),
-    ("ADMIN_USERS", "none", "user ids always allowed, exempt from budgets"),
+    ("ADMIN_USERS", "none", "user ids always allowed, exempt from budgets, who see the totals on the Home tab"),
     ("ALLOW_GUESTS", "false", "let guests (restricted accounts) use the bot"),
     ("ALLOW_EXTERNAL_USERS", "false", "let Slack Connect people from other organisations use the bot"),
     ("RETENTION_DAYS", "30", "a thread idle this long loses its files and stored history"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
@@ -22,6 +23,7 @@ from . import payloads
 from .reply import SLACK_ERRORS, STOP_ACTION_ID
 from .threads import is_dm, is_stop_command, mentions, thread_from_link, thread_of
 from .access import AccessControl
+from .home import HOME_RESET_ACTION_ID, HomeTab, Notice
 from .logs import audit
 from .queue import TurnQueue
 from .turn import reset_outcome
@@ -36,14 +38,16 @@ RESET_COMMAND = "/reset"
 MAX_LISTED_THREADS = 10
 MENTION_EVENT = "app_mention"
 MESSAGE_EVENT = "message"
+HOME_OPENED_EVENT = "app_home_opened"
 # Bolt's Assistant middleware handles these, for the app's assistant view.
 ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_changed")
 # What the manifest must declare (a test holds the two together).
-HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, *ASSISTANT_EVENTS)
+HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, HOME_OPENED_EVENT, *ASSISTANT_EVENTS)
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
 NOTHING_TO_STOP_NOTE = "Nothing is running in this thread right now, so there is nothing to stop."
 ALREADY_FINISHED_NOTE = "That answer has already finished."
+OUT_OF_DATE_BUTTON_NOTE = "That button is out of date; here is your Home tab as it is now."
 QUEUED_RESET_NOTE = (
     ":hourglass_flowing_sand: That thread is busy: the reset is queued and happens as soon as"
     " what was asked before it is answered (anything sent after it runs in the fresh container)."
@@ -61,7 +65,7 @@ SUGGESTED_PROMPTS = [
 
 
 def register_listeners(
-    app: AsyncApp, engine: TurnQueue, store: Store, access: AccessControl, *, follow_ups: str = "all"
+    app: AsyncApp, engine: TurnQueue, store: Store, access: AccessControl, *, home: HomeTab, follow_ups: str = "all"
 ) -> None:
     """Wire every Slack surface the manifest declares to the engine."""
     app.error(payloads.on_unhandled_error)
@@ -182,8 +186,8 @@ def register_listeners(
             threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
             await respond(**thread_picker(threads))
             return
-        if answer:
-            await respond(answer)
+        if answer.text:
+            await respond(answer.text)
 
     @app.action(RESET_ACTION_ID)
     async def on_reset_button(
@@ -197,11 +201,11 @@ def register_listeners(
             await respond("That button is out of date; run `/reset` again.", replace_original=True)
             return
         thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
-        text = await _request_reset(
+        answer = await _request_reset(
             engine, store, access, thread, fields.user_id, payloads.response_url(body), replace_original=True
         )
-        if text:
-            await respond(text, replace_original=True)
+        if answer.text:
+            await respond(answer.text, replace_original=True)
 
     @app.action(STOP_ACTION_ID)
     async def on_stop_button(
@@ -210,7 +214,7 @@ def register_listeners(
     ) -> None:
         await ack()
         respond = _safe(respond, body)
-        fields = payloads.reset_button_fields(action, body)
+        fields = payloads.reset_button_fields(action, body, dm_top_level=True)
         if fields is None or fields.item_id is None:
             await respond("That button is out of date.", replace_original=False)
             return
@@ -237,9 +241,38 @@ def register_listeners(
             await respond("I couldn't tell which thread this message belongs to.")
             return
         thread = thread_of(team_id_of(context), fields.message)
-        text = await _request_reset(engine, store, access, thread, fields.user_id, payloads.response_url(shortcut))
-        if text:
-            await respond(text)
+        answer = await _request_reset(engine, store, access, thread, fields.user_id, payloads.response_url(shortcut))
+        if answer.text:
+            await respond(answer.text)
+
+    @app.event(HOME_OPENED_EVENT)
+    async def on_home_opened(event: dict[str, Any], context: AsyncBoltContext) -> None:
+        opened = payloads.home_opened(event)
+        if opened is None:
+            payloads.ignore_malformed(HOME_OPENED_EVENT)
+            return
+        if opened.tab == "home":  # the Messages tab is Slack's own
+            await home.publish(team_id_of(context), opened.user_id, context.bot_user_id or "")
+
+    @app.action(HOME_RESET_ACTION_ID)
+    async def on_home_reset_button(
+        ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A Home tab button carries no response_url: the outcome shows on the republished tab."""
+        await ack()
+        team_id, bot_user_id = team_id_of(context), context.bot_user_id or ""
+        user_id = payloads.button_user(body)
+        if user_id is None:
+            payloads.ignore_malformed("Home tab button")
+            return
+        fields = payloads.reset_button_fields(action, body, dm_top_level=True)
+        if fields is None:
+            await home.publish(team_id, user_id, bot_user_id, Notice(OUT_OF_DATE_BUTTON_NOTE))
+            return
+        thread = ThreadKey(team_id, fields.channel_id, fields.thread_ts)
+        answer = await _request_reset(engine, store, access, thread, user_id, response_url=None)
+        notice = Notice(answer.text or "", thread if answer.queued else None)
+        await home.publish(team_id, user_id, bot_user_id, notice)
 
 
 def _safe(respond: AsyncRespond, body: dict[str, Any]) -> Callable[..., Awaitable[None]]:
@@ -251,6 +284,15 @@ def _safe(respond: AsyncRespond, body: dict[str, Any]) -> Callable[..., Awaitabl
     return safe_respond
 
 
+@dataclass(frozen=True)
+class ResetAnswer:
+    """What the person who asked for a reset is told right away (None: the reset's own turn
+    tells them through their `response_url` in a moment), and whether it was queued at all."""
+
+    text: str | None
+    queued: bool = False
+
+
 async def _request_reset(
     engine: TurnQueue,
     store: Store,
@@ -259,26 +301,26 @@ async def _request_reset(
     user_id: str,
     response_url: str | None,
     replace_original: bool = False,
-) -> str | None:
-    """Queue a reset in the thread's order; what to tell the person who asked right away.
+) -> ResetAnswer:
+    """Queue a reset in the thread's order, for every form of reset alike.
 
-    None: the reset's own turn tells them (through `response_url`) in a moment. Someone who
-    cannot see the thread hears exactly what they would for a thread with no conversation.
+    Someone who cannot see the thread hears exactly what they would for a thread with no
+    conversation. Without a `response_url`, the answer always has words.
     """
     decision = await access.check(user_id, thread.channel_id)
     audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
     if not decision.allowed:
         audit("refused", reason=decision.reason, action="reset", **audit_fields)
-        return decision.note
+        return ResetAnswer(decision.note)
     if not await access.can_see(user_id, thread):
         audit("refused", reason="not_in_conversation", action="reset", **audit_fields)
-        return reset_outcome(thread, existed=False)
+        return ResetAnswer(reset_outcome(thread, existed=False))
     if not await store.has_conversation(thread):
-        return reset_outcome(thread, existed=False)
+        return ResetAnswer(reset_outcome(thread, existed=False))
     queued = await engine.request_reset(ResetRequest(thread, user_id, response_url, replace_original))
-    if queued.waits or not response_url:
-        return QUEUED_RESET_NOTE if queued.waits else reset_outcome(thread, existed=True)
-    return None
+    if queued.waits:
+        return ResetAnswer(QUEUED_RESET_NOTE, queued=True)
+    return ResetAnswer(None if response_url else reset_outcome(thread, existed=True), queued=True)
 
 
 async def _request_stop(

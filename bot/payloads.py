@@ -96,18 +96,23 @@ class ButtonFields:
     """The message the button is on."""
 
 
-def reset_button_fields(action: dict[str, Any], body: dict[str, Any]) -> ButtonFields | None:
-    """The thread a *Reset* or *Stop* button names in its value, and who pressed it."""
-    user_id = string(body.get("user"), "id")
+def reset_button_fields(
+    action: dict[str, Any], body: dict[str, Any], *, dm_top_level: bool = False
+) -> ButtonFields | None:
+    """The thread a *Reset* or *Stop* button names in its value, and who pressed it.
+
+    `dm_top_level`: the button may also name the top level of a DM (`thread_ts` "")."""
+    user_id = button_user(body)
     raw = action.get("value") if isinstance(action, dict) else None
     try:
         target = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
         target = None
-    channel_id = string(target, "channel")
-    # "" is the top level of a DM.
-    thread_ts = target.get("thread_ts") if isinstance(target, dict) else None
-    if user_id is None or channel_id is None or not isinstance(thread_ts, str):
+    channel_id, thread_ts = string(target, "channel"), string(target, "thread_ts")
+    names_top_level = isinstance(target, dict) and target.get("thread_ts") == ""
+    if dm_top_level and names_top_level and (channel_id or "").startswith("D"):
+        thread_ts = ""
+    if user_id is None or channel_id is None or thread_ts is None:
         return None
     item_id = target.get("item") if isinstance(target, dict) else None
     return ButtonFields(
@@ -117,6 +122,25 @@ def reset_button_fields(action: dict[str, Any], body: dict[str, Any]) -> ButtonF
         item_id=item_id if isinstance(item_id, int) and not isinstance(item_id, bool) else None,
         message_ts=string(body.get("container"), "message_ts"),
     )
+
+
+def button_user(body: dict[str, Any]) -> str | None:
+    """Who pressed a button."""
+    return string(body.get("user"), "id") if isinstance(body, dict) else None
+
+
+@dataclass(frozen=True)
+class HomeOpened:
+    user_id: str
+    tab: str  # "home" or "messages"
+
+
+def home_opened(event: object) -> HomeOpened | None:
+    """Who opened which tab of the app's Home; None when the event does not say."""
+    user_id, tab = string(event, "user"), string(event, "tab")
+    if user_id is None or tab is None:
+        return None
+    return HomeOpened(user_id, tab)
 
 
 def assistant_thread(payload: dict[str, Any]) -> dict[str, Any] | None:

@@ -264,8 +264,9 @@ class TurnQueue:
             self.wake()  # room for another thread; and work may have arrived as this one let go
 
     async def _admitted(self, item: QueueItem, thread: ThreadKey) -> bool:
-        """Whether a new turn fits under the caps; resets and owed files always go ahead."""
-        if not self.settings.limits.any or item.kind != "message" or item.answered or item.stop_requested_by:
+        """Whether a new turn fits under the caps (the thread's first was admitted as it was
+        claimed, the ones after it are admitted here); resets and owed files always go ahead."""
+        if not self.settings.limits.any or item.admitted or item.kind != "message" or item.answered or item.stop_requested_by:
             return True
         return await self.store.admit(item.id, thread, self.owner, self.settings.limits)
 

@@ -73,6 +73,28 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_MARKUP = re.compile(r"<([^<>]*)>")
+
+
+def markup_as_words(text: str) -> str:
+    """A Slack message's markup (`<@U…|name>`, `<#C…|name>`, `<!channel>`, `<url|label>`,
+    `<!date^…|fallback>`) as the words it shows, for quoting a message elsewhere without
+    linking or pinging anything. Escape the result for the field it goes into."""
+
+    def words(match: re.Match[str]) -> str:
+        target, _, label = match.group(1).partition("|")
+        if target[:1] in ("@", "#"):
+            return target[0] + (label.lstrip(target[0]) or target[1:])
+        if target.startswith("!"):
+            name, _, rest = target[1:].partition("^")
+            if label:
+                return label
+            return "@" + (rest if name == "subteam" and rest else name)
+        return label or target
+
+    return _MARKUP.sub(words, text)
+
+
 def defuse_mentions(markdown: str) -> str:
     """Markdown (and plain titles) from the model, a container or a user's file, with Slack's
     mention syntax broken by an invisible word joiner: it reads the same and pings no one."""

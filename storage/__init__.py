@@ -5,6 +5,7 @@ from .models import (
     Delivery,
     Enqueued,
     InboxMessage,
+    PersonThread,
     QueueItem,
     ResetRequest,
     StopOutcome,
@@ -12,6 +13,7 @@ from .models import (
     ThreadSummary,
     TurnLimits,
     Usage,
+    UsageGroup,
 )
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
@@ -45,6 +47,7 @@ __all__ = [
     "Enqueued",
     "InboxMessage",
     "LeaseLost",
+    "PersonThread",
     "PostgresStore",
     "QueueItem",
     "ResetRequest",
@@ -55,6 +58,7 @@ __all__ = [
     "ThreadSummary",
     "TurnLimits",
     "Usage",
+    "UsageGroup",
     "open_store",
     "store_for_url",
 ]

@@ -10,6 +10,8 @@ from typing import Any, Literal
 ItemKind = Literal["message", "reset"]
 # What a stop request found: a running turn now stopping, nothing running, or a twin event.
 StopOutcome = Literal["stopping", "idle", "duplicate"]
+# What a workspace's usage can be summed by (the Home tab's totals for admins).
+UsageGroup = Literal["person", "channel"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class QueueItem:
 
     QUERY_COLUMNS = (
         "id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts,"
-        " answered, state, marked_queued, attempts, user_files, stop_requested_by"
+        " answered, state, marked_queued, attempts, user_files, stop_requested_by, admitted"
     )
 
     id: int
@@ -104,6 +106,8 @@ class QueueItem:
     attempts: int = 0
     user_files: list[tuple[str, int]] = field(default_factory=list)
     stop_requested_by: str | None = None
+    admitted: bool = False
+    """Counted against the caps on concurrent turns (when it was claimed, or since)."""
 
     @classmethod
     def from_row(cls, thread: ThreadKey, row: Mapping[str, Any]) -> QueueItem:
@@ -130,6 +134,7 @@ class QueueItem:
             attempts=row["attempts"] + 1,
             user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],
             stop_requested_by=row["stop_requested_by"],
+            admitted=bool(row["admitted"]),
         )
 
     def as_message(self) -> InboxMessage:
@@ -202,3 +207,22 @@ class Usage:
     def prompt_tokens(self) -> int:
         """Every input token, however it was billed."""
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens
+
+    @property
+    def total_tokens(self) -> int:
+        """Every token in and out."""
+        return self.prompt_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class PersonThread:
+    """A thread someone talked to the bot in, for their Home tab.
+
+    `last_active` (epoch seconds) is their last message there or the thread's last turn,
+    whichever came later; `usage` is everything the thread's turns used, everyone's.
+    """
+
+    thread: ThreadKey
+    last_text: str
+    last_active: float
+    usage: Usage

@@ -21,6 +21,7 @@ from .models import (
     Delivery,
     Enqueued,
     InboxMessage,
+    PersonThread,
     QueueItem,
     ResetRequest,
     StopOutcome,
@@ -28,6 +29,7 @@ from .models import (
     ThreadSummary,
     TurnLimits,
     Usage,
+    UsageGroup,
 )
 from .store import LeaseLost, migrations
 
@@ -44,13 +46,20 @@ LISTEN_RETRY_SECONDS = 2.0
 # Turns that count against the caps: admitted, running, and their process alive.
 BUSY = (
     "SELECT r.id, r.team_id, r.user_id FROM queue r JOIN leases rl USING (team_id, channel_id, thread_ts)"
-    " WHERE r.state = 'running' AND r.admitted AND rl.lease_until >= now()"
+    " WHERE r.state <> 'done' AND r.admitted AND rl.lease_until >= now()"
 )
 USAGE_SUMS = (
     "SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),"
     " COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
     " COALESCE(SUM(code_runs), 0), COUNT(*) FROM usage"
 )
+# The same sums over `usage u` in a join or a GROUP BY (COUNT(u.id): no row counts no turn).
+GROUPED_USAGE_SUMS = (
+    "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.cache_creation_input_tokens), 0),"
+    " COALESCE(SUM(u.cache_read_input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),"
+    " COALESCE(SUM(u.code_runs), 0), COUNT(u.id)"
+)
+USAGE_GROUP_COLUMNS: dict[str, str] = {"person": "user_id", "channel": "channel_id"}
 
 
 def _fits(per_person: str, overall: str) -> str:
@@ -176,9 +185,18 @@ class PostgresStore:
     async def claim_thread(
         self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = TurnLimits()
     ) -> ThreadKey | None:
+        async with self.pool.acquire() as connection, connection.transaction():
+            if limits.any:  # claims that count against the caps go one at a time
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", ADMISSION_LOCK)
+            return await self._claim(connection, owner, lease_seconds, exclude, limits)
+
+    @staticmethod
+    async def _claim(
+        connection: asyncpg.Connection, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits
+    ) -> ThreadKey | None:
         # Each thread by its head item; a new turn whose person (or everyone) is at a cap waits.
-        rows = await self.pool.fetch(
-            f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
+        rows = await connection.fetch(
+            f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.id FROM queue q LEFT JOIN leases l"
             " USING (team_id, channel_id, thread_ts)"
             " WHERE q.state <> 'done' AND (l.owner IS NULL OR l.lease_until < now() OR l.owner = $1)"
             " AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id ="
@@ -188,12 +206,12 @@ class PostgresStore:
             owner, len(exclude) + 5, limits.per_person, limits.overall,
         )
         for row in rows:
-            thread = ThreadKey(*row)
+            thread = ThreadKey(row["team_id"], row["channel_id"], row["thread_ts"])
             if thread in exclude:
                 continue
             # The upsert is the claim: concurrent claimers of one thread queue up on its row,
             # and only the first finds the lease free.
-            taken = await self.pool.fetchval(
+            taken = await connection.fetchval(
                 "INSERT INTO leases (team_id, channel_id, thread_ts, owner, lease_until)"
                 " VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
                 " ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE"
@@ -202,6 +220,10 @@ class PostgresStore:
                 *_key(thread), owner, lease_seconds,
             )
             if taken:
+                if limits.any:  # its head counts against the caps from now on
+                    await connection.execute(
+                        "UPDATE queue SET admitted = true WHERE id = $1 AND kind = 'message' AND NOT answered", row["id"]
+                    )
                 return thread
         return None
 
@@ -285,8 +307,8 @@ class PostgresStore:
     async def hand_back(self, owner: str) -> int:
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute(
-                "UPDATE queue q SET state = 'pending', admitted = false FROM leases l WHERE l.owner = $1 AND q.state ="
-                " 'running' AND l.team_id = q.team_id AND l.channel_id = q.channel_id"
+                "UPDATE queue q SET state = 'pending', admitted = false FROM leases l WHERE l.owner = $1 AND q.state <>"
+                " 'done' AND l.team_id = q.team_id AND l.channel_id = q.channel_id"
                 " AND l.thread_ts = q.thread_ts",
                 owner,
             )
@@ -517,6 +539,26 @@ class PostgresStore:
             for row in rows
         ]
 
+    async def person_threads(self, team_id: str, user_id: str, limit: int = 100) -> list[PersonThread]:
+        rows = await self.pool.fetch(
+            "WITH mine AS (SELECT p.channel_id, p.thread_ts, p.last_text,"
+            " GREATEST(c.updated_at, p.last_at) AS last_active FROM participants p"
+            " JOIN conversations c USING (team_id, channel_id, thread_ts) WHERE p.team_id = $1 AND p.user_id = $2"
+            " ORDER BY last_active DESC, p.thread_ts DESC LIMIT $3)"
+            " SELECT m.channel_id, m.thread_ts, m.last_text, EXTRACT(EPOCH FROM m.last_active) AS active,"
+            f" {GROUPED_USAGE_SUMS} FROM mine m"
+            " LEFT JOIN usage u ON u.team_id = $1 AND u.channel_id = m.channel_id AND u.thread_ts = m.thread_ts"
+            " GROUP BY m.channel_id, m.thread_ts, m.last_text, m.last_active"
+            " ORDER BY m.last_active DESC, m.thread_ts DESC",
+            team_id, user_id, limit,
+        )
+        return [
+            PersonThread(
+                ThreadKey(team_id, row[0], row[1]), row[2] or "", float(row[3]), Usage(*(int(v) for v in row[4:]))
+            )
+            for row in rows
+        ]
+
     # --- usage: one row per answered turn, kept across resets ------------------------------
 
     async def record_usage(self, thread: ThreadKey, user_id: str, model: str, usage: Usage) -> None:
@@ -544,6 +586,15 @@ class PostgresStore:
             f"{USAGE_SUMS} WHERE team_id = $1 AND recorded_at >= to_timestamp($2)", team_id, since
         )
         return Usage(*(int(value) for value in row))
+
+    async def usage_by(self, team_id: str, group: UsageGroup, since: float = 0.0) -> dict[str, Usage]:
+        column = USAGE_GROUP_COLUMNS[group]
+        rows = await self.pool.fetch(
+            f"SELECT u.{column}, {GROUPED_USAGE_SUMS} FROM usage u"
+            f" WHERE u.team_id = $1 AND u.recorded_at >= to_timestamp($2) GROUP BY u.{column}",
+            team_id, since,
+        )
+        return {row[0]: Usage(*(int(value) for value in row[1:])) for row in rows}
 
     # --- files owed by answered turns ------------------------------------------------------
 

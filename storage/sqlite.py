@@ -22,6 +22,7 @@ from .models import (
     Delivery,
     Enqueued,
     InboxMessage,
+    PersonThread,
     QueueItem,
     ResetRequest,
     StopOutcome,
@@ -29,6 +30,7 @@ from .models import (
     ThreadSummary,
     TurnLimits,
     Usage,
+    UsageGroup,
 )
 from .store import LeaseLost, migrations
 
@@ -38,7 +40,7 @@ OPEN_ITEMS = f"SELECT 1 FROM queue WHERE {THREAD} AND state != 'done'"
 BUSY = (
     "SELECT r.id, r.team_id, r.user_id FROM queue r JOIN leases rl ON rl.team_id = r.team_id"
     " AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts"
-    " WHERE r.state = 'running' AND r.admitted = 1 AND rl.lease_until >= :now"
+    " WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now"
 )
 # Whether a new turn of `q`'s person fits under the caps :per_person and :overall.
 FITS = (
@@ -50,6 +52,13 @@ USAGE_SUMS = (
     " COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0),"
     " COALESCE(SUM(code_runs), 0), COUNT(*) FROM usage"
 )
+# The same sums over `usage u` in a join or a GROUP BY (COUNT(u.id): no row counts no turn).
+GROUPED_USAGE_SUMS = (
+    "COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.cache_creation_input_tokens), 0),"
+    " COALESCE(SUM(u.cache_read_input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),"
+    " COALESCE(SUM(u.code_runs), 0), COUNT(u.id)"
+)
+USAGE_GROUP_COLUMNS: dict[str, str] = {"person": "user_id", "channel": "channel_id"}
 
 
 def sqlite_path(database_url: str) -> str:
@@ -202,7 +211,7 @@ class SQLiteStore:
         async with self._transaction() as db:
             # Each thread by its head item; a new turn whose person (or everyone) is at a cap waits.
             async with db.execute(
-                f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts FROM queue q LEFT JOIN leases l"
+                f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.id FROM queue q LEFT JOIN leases l"
                 " ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts"
                 " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < :now OR l.owner = :owner)"
                 " AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id ="
@@ -212,8 +221,8 @@ class SQLiteStore:
                 {"now": now, "owner": owner, "limit": len(exclude) + 1,
                  "per_person": limits.per_person, "overall": limits.overall},
             ) as cursor:
-                candidates = [ThreadKey(*row) for row in await cursor.fetchall()]
-            for thread in candidates:
+                candidates = [(ThreadKey(team, channel, ts), head) for team, channel, ts, head in await cursor.fetchall()]
+            for thread, head in candidates:
                 if thread in exclude:
                     continue
                 await db.execute(
@@ -222,6 +231,10 @@ class SQLiteStore:
                     " SET owner = excluded.owner, lease_until = excluded.lease_until",
                     (*_key(thread), owner, now + lease_seconds),
                 )
+                if limits.any:  # its head counts against the caps from now on
+                    await db.execute(
+                        "UPDATE queue SET admitted = 1 WHERE id = ? AND kind = 'message' AND NOT answered", (head,)
+                    )
                 return thread
         return None
 
@@ -316,7 +329,7 @@ class SQLiteStore:
     async def hand_back(self, owner: str) -> int:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE queue SET state = 'pending', admitted = 0 WHERE state = 'running' AND EXISTS (SELECT 1 FROM"
+                "UPDATE queue SET state = 'pending', admitted = 0 WHERE state != 'done' AND EXISTS (SELECT 1 FROM"
                 " leases l WHERE l.owner = ? AND l.team_id = queue.team_id AND l.channel_id ="
                 " queue.channel_id AND l.thread_ts = queue.thread_ts)",
                 (owner,),
@@ -531,6 +544,23 @@ class SQLiteStore:
         )
         return [ThreadSummary(ThreadKey(team_id, channel_id, row[0]), row[2] or "", row[1]) for row in rows]
 
+    async def person_threads(self, team_id: str, user_id: str, limit: int = 100) -> list[PersonThread]:
+        rows = await self._fetchall(
+            "WITH mine AS (SELECT p.channel_id, p.thread_ts, p.last_text, MAX(c.updated_at, p.last_at) AS last_active"
+            " FROM participants p JOIN conversations c ON c.team_id = p.team_id AND c.channel_id = p.channel_id"
+            " AND c.thread_ts = p.thread_ts WHERE p.team_id = ? AND p.user_id = ?"
+            " ORDER BY last_active DESC, p.thread_ts DESC LIMIT ?)"
+            f" SELECT m.channel_id, m.thread_ts, m.last_text, m.last_active, {GROUPED_USAGE_SUMS} FROM mine m"
+            " LEFT JOIN usage u ON u.team_id = ? AND u.channel_id = m.channel_id AND u.thread_ts = m.thread_ts"
+            " GROUP BY m.channel_id, m.thread_ts, m.last_text, m.last_active"
+            " ORDER BY m.last_active DESC, m.thread_ts DESC",
+            (team_id, user_id, limit, team_id),
+        )
+        return [
+            PersonThread(ThreadKey(team_id, row[0], row[1]), row[2] or "", float(row[3]), Usage(*(int(v) for v in row[4:])))
+            for row in rows
+        ]
+
     # --- files owed by answered turns ------------------------------------------------------
 
     async def pending_deliveries(self, item_id: int) -> list[Delivery]:
@@ -581,6 +611,15 @@ class SQLiteStore:
     async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
         row = await self._fetchone(f"{USAGE_SUMS} WHERE team_id = ? AND recorded_at >= ?", (team_id, since))
         return Usage(*(int(value) for value in row))
+
+    async def usage_by(self, team_id: str, group: UsageGroup, since: float = 0.0) -> dict[str, Usage]:
+        column = USAGE_GROUP_COLUMNS[group]
+        rows = await self._fetchall(
+            f"SELECT u.{column}, {GROUPED_USAGE_SUMS} FROM usage u WHERE u.team_id = ? AND u.recorded_at >= ?"
+            f" GROUP BY u.{column}",
+            (team_id, since),
+        )
+        return {row[0]: Usage(*(int(value) for value in row[1:])) for row in rows}
 
 
 def _statements(script: str) -> list[str]:

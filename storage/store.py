@@ -15,6 +15,7 @@ from .models import (
     Delivery,
     Enqueued,
     InboxMessage,
+    PersonThread,
     QueueItem,
     ResetRequest,
     StopOutcome,
@@ -22,6 +23,7 @@ from .models import (
     ThreadSummary,
     TurnLimits,
     Usage,
+    UsageGroup,
 )
 
 
@@ -172,6 +174,10 @@ class Store(Protocol):
 
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]: ...
 
+    async def person_threads(self, team_id: str, user_id: str, limit: int = 100) -> list[PersonThread]:
+        """The threads a person talked to the bot in (until retention forgets who said what),
+        the most recently active first, each with everything its turns used."""
+
     # --- files owed by answered turns ------------------------------------------------------
 
     async def pending_deliveries(self, item_id: int) -> list[Delivery]: ...
@@ -193,3 +199,7 @@ class Store(Protocol):
 
     async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
         """Everything a workspace's turns used since `since` (epoch seconds)."""
+
+    async def usage_by(self, team_id: str, group: UsageGroup, since: float = 0.0) -> dict[str, Usage]:
+        """A workspace's usage since `since` (epoch seconds), summed per person (user id) or per
+        channel (channel id); who or what used nothing is absent."""

@@ -26,6 +26,7 @@ from tests.fakes.anthropic_api import Reply, text
 from tests.postgres_server import PostgresUnavailable, postgres_server
 from tests.fakes.slack_api import (
     block_action_body,
+    mention_event,
     command_body,
     event_body,
     shortcut_body,
@@ -127,6 +128,15 @@ class BotServer:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
         await wait_for(predicate, timeout)
+
+    async def mention_and_wait(
+        self, claude_api: FakeAnthropic, answer: Reply, text: str, *, root: str, shows: str,
+        channel: str = "C1", user: str = "U1",
+    ) -> None:
+        """Start a thread with a mention whose model answer is `answer`; return once the thread shows `shows`."""
+        claude_api.enqueue(answer)
+        await self.send_event(mention_event(text, channel=channel, user=user, ts=root))
+        await self.wait_for(lambda: shows in thread_text(self.slack, channel, root))
 
     async def idle(self, quiet: float = 0.3) -> None:
         """Wait until no turn runs and Slack saw no new call for `quiet` seconds."""

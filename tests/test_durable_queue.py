@@ -51,9 +51,7 @@ async def test_a_turn_cut_by_a_dying_process_is_closed_and_answered_once(
 ) -> None:
     root = "1700000902.000100"
     async with running_bot(settings_on_each_store, slack) as bot:
-        claude_api.enqueue(long_running_reply("partial words"))
-        await bot.send_event(mention_event("long one", channel=CHANNEL, user="U1", ts=root))
-        await bot.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        await bot.mention_and_wait(claude_api, long_running_reply("partial words"), "long one", root=root, shows="partial words")
         await bot.kill()
     assert streaming_messages(slack, root), "the reply was streaming when the process died"
 

@@ -23,6 +23,8 @@ from tests.fakes.slack_api import (
     block_action_body,
     command_body,
     event_body,
+    home_action_body,
+    home_opened_event,
     mention_event,
     message_event,
     shortcut_body,
@@ -41,7 +43,8 @@ leaves = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=24),
     st.sampled_from(["", "C1", "D1", "U1", "T1", "UBOT", "1700000000.000100", "im", "channel", "message",
-                     "app_mention", "block_actions", "message_action", "https://", "reset_thread"]),
+                     "app_mention", "block_actions", "message_action", "https://", "reset_thread",
+                     "app_home_opened", "home", "home_reset_thread"]),
 )
 json_values = st.recursive(
     leaves,
@@ -114,6 +117,7 @@ def base_events() -> list[dict[str, Any]]:
             "thread_ts": "1700000000.000500"}, "event_ts": "1700000000.000502"})),
         json.loads(event_body(message_event("in the assistant", channel="D1", user="U1", ts="1700000000.000600",
                                             thread_ts="1700000000.000500", channel_type="im"))),
+        json.loads(event_body(home_opened_event("U1"))),
     ]
 
 
@@ -124,7 +128,8 @@ def base_interactions(response_url: str) -> list[dict[str, Any]]:
                              response_url=response_url)
     button = block_action_body("reset_thread", json.dumps({"channel": "C1", "thread_ts": "1700000000.000100"}),
                                channel_id="C1", user_id="U1", response_url=response_url)
-    return [json.loads(dict(parse_qsl(body))["payload"]) for body in (shortcut, button)]
+    home_button = home_action_body("home_reset_thread", json.dumps({"channel": "D1", "thread_ts": ""}), user_id="U1")
+    return [json.loads(dict(parse_qsl(body))["payload"]) for body in (shortcut, button, home_button)]
 
 
 def base_commands(response_url: str) -> list[dict[str, str]]:

@@ -24,7 +24,7 @@ from storage.sqlite import sqlite_path
 from storage.store import migrations
 from tests.conftest import SIGNING_SECRET, BotServer, said_by, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
-from tests.fakes.slack_api import event_body, mention_event, message_event, sign
+from tests.fakes.slack_api import event_body, home_opened_event, mention_event, message_event, sign
 from tests.processes import ROOT, bot_process, bot_process_env, free_port
 
 MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
@@ -46,6 +46,7 @@ def test_manifest_declares_exactly_what_the_code_handles() -> None:
     assert shortcuts == set(listeners.HANDLED_SHORTCUTS)
     assert all(s["type"] == "message" for s in MANIFEST["features"]["shortcuts"])
     assert MANIFEST["settings"]["interactivity"]["is_enabled"] is True
+    assert MANIFEST["features"]["app_home"]["home_tab_enabled"] is True
     scopes = set(MANIFEST["oauth_config"]["scopes"]["bot"])
     assert {"app_mentions:read", "chat:write", "commands", "files:read", "files:write", "im:history",
             "channels:history", "users:read"} <= scopes
@@ -59,6 +60,8 @@ async def test_every_declared_surface_reaches_a_listener(bot: BotServer, caplog:
     for event_type in MANIFEST["settings"]["event_subscriptions"]["bot_events"]:
         if event_type == "app_mention":
             event = mention_event("x", channel="C7", user="U1", ts="1700000301.000100")
+        elif event_type == "app_home_opened":
+            event = home_opened_event("U1")
         elif event_type.startswith("assistant_thread_"):
             thread = {"user_id": "U1", "context": {"channel_id": "C7"}, "channel_id": "D7",
                       "thread_ts": "1700000301.000400"}
@@ -81,6 +84,7 @@ async def test_every_declared_surface_reaches_a_listener(bot: BotServer, caplog:
     assert await bot.send_command("", command="/undeclared", channel_id="C7", user_id="U1") == 404
     await bot.idle()
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+    assert bot.slack.home_views["U1"]["type"] == "home"
 
 
 def test_missing_settings_stop_startup_with_one_clear_line(tmp_path: Path) -> None:

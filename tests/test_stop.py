@@ -46,9 +46,7 @@ async def test_bang_stop_ends_the_running_turn_and_keeps_what_it_said(
 ) -> None:
     root = "1700002001.000100"
     async with running_bot(settings_on_each_store, slack) as server:
-        claude_api.enqueue(long_running_reply("partial words"))
-        await server.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
-        await server.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        await server.mention_and_wait(claude_api, long_running_reply("partial words"), "a long job", root=root, shows="partial words")
         await server.send_event(message_event("!stop", channel=CHANNEL, user="U2", ts="1700002001.000200", thread_ts=root))
         await server.wait_for(lambda: "Stopped by u2" in thread_text(slack, CHANNEL, root), timeout=5)
         claude_api.enqueue(Reply([text("next answer")]))
@@ -70,9 +68,7 @@ async def test_bang_stop_ends_the_running_turn_and_keeps_what_it_said(
 
 async def test_stop_with_nothing_running_says_so_once_and_costs_nothing(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
     root = "1700002002.000100"
-    claude_api.enqueue(Reply([text("done quickly")]))
-    await bot.send_event(mention_event("quick one", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: "done quickly" in thread_text(slack, CHANNEL, root))
+    await bot.mention_and_wait(claude_api, Reply([text("done quickly")]), "quick one", root=root, shows="done quickly")
     await bot.idle()
 
     # `@threadbox stop` arrives twice: as app_mention and as message.
@@ -137,9 +133,7 @@ async def test_a_short_turn_shows_no_separate_stop_button(
 ) -> None:
     monkeypatch.setattr(bot_reply, "STOP_OFFER_SECONDS", 0.5)
     root = "1700002005.000100"
-    claude_api.enqueue(Reply([text("quick")]))
-    await bot.send_event(mention_event("quick one", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: "quick" in thread_text(slack, CHANNEL, root))
+    await bot.mention_and_wait(claude_api, Reply([text("quick")]), "quick one", root=root, shows="quick")
     await bot.idle(quiet=0.8)
     assert slack.calls_to("chat.delete") == [] and len(slack.thread(CHANNEL, root)) == 1
 
@@ -149,9 +143,7 @@ async def test_a_stale_stop_button_says_the_answer_is_over_and_goes(
 ) -> None:
     """A process that died left its Stop button; pressing it stops nothing and removes it."""
     root = "1700002006.000100"
-    claude_api.enqueue(Reply([text("all done")]))
-    await bot.send_event(mention_event("quick one", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: "all done" in thread_text(slack, CHANNEL, root))
+    await bot.mention_and_wait(claude_api, Reply([text("all done")]), "quick one", root=root, shows="all done")
     await bot.idle()
     leftover = await bot.runtime.slack.chat_postMessage(
         channel=CHANNEL, thread_ts=root, text="Working on it…", blocks=[bot_reply.stop_button(
@@ -170,9 +162,7 @@ async def test_a_stopped_turn_whose_process_died_is_not_run_again(
 ) -> None:
     root = "1700002007.000100"
     async with running_bot(settings_on_each_store, slack) as server:
-        claude_api.enqueue(long_running_reply("partial words"))
-        await server.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
-        await server.wait_for(lambda: "partial words" in thread_text(slack, CHANNEL, root))
+        await server.mention_and_wait(claude_api, long_running_reply("partial words"), "a long job", root=root, shows="partial words")
         # The stop is recorded, and the process dies before it acts on it.
         await run_sql(settings_on_each_store.database_url, "UPDATE queue SET stop_requested_by = 'U2' WHERE state = 'running'")
         await server.kill()

@@ -259,23 +259,21 @@ async def test_caps_admit_turns_per_person_and_overall_and_hold_back_the_rest(st
         await store.enqueue_message(message(thread.thread_ts, thread, user="U1" if i < 3 else "U2"), starts_conversation=True)
     limits = TurnLimits(per_person=2, overall=3)
 
-    admitted = []
-    for _ in range(2):
-        thread = await store.claim_thread("p1", LEASE, exclude=admitted, limits=limits)
-        assert thread is not None
-        item = await store.next_item(thread, "p1", LEASE)
-        assert item is not None and await store.admit(item.id, thread, "p1", limits)
-        admitted.append(thread)
-    assert admitted == threads[:2]
+    # A claimed thread's first turn counts at once, before it starts: U1's third is passed over.
+    assert await store.claim_thread("p1", LEASE, exclude=(), limits=limits) == threads[0]
+    assert await store.claim_thread("p2", LEASE, exclude=(), limits=limits) == threads[1]
     assert await store.running_turns("T1", "U1") == (2, 2)
-
-    # U1's third is passed over for U2's; and shown as held back, once.
     assert [m.message_ts for m in await store.held_back(limits)] == [threads[2].thread_ts]
     assert await store.claim_thread("p2", LEASE, exclude=(), limits=limits) == threads[3]
-    # A process that claimed U1's third before the others were admitted is refused and lets go.
-    assert await store.claim_thread("p2", LEASE, exclude=(), limits=TurnLimits()) == threads[2]
-    late = await store.next_item(threads[2], "p2", LEASE)
-    assert late is not None and not await store.admit(late.id, threads[2], "p2", limits)
+    assert await store.running_turns("T1", "U2") == (1, 3)
+    for thread, owner in ((threads[0], "p1"), (threads[1], "p2")):
+        item = await store.next_item(thread, owner, LEASE)
+        assert item is not None and item.admitted and await store.admit(item.id, thread, owner, limits)
+
+    # A turn that was not counted when claimed is refused when the caps are full, and waits.
+    assert await store.claim_thread("p3", LEASE, exclude=(), limits=TurnLimits()) == threads[2]
+    late = await store.next_item(threads[2], "p3", LEASE)
+    assert late is not None and not late.admitted and not await store.admit(late.id, threads[2], "p3", limits)
     assert await store.item_state(late.id) == "pending"
     assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) is None
 
@@ -287,5 +285,69 @@ async def test_caps_admit_turns_per_person_and_overall_and_hold_back_the_rest(st
     again = await store.next_item(threads[2], "p3", LEASE)
     assert again is not None and again.attempts == 1 and not again.interrupted
     assert await store.admit(again.id, threads[2], "p3", limits)
-    assert await store.running_turns("T1", "U1") == (2, 2)
+    assert await store.running_turns("T1", "U1") == (2, 3)
     assert await store.held_back(limits) == []
+
+    # Handing work back stops it counting.
+    await store.hand_back("p3")
+    assert await store.running_turns("T1", "U1") == (1, 2)
+
+
+async def test_a_persons_threads_come_most_recent_first_with_what_each_thread_used(store: Store) -> None:
+    dm = ThreadKey("T1", "D1", "")
+    elsewhere = ThreadKey("T2", "C1", "1700000003.000100")
+    first = await store.enqueue_message(message("1700000001.000100", text="first thread"), starts_conversation=True)
+    assert first is not None
+    await asyncio.sleep(0.02)
+    await store.enqueue_message(message("1700000002.000100", thread=OTHER, text="second"), starts_conversation=True)
+    await store.enqueue_message(message("1700000002.000200", thread=OTHER, user="U2", text="theirs"), starts_conversation=False)
+    await asyncio.sleep(0.02)
+    await store.enqueue_message(message("1700000004.000100", thread=dm, text="in a DM"), starts_conversation=True)
+    await store.enqueue_message(message("1700000003.000100", thread=elsewhere, text="other workspace"), starts_conversation=True)
+    await store.record_usage(THREAD, "U1", "m", Usage(10, 20, 30, 5, 1))
+    await store.record_usage(THREAD, "U2", "m", Usage(1, 0, 0, 1, 0))
+    await store.record_usage(elsewhere, "U1", "m", Usage(1000, 0, 0, 1000, 0))
+
+    threads = await store.person_threads("T1", "U1")
+    assert [t.thread for t in threads] == [dm, OTHER, THREAD]
+    assert [t.last_text for t in threads] == ["in a DM", "second", "first thread"]
+    assert threads[0].last_active >= threads[1].last_active >= threads[2].last_active > time.time() - 60
+    assert threads[2].usage == Usage(11, 20, 30, 6, 1, turns=2)  # everyone's turns in the thread
+    assert threads[0].usage == threads[1].usage == Usage()
+    assert [t.thread for t in await store.person_threads("T1", "U2")] == [OTHER]
+
+    # An answer in the oldest thread makes it the most recently active one.
+    await asyncio.sleep(0.02)
+    await store.save_turn(first.id, THREAD, [{"role": "user", "content": [{"type": "text", "text": "x"}]}], None, None, [], [])
+    assert [t.thread for t in await store.person_threads("T1", "U1", limit=2)] == [THREAD, dm]
+    await store.forget(OTHER)  # retention forgets who said what
+    assert [t.thread for t in await store.person_threads("T1", "U1")] == [THREAD, dm]
+    assert await store.person_threads("T1", "U9") == []
+
+
+async def test_usage_is_summed_per_person_and_per_channel_since_a_time(store: Store) -> None:
+    elsewhere = ThreadKey("T2", "C1", "1700000003.000100")
+    in_c2 = ThreadKey("T1", "C2", "1700000005.000100")
+    await store.record_usage(THREAD, "U1", "m", Usage(100, 0, 0, 10, 1))  # C1, before the cutoff
+    await store.record_usage(elsewhere, "U1", "m", Usage(9999, 0, 0, 9999, 0))  # another workspace
+    await asyncio.sleep(0.05)
+    cutoff = time.time()
+    await asyncio.sleep(0.05)
+    await store.record_usage(OTHER, "U1", "m", Usage(1, 2, 3, 4, 0))  # C1
+    await store.record_usage(OTHER, "U2", "m", Usage(10, 0, 0, 20, 2))  # C1
+    await store.record_usage(in_c2, "U2", "m", Usage(5, 0, 0, 5, 0))  # C2
+
+    assert await store.usage_by("T1", "person") == {
+        "U1": Usage(101, 2, 3, 14, 1, turns=2), "U2": Usage(15, 0, 0, 25, 2, turns=2),
+    }
+    assert await store.usage_by("T1", "channel") == {
+        "C1": Usage(111, 2, 3, 34, 3, turns=3), "C2": Usage(5, 0, 0, 5, 0, turns=1),
+    }
+    assert await store.usage_by("T1", "person", since=cutoff) == {
+        "U1": Usage(1, 2, 3, 4, 0, turns=1), "U2": Usage(15, 0, 0, 25, 2, turns=2),
+    }
+    assert await store.usage_by("T1", "channel", since=cutoff) == {
+        "C1": Usage(11, 2, 3, 24, 2, turns=2), "C2": Usage(5, 0, 0, 5, 0, turns=1),
+    }
+    assert await store.usage_by("T1", "person", since=time.time() + 60) == {}
+    assert await store.usage_by("T3", "channel") == {}

@@ -756,7 +756,7 @@ class FakeSlack:
             view = json.loads(view)
         if not user_id or not isinstance(view, dict) or view.get("type") != "home":
             return _err("invalid_arguments")
-        if len(view.get("blocks") or []) > 100:
+        if len(view.get("blocks") or []) > 100 or not _blocks_within_limits(view.get("blocks") or []):
             return _err("invalid_blocks")
         self.home_views[user_id] = view
         return {"ok": True, "view": {"id": f"V{len(self.home_views):04d}", **view}}
@@ -938,6 +938,32 @@ class FakeSlack:
 
 def _err(error: str) -> dict[str, Any]:
     return {"ok": False, "error": error}
+
+
+def _blocks_within_limits(blocks: list[Any]) -> bool:
+    """Slack's limits for the blocks it is sent most often (Block Kit reference)."""
+
+    def text_ok(text: Any, limit: int) -> bool:
+        return isinstance(text, dict) and isinstance(text.get("text"), str) and 0 < len(text["text"]) <= limit
+
+    for block in blocks:
+        if not isinstance(block, dict):
+            return False
+        kind = block.get("type")
+        if kind == "header" and not (text_ok(block.get("text"), 150) and block["text"].get("type") == "plain_text"):
+            return False
+        if kind == "section":
+            if "text" in block and not text_ok(block["text"], 3000):
+                return False
+            accessory = block.get("accessory")
+            if accessory is not None and accessory.get("type") == "button":
+                if not text_ok(accessory.get("text"), 75) or len(str(accessory.get("value", ""))) > 2000:
+                    return False
+        if kind == "context":
+            elements = block.get("elements") or []
+            if not 0 < len(elements) <= 10 or not all(text_ok(e, 3000) for e in elements):
+                return False
+    return True
 
 
 def _stream_chunks(args: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -1151,6 +1177,55 @@ def block_action_body(
     if message is not None:
         payload["message"] = message
     return urlencode({"payload": json.dumps(payload)})
+
+
+def home_action_body(
+    action_id: str,
+    value: str,
+    *,
+    user_id: str,
+    team_id: str = "T1",
+    view_id: str = "V0001",
+    block_id: str = "home",
+) -> str:
+    """A `block_actions` payload for a button on the app's Home tab: a view container, and
+    (unlike a message's buttons) no channel and no response_url."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id},
+        "api_app_id": "A1",
+        "token": "verification-token",
+        "container": {"type": "view", "view_id": view_id},
+        "trigger_id": _trigger_id(),
+        "team": {"id": team_id, "domain": "fake-workspace"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": {"id": view_id, "team_id": team_id, "type": "home", "blocks": [], "private_metadata": "",
+                 "callback_id": "", "state": {"values": {}}, "hash": "1700000000.abcdef", "app_id": "A1",
+                 "bot_id": "BBOT"},
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": {"type": "plain_text", "text": "Reset", "emoji": True},
+                "value": value,
+                "type": "button",
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def home_opened_event(user: str, *, tab: str = "home", channel: str | None = None) -> dict[str, Any]:
+    """An `app_home_opened` event: `user` opened the app's Home (or Messages) tab."""
+    return {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel or f"D{user[1:]}",
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
 
 
 def mention_event(

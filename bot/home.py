@@ -1,0 +1,312 @@
+"""The app's Home tab: each person's threads, a *Reset* button each, and for admins the
+workspace's usage today and this week, per person and per channel.
+
+The view is built from the store whenever someone opens the tab (and again after a Reset
+pressed there), so it keeps no state of its own. Only threads the person may still see are
+listed: they must be allowed in the channel and still be in the conversation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import PersonThread, Store, ThreadKey, Usage
+
+from .access import AccessControl
+from .budget import DAY_SECONDS, Budgets, start_of_utc_day
+from .reply import SLACK_ERRORS
+from .slack_text import escape_mrkdwn, markup_as_words
+from .threads import plain_text, strip_mention
+from .usage import Prices, dollars
+
+logger = logging.getLogger(__name__)
+
+HOME_RESET_ACTION_ID = "home_reset_thread"
+# A home view holds at most 100 blocks: the threads take one each.
+SHOWN_THREADS = 20
+# The most recently active threads looked at to find the SHOWN_THREADS the person may still see.
+CANDIDATE_THREADS = 100
+# Lines per table of the admins' totals; the rest are summed up in one line.
+TABLE_ROWS = 15
+WEEK_DAYS = 7
+TITLE_CHARS = 150
+DM_CHANNELS = "Direct messages"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What became of a button pressed on the Home tab, shown at its top."""
+
+    text: str
+    thread: ThreadKey | None = None  # the thread it concerns, named when the person may see it
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str
+    since: float  # epoch seconds
+
+
+def periods(now: float) -> list[Period]:
+    """Today (the UTC day so far) and this week (the last seven UTC days, today included)."""
+    today = start_of_utc_day(now)
+    return [Period("Today", today), Period("This week", today - (WEEK_DAYS - 1) * DAY_SECONDS)]
+
+
+class HomeTab:
+    """Builds each person's Home tab from the store and publishes it with `views.publish`."""
+
+    def __init__(
+        self,
+        slack: AsyncWebClient,
+        store: Store,
+        access: AccessControl,
+        prices: Prices,
+        *,
+        budgets: Budgets | None = None,
+        workspace_url: str | None = None,
+    ) -> None:
+        self.slack = slack
+        self.store = store
+        self.access = access
+        self.prices = prices
+        self.budgets = budgets
+        self.workspace_url = workspace_url  # from auth.test: links to threads cost no extra call
+
+    async def publish(self, team_id: str, user_id: str, bot_user_id: str, notice: Notice | None = None) -> None:
+        """Publish the person's Home tab; a refused publish is one log line (the next opening
+        tries again)."""
+        view = await self.view(team_id, user_id, bot_user_id, notice)
+        try:
+            await self.slack.views_publish(user_id=user_id, view=view)
+        except SLACK_ERRORS as error:
+            logger.warning("could not publish the Home tab of %s: %s", user_id, error)
+
+    async def view(
+        self, team_id: str, user_id: str, bot_user_id: str, notice: Notice | None = None, *, now: float | None = None
+    ) -> dict[str, Any]:
+        """The `home` view for one person, as of `now`."""
+        now = time.time() if now is None else now
+        blocks: list[dict[str, Any]] = [header("Your threadbox threads")]
+        decision = await self.access.check(user_id, None)
+        if not decision.allowed:  # no data at all, not even their own
+            blocks.append(section(escape_mrkdwn(decision.note)))
+            return {"type": "home", "blocks": blocks}
+
+        threads, capped = await self._visible_threads(team_id, user_id)
+        titles = {item.thread: title(item.last_text, bot_user_id) for item in threads[:SHOWN_THREADS]}
+        blocks.append(context(*await self._intro(team_id, user_id, now, has_threads=bool(threads))))
+        if notice is not None:
+            blocks.append(section(notice_text(notice, titles)))
+        blocks.append({"type": "divider"})
+        if threads:
+            blocks.extend(self._thread_block(item, titles[item.thread]) for item in threads[:SHOWN_THREADS])
+            if len(threads) > SHOWN_THREADS:
+                blocks.append(context(more_threads(len(threads) - SHOWN_THREADS, capped=capped)))
+        else:
+            blocks.append(section(empty_state(bot_user_id)))
+        if self.access.is_admin(user_id):
+            blocks.extend(await self._workspace_totals(team_id, now))
+        return {"type": "home", "blocks": blocks}
+
+    # --- the person's threads ---------------------------------------------------------------
+
+    async def _visible_threads(self, team_id: str, user_id: str) -> tuple[list[PersonThread], bool]:
+        """Their threads, most recently active first, without those in channels they have
+        left or may no longer use threadbox in (each channel is looked up once, cached); and
+        whether older threads were not looked at."""
+        candidates = await self.store.person_threads(team_id, user_id, CANDIDATE_THREADS)
+        allowed: dict[str, bool] = {}
+        visible = []
+        for item in candidates:
+            channel = item.thread.channel_id
+            if channel not in allowed:
+                decision = await self.access.check(user_id, channel)
+                allowed[channel] = decision.allowed and await self.access.can_see(user_id, item.thread)
+            if allowed[channel]:
+                visible.append(item)
+        return visible, len(candidates) >= CANDIDATE_THREADS
+
+    async def _intro(self, team_id: str, user_id: str, now: float, *, has_threads: bool) -> list[str]:
+        """What the person has spent today and this week, and when this view was made."""
+        as_of = f"As of {slack_date(now, '{date_short_pretty} at {time}')}."
+        if not has_threads:
+            return [as_of]
+        spent = []
+        for period in periods(now):
+            usage = await self.store.user_usage(team_id, user_id, since=period.since)
+            spent.append(f"{period.label.lower()}: {usage_words(usage, self.prices, turns=False)}")
+        mine = f"*Your usage* {' · '.join(spent)}"
+        budget = self.budgets.per_person if self.budgets is not None else None
+        if budget is not None and not self.access.is_admin(user_id):
+            mine += f" · daily budget: {budget.describe()}"
+        return [mine, f"Most recently active first; days are UTC days. {as_of}"]
+
+    def _thread_block(self, item: PersonThread, thread_title: str) -> dict[str, Any]:
+        thread = item.thread
+        details = [usage_words(item.usage, self.prices)]
+        link = permalink(self.workspace_url, thread)
+        if link:
+            details.append(f"<{link}|Open>")
+        text = "\n".join(
+            [
+                f"*{place(thread)}* · last active {slack_date(item.last_active, '{date_short_pretty} at {time}')}",
+                thread_title,
+                " · ".join(details),
+            ]
+        )
+        return section(text, accessory=reset_button(thread))
+
+    # --- admins: the workspace's totals ------------------------------------------------------
+
+    async def _workspace_totals(self, team_id: str, now: float) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = [
+            {"type": "divider"},
+            header("Usage in this workspace"),
+            context(
+                "You see this as an admin. *Today* is the UTC day so far, *this week* the last seven UTC"
+                " days with today. Dollar amounts are estimates at the configured prices."
+            ),
+        ]
+        for period in periods(now):
+            people = await self.store.usage_by(team_id, "person", period.since)
+            channels = by_channel(await self.store.usage_by(team_id, "channel", period.since))
+            total = sum(people.values(), Usage())
+            blocks.append(section(f"*{period.label}:* {usage_words(total, self.prices)}"))
+            if total.turns:
+                blocks.append(section("*By person*\n" + self._table(people, lambda user: f"<@{user}>")))
+                blocks.append(section("*By channel*\n" + self._table(channels, channel_name)))
+        return blocks
+
+    def _table(self, usage: dict[str, Usage], name: Callable[[str], str]) -> str:
+        """One line per key, the biggest spender first; beyond TABLE_ROWS, one summing line."""
+        rows = sorted(usage.items(), key=lambda kv: (-self.prices.cost(kv[1]), -kv[1].total_tokens, kv[0]))
+        lines = [f"• {name(key)}: {usage_words(spent, self.prices)}" for key, spent in rows[:TABLE_ROWS]]
+        rest = rows[TABLE_ROWS:]
+        if rest:
+            lines.append(f"• {len(rest)} more: {usage_words(sum((u for _, u in rest), Usage()), self.prices)}")
+        return "\n".join(lines)
+
+
+# --- pieces of the view ---------------------------------------------------------------------
+
+
+def header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": {"type": "plain_text", "text": text}}
+
+
+def section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    if accessory is not None:
+        block["accessory"] = accessory
+    return block
+
+
+def context(*texts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text} for text in texts]}
+
+
+def reset_button(thread: ThreadKey) -> dict[str, Any]:
+    """A *Reset* button naming its thread, with a confirmation: a reset cannot be undone."""
+    return {
+        "type": "button",
+        "action_id": HOME_RESET_ACTION_ID,
+        "text": {"type": "plain_text", "text": "Reset"},
+        "value": json.dumps({"channel": thread.channel_id, "thread_ts": thread.thread_ts}),
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Reset this thread?"},
+            "text": {
+                "type": "mrkdwn",
+                "text": "Its container and history are dropped; the next message there starts afresh."
+                " What was posted in Slack stays.",
+            },
+            "confirm": {"type": "plain_text", "text": "Reset"},
+            "deny": {"type": "plain_text", "text": "Cancel"},
+            "style": "danger",
+        },
+    }
+
+
+def title(text: str, bot_user_id: str, limit: int = TITLE_CHARS) -> str:
+    """A quoted excerpt of what the person last said in the thread, shown as written: no
+    mention, link or `<!channel>` in it does anything."""
+    words = " ".join(plain_text(markup_as_words(strip_mention(text, bot_user_id) if bot_user_id else text)).split())
+    if not words:
+        return "_(no text)_"
+    if len(words) > limit:
+        words = words[: limit - 1].rstrip() + "…"
+    return f"“{escape_mrkdwn(words)}”"
+
+
+def place(thread: ThreadKey) -> str:
+    """Where the thread is: a channel link, or a DM (which only its person can open)."""
+    if thread.channel_id.startswith("D"):
+        return "Direct message" if thread.is_dm_top_level else "Direct message thread"
+    return f"<#{thread.channel_id}>"
+
+
+def channel_name(channel_id: str) -> str:
+    return DM_CHANNELS if channel_id == DM_CHANNELS else f"<#{channel_id}>"
+
+
+def by_channel(usage: dict[str, Usage]) -> dict[str, Usage]:
+    """Per channel, with every DM summed into one line: a DM's id says nothing to an admin."""
+    merged: dict[str, Usage] = {}
+    for channel_id, spent in usage.items():
+        key = DM_CHANNELS if channel_id.startswith("D") else channel_id
+        merged[key] = merged.get(key, Usage()) + spent
+    return merged
+
+
+def permalink(workspace_url: str | None, thread: ThreadKey) -> str | None:
+    """A link to the thread built from the workspace's URL (no `chat.getPermalink` per thread)."""
+    if not workspace_url or not workspace_url.startswith("https://"):
+        return None
+    base = f"{workspace_url.rstrip('/')}/archives/{thread.channel_id}"
+    return base if thread.is_dm_top_level else f"{base}/p{thread.thread_ts.replace('.', '')}"
+
+
+def slack_date(epoch: float, format_: str) -> str:
+    """Slack's date formatting: each reader sees the time in their own time zone."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+    return f"<!date^{int(epoch)}^{format_}|{fallback}>"
+
+
+def usage_words(usage: Usage, prices: Prices, *, turns: bool = True) -> str:
+    if not usage.turns:
+        return "nothing used yet" if turns else "nothing"
+    words = f"{usage.total_tokens:,} tokens (~{dollars(prices.cost(usage))})"
+    if turns:
+        words += f" · {usage.turns} answer{'s' if usage.turns != 1 else ''}"
+    return words
+
+
+def notice_text(notice: Notice, titles: dict[ThreadKey, str]) -> str:
+    if notice.thread is not None and notice.thread in titles:
+        return f"*{place(notice.thread)}* {titles[notice.thread]}\n{notice.text}"
+    return notice.text
+
+
+def more_threads(count: int, *, capped: bool) -> str:
+    more = f"{count}+" if capped else str(count)
+    return (
+        f"…and {more} older thread{'s' if count != 1 else ''}. To reset one of them, type `!reset` in it"
+        " or use `/reset` in its channel."
+    )
+
+
+def empty_state(bot_user_id: str) -> str:
+    bot = f"<@{bot_user_id}>" if bot_user_id else "@threadbox"
+    return (
+        "*You have no threadbox threads yet.*\n"
+        f"Mention {bot} with a request in a channel (invite it first with `/invite {bot}`), or send it"
+        " a direct message from the *Messages* tab. Claude writes and runs code in a container that"
+        " stays with the thread; your threads then show up here, each with its usage and a *Reset* button."
+    )
