@@ -45,7 +45,7 @@ class Metrics:
         r = self.registry
         self.turns = Counter(
             "threadbox_turns", "Turns by outcome: answered, error, max_tokens, refusal, context_full,"
-            " too_long, no_input, crashed.", ["outcome"], registry=r,
+            " too_long, no_input, crashed, stopped, budget.", ["outcome"], registry=r,
         )
         self.turn_seconds = Histogram(
             "threadbox_turn_duration_seconds", "From a turn's start to its finished reply.",
@@ -117,6 +117,8 @@ class Metrics:
                 self.code_runs.labels("ok" if ok else "error").inc()
         if result.container_replaced:
             self.containers_replaced.inc()
+        if result.stopped:
+            return "stopped"
         if result.error:
             return "error"
         return STOP_REASON_OUTCOMES.get(result.stop_reason or "", "answered")

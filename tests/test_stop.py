@@ -49,6 +49,9 @@ async def test_bang_stop_ends_the_running_turn_and_keeps_what_it_said(
         await server.mention_and_wait(claude_api, long_running_reply("partial words"), "a long job", root=root, shows="partial words")
         await server.send_event(message_event("!stop", channel=CHANNEL, user="U2", ts="1700002001.000200", thread_ts=root))
         await server.wait_for(lambda: "Stopped by u2" in thread_text(slack, CHANNEL, root), timeout=5)
+        await server.wait_for(
+            lambda: server.runtime.metrics.registry.get_sample_value("threadbox_turns_total", {"outcome": "stopped"}) == 1
+        )
         claude_api.enqueue(Reply([text("next answer")]))
         await server.send_event(message_event("and now?", channel=CHANNEL, user="U1", ts="1700002001.000300", thread_ts=root))
         await server.wait_for(lambda: "next answer" in thread_text(slack, CHANNEL, root))
