@@ -431,13 +431,7 @@ class MessageRenderer:
         body = "\n\n".join(part for part in (state.text[self._text_offset :].strip(), footer) if part)
         pieces = split_markdown(body)
         await self._update(state, pieces[0], final=True)
-        for piece in pieces[1:]:
-            await self.client.chat_postMessage(
-                channel=self.target.channel_id,
-                thread_ts=self.target.thread_ts,
-                text=notification_text(piece),
-                blocks=[{"type": "markdown", "text": defuse_mentions(piece)}],
-            )
+        await post_markdown(self.client, self.target, [defuse_mentions(piece) for piece in pieces[1:]])
 
     def _schedule(self, state: ReplyState) -> None:
         if self._pending is None or self._pending.done():
@@ -538,9 +532,15 @@ async def close_reply(target: ReplyTarget, client: AsyncWebClient, ts: str, mark
     except SLACK_ERRORS as error:
         logger.warning("could not close the interrupted reply %s: %s", ts, error)
         return
-    for piece in pieces[1:]:
+    await post_markdown(client, target, pieces[1:])
+
+
+async def post_markdown(client: AsyncWebClient, target: ReplyTarget, pieces: list[str]) -> None:
+    """The rest of a long answer, one message a piece after the reply."""
+    for piece in pieces:
         await client.chat_postMessage(
-            channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece), blocks=[{"type": "markdown", "text": piece}]
+            channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece),
+            blocks=[{"type": "markdown", "text": piece}],
         )
 
 

@@ -18,9 +18,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import yaml
 from aiohttp import BodyPartReader, WSMsgType, web
 
 CHUNK = 64 * 1024
@@ -32,10 +34,10 @@ _TASK_STATUSES = ("pending", "in_progress", "complete", "error")
 _CHUNK_TYPES = ("markdown_text", "task_update", "plan_update", "blocks")
 
 # The bot scopes an install of manifest.yml is granted; `FakeSlack.scopes` can take some away.
-GRANTED_SCOPES = (
-    "app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history", "chat:write",
-    "commands", "files:read", "files:write", "assistant:write", "reactions:write", "users:read", "usergroups:read",
-    "channels:read", "groups:read", "im:read", "mpim:read",
+# The app's bot scopes are what `manifest.yml` asks for: the app as the admin installs it.
+GRANTED_SCOPES = tuple(
+    yaml.safe_load((Path(__file__).resolve().parents[2] / "manifest.yml").read_text(encoding="utf-8"))
+    ["oauth_config"]["scopes"]["bot"]
 )
 # The scope a Web API method needs; without it Slack answers `missing_scope`.
 METHOD_SCOPES = {
