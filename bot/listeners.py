@@ -245,14 +245,17 @@ def register_listeners(
         if answer.text:
             await respond(answer.text)
 
-    @app.event(HOME_OPENED_EVENT)
-    async def on_home_opened(event: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def publish_home_tab(event: dict[str, Any], context: AsyncBoltContext) -> None:
         opened = payloads.home_opened(event)
         if opened is None:
             payloads.ignore_malformed(HOME_OPENED_EVENT)
             return
         if opened.tab == "home":  # the Messages tab is Slack's own
             await home.publish(team_id_of(context), opened.user_id, context.bot_user_id or "")
+
+    # Nothing to store: Slack is acknowledged at once and the tab is built after (a lazy
+    # listener), however many channels it has to look at.
+    app.event(HOME_OPENED_EVENT)(ack=_acknowledge, lazy=[publish_home_tab])
 
     @app.action(HOME_RESET_ACTION_ID)
     async def on_home_reset_button(
@@ -273,6 +276,10 @@ def register_listeners(
         answer = await _request_reset(engine, store, access, thread, user_id, response_url=None)
         notice = Notice(answer.text or "", thread if answer.queued else None)
         await home.publish(team_id, user_id, bot_user_id, notice)
+
+
+async def _acknowledge(ack: AsyncAck) -> None:
+    await ack()
 
 
 def _safe(respond: AsyncRespond, body: dict[str, Any]) -> Callable[..., Awaitable[None]]:

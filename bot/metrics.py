@@ -174,6 +174,11 @@ class _SlackErrorCounter(AsyncRetryHandler):
         super().__init__(max_retry_count=0)
         self._counter = counter
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SlackErrorCounter:
+        """Bolt deep-copies the client with each request it hands to a lazy listener: the
+        copy counts into the same metrics."""
+        return self
+
     async def can_retry_async(
         self,
         *,

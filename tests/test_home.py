@@ -295,3 +295,12 @@ async def test_the_messages_tab_and_malformed_events_publish_nothing(
     assert [c["user_id"] for c in slack.calls_to("views.publish")] == ["U1"]  # the button's answer only
     assert "out of date" in " ".join(texts(slack.home_views["U1"]))
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_slack_hears_back_before_the_tab_is_built(bot: BotServer, slack: FakeSlack) -> None:
+    """Slack wants an answer within 3 seconds; building the tab may look at many channels."""
+    slack.delay("conversations.members", 1.0)
+    slack.delay("views.publish", 1.0)
+    assert await bot.send_event(home_opened_event("U1")) == 200
+    assert "U1" not in slack.home_views, "the tab was built before Slack was answered"
+    await bot.wait_for(lambda: "U1" in slack.home_views)
