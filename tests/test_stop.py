@@ -29,11 +29,11 @@ def stop_buttons(slack: FakeSlack, root: str) -> list[tuple[dict[str, Any], str]
     return found
 
 
-async def press_stop(server: BotServer, message: dict[str, Any], value: str, user: str) -> str:
+async def press_stop(server: BotServer, message: dict[str, Any], value: str, user: str, channel: str = CHANNEL) -> str:
     """Press a Stop button as Slack sends it; returns the response_url the answer goes to."""
     response_url = server.slack.new_response_url()
     body = block_action_body(
-        bot_reply.STOP_ACTION_ID, value, channel_id=CHANNEL, user_id=user, response_url=response_url,
+        bot_reply.STOP_ACTION_ID, value, channel_id=channel, user_id=user, response_url=response_url,
         message_ts=message["ts"], message={"ts": message["ts"], "text": message.get("text", ""), "blocks": message["blocks"]},
     )
     status, _ = await server.post(body, "application/x-www-form-urlencoded")
@@ -177,3 +177,32 @@ async def test_a_stopped_turn_whose_process_died_is_not_run_again(
     [reply] = slack.thread(CHANNEL, root)
     assert not reply.get("streaming") and "partial words" in slack.rendered_text(reply)
 
+
+
+async def test_stop_at_the_top_level_of_a_dm_by_word_and_by_button(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    dm = "D1"
+
+    def replies() -> list[dict[str, Any]]:
+        return [m for m in slack.messages if m["channel"] == dm and not m.get("thread_ts") and m.get("bot_id")]
+
+    claude_api.enqueue(long_running_reply("first words"))
+    await bot.send_event(message_event("a long job", channel=dm, user="U1", ts="1700002008.000100", channel_type="im"))
+    await bot.wait_for(lambda: any("first words" in slack.rendered_text(m) for m in replies()))
+    await bot.send_event(message_event("!stop", channel=dm, user="U1", ts="1700002008.000200", channel_type="im"))
+    await bot.wait_for(lambda: any("Stopped by u1" in slack.rendered_text(m) for m in replies()), timeout=5)
+    await bot.idle()
+
+    # A DM's top level is not a thread: the reply is an ordinary message carrying the button.
+    claude_api.enqueue(long_running_reply("second words"))
+    await bot.send_event(message_event("another", channel=dm, user="U1", ts="1700002008.000300", channel_type="im"))
+    button = json.dumps({"item": 2, "channel": dm, "thread_ts": ""})
+    await bot.wait_for(lambda: any(
+        "second words" in slack.rendered_text(m) and bot_reply.shows_stop_button(m, button) for m in replies()))
+    [reply] = [m for m in replies() if "second words" in slack.rendered_text(m)]
+    await press_stop(bot, reply, button, "U1", channel=dm)
+    await bot.wait_for(lambda: "Stopped by u1" in slack.rendered_text(slack.message(dm, reply["ts"]) or {}), timeout=5)
+    await bot.idle()
+    assert len(claude_api.requests) == 2
+    assert "the end of it" not in " ".join(slack.rendered_text(m) for m in replies())
