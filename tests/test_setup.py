@@ -19,7 +19,7 @@ import yaml
 
 from bot import listeners
 from bot.config import ConfigError, load_settings
-from storage import InboxMessage, ThreadKey, open_store
+from storage import InboxMessage, ThreadKey, TurnLimits, open_store
 from storage.sqlite import sqlite_path
 from storage.store import migrations
 from tests.conftest import SIGNING_SECRET, BotServer, said_by, thread_text, wait_for
@@ -232,6 +232,8 @@ BASE_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC
         ("TURN_TIMEOUT_MINUTES", "0", "TURN_TIMEOUT_MINUTES must be greater than zero"),
         ("FILE_TIMEOUT_SECONDS", "-5", "FILE_TIMEOUT_SECONDS must be greater than zero"),
         ("MAX_OUTPUT_FILES", "0", "MAX_OUTPUT_FILES must be greater than zero"),
+        ("MAX_TURNS_PER_PERSON", "0", "MAX_TURNS_PER_PERSON must be greater than zero"),
+        ("MAX_TURNS_OVERALL", "many", "MAX_TURNS_OVERALL must be a whole number"),
         ("SLACK_API_URL", "http://slack.example.com/api/", "SLACK_API_URL must be an https:// URL"),
     ],
 )
@@ -247,6 +249,10 @@ def test_new_settings_defaults_and_a_loopback_slack_api_url() -> None:
     for url in ("http://127.0.0.1:8080/api/", "http://localhost/api", "http://[::1]:9/api/"):
         assert load_settings({**BASE_ENV, "SLACK_API_URL": url}).slack_api_url.startswith("http://")
     assert load_settings({**BASE_ENV, "LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    assert settings.turn_limits == TurnLimits(per_person=3, overall=None)
+    assert load_settings({**BASE_ENV, "MAX_TURNS_PER_PERSON": "none", "MAX_TURNS_OVERALL": "40"}).turn_limits == TurnLimits(
+        per_person=None, overall=40
+    )
 
 
 def test_a_copied_env_example_names_its_placeholders_in_one_line(
