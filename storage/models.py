@@ -81,13 +81,12 @@ class Enqueued:
 class QueueItem:
     """The head of a thread's queue, as the process holding the thread's lease sees it.
 
-    `interrupted`: an earlier attempt was running when its process died or let go;
-    `answered`: that attempt's answer is stored, so only the reply and files are left.
+    `answered`: an earlier attempt's answer is stored, so only the reply and files are left.
     """
 
     QUERY_COLUMNS = (
         "id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts,"
-        " answered, state, marked_queued, attempts, user_files, stop_requested_by, admitted"
+        " answered, marked_queued, attempts, user_files, stop_requested_by, admitted"
     )
 
     id: int
@@ -101,7 +100,6 @@ class QueueItem:
     replace_original: bool = False
     reply_ts: str | None = None
     answered: bool = False
-    interrupted: bool = False
     marked_queued: bool = False
     attempts: int = 0
     user_files: list[tuple[str, int]] = field(default_factory=list)
@@ -129,7 +127,6 @@ class QueueItem:
             replace_original=bool(row["replace_original"]),
             reply_ts=row["reply_ts"],
             answered=bool(row["answered"]),
-            interrupted=row["state"] == "running" or row["reply_ts"] is not None,
             marked_queued=bool(row["marked_queued"]),
             attempts=row["attempts"] + 1,
             user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],

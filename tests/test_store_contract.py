@@ -46,11 +46,11 @@ async def test_one_lease_per_thread_and_items_in_order(store: Store) -> None:
 
     first = await store.next_item(THREAD, "p1", LEASE)
     assert first is not None and (first.kind, first.text, first.files) == ("message", "A", [{"id": "F1", "name": "a.csv"}])
-    assert not first.interrupted and first.attempts == 1
+    assert first.attempts == 1
     assert await store.item_state(first.id) == "running"
     # The head stays the head until it is finished: a second look is the same item, now retried.
     again = await store.next_item(THREAD, "p1", LEASE)
-    assert again is not None and again.id == first.id and again.interrupted
+    assert again is not None and again.id == first.id and again.attempts == 2
     await store.finish_item(first.id)
 
     reset = await store.next_item(THREAD, "p1", LEASE)
@@ -82,7 +82,7 @@ async def test_an_expired_lease_is_taken_over_and_the_item_shows_it_was_interrup
     assert await store.claim_thread("alive", LEASE, exclude=()) == THREAD
     taken = await store.next_item(THREAD, "alive", LEASE)
     assert taken is not None and taken.id == running.id
-    assert taken.interrupted and taken.reply_ts == "1700000001.000555" and taken.attempts == 2
+    assert taken.reply_ts == "1700000001.000555" and taken.attempts == 2
     with pytest.raises(LeaseLost):
         await store.next_item(THREAD, "dead", LEASE)
     assert await store.renew_leases("alive", LEASE) == {THREAD}
@@ -277,13 +277,13 @@ async def test_caps_admit_turns_per_person_and_overall_and_hold_back_the_rest(st
     assert await store.item_state(late.id) == "pending"
     assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) is None
 
-    # Room again once a turn ends; the retried item is not counted as interrupted.
+    # Room again once a turn ends; the refused attempt does not count as one.
     first = await store.next_item(threads[0], "p1", LEASE)
     assert first is not None
     await store.finish_item(first.id)
     assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) == threads[2]
     again = await store.next_item(threads[2], "p3", LEASE)
-    assert again is not None and again.attempts == 1 and not again.interrupted
+    assert again is not None and again.attempts == 1
     assert await store.admit(again.id, threads[2], "p3", limits)
     assert await store.running_turns("T1", "U1") == (2, 3)
     assert await store.held_back(limits) == []
