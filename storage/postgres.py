@@ -325,7 +325,9 @@ class PostgresStore:
     async def finish_item(self, item_id: int) -> None:
         """Done; the other processes hear of it, as a turn waiting for room under a cap may now run."""
         async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("UPDATE queue SET state = 'done', finished_at = now() WHERE id = $1", item_id)
+            await connection.execute(
+                "UPDATE queue SET state = 'done', finished_at = now(), admitted = false WHERE id = $1", item_id
+            )
             await connection.execute("SELECT pg_notify($1, '')", CHANNEL)
 
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:

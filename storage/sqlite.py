@@ -346,7 +346,7 @@ class SQLiteStore:
     async def finish_item(self, item_id: int) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE queue SET state = 'done', finished_at = ? WHERE id = ?", (time.time(), item_id)
+                "UPDATE queue SET state = 'done', finished_at = ?, admitted = 0 WHERE id = ?", (time.time(), item_id)
             )
 
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
