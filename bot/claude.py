@@ -112,7 +112,8 @@ class ClaudeTurns:
         messages = [*history, {"role": "user", "content": user_content}]
         try:
             async with asyncio.timeout(self.deadline_seconds):
-                result.stopped = await run_until(stop or asyncio.Event(), self._run_until_done(messages, result, observer))
+                work = self._run_until_done(messages, result, observer)
+                result.stopped = await run_until(stop or asyncio.Event(), work)
         except TimeoutError:
             result.error = (
                 f"This turn ran longer than {_duration(self.deadline_seconds)}, so I stopped it."

@@ -22,7 +22,7 @@ from storage import InboxMessage, ResetRequest, Store, ThreadKey
 from . import payloads
 from .reply import SLACK_ERRORS, STOP_ACTION_ID
 from .threads import is_dm, is_stop_command, mentions, thread_from_link, thread_of
-from .access import AccessControl
+from .access import AccessControl, Decision
 from .home import HOME_RESET_ACTION_ID, HomeTab, Notice
 from .logs import audit
 from .queue import TurnQueue
@@ -45,6 +45,7 @@ ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_change
 HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, HOME_OPENED_EVENT, *ASSISTANT_EVENTS)
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
+NOT_IN_CONVERSATION = "not_in_conversation"
 NOTHING_TO_STOP_NOTE = "Nothing is running in this thread right now, so there is nothing to stop."
 ALREADY_FINISHED_NOTE = "That answer has already finished."
 OUT_OF_DATE_BUTTON_NOTE = "That button is out of date; here is your Home tab as it is now."
@@ -99,8 +100,9 @@ def register_listeners(
         message = inbox_message(event, context)
         if message is None:
             return
-        addressed = is_dm(event["channel"], event.get("channel_type")) or mentions(message.text, context.bot_user_id or "")
-        if is_stop_command(message.text, context.bot_user_id or "") and (
+        bot_user_id = context.bot_user_id or ""
+        addressed = is_dm(event["channel"], event.get("channel_type")) or mentions(message.text, bot_user_id)
+        if is_stop_command(message.text, bot_user_id) and (
             addressed or (event.get("thread_ts") and await store.has_conversation(message.thread))
         ):
             await stop_from_message(message, client)
@@ -314,14 +316,10 @@ async def _request_reset(
     Someone who cannot see the thread hears exactly what they would for a thread with no
     conversation. Without a `response_url`, the answer always has words.
     """
-    decision = await access.check(user_id, thread.channel_id)
-    audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
-    if not decision.allowed:
-        audit("refused", reason=decision.reason, action="reset", **audit_fields)
-        return ResetAnswer(decision.note)
-    if not await access.can_see(user_id, thread):
-        audit("refused", reason="not_in_conversation", action="reset", **audit_fields)
-        return ResetAnswer(reset_outcome(thread, existed=False))
+    refusal = await _refusal(access, thread, user_id, "reset")
+    if refusal is not None:
+        outside = refusal.reason == NOT_IN_CONVERSATION
+        return ResetAnswer(reset_outcome(thread, existed=False) if outside else refusal.note)
     if not await store.has_conversation(thread):
         return ResetAnswer(reset_outcome(thread, existed=False))
     queued = await engine.request_reset(ResetRequest(thread, user_id, response_url, replace_original))
@@ -340,18 +338,29 @@ async def _request_stop(
     item_id: int | None = None,
 ) -> str:
     """Ask for the thread's running turn to stop: the store's outcome, or why the person may not."""
-    decision = await access.check(user_id, thread.channel_id)
-    audit_fields = {"user": user_id, "team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
-    if not decision.allowed:
-        audit("refused", reason=decision.reason, action="stop", **audit_fields)
-        return decision.note
-    if not await access.can_see(user_id, thread):
-        audit("refused", reason="not_in_conversation", action="stop", **audit_fields)
-        return NOTHING_TO_STOP_NOTE
+    refusal = await _refusal(access, thread, user_id, "stop")
+    if refusal is not None:
+        return refusal.note if refusal.reason != NOT_IN_CONVERSATION else NOTHING_TO_STOP_NOTE
     outcome = await engine.request_stop(thread, user_id, message_ts=message_ts, item_id=item_id)
     if outcome == "stopping":
-        audit("stop_requested", **audit_fields)
+        audit("stop_requested", user=user_id, team=thread.team_id, channel=thread.channel_id,
+              thread_ts=thread.thread_ts)
     return outcome
+
+
+async def _refusal(access: AccessControl, thread: ThreadKey, user_id: str, action: str) -> Decision | None:
+    """Why the person may not reset or stop the thread (audited), or None when they may.
+
+    Someone outside its conversation is answered as for a thread with nothing going on, so
+    nobody learns what happens in a channel they cannot see."""
+    decision = await access.check(user_id, thread.channel_id)
+    if decision.allowed and not await access.can_see(user_id, thread):
+        decision = Decision(False, NOT_IN_CONVERSATION)
+    if decision.allowed:
+        return None
+    audit("refused", reason=decision.reason, action=action, user=user_id, team=thread.team_id,
+          channel=thread.channel_id, thread_ts=thread.thread_ts)
+    return decision
 
 
 def _is_stop_offer(body: dict[str, Any]) -> bool:

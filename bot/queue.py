@@ -266,7 +266,8 @@ class TurnQueue:
     async def _admitted(self, item: QueueItem, thread: ThreadKey) -> bool:
         """Whether a new turn fits under the caps (the thread's first was admitted as it was
         claimed, the ones after it are admitted here); resets and owed files always go ahead."""
-        if not self.settings.limits.any or item.admitted or item.kind != "message" or item.answered or item.stop_requested_by:
+        goes_ahead = item.admitted or item.kind != "message" or item.answered or item.stop_requested_by
+        if goes_ahead or not self.settings.limits.any:
             return True
         return await self.store.admit(item.id, thread, self.owner, self.settings.limits)
 
