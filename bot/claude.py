@@ -65,6 +65,9 @@ class TurnResult:
     """Older output was left out of the request for the first time at this size."""
     stopped: bool = False
     """Someone asked to stop the turn (`!stop`, the Stop button) before it ended."""
+    earlier_history: list[dict[str, Any]] | None = None
+    """The thread's history as this turn sent it, when it had to leave out files the Files API
+    no longer has: stored in its place, so later turns do not hit the same refusal."""
 
 
 class ClaudeTurns:
@@ -148,6 +151,7 @@ class ClaudeTurns:
                 missing = missing_file_ids(error, messages)
                 if missing:
                     base = without_files(base, missing)
+                    result.earlier_history = base[:-1]
                     plan = self.context.fit(base)
                     continue
                 counted = too_long(_api_message(error)) if error.status_code == 400 else None

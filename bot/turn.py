@@ -282,6 +282,7 @@ class TurnRunner:
                 result.container_expires_at,
                 outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
                 user_files=[(f.filename, f.size) for f in arrived],
+                earlier_history=result.earlier_history,
             )
         if earlier_notes:
             await self.store.drop_notes(message.thread, [note.message_ts for note in earlier_notes])

@@ -451,9 +451,13 @@ class PostgresStore:
         container_expires_at: float | None,
         outputs: list[str],
         user_files: list[tuple[str, int]],
+        earlier_history: list[dict[str, Any]] | None = None,
     ) -> None:
         key = _key(thread)
         async with self.pool.acquire() as connection, connection.transaction():
+            if earlier_history is not None:
+                await connection.execute(f"DELETE FROM history WHERE {THREAD}", *key)
+                messages = [*earlier_history, *messages]
             seq = await connection.fetchval(f"SELECT COALESCE(MAX(seq), 0) FROM history WHERE {THREAD}", *key)
             await connection.executemany(
                 "INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)"

@@ -447,10 +447,14 @@ class SQLiteStore:
         container_expires_at: float | None,
         outputs: list[str],
         user_files: list[tuple[str, int]],
+        earlier_history: list[dict[str, Any]] | None = None,
     ) -> None:
         key = _key(thread)
         now = time.time()
         async with self._transaction() as db:
+            if earlier_history is not None:
+                await db.execute(f"DELETE FROM history WHERE {THREAD}", key)
+                messages = [*earlier_history, *messages]
             async with db.execute(f"SELECT COALESCE(MAX(seq), 0) FROM history WHERE {THREAD}", key) as cursor:
                 row = await cursor.fetchone()
             seq = int(row[0]) if row else 0

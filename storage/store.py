@@ -150,9 +150,14 @@ class Store(Protocol):
         container_expires_at: float | None,
         outputs: list[str],
         user_files: list[tuple[str, int]],
+        earlier_history: list[dict[str, Any]] | None = None,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
-        files it still has to deliver, atomically: a crash later never runs the model again."""
+        files it still has to deliver, atomically: a crash later never runs the model again.
+
+        `earlier_history`: the thread's history before this turn, stored in place of the old
+        (the turn found files in it that the Files API no longer has).
+        """
 
     async def reset(self, thread: ThreadKey) -> bool:
         """Forget container and history; False when the bot had no conversation there."""

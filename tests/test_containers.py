@@ -142,3 +142,10 @@ async def test_a_deleted_file_in_the_history_is_dropped_with_a_note(
     assert uploaded["id"] not in [b.get("file_id") for m in last["messages"] for b in m["content"]]
     assert "no longer exists" in str(last["messages"][0]["content"])
     assert ":warning:" not in thread_text(slack, CHANNEL, root)
+
+    # The stored history no longer names the file: the next turn is one request, not a refused one first.
+    sent = len(claude_api.requests)
+    claude_api.enqueue(Reply([text("and on")]))
+    await follow_up(bot, slack, root, "1700000807.000300", "and on")
+    assert len(claude_api.requests) == sent + 1
+    assert "no longer exists" in str(claude_api.requests[-1]["messages"][0]["content"])

@@ -133,6 +133,15 @@ async def test_a_saved_turn_keeps_history_container_and_owed_files(store: Store)
     [left] = await store.pending_deliveries(item.id)
     assert (left.file_id, left.slack_file_id) == ("file_b", "F0002")
 
+    # A turn may store the earlier history anew (a file the Files API lost, left out of it).
+    second = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert second is not None
+    earlier = [{**turn[0], "content": [{"type": "text", "text": "hi, the file is gone"}]}, turn[1]]
+    latest = [{"role": "user", "content": [{"type": "text", "text": "more"}]},
+              {"role": "assistant", "content": [{"type": "text", "text": "sure"}]}]
+    await store.save_turn(second.id, THREAD, latest, "cntr_1", 1900000001.0, [], [], earlier_history=earlier)
+    assert (await store.load_conversation(THREAD)).history == [*earlier, *latest]
+
     assert await store.reset(THREAD)
     emptied = await store.load_conversation(THREAD)
     assert (emptied.history, emptied.container_id) == ([], None)
