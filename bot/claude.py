@@ -138,7 +138,7 @@ class ClaudeTurns:
             if result.assistant_content:
                 messages = [*plan.messages, {"role": "assistant", "content": result.assistant_content}]
             try:
-                message = await self._stream_once(messages, result.container_id, observer)
+                message = await self._stream_once(messages, result, observer)
             except anthropic.APIStatusError as error:
                 fresh_start = not result.assistant_content
                 if result.container_id and fresh_start and container_is_gone(error, result.container_id):
@@ -178,9 +178,9 @@ class ClaudeTurns:
     def _forget_container(result: TurnResult) -> None:
         result.container_id, result.container_expires_at, result.container_replaced = None, None, True
 
-    async def _stream_once(
-        self, messages: list[dict[str, Any]], container_id: str | None, observer: TurnObserver
-    ) -> Message:
+    async def _stream_once(self, messages: list[dict[str, Any]], result: TurnResult, observer: TurnObserver) -> Message:
+        """One streamed request. Cut short (a stop, the deadline), what it used so far is still
+        booked: its input, the bulk of a long thread's cost, is known from its first event."""
         tools: Any = self.tools
         async with self.client.messages.stream(
             model=self.model,
@@ -188,26 +188,27 @@ class ClaudeTurns:
             system=self.system,  # type: ignore[arg-type]
             messages=with_cache_anchor(messages),  # type: ignore[arg-type]
             tools=tools,
-            container=container_id or anthropic.omit,
+            container=result.container_id or anthropic.omit,
             cache_control=EPHEMERAL,  # type: ignore[arg-type]
         ) as stream:
-            async for event in stream:
-                if event.type == "text":
-                    await observer.on_text(event.text)
-                elif event.type == "content_block_stop":
-                    await _report_block(event.content_block, observer)
+            started = False
+            try:
+                async for event in stream:
+                    started = True
+                    if event.type == "text":
+                        await observer.on_text(event.text)
+                    elif event.type == "content_block_stop":
+                        await _report_block(event.content_block, observer)
+            except asyncio.CancelledError:
+                if started:
+                    result.usage = result.usage + message_usage(stream.current_message_snapshot)
+                raise
             return await stream.get_final_message()
 
     @staticmethod
     def _absorb(message: Message, result: TurnResult) -> None:
         result.stop_reason = message.stop_reason
-        result.usage = result.usage + Usage(
-            input_tokens=message.usage.input_tokens,
-            cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
-            cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
-            output_tokens=message.usage.output_tokens,
-            code_runs=sum(block.type == "server_tool_use" for block in message.content),
-        )
+        result.usage = result.usage + message_usage(message)
         for block in message.content:
             dumped = block.model_dump(mode="json", exclude_none=True)
             result.assistant_content.append(dumped)
@@ -217,6 +218,17 @@ class ClaudeTurns:
         if message.container is not None:
             result.container_id = message.container.id
             result.container_expires_at = message.container.expires_at.timestamp()
+
+
+def message_usage(message: Message) -> Usage:
+    """What one response used, as the API reports it (while streaming: as reported so far)."""
+    return Usage(
+        input_tokens=message.usage.input_tokens,
+        cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
+        cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
+        output_tokens=message.usage.output_tokens,
+        code_runs=sum(block.type == "server_tool_use" for block in message.content),
+    )
 
 
 def with_cache_anchor(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

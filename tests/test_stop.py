@@ -10,6 +10,7 @@ import pytest
 
 from bot import reply as bot_reply
 from bot.config import Settings
+from storage import ThreadKey
 from tests.conftest import BotServer, long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
@@ -52,6 +53,10 @@ async def test_bang_stop_ends_the_running_turn_and_keeps_what_it_said(
         await server.wait_for(
             lambda: server.runtime.metrics.registry.get_sample_value("threadbox_turns_total", {"outcome": "stopped"}) == 1
         )
+        # The stopped request's input was paid for: it counts against budgets and in `!usage`.
+        spent = await server.runtime.store.thread_usage(ThreadKey("T1", CHANNEL, root))
+        [usage] = claude_api.usages
+        assert spent.turns == 1 and spent.input_tokens == usage["input_tokens"] > 0
         claude_api.enqueue(Reply([text("next answer")]))
         await server.send_event(message_event("and now?", channel=CHANNEL, user="U1", ts="1700002001.000300", thread_ts=root))
         await server.wait_for(lambda: "next answer" in thread_text(slack, CHANNEL, root))
