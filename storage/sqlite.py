@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Collection
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +117,18 @@ class SQLiteStore:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; any failure, the COMMIT's own included, rolls back, so
-        the connection is never left inside a transaction."""
+        the connection is never left inside a transaction.
+
+        A cancellation may land while BEGIN (or COMMIT) still waits in aiosqlite's thread, which
+        runs statements in order: the ROLLBACK is queued behind it whatever happens here."""
         async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
                 await self.db.execute("COMMIT")
             except BaseException:
-                if self.db.in_transaction:
-                    await self.db.execute("ROLLBACK")
+                with suppress(sqlite3.OperationalError):  # no transaction was open
+                    await asyncio.shield(self.db.execute("ROLLBACK"))
                 raise
 
     async def _fetchone(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> Any:

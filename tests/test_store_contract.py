@@ -360,3 +360,15 @@ async def test_usage_is_summed_per_person_and_per_channel_since_a_time(store: St
     }
     assert await store.usage_by("T1", "person", since=time.time() + 60) == {}
     assert await store.usage_by("T3", "channel") == {}
+
+
+async def test_work_cancelled_at_any_point_leaves_the_store_usable(store: Store) -> None:
+    """Shutdown cancels whatever runs; the transaction it was in must not outlive it."""
+    for ticks in range(12):
+        task = asyncio.create_task(store.check_writable())
+        for _ in range(ticks):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await store.check_writable()
+        assert await store.enqueue_message(message(f"1700000001.0{ticks:05d}"), starts_conversation=True) is not None
