@@ -343,8 +343,7 @@ async def _request_stop(
         return refusal.note if refusal.reason != NOT_IN_CONVERSATION else NOTHING_TO_STOP_NOTE
     outcome = await engine.request_stop(thread, user_id, message_ts=message_ts, item_id=item_id)
     if outcome == "stopping":
-        audit("stop_requested", user=user_id, team=thread.team_id, channel=thread.channel_id,
-              thread_ts=thread.thread_ts)
+        audit("stop_requested", thread, user=user_id)
     return outcome
 
 
@@ -358,8 +357,7 @@ async def _refusal(access: AccessControl, thread: ThreadKey, user_id: str, actio
         decision = Decision(False, NOT_IN_CONVERSATION)
     if decision.allowed:
         return None
-    audit("refused", reason=decision.reason, action=action, user=user_id, team=thread.team_id,
-          channel=thread.channel_id, thread_ts=thread.thread_ts)
+    audit("refused", thread, reason=decision.reason, action=action, user=user_id)
     return decision
 
 

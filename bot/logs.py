@@ -10,6 +10,8 @@ import logging
 import time
 from typing import Any
 
+from storage import ThreadKey
+
 AUDIT_LOGGER = "bot.audit"
 # What a LogRecord carries that is not a caller's `extra` field.
 _STANDARD_FIELDS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -40,7 +42,10 @@ def configure_logging(level: str, log_format: str) -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-def audit(event: str, **fields: str | int | bool | None) -> None:
-    """A structured line for the audit trail: resets, refusals, budget stops."""
+def audit(event: str, thread: ThreadKey | None = None, **fields: str | int | bool | None) -> None:
+    """A structured line for the audit trail: resets, refusals, stops, budget stops; `thread`
+    adds its team, channel and thread ts."""
+    if thread is not None:
+        fields = {"team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts, **fields}
     described = " ".join(f"{key}={value}" for key, value in fields.items())
     logging.getLogger(AUDIT_LOGGER).info("%s %s", event, described, extra={"audit": {"event": event, **fields}})

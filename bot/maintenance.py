@@ -27,7 +27,7 @@ async def forget_idle_threads(store: Store, claude: anthropic.AsyncAnthropic, id
             files = thread_file_ids(conversation.history)
             await delete_files(claude, files)
             await store.forget(thread)
-            audit("retention", team=thread.team_id, channel=thread.channel_id, thread_ts=thread.thread_ts, files=len(files))
+            audit("retention", thread, files=len(files))
             forgotten += 1
     return forgotten
 

@@ -133,7 +133,7 @@ class TurnRunner:
         """Forget the container, the history and the thread's files, and say so in the thread."""
         conversation = await self.store.load_conversation(thread)
         existed = await self.store.reset(thread)
-        audit("reset", user=user_id, team=thread.team_id, channel=thread.channel_id, thread_ts=thread.thread_ts, existed=existed)
+        audit("reset", thread, user=user_id, existed=existed)
         await delete_files(self.claude.client, thread_file_ids(conversation.history))
         if existed:
             await self.slack.chat_postMessage(
@@ -194,8 +194,7 @@ class TurnRunner:
             if not self.access.is_admin(message.user_id):
                 spent = await self.budgets.stop_for(message.thread.team_id, message.user_id)
                 if spent is not None:
-                    audit("budget_stop", scope=spent.scope, user=message.user_id, team=message.thread.team_id,
-                          channel=message.thread.channel_id, thread_ts=message.thread.thread_ts)
+                    audit("budget_stop", message.thread, scope=spent.scope, user=message.user_id)
                     await self._say(target, spent.note)
                     self.metrics.turn_finished("budget", started)
                     return
@@ -265,8 +264,7 @@ class TurnRunner:
             name = await self.names.name(stop.by)
             notes.append(STOPPED_NOTE.format(name=name))
             result.assistant_content.append({"type": "text", "text": STOPPED_IN_HISTORY.format(name=name)})
-            audit("stopped", user=stop.by, team=message.thread.team_id, channel=message.thread.channel_id,
-                  thread_ts=message.thread.thread_ts)
+            audit("stopped", message.thread, user=stop.by)
         if result.usage.prompt_tokens:
             await self.store.record_usage(message.thread, message.user_id, self.claude.model, result.usage)
         if result.assistant_content:
@@ -461,8 +459,7 @@ class TurnRunner:
     async def _refuse(self, message: InboxMessage, target: ReplyTarget, decision: Decision) -> None:
         """Nothing of the message goes to the model; its author reads why, once in a while."""
         thread = message.thread
-        audit("refused", reason=decision.reason, user=message.user_id, team=thread.team_id,
-              channel=thread.channel_id, thread_ts=thread.thread_ts)
+        audit("refused", thread, reason=decision.reason, user=message.user_id)
         key, now = (message.user_id, thread), time.monotonic()
         if now - self._refusals_told.get(key, -REFUSAL_NOTE_INTERVAL_SECONDS) < REFUSAL_NOTE_INTERVAL_SECONDS:
             return
