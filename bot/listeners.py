@@ -101,23 +101,18 @@ def register_listeners(
         if message is None:
             return
         bot_user_id = context.bot_user_id or ""
+        # A mention's app_mention twin may arrive first or not at all; the queue accepts the
+        # message once, whichever comes.
         addressed = is_dm(event["channel"], event.get("channel_type")) or mentions(message.text, bot_user_id)
-        if is_stop_command(message.text, bot_user_id) and (
-            addressed or (event.get("thread_ts") and await store.has_conversation(message.thread))
-        ):
-            await stop_from_message(message, client)
+        in_our_thread = not addressed and bool(event.get("thread_ts")) and await store.has_conversation(message.thread)
+        if not (addressed or in_our_thread):
             return
-        if is_dm(event["channel"], event.get("channel_type")):
-            await engine.submit(message, starts_conversation=True)
-        elif mentions(message.text, context.bot_user_id or ""):
-            # The app_mention twin of this message may arrive first or not at all; the
-            # inbox accepts the message once, whichever comes.
-            await engine.submit(message, starts_conversation=True)
-        elif event.get("thread_ts") and await store.has_conversation(message.thread):
-            if follow_ups == "mention":  # context for the next message that mentions the bot
-                await store.add_note(message)
-            else:
-                await engine.submit(message, starts_conversation=False)
+        if is_stop_command(message.text, bot_user_id):
+            await stop_from_message(message, client)
+        elif in_our_thread and follow_ups == "mention":  # context for the next message that mentions the bot
+            await store.add_note(message)
+        else:
+            await engine.submit(message, starts_conversation=addressed)
 
     assistant = AsyncAssistant()
 
