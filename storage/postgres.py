@@ -318,7 +318,10 @@ class PostgresStore:
 
     async def next_lease_expiry(self, owner: str) -> float | None:
         seconds = await self.pool.fetchval(
-            "SELECT EXTRACT(EPOCH FROM MIN(lease_until) - now()) FROM leases WHERE owner <> $1", owner
+            "SELECT EXTRACT(EPOCH FROM MIN(l.lease_until) - now()) FROM leases l WHERE l.owner <> $1 AND EXISTS"
+            " (SELECT 1 FROM queue o WHERE o.team_id = l.team_id AND o.channel_id = l.channel_id"
+            " AND o.thread_ts = l.thread_ts AND o.state <> 'done')",
+            owner,
         )
         return None if seconds is None else max(0.0, float(seconds))
 

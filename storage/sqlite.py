@@ -342,7 +342,12 @@ class SQLiteStore:
             return cursor.rowcount
 
     async def next_lease_expiry(self, owner: str) -> float | None:
-        row = await self._fetchone("SELECT MIN(lease_until) FROM leases WHERE owner != ?", (owner,))
+        row = await self._fetchone(
+            "SELECT MIN(l.lease_until) FROM leases l WHERE l.owner != ? AND EXISTS (SELECT 1 FROM queue o"
+            " WHERE o.team_id = l.team_id AND o.channel_id = l.channel_id AND o.thread_ts = l.thread_ts"
+            " AND o.state != 'done')",
+            (owner,),
+        )
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[0]) - time.time())

@@ -102,7 +102,8 @@ class Store(Protocol):
         """Shutdown: running items become pending again and `owner`'s leases end at once."""
 
     async def next_lease_expiry(self, owner: str) -> float | None:
-        """Seconds until the first lease held by another process runs out, if any."""
+        """Seconds until the first lease another process holds on a thread with open work runs
+        out, if any (a lease left behind on a finished thread is nothing to wait for)."""
 
     async def finish_item(self, item_id: int) -> None: ...
 

@@ -372,3 +372,17 @@ async def test_work_cancelled_at_any_point_leaves_the_store_usable(store: Store)
         await asyncio.gather(task, return_exceptions=True)
         await store.check_writable()
         assert await store.enqueue_message(message(f"1700000001.0{ticks:05d}"), starts_conversation=True) is not None
+
+
+async def test_a_lease_left_on_a_finished_thread_is_nothing_to_wait_for(store: Store) -> None:
+    """A process that died between finishing its last item and letting go leaves its lease row:
+    the others must not keep waking up for it."""
+    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert item is not None
+    assert await store.claim_thread("dead", 0.2, exclude=()) == THREAD
+    assert await store.next_item(THREAD, "dead", 0.2) is not None
+    await store.finish_item(item.id)
+    await asyncio.sleep(0.4)
+    assert await store.next_lease_expiry("alive") is None
+    await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert await store.next_lease_expiry("alive") == 0.0  # open work behind an expired lease: look now
