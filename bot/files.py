@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -130,7 +131,7 @@ async def relay_outputs_as_zip(
                     continue
                 if sum(m.size_bytes for m in packed) + meta.size_bytes > SLACK_UPLOAD_LIMIT_BYTES:
                     raise FileRelayError(f"{_name(meta.filename)} did not fit in the zip under Slack's upload limit.")
-                await _add_to_zip(archive, _unique(meta.filename, names), meta, claude, timeout)
+                await _add_to_zip(archive, names, meta, claude, timeout)
             except FileRelayError as error:
                 problems.append(str(error))
                 continue
@@ -243,17 +244,21 @@ class _CheckedBody:
 
 
 async def _add_to_zip(
-    archive: zipfile.ZipFile, entry: str, meta: FileMetadata, claude: anthropic.AsyncAnthropic, timeout: float
+    archive: zipfile.ZipFile, names: set[str], meta: FileMetadata, claude: anthropic.AsyncAnthropic, timeout: float
 ) -> None:
-    try:
-        async with claude.files.with_streaming_response.download(meta.id, timeout=timeout) as response:
-            with archive.open(entry, "w", force_zip64=True) as target:
+    """The file goes in only once it is downloaded whole: a zip entry, once begun, stays."""
+    with tempfile.TemporaryFile() as whole:
+        try:
+            async with claude.files.with_streaming_response.download(meta.id, timeout=timeout) as response:
                 async for chunk in response.iter_bytes(CHUNK_BYTES):
-                    await asyncio.to_thread(target.write, chunk)
-    except (anthropic.APIError, httpx2.HTTPError) as error:
-        raise FileRelayError(
-            f"couldn't download {_name(meta.filename)} from the container: {_api_reason(error)}"
-        ) from error
+                    await asyncio.to_thread(whole.write, chunk)
+        except (anthropic.APIError, httpx2.HTTPError) as error:
+            raise FileRelayError(
+                f"couldn't download {_name(meta.filename)} from the container: {_api_reason(error)}"
+            ) from error
+        await asyncio.to_thread(whole.seek, 0)
+        with archive.open(_unique(meta.filename, names), "w", force_zip64=True) as target:
+            await asyncio.to_thread(shutil.copyfileobj, whole, target, CHUNK_BYTES)
 
 
 def zip_listing(files: list[FileMetadata]) -> str:

@@ -270,6 +270,26 @@ async def test_many_outputs_arrive_as_one_zip_with_a_listing(
     assert listing.startswith("12 files") and all(f"`{name}`" in listing for name in produced)
 
 
+async def test_a_file_whose_download_breaks_is_left_out_of_the_zip_whole(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    produced = {f"part-{n:02d}.csv": f"row {n}\n".encode() * 50 for n in range(12)}
+    ids = [claude_api.add_file(name, content) for name, content in produced.items()]
+    claude_api.fail_download(ids[3], after_bytes=100)  # the connection drops part-way
+    claude_api.enqueue(Reply([*code_run("split", file_ids=ids), text("Split into 12.")]))
+    root = "1700000517.000100"
+    await bot.send_event(mention_event("split it", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: len(slack.uploads) == 1)
+    await bot.idle()
+
+    [upload] = slack.uploads
+    with zipfile.ZipFile(io.BytesIO(upload["content"])) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    assert contents == {name: data for name, data in produced.items() if name != "part-03.csv"}
+    assert upload["initial_comment"].startswith("11 files")
+    assert "part-03.csv" in thread_text(slack, CHANNEL, root)  # named as left out
+
+
 async def test_ten_outputs_still_arrive_one_by_one(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
