@@ -299,10 +299,13 @@ def _long_idle(expires_at: float | None) -> bool:
 
 
 def container_is_gone(error: anthropic.APIStatusError, container_id: str) -> bool:
-    """A 4xx that names the container and says it is gone; any other refusal keeps it."""
+    """A 4xx that names the container and says it is gone; any other refusal keeps it.
+
+    What counts is the error's message and code: its type (`invalid_request_error`,
+    `not_found_error`) says nothing about the container itself."""
     if error.status_code not in (400, 404, 410):
         return False
-    said = f"{getattr(error, 'type', '') or ''} {_api_message(error)}".lower()
+    said = f"{error.error_code or ''} {_api_message(error)}".lower()
     names_it = container_id.lower() in said or bool(_NAMES_CONTAINER.search(said))
     return names_it and any(word in said for word in CONTAINER_GONE_WORDS)
 

@@ -82,6 +82,22 @@ async def test_other_refusals_that_mention_a_container_keep_the_container(
     assert claude_api.requests[-1]["container"] == container
 
 
+async def test_a_refusal_about_the_container_that_does_not_say_it_is_gone_keeps_it(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """The error's type (`invalid_request_error`) says nothing about the container itself."""
+    root = "1700000808.000100"
+    container = await start_thread(bot, slack, claude_api, root)
+    claude_api.enqueue(ErrorReply(400, "invalid_request_error", "This container cannot take more files in one request"))
+    await follow_up(bot, slack, root, "1700000808.000200", "cannot take more files")
+    assert GONE_NOTE not in thread_text(slack, CHANNEL, root)
+    assert len(claude_api.requests) == 2  # no retry in a fresh container
+
+    claude_api.enqueue(Reply([text("same box")]))
+    await follow_up(bot, slack, root, "1700000808.000300", "same box")
+    assert claude_api.requests[-1]["container"] == container
+
+
 async def test_an_answer_without_a_container_keeps_the_stored_one(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
