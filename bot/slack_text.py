@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-# `<!channel>`, `<!here>`, `<@U…>`, `<#C…>`, `<!subteam^…>`: Slack's mention syntax.
-# A `<` at the very end may start one in the next streamed piece.
-_MENTION_START = re.compile(r"<(?=[!@#]|\Z)")
+# `<!channel>`, `<!here>`, `<!everyone>`, `<!group>`, `<@U…>`, `<#C…>`, `<!subteam^…>`: Slack's
+# mention syntax. `<!DOCTYPE` and `<!--` in code are left as written. A `<` or `<!…` at the
+# very end may become a mention with the next streamed piece.
+_MENTION_START = re.compile(r"<(?=[@#]|!(?:here|channel|everyone|group|subteam)|![\w^]*\Z)|<\Z", re.IGNORECASE)
 WORD_JOINER = "\u2060"
 
 # The `markdown` block holds at most 12,000 characters; keep room for a re-opened code fence.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from bot.slack_text import defuse_mentions
 from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
@@ -63,3 +64,12 @@ async def test_mentions_in_the_streaming_fallback_never_ping(
     await bot.wait_for(lambda: "Hey" in thread_text(slack, CHANNEL, root))
     await bot.idle()
     assert pings(slack) == []
+
+
+def test_code_keeps_its_html_while_every_ping_is_broken() -> None:
+    html = "<!DOCTYPE html>\n<!-- a note -->\n<p>a &lt; b</p>"
+    assert defuse_mentions(html) == html
+    joined = defuse_mentions("<!channel> <!Here> <!everyone> <!group> <!subteam^S1> <@U2> <#C1>")
+    assert "<" not in joined.replace("<\u2060", "")
+    # A streamed piece may end where a mention begins; the next piece would complete it.
+    assert defuse_mentions("say <!cha") == "say <\u2060!cha" and defuse_mentions("say <") == "say <\u2060"
