@@ -121,9 +121,14 @@ class AccessControl:
             and channel_id not in self.policy.allowed_channels
         ):
             return Decision(False, "channel")
-        if self.policy.allowed_users and not await self._listed(user_id):
-            return Decision(False, "user")
-        return Decision(True)
+        if not self.policy.allowed_users:
+            return Decision(True)
+        try:
+            listed = await self._listed(user_id)
+        except SLACK_ERRORS as error:  # not cached: the next message asks again
+            logger.warning("could not read the allowed user groups: %s", error)
+            return Decision(False, "unknown")
+        return Decision(True) if listed else Decision(False, "user")
 
     async def name(self, user_id: str) -> str:
         """The name people see for `user_id`; the id itself when Slack will not say."""
@@ -167,11 +172,7 @@ class AccessControl:
         return False
 
     async def _group_members(self, group_id: str) -> frozenset[str]:
-        try:
-            return frozenset((await self.slack.usergroups_users_list(usergroup=group_id))["users"])
-        except SLACK_ERRORS as error:
-            logger.warning("could not read user group %s: %s", group_id, error)
-            return frozenset()
+        return frozenset((await self.slack.usergroups_users_list(usergroup=group_id))["users"])
 
     async def _channel_members(self, channel_id: str) -> frozenset[str]:
         members: set[str] = set()

@@ -90,6 +90,21 @@ async def test_guests_and_external_people_can_be_allowed(
     assert slack.ephemerals == []
 
 
+async def test_a_user_group_slack_could_not_list_is_asked_again_not_taken_as_empty(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.usergroups["S1"] = ["U3"]
+    slack.fail("usergroups.users.list", times=1)
+    async with running_bot(with_settings(settings, allowed_users=frozenset({"S1"})), slack) as bot:
+        await bot.send_event(mention_event("hi", channel=CHANNEL, user="U3", ts="1700001111.000100"))
+        await bot.wait_for(lambda: len(slack.ephemerals) == 1)
+        claude_api.enqueue(Reply([text("hello again")]))
+        await bot.send_event(mention_event("hi again", channel=CHANNEL, user="U3", ts="1700001111.000200"))
+        await bot.wait_for(lambda: "hello again" in thread_text(slack, CHANNEL, "1700001111.000200"))
+        await bot.idle()
+    assert len(claude_api.requests) == 1
+
+
 async def test_allowlists_of_channels_people_and_user_groups(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
