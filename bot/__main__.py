@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -27,17 +28,16 @@ async def run_socket_mode(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runtime = await create_runtime(settings)
-    handler = socket_mode_handler(runtime)
-    operations = await serve_operations(runtime)
-    try:
+    async with contextlib.AsyncExitStack() as closing:  # whatever started is closed, last first
+        runtime = await create_runtime(settings)
+        closing.push_async_callback(runtime.close)
+        handler = socket_mode_handler(runtime)
+        closing.push_async_callback(handler.close_async)
+        operations = await serve_operations(runtime)
+        closing.push_async_callback(operations.cleanup)
         await handler.connect_async()
         logger.info("connected to Slack in Socket Mode; /healthz and /metrics on port %d", settings.port)
         await stop.wait()
-    finally:
-        await handler.close_async()
-        await operations.cleanup()
-        await runtime.close()
 
 
 def main(argv: list[str] | None = None) -> None:
