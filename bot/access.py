@@ -79,7 +79,6 @@ class _TTLCache(Generic[T]):
 
 @dataclass(frozen=True)
 class Person:
-    id: str
     team_id: str
     is_guest: bool
     name: str
@@ -154,7 +153,6 @@ class AccessControl:
         user = (await self.slack.users_info(user=user_id))["user"]
         profile = user.get("profile") or {}
         return Person(
-            id=user_id,
             team_id=str(user.get("team_id") or ""),
             is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
             name=str(

@@ -23,11 +23,7 @@ class Budget:
     in_dollars: bool = False
 
     def spent(self, usage: Usage, prices: Prices) -> float:
-        if self.in_dollars:
-            return prices.cost(usage)
-        return float(
-            usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens + usage.output_tokens
-        )
+        return prices.cost(usage) if self.in_dollars else float(usage.total_tokens)
 
     def describe(self) -> str:
         return dollars(self.amount) if self.in_dollars else f"{tokens(int(self.amount))} tokens"

@@ -257,7 +257,7 @@ class TurnQueue:
             logger.warning("the lease of %s ended while it was worked on", thread)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the item stays open and is retried after the lease
+        except Exception:  # noqa: BLE001 - the item stays open: claimed again, up to MAX_ATTEMPTS
             logger.exception("work on %s stopped", thread)
         finally:
             del self._threads[thread]

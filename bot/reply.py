@@ -136,11 +136,6 @@ class Reply:
             self.set_status("is thinking…"), self._render(lambda renderer: renderer.start(self.state), opened=True)
         )
 
-    async def start(self) -> None:
-        """Open the reply and wait until it shows."""
-        self.open()
-        await self._opened()
-
     async def _opened(self) -> None:
         self.open()
         assert self._opening is not None
@@ -176,9 +171,7 @@ class Reply:
         await self._render(lambda renderer: renderer.finish(self.state, footer))
 
     async def _offer_stop_later(self, value: str) -> None:
-        await asyncio.sleep(STOP_OFFER_SECONDS)
-        if not isinstance(self._renderer, StreamRenderer):
-            return
+        await asyncio.sleep(STOP_OFFER_SECONDS)  # a fallback to message edits withdraws it before
         self._stop_offer_posting = True
         try:
             response = await self.client.chat_postMessage(

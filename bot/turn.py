@@ -122,7 +122,6 @@ class TurnRunner:
         self.streaming = streaming
         self.file_timeout = file_timeout
         self.max_separate_files = max_separate_files
-        self.names = access  # one users.info cache for policy and names
         # (user, thread) -> when they were last told they may not use the bot there.
         self._refusals_told: dict[tuple[str, ThreadKey], float] = {}
         self.show_usage = show_usage
@@ -243,14 +242,15 @@ class TurnRunner:
         context = ""
         if self._joins_thread_late(message, conversation.history):
             context = await earlier_messages(
-                self.slack, message.thread, message.message_ts, self.bot_user_id, self.names
+                self.slack, message.thread, message.message_ts, self.bot_user_id, self.access
             )
         earlier_notes = await self._notes_since_last_answer(message)
         if earlier_notes:
             context = "\n".join(part for part in (context, await self._format_notes(earlier_notes)) if part)
         # Where several people can talk, Claude is told who wrote each message.
-        author = None if is_dm(message.thread.channel_id) else await self.names.name(message.user_id)
+        author = None if is_dm(message.thread.channel_id) else await self.access.name(message.user_id)
         user_content = user_turn_content(text, arrived, context, author)
+        user_files = [(f.filename, f.size) for f in arrived]  # never sent back as outputs
         result = await self.claude.run(
             conversation.history,
             user_content,
@@ -261,7 +261,7 @@ class TurnRunner:
         )
         notes = turn_notes(result)
         if result.stopped:
-            name = await self.names.name(stop.by)
+            name = await self.access.name(stop.by)
             notes.append(STOPPED_NOTE.format(name=name))
             result.assistant_content.append({"type": "text", "text": STOPPED_IN_HISTORY.format(name=name)})
             audit("stopped", message.thread, user=stop.by)
@@ -279,7 +279,7 @@ class TurnRunner:
                 result.container_id,
                 result.container_expires_at,
                 outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
-                user_files=[(f.filename, f.size) for f in arrived],
+                user_files=user_files,
                 earlier_history=result.earlier_history,
             )
         if earlier_notes:
@@ -292,11 +292,11 @@ class TurnRunner:
             logger.error("could not finish the reply in %s: %s", target.channel_id, error)
         self.metrics.turn_finished(self.metrics.model_turn(result), started)
         if result.assistant_content:
-            await self._deliver(replace(item, user_files=[(f.filename, f.size) for f in arrived]), target)
+            await self._deliver(replace(item, user_files=user_files), target)
 
     async def _close_stopped_attempt(self, item: QueueItem, target: ReplyTarget) -> None:
         """Someone stopped this turn and its process died before it finished: never run it again."""
-        note = STOPPED_NOTE.format(name=await self.names.name(item.stop_requested_by or ""))
+        note = STOPPED_NOTE.format(name=await self.access.name(item.stop_requested_by or ""))
         await self._remove_stop_button(item, target)
         if item.reply_ts:
             await close_reply(target, self.slack, item.reply_ts, note, replace_text=False)
@@ -424,7 +424,7 @@ class TurnRunner:
 
     async def _format_notes(self, notes: list[InboxMessage]) -> str:
         """What others said in between, each line with its author's name."""
-        return "\n".join([f"{await self.names.name(note.user_id)}: {plain_text(note.text)}" for note in notes])
+        return "\n".join([f"{await self.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes])
 
     async def _usage_report(self, message: InboxMessage) -> str:
         thread = await self.store.thread_usage(message.thread)

@@ -142,7 +142,6 @@ class QueueItem:
 class Delivery:
     """One output file of an answered turn, to be shared in the thread exactly once."""
 
-    item_id: int
     position: int
     file_id: str
     slack_file_id: str | None = None

@@ -613,7 +613,7 @@ class PostgresStore:
             " ORDER BY position",
             item_id,
         )
-        return [Delivery(item_id, row["position"], row["file_id"], row["slack_file_id"]) for row in rows]
+        return [Delivery(row["position"], row["file_id"], row["slack_file_id"]) for row in rows]
 
     async def delivery_started(self, item_id: int, position: int, slack_file_id: str) -> None:
         await self.pool.execute(

@@ -582,7 +582,7 @@ class SQLiteStore:
             " ORDER BY position",
             (item_id,),
         )
-        return [Delivery(item_id, row[0], row[1], row[2]) for row in rows]
+        return [Delivery(row[0], row[1], row[2]) for row in rows]
 
     async def delivery_started(self, item_id: int, position: int, slack_file_id: str) -> None:
         async with self._transaction() as db:
