@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import ThreadKey
 
 from .reply import SLACK_ERRORS
+from .threads import is_dm
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class AccessControl:
         if (
             channel_id is not None
             and self.policy.allowed_channels
-            and not _is_dm(channel_id)
+            and not is_dm(channel_id)
             and channel_id not in self.policy.allowed_channels
         ):
             return Decision(False, "channel")
@@ -181,7 +182,3 @@ class AccessControl:
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 return frozenset(members)
-
-
-def _is_dm(channel_id: str) -> bool:
-    return channel_id.startswith("D")

@@ -23,7 +23,7 @@ from .access import AccessControl
 from .budget import DAY_SECONDS, Budgets, start_of_utc_day
 from .reply import SLACK_ERRORS
 from .slack_text import escape_mrkdwn, markup_as_words
-from .threads import plain_text, strip_mention
+from .threads import is_dm, plain_text, strip_mention
 from .usage import Prices, dollars
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def title(text: str, bot_user_id: str, limit: int = TITLE_CHARS) -> str:
 
 def place(thread: ThreadKey) -> str:
     """Where the thread is: a channel link, or a DM (which only its person can open)."""
-    if thread.channel_id.startswith("D"):
+    if is_dm(thread.channel_id):
         return "Direct message" if thread.is_dm_top_level else "Direct message thread"
     return f"<#{thread.channel_id}>"
 
@@ -260,7 +260,7 @@ def by_channel(usage: dict[str, Usage]) -> dict[str, Usage]:
     """Per channel, with every DM summed into one line: a DM's id says nothing to an admin."""
     merged: dict[str, Usage] = {}
     for channel_id, spent in usage.items():
-        key = DM_CHANNELS if channel_id.startswith("D") else channel_id
+        key = DM_CHANNELS if is_dm(channel_id) else channel_id
         merged[key] = merged.get(key, Usage()) + spent
     return merged
 

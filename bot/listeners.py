@@ -211,7 +211,7 @@ def register_listeners(
     ) -> None:
         await ack()
         respond = _safe(respond, body)
-        fields = payloads.reset_button_fields(action, body, dm_top_level=True)
+        fields = payloads.reset_button_fields(action, body)
         if fields is None or fields.item_id is None:
             await respond("That button is out of date.", replace_original=False)
             return
@@ -265,7 +265,7 @@ def register_listeners(
         if user_id is None:
             payloads.ignore_malformed("Home tab button")
             return
-        fields = payloads.reset_button_fields(action, body, dm_top_level=True)
+        fields = payloads.reset_button_fields(action, body)
         if fields is None:
             await home.publish(team_id, user_id, bot_user_id, Notice(OUT_OF_DATE_BUTTON_NOTE))
             return

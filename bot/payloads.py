@@ -19,6 +19,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from .reply import SLACK_ERRORS
+from .threads import is_dm
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +97,9 @@ class ButtonFields:
     """The message the button is on."""
 
 
-def reset_button_fields(
-    action: dict[str, Any], body: dict[str, Any], *, dm_top_level: bool = False
-) -> ButtonFields | None:
-    """The thread a *Reset* or *Stop* button names in its value, and who pressed it.
-
-    `dm_top_level`: the button may also name the top level of a DM (`thread_ts` "")."""
+def reset_button_fields(action: dict[str, Any], body: dict[str, Any]) -> ButtonFields | None:
+    """The thread a *Reset* or *Stop* button names in its value (`thread_ts` "" for the top
+    level of a DM), and who pressed it."""
     user_id = button_user(body)
     raw = action.get("value") if isinstance(action, dict) else None
     try:
@@ -110,7 +108,7 @@ def reset_button_fields(
         target = None
     channel_id, thread_ts = string(target, "channel"), string(target, "thread_ts")
     names_top_level = isinstance(target, dict) and target.get("thread_ts") == ""
-    if dm_top_level and names_top_level and (channel_id or "").startswith("D"):
+    if names_top_level and is_dm(channel_id or ""):
         thread_ts = ""
     if user_id is None or channel_id is None or thread_ts is None:
         return None
