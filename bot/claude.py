@@ -15,6 +15,7 @@ from anthropic.types import ContentBlock, Message
 from storage import Usage
 
 from .context import ContextWindow, too_long
+from .files import output_file_ids, uploaded_file_ids
 from .tasks import run_until
 
 # Claude may pause a long turn; this bounds how often we continue one turn.
@@ -214,7 +215,7 @@ class ClaudeTurns:
             result.assistant_content.append(dumped)
             if block.type == "text":
                 result.text += block.text
-            result.output_file_ids.extend(_output_file_ids(dumped))
+            result.output_file_ids.extend(output_file_ids(dumped))
         if message.container is not None:
             result.container_id = message.container.id
             result.container_expires_at = message.container.expires_at.timestamp()
@@ -285,15 +286,6 @@ def tool_outcome(result_block: dict[str, Any], limit: int = 300) -> tuple[bool, 
     return True, _tail(stdout, limit)
 
 
-def _output_file_ids(block: dict[str, Any]) -> list[str]:
-    """File ids the code produced, from a tool result's `*_output` entries."""
-    content = block.get("content")
-    if not block["type"].endswith("_tool_result") or not isinstance(content, dict):
-        return []
-    outputs = content.get("content") or []
-    return [item["file_id"] for item in outputs if isinstance(item, dict) and item.get("file_id")]
-
-
 def _long_idle(expires_at: float | None) -> bool:
     return expires_at is not None and time.time() - expires_at > LONG_IDLE_SECONDS
 
@@ -315,7 +307,7 @@ def missing_file_ids(error: anthropic.APIStatusError, messages: list[dict[str, A
     if error.status_code not in (400, 404):
         return set()
     said = _api_message(error)
-    return {file_id for file_id in _uploaded_file_ids(messages) if file_id in said}
+    return {file_id for file_id in uploaded_file_ids(messages) if file_id in said}
 
 
 def without_files(messages: list[dict[str, Any]], file_ids: set[str]) -> list[dict[str, Any]]:
@@ -331,16 +323,6 @@ def without_files(messages: list[dict[str, Any]], file_ids: set[str]) -> list[di
         if isinstance(message.get("content"), list)
         else message
         for message in messages
-    ]
-
-
-def _uploaded_file_ids(messages: list[dict[str, Any]]) -> list[str]:
-    return [
-        str(block["file_id"])
-        for message in messages
-        if isinstance(message.get("content"), list)
-        for block in message["content"]
-        if isinstance(block, dict) and block.get("type") == "container_upload" and block.get("file_id")
     ]
 
 

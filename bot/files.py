@@ -393,20 +393,37 @@ async def _download_to(
 
 def thread_file_ids(history: list[dict[str, Any]]) -> list[str]:
     """Every Files API file of a thread: what users put into the container, and what code made."""
-    found: dict[str, None] = {}
-    for message in history:
-        content = message.get("content")
-        for block in content if isinstance(content, list) else []:
-            if not isinstance(block, dict):
-                continue
-            if block.get("type") == "container_upload" and block.get("file_id"):
-                found[str(block["file_id"])] = None
-            result = block.get("content")
-            if str(block.get("type", "")).endswith("_tool_result") and isinstance(result, dict):
-                for output in result.get("content") or []:
-                    if isinstance(output, dict) and output.get("file_id"):
-                        found[str(output["file_id"])] = None
-    return list(found)
+    made = [file_id for block in _blocks(history) for file_id in output_file_ids(block)]
+    return list(dict.fromkeys([*uploaded_file_ids(history), *made]))
+
+
+def uploaded_file_ids(messages: list[dict[str, Any]]) -> list[str]:
+    """Files users put into the container (`container_upload` blocks), in order."""
+    return [
+        str(block["file_id"])
+        for block in _blocks(messages)
+        if block.get("type") == "container_upload" and block.get("file_id")
+    ]
+
+
+def output_file_ids(block: dict[str, Any]) -> list[str]:
+    """File ids the code produced, from a tool result's `*_output` entries."""
+    content = block.get("content")
+    if not str(block.get("type", "")).endswith("_tool_result") or not isinstance(content, dict):
+        return []
+    outputs = content.get("content") or []
+    return [str(item["file_id"]) for item in outputs if isinstance(item, dict) and item.get("file_id")]
+
+
+def _blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every content block of the messages, in order."""
+    return [
+        block
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict)
+    ]
 
 
 async def delete_files(claude: anthropic.AsyncAnthropic, file_ids: list[str]) -> int:

@@ -29,6 +29,7 @@ from .files import (
     relay_outputs_as_zip,
     relay_slack_file_to_claude,
     thread_file_ids,
+    uploaded_file_ids,
 )
 from .logs import audit
 from .metrics import Metrics
@@ -268,7 +269,7 @@ class TurnRunner:
         if result.usage.prompt_tokens:
             await self.store.record_usage(message.thread, message.user_id, self.claude.model, result.usage)
         if result.assistant_content:
-            user_file_ids = uploaded_file_ids([*conversation.history, {"content": user_content}])
+            user_file_ids = set(uploaded_file_ids([*conversation.history, {"content": user_content}]))
             await self.store.save_turn(
                 item.id,
                 message.thread,
@@ -504,17 +505,6 @@ def user_turn_content(
     content.append({"type": "text", "text": text})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content
-
-
-def uploaded_file_ids(messages: list[dict[str, Any]]) -> set[str]:
-    """Files users put into the container: never sent back to them as outputs."""
-    return {
-        block["file_id"]
-        for message in messages
-        if isinstance(message.get("content"), list)
-        for block in message["content"]
-        if isinstance(block, dict) and block.get("type") == "container_upload"
-    }
 
 
 def turn_notes(result: TurnResult) -> list[str]:
