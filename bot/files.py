@@ -25,7 +25,7 @@ import httpx2
 from anthropic.types import FileMetadata
 from slack_sdk.web.async_client import AsyncWebClient
 
-from .slack_text import defuse_mentions, escape_mrkdwn
+from .slack_text import code_span, defuse_mentions, escape_mrkdwn
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +48,6 @@ class RelayedFile:
     file_id: str
     filename: str
     size: int
-
-
-def _name(filename: str) -> str:
-    """A file name as it appears in a thread message: in code style, never a mention or link."""
-    return f"`{escape_mrkdwn(filename.replace('`', 'ˋ'))}`"
 
 
 async def _within(seconds: float, step: Awaitable[T], what: str) -> T:
@@ -88,7 +83,7 @@ async def relay_output_to_slack(
         return None
     if meta.size_bytes > upload_limit:
         raise FileRelayError(
-            f"{_name(meta.filename)} is {_megabytes(meta.size_bytes)}, over Slack's upload limit"
+            f"{code_span(meta.filename)} is {_megabytes(meta.size_bytes)}, over Slack's upload limit"
             f" of {_megabytes(upload_limit)}; it stays in the container."
         )
     upload = _Upload(slack, http, meta.filename, meta.size_bytes, timeout)
@@ -98,7 +93,7 @@ async def relay_output_to_slack(
             await upload.send(response.iter_bytes(CHUNK_BYTES))
     except (anthropic.APIError, httpx2.HTTPError) as error:
         raise FileRelayError(
-            f"couldn't download {_name(meta.filename)} from the container: {_api_reason(error)}"
+            f"couldn't download {code_span(meta.filename)} from the container: {_api_reason(error)}"
         ) from error
     await upload.complete(channel_id, thread_ts)
     return RelayedFile(file_id=meta.id, filename=meta.filename, size=meta.size_bytes)
@@ -130,7 +125,7 @@ async def relay_outputs_as_zip(
                 if (meta.filename, meta.size_bytes) in skip:
                     continue
                 if sum(m.size_bytes for m in packed) + meta.size_bytes > SLACK_UPLOAD_LIMIT_BYTES:
-                    raise FileRelayError(f"{_name(meta.filename)} did not fit in the zip under Slack's upload limit.")
+                    raise FileRelayError(f"{code_span(meta.filename)} did not fit in the zip under Slack's upload limit.")
                 await _add_to_zip(archive, names, meta, claude, timeout)
             except FileRelayError as error:
                 problems.append(str(error))
@@ -174,7 +169,7 @@ class _Upload:
         answer = await _within(
             self.timeout,
             self.slack.files_getUploadURLExternal(filename=self.filename, length=self.size),
-            f"couldn't upload {_name(self.filename)}",
+            f"couldn't upload {code_span(self.filename)}",
         )
         self.file_id, self.url = str(answer["file_id"]), str(answer["upload_url"])
         if on_upload is not None:
@@ -192,22 +187,22 @@ class _Upload:
                 timeout=limit,
             ) as posted:
                 if posted.status != 200:
-                    raise FileRelayError(f"Slack refused the upload of {_name(self.filename)} ({posted.status}).")
+                    raise FileRelayError(f"Slack refused the upload of {code_span(self.filename)} ({posted.status}).")
         except (aiohttp.ClientError, TimeoutError) as error:
             # aiohttp reports a failing body as a connection error; name the side that failed.
             if body.error is not None:
                 if isinstance(body.error, (anthropic.APIError, httpx2.HTTPError)):
                     raise FileRelayError(
-                        f"couldn't download {_name(self.filename)} from the container: {_api_reason(body.error)}"
+                        f"couldn't download {code_span(self.filename)} from the container: {_api_reason(body.error)}"
                     ) from body.error
                 raise FileRelayError(
-                    f"couldn't copy {_name(self.filename)}: {escape_mrkdwn(str(body.error))}"
+                    f"couldn't copy {code_span(self.filename)}: {escape_mrkdwn(str(body.error))}"
                 ) from body.error
             if isinstance(error, TimeoutError):
                 raise FileRelayError(
-                    f"couldn't upload {_name(self.filename)}: Slack stopped answering for {self.timeout:g} seconds."
+                    f"couldn't upload {code_span(self.filename)}: Slack stopped answering for {self.timeout:g} seconds."
                 ) from error
-            raise FileRelayError(f"couldn't upload {_name(self.filename)} to Slack: {escape_mrkdwn(str(error))}") from error
+            raise FileRelayError(f"couldn't upload {code_span(self.filename)} to Slack: {escape_mrkdwn(str(error))}") from error
 
     async def complete(self, channel_id: str, thread_ts: str | None, comment: str | None = None) -> None:
         await _within(
@@ -218,7 +213,7 @@ class _Upload:
                 thread_ts=thread_ts,
                 initial_comment=comment,
             ),
-            f"couldn't finish the upload of {_name(self.filename)}",
+            f"couldn't finish the upload of {code_span(self.filename)}",
         )
 
 
@@ -254,7 +249,7 @@ async def _add_to_zip(
                     await asyncio.to_thread(whole.write, chunk)
         except (anthropic.APIError, httpx2.HTTPError) as error:
             raise FileRelayError(
-                f"couldn't download {_name(meta.filename)} from the container: {_api_reason(error)}"
+                f"couldn't download {code_span(meta.filename)} from the container: {_api_reason(error)}"
             ) from error
         await asyncio.to_thread(whole.seek, 0)
         with archive.open(_unique(meta.filename, names), "w", force_zip64=True) as target:
@@ -264,7 +259,7 @@ async def _add_to_zip(
 def zip_listing(files: list[FileMetadata]) -> str:
     """The message that comes with a zip: how many files, and their names and sizes."""
     lines = [f"{len(files)} files from this turn, in one zip:"]
-    lines += [f"• {_name(m.filename)} ({_size(m.size_bytes)})" for m in files[:MAX_LISTED_FILES]]
+    lines += [f"• {code_span(m.filename)} ({_size(m.size_bytes)})" for m in files[:MAX_LISTED_FILES]]
     if len(files) > MAX_LISTED_FILES:
         lines.append(f"…and {len(files) - MAX_LISTED_FILES} more.")
     return "\n".join(lines)
@@ -338,12 +333,12 @@ async def relay_slack_file_to_claude(
     name = str(slack_file.get("name") or slack_file.get("title") or slack_file.get("id") or "file")
     url = slack_file.get("url_private_download") or slack_file.get("url_private")
     if not url or slack_file.get("mode") in ("external", "tombstone"):
-        raise FileRelayError(f"{_name(name)} is not stored in Slack (an external or deleted file), so I can't read it.")
+        raise FileRelayError(f"{code_span(name)} is not stored in Slack (an external or deleted file), so I can't read it.")
     if not is_slack_file_url(str(url), str(slack.base_url)):
-        raise FileRelayError(f"{_name(name)} is not on a Slack file host, so I won't fetch it with the app's token.")
+        raise FileRelayError(f"{code_span(name)} is not on a Slack file host, so I won't fetch it with the app's token.")
     size = int(slack_file.get("size") or 0)
     if size > max_bytes:
-        raise FileRelayError(f"{_name(name)} is {_megabytes(size)}; the limit is {_megabytes(max_bytes)}.")
+        raise FileRelayError(f"{code_span(name)} is {_megabytes(size)}; the limit is {_megabytes(max_bytes)}.")
     mime_type = str(slack_file.get("mimetype") or "application/octet-stream")
     with tempfile.TemporaryFile() as spool:
         received = await _download_to(spool, http, url, slack.token or "", name, mime_type, max_bytes, timeout)
@@ -351,7 +346,7 @@ async def relay_slack_file_to_claude(
         try:
             uploaded = await claude.files.upload(file=(name, spool, mime_type), timeout=timeout)
         except anthropic.APIError as error:
-            raise FileRelayError(f"couldn't hand {_name(name)} to Claude: {_api_reason(error)}") from error
+            raise FileRelayError(f"couldn't hand {code_span(name)} to Claude: {_api_reason(error)}") from error
     return ContainerFile(file_id=uploaded.id, filename=name, size=received)
 
 
@@ -369,26 +364,26 @@ async def _download_to(
     try:
         async with http.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=limit) as response:
             if response.status != 200:
-                raise FileRelayError(f"Slack answered {response.status} when I downloaded {_name(name)}.")
+                raise FileRelayError(f"Slack answered {response.status} when I downloaded {code_span(name)}.")
             # A page where the file's own type is something else: Slack's sign-in page.
             if response.content_type == "text/html" and mime_type != "text/html":
                 raise FileRelayError(
-                    f"Slack sent a sign-in page instead of {_name(name)}: the app needs the `files:read`"
+                    f"Slack sent a sign-in page instead of {code_span(name)}: the app needs the `files:read`"
                     " scope (reinstall it from the manifest)."
                 )
             received = 0
             async for chunk in response.content.iter_chunked(CHUNK_BYTES):
                 received += len(chunk)
                 if received > max_bytes:
-                    raise FileRelayError(f"{_name(name)} is larger than the limit of {_megabytes(max_bytes)}.")
+                    raise FileRelayError(f"{code_span(name)} is larger than the limit of {_megabytes(max_bytes)}.")
                 await asyncio.to_thread(spool.write, chunk)
             return received
     except TimeoutError as error:  # aiohttp's timeouts are TimeoutErrors (and some ClientErrors)
         raise FileRelayError(
-            f"couldn't download {_name(name)} from Slack: no data for {timeout:g} seconds."
+            f"couldn't download {code_span(name)} from Slack: no data for {timeout:g} seconds."
         ) from error
     except aiohttp.ClientError as error:
-        raise FileRelayError(f"couldn't download {_name(name)} from Slack: {escape_mrkdwn(str(error))}") from error
+        raise FileRelayError(f"couldn't download {code_span(name)} from Slack: {escape_mrkdwn(str(error))}") from error
 
 
 def thread_file_ids(history: list[dict[str, Any]]) -> list[str]:

@@ -22,7 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from .tasks import stop_tasks
-from .slack_text import MARKDOWN_BLOCK_LIMIT, defuse_mentions, escape_mrkdwn, notification_text, split_markdown
+from .slack_text import MARKDOWN_BLOCK_LIMIT, code_span, defuse_mentions, notification_text, split_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Step:
 
     def line(self) -> str:
         icon = {"in_progress": "⏳", "complete": "✅", "error": "⚠️"}.get(self.status, "•")
-        return f"{icon} `{escape_mrkdwn(self.title.replace('`', 'ˋ'))}`"
+        return f"{icon} {code_span(self.title)}"
 
 
 @dataclass

@@ -74,6 +74,11 @@ def escape_mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def code_span(text: str) -> str:
+    """Text in code style in a mrkdwn field, shown as written (a backtick in it cannot end it)."""
+    return f"`{escape_mrkdwn(text.replace('`', 'ˋ'))}`"
+
+
 _MARKUP = re.compile(r"<([^<>]*)>")
 
 
