@@ -63,11 +63,6 @@ class TurnLimits:
     def any(self) -> bool:
         return self.per_person is not None or self.overall is not None
 
-    def full_for(self, person_running: int, all_running: int) -> bool:
-        return (self.per_person is not None and person_running >= self.per_person) or (
-            self.overall is not None and all_running >= self.overall
-        )
-
 
 @dataclass(frozen=True)
 class Enqueued:

@@ -43,6 +43,11 @@ ADMISSION_LOCK = 0x7468726561640002
 THREAD = "team_id = $1 AND channel_id = $2 AND thread_ts = $3"
 OPEN_ITEMS = "SELECT 1 FROM queue o WHERE o.team_id = $1 AND o.channel_id = $2 AND o.thread_ts = $3 AND o.state <> 'done'"
 LISTEN_RETRY_SECONDS = 2.0
+# Whether `q` is its thread's head: the oldest item not done.
+IS_HEAD = (
+    "q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id"
+    " AND h.thread_ts = q.thread_ts AND h.state <> 'done')"
+)
 # Turns that count against the caps: admitted, running, and their process alive.
 BUSY = (
     "SELECT r.id, r.team_id, r.user_id FROM queue r JOIN leases rl USING (team_id, channel_id, thread_ts)"
@@ -199,9 +204,7 @@ class PostgresStore:
             f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.id FROM queue q LEFT JOIN leases l"
             " USING (team_id, channel_id, thread_ts)"
             " WHERE q.state <> 'done' AND (l.owner IS NULL OR l.lease_until < now() OR l.owner = $1)"
-            " AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id ="
-            " q.channel_id AND h.thread_ts = q.thread_ts AND h.state <> 'done')"
-            f" AND (q.kind <> 'message' OR q.answered OR q.state = 'running' OR {_fits('$3', '$4')})"
+            f" AND {IS_HEAD} AND (q.kind <> 'message' OR q.answered OR q.state = 'running' OR {_fits('$3', '$4')})"
             " ORDER BY q.id LIMIT $2",
             owner, len(exclude) + 5, limits.per_person, limits.overall,
         )
@@ -250,13 +253,11 @@ class PostgresStore:
     async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
         async with self.pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", ADMISSION_LOCK)
-            counts = await connection.fetchrow(
-                f"WITH busy AS ({BUSY} AND r.id <> $1), me AS (SELECT team_id, user_id FROM queue WHERE id = $1)"
-                " SELECT (SELECT COUNT(*) FROM busy b JOIN me USING (team_id, user_id)) AS person,"
-                " (SELECT COUNT(*) FROM busy) AS everyone",
-                item_id,
+            fits = await connection.fetchval(
+                f"WITH busy AS ({BUSY} AND r.id <> $1) SELECT {_fits('$2', '$3')} FROM queue q WHERE q.id = $1",
+                item_id, limits.per_person, limits.overall,
             )
-            if not limits.full_for(counts["person"], counts["everyone"]):
+            if fits:
                 await connection.execute("UPDATE queue SET admitted = true WHERE id = $1", item_id)
                 return True
             await connection.execute(
@@ -279,9 +280,8 @@ class PostgresStore:
             f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.message_ts, q.user_id, q.text, q.id"
             " FROM queue q LEFT JOIN leases l USING (team_id, channel_id, thread_ts)"
             " WHERE q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued"
-            " AND (l.owner IS NULL OR l.lease_until < now()) AND q.id = (SELECT MIN(h.id) FROM queue h"
-            " WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id AND h.thread_ts = q.thread_ts"
-            f" AND h.state <> 'done') AND NOT {_fits('$1', '$2')} ORDER BY q.id LIMIT $3",
+            f" AND (l.owner IS NULL OR l.lease_until < now()) AND {IS_HEAD} AND NOT {_fits('$1', '$2')}"
+            " ORDER BY q.id LIMIT $3",
             limits.per_person, limits.overall, limit,
         )
         return [

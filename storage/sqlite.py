@@ -37,6 +37,11 @@ from .store import LeaseLost, migrations
 
 THREAD = "team_id = ? AND channel_id = ? AND thread_ts = ?"
 OPEN_ITEMS = f"SELECT 1 FROM queue WHERE {THREAD} AND state != 'done'"
+# Whether `q` is its thread's head: the oldest item not done.
+IS_HEAD = (
+    "q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id"
+    " AND h.thread_ts = q.thread_ts AND h.state != 'done')"
+)
 # Turns that count against the caps: admitted, running, and their process alive.
 BUSY = (
     "SELECT r.id, r.team_id, r.user_id FROM queue r JOIN leases rl ON rl.team_id = r.team_id"
@@ -218,9 +223,7 @@ class SQLiteStore:
                 f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.id FROM queue q LEFT JOIN leases l"
                 " ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts"
                 " WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < :now OR l.owner = :owner)"
-                " AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id ="
-                " q.channel_id AND h.thread_ts = q.thread_ts AND h.state != 'done')"
-                f" AND (q.kind != 'message' OR q.answered OR q.state = 'running' OR {FITS})"
+                f" AND {IS_HEAD} AND (q.kind != 'message' OR q.answered OR q.state = 'running' OR {FITS})"
                 " ORDER BY q.id LIMIT :limit",
                 {"now": now, "owner": owner, "limit": len(exclude) + 1,
                  "per_person": limits.per_person, "overall": limits.overall},
@@ -270,13 +273,11 @@ class SQLiteStore:
     async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
         async with self._transaction() as db:
             async with db.execute(
-                f"WITH busy AS ({BUSY} AND r.id != :item), me AS (SELECT team_id, user_id FROM queue WHERE id = :item)"
-                " SELECT (SELECT COUNT(*) FROM busy b JOIN me ON b.team_id = me.team_id AND b.user_id = me.user_id),"
-                " (SELECT COUNT(*) FROM busy)",
-                {"item": item_id, "now": time.time()},
+                f"WITH busy AS ({BUSY} AND r.id != :item) SELECT {FITS} FROM queue q WHERE q.id = :item",
+                {"item": item_id, "now": time.time(), "per_person": limits.per_person, "overall": limits.overall},
             ) as cursor:
-                person, everyone = await cursor.fetchone() or (0, 0)
-            if not limits.full_for(person, everyone):
+                fits = await cursor.fetchone()
+            if fits and fits[0]:
                 await db.execute("UPDATE queue SET admitted = 1 WHERE id = ?", (item_id,))
                 return True
             await db.execute(
@@ -300,9 +301,8 @@ class SQLiteStore:
             f"WITH busy AS ({BUSY}) SELECT q.team_id, q.channel_id, q.thread_ts, q.message_ts, q.user_id, q.text, q.id"
             " FROM queue q LEFT JOIN leases l ON l.team_id = q.team_id AND l.channel_id = q.channel_id"
             " AND l.thread_ts = q.thread_ts WHERE q.state = 'pending' AND q.kind = 'message' AND NOT q.answered"
-            " AND NOT q.marked_queued AND (l.owner IS NULL OR l.lease_until < :now) AND q.id = (SELECT MIN(h.id)"
-            " FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id AND h.thread_ts ="
-            f" q.thread_ts AND h.state != 'done') AND NOT {FITS} ORDER BY q.id LIMIT :limit",
+            f" AND NOT q.marked_queued AND (l.owner IS NULL OR l.lease_until < :now) AND {IS_HEAD} AND NOT {FITS}"
+            " ORDER BY q.id LIMIT :limit",
             {"now": time.time(), "per_person": limits.per_person, "overall": limits.overall, "limit": limit},
         )
         return [InboxMessage(ThreadKey(team, channel, thread_ts), message_ts, user, text, id=item_id)
