@@ -161,18 +161,6 @@ class ThreadSummary:
     updated_at: float
 
 
-def slack_ts_order(ts: str) -> tuple[int, int]:
-    """Slack timestamps ("1700000000.000100") in time order; anything else first."""
-    seconds, _, micros = ts.partition(".")
-    return (int(seconds), int(micros or 0)) if seconds.isdigit() and (micros or "0").isdigit() else (0, 0)
-
-
-def notes_in_order(notes: list[InboxMessage], before_ts: str) -> list[InboxMessage]:
-    """Kept thread messages older than `before_ts`, oldest first."""
-    limit = slack_ts_order(before_ts)
-    return sorted((n for n in notes if slack_ts_order(n.message_ts) < limit), key=lambda n: slack_ts_order(n.message_ts))
-
-
 @dataclass(frozen=True)
 class Usage:
     """Tokens and code runs of one turn (or a sum of turns), as the Messages API reports them."""

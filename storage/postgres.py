@@ -17,7 +17,6 @@ import asyncpg
 
 from .models import (
     Conversation,
-    notes_in_order,
     Delivery,
     Enqueued,
     InboxMessage,
@@ -505,8 +504,13 @@ class PostgresStore:
         )
 
     async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
-        rows = await self.pool.fetch(f"SELECT message_ts, user_id, text FROM thread_notes WHERE {THREAD}", *_key(thread))
-        return notes_in_order([InboxMessage(thread, r["message_ts"], r["user_id"], r["text"]) for r in rows], before_ts)
+        # Slack timestamps are fixed-width ("1700000000.000100"): as text they sort in time order.
+        rows = await self.pool.fetch(
+            f"SELECT message_ts, user_id, text FROM thread_notes WHERE {THREAD} AND message_ts COLLATE \"C\" < $4"
+            " ORDER BY message_ts COLLATE \"C\"",
+            *_key(thread), before_ts,
+        )
+        return [InboxMessage(thread, r["message_ts"], r["user_id"], r["text"]) for r in rows]
 
     async def drop_notes(self, thread: ThreadKey, message_ts: list[str]) -> None:
         await self.pool.execute(

@@ -19,7 +19,6 @@ import aiosqlite
 
 from .models import (
     Conversation,
-    notes_in_order,
     Delivery,
     Enqueued,
     InboxMessage,
@@ -514,10 +513,12 @@ class SQLiteStore:
             )
 
     async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
+        # Slack timestamps are fixed-width ("1700000000.000100"): as text they sort in time order.
         rows = await self._fetchall(
-            f"SELECT message_ts, user_id, text FROM thread_notes WHERE {THREAD}", _key(thread)
+            f"SELECT message_ts, user_id, text FROM thread_notes WHERE {THREAD} AND message_ts < ? ORDER BY message_ts",
+            (*_key(thread), before_ts),
         )
-        return notes_in_order([InboxMessage(thread, ts, user, text) for ts, user, text in rows], before_ts)
+        return [InboxMessage(thread, ts, user, text) for ts, user, text in rows]
 
     async def drop_notes(self, thread: ThreadKey, message_ts: list[str]) -> None:
         async with self._transaction() as db:
