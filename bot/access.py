@@ -39,6 +39,10 @@ class AccessPolicy:
     allow_external: bool = False
 
 
+# The refusal of someone who is not in a thread's conversation.
+NOT_IN_CONVERSATION = "not_in_conversation"
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -129,6 +133,14 @@ class AccessControl:
             logger.warning("could not read the allowed user groups: %s", error)
             return Decision(False, "unknown")
         return Decision(True) if listed else Decision(False, "user")
+
+    async def check_thread(self, user_id: str, thread: ThreadKey) -> Decision:
+        """`check` for one thread (resetting or stopping it, listing it on the Home tab), also
+        refusing someone who is not in its conversation."""
+        decision = await self.check(user_id, thread.channel_id)
+        if decision.allowed and not await self.can_see(user_id, thread):
+            return Decision(False, NOT_IN_CONVERSATION)
+        return decision
 
     async def name(self, user_id: str) -> str:
         """The name people see for `user_id`; the id itself when Slack will not say."""

@@ -128,8 +128,7 @@ class HomeTab:
         for item in candidates:
             channel = item.thread.channel_id
             if channel not in allowed:
-                decision = await self.access.check(user_id, channel)
-                allowed[channel] = decision.allowed and await self.access.can_see(user_id, item.thread)
+                allowed[channel] = (await self.access.check_thread(user_id, item.thread)).allowed
             if allowed[channel]:
                 visible.append(item)
         return visible, len(candidates) >= CANDIDATE_THREADS

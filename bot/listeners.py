@@ -22,7 +22,7 @@ from storage import InboxMessage, ResetRequest, Store, ThreadKey
 from . import payloads
 from .reply import SLACK_ERRORS, STOP_ACTION_ID
 from .threads import is_dm, is_stop_command, mentions, thread_from_link, thread_of
-from .access import AccessControl, Decision
+from .access import NOT_IN_CONVERSATION, AccessControl, Decision
 from .home import HOME_RESET_ACTION_ID, HomeTab, Notice
 from .logs import audit
 from .queue import TurnQueue
@@ -45,7 +45,6 @@ ASSISTANT_EVENTS = ("assistant_thread_started", "assistant_thread_context_change
 HANDLED_EVENTS = (MENTION_EVENT, MESSAGE_EVENT, HOME_OPENED_EVENT, *ASSISTANT_EVENTS)
 HANDLED_COMMANDS = (RESET_COMMAND,)
 HANDLED_SHORTCUTS = (RESET_SHORTCUT_ID,)
-NOT_IN_CONVERSATION = "not_in_conversation"
 NOTHING_TO_STOP_NOTE = "Nothing is running in this thread right now, so there is nothing to stop."
 ALREADY_FINISHED_NOTE = "That answer has already finished."
 OUT_OF_DATE_BUTTON_NOTE = "That button is out of date; here is your Home tab as it is now."
@@ -347,9 +346,7 @@ async def _refusal(access: AccessControl, thread: ThreadKey, user_id: str, actio
 
     Someone outside its conversation is answered as for a thread with nothing going on, so
     nobody learns what happens in a channel they cannot see."""
-    decision = await access.check(user_id, thread.channel_id)
-    if decision.allowed and not await access.can_see(user_id, thread):
-        decision = Decision(False, NOT_IN_CONVERSATION)
+    decision = await access.check_thread(user_id, thread)
     if decision.allowed:
         return None
     audit("refused", thread, reason=decision.reason, action=action, user=user_id)
