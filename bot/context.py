@@ -34,16 +34,10 @@ _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
 
 @dataclass(frozen=True)
 class ContextPlan:
-    """The messages to send, and what was left out of them."""
+    """The messages to send, and whether anything was left out of them."""
 
     messages: list[dict[str, Any]]
-    steps: int = 0
-    trimmed_blocks: int = 0
-    dropped_turns: int = 0
-
-    @property
-    def trimmed(self) -> bool:
-        return bool(self.trimmed_blocks or self.dropped_turns)
+    trimmed: bool = False
 
 
 class ContextWindow:
@@ -71,8 +65,7 @@ class ContextWindow:
         trigger, step = window * TRIGGER_FRACTION, window * STEP_FRACTION
         if total <= trigger:
             return ContextPlan(messages)
-        steps = math.ceil((total - trigger) / step)
-        to_shed = steps * step
+        to_shed = math.ceil((total - trigger) / step) * step
         kept = list(messages)  # changed messages are copied; the caller's stay as they are
         protected = _start_of_last_turns(kept, keep_turns)
         shed, trimmed = 0.0, 0
@@ -100,7 +93,7 @@ class ContextWindow:
             del kept[:turn_end]
             protected -= turn_end
             dropped += 1
-        return ContextPlan(kept, steps, trimmed, dropped)
+        return ContextPlan(kept, trimmed=bool(trimmed or dropped))
 
     def estimate(self, messages: list[dict[str, Any]]) -> float:
         """Estimated tokens of a request with these messages (system prompt and tools included)."""
