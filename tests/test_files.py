@@ -6,6 +6,7 @@ import io
 import tracemalloc
 import zipfile
 from dataclasses import replace
+from typing import Any
 
 from bot.config import Settings
 from tests.conftest import BotServer, running_bot, said_by, thread_text
@@ -250,22 +251,32 @@ async def test_a_slack_error_while_finishing_the_reply_does_not_skip_the_files(
     assert slack.uploads[0]["title"] == "chart.png" and slack.uploads[0]["thread_ts"] == root
 
 
+async def zip_of(
+    bot: BotServer, claude_api: FakeAnthropic, produced: dict[str, bytes], root: str, breaks: str | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The code makes `produced` (the download of `breaks` drops part-way); the zip that
+    arrives, and what is in it."""
+    ids = {name: claude_api.add_file(name, content) for name, content in produced.items()}
+    if breaks is not None:
+        claude_api.fail_download(ids[breaks], after_bytes=100)
+    claude_api.enqueue(Reply([*code_run("split", file_ids=list(ids.values())), text("Split into 12.")]))
+    await bot.send_event(mention_event("split it", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: len(bot.slack.uploads) == 1)
+    await bot.idle()
+    [upload] = bot.slack.uploads
+    with zipfile.ZipFile(io.BytesIO(upload["content"])) as archive:
+        return upload, {name: archive.read(name) for name in archive.namelist()}
+
+
 async def test_many_outputs_arrive_as_one_zip_with_a_listing(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     assert bot.settings.max_output_files == 10
     produced = {f"part-{n:02d}.csv": f"row {n}\n".encode() for n in range(12)}
-    ids = [claude_api.add_file(name, content) for name, content in produced.items()]
-    claude_api.enqueue(Reply([*code_run("split", file_ids=ids), text("Split into 12.")]))
     root = "1700000515.000100"
-    await bot.send_event(mention_event("split it", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: len(slack.uploads) == 1)
-    await bot.idle()
-
-    [upload] = slack.uploads
+    upload, contents = await zip_of(bot, claude_api, produced, root)
     assert upload["title"] == "files.zip" and upload["thread_ts"] == root
-    with zipfile.ZipFile(io.BytesIO(upload["content"])) as archive:
-        assert {name: archive.read(name) for name in archive.namelist()} == produced
+    assert contents == produced
     listing = upload["initial_comment"]
     assert listing.startswith("12 files") and all(f"`{name}`" in listing for name in produced)
 
@@ -274,17 +285,8 @@ async def test_a_file_whose_download_breaks_is_left_out_of_the_zip_whole(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     produced = {f"part-{n:02d}.csv": f"row {n}\n".encode() * 50 for n in range(12)}
-    ids = [claude_api.add_file(name, content) for name, content in produced.items()]
-    claude_api.fail_download(ids[3], after_bytes=100)  # the connection drops part-way
-    claude_api.enqueue(Reply([*code_run("split", file_ids=ids), text("Split into 12.")]))
     root = "1700000517.000100"
-    await bot.send_event(mention_event("split it", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: len(slack.uploads) == 1)
-    await bot.idle()
-
-    [upload] = slack.uploads
-    with zipfile.ZipFile(io.BytesIO(upload["content"])) as archive:
-        contents = {name: archive.read(name) for name in archive.namelist()}
+    upload, contents = await zip_of(bot, claude_api, produced, root, breaks="part-03.csv")
     assert contents == {name: data for name, data in produced.items() if name != "part-03.csv"}
     assert upload["initial_comment"].startswith("11 files")
     assert "part-03.csv" in thread_text(slack, CHANNEL, root)  # named as left out
