@@ -1,10 +1,16 @@
-"""Persistence of threads, their containers and history, and the durable per-thread queue."""
+"""Storage, the end of the data path: threads, their containers and history, the durable
+per-thread queue, files owed and usage.
+
+`Store` is written once over a `Connector`; `sqlite.py` and `postgres.py` are the two
+connectors, `queries/<dialect>.sql` their named queries, `migrations/<dialect>/` their schema.
+"""
 
 from .models import (
     Conversation,
     Delivery,
     Enqueued,
     InboxMessage,
+    LeaseLost,
     PersonThread,
     QueueItem,
     ResetRequest,
@@ -17,7 +23,7 @@ from .models import (
 )
 from .postgres import PostgresStore
 from .sqlite import SQLiteStore
-from .store import LeaseLost, Store
+from .store import Store
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
@@ -47,6 +53,7 @@ __all__ = [
     "Enqueued",
     "InboxMessage",
     "LeaseLost",
+    "POSTGRES_SCHEMES",
     "PersonThread",
     "PostgresStore",
     "QueueItem",

@@ -14,6 +14,10 @@ StopOutcome = Literal["stopping", "idle", "duplicate"]
 UsageGroup = Literal["person", "channel"]
 
 
+class LeaseLost(Exception):
+    """This process no longer holds the thread's lease (it expired, or another process took it)."""
+
+
 @dataclass(frozen=True)
 class ThreadKey:
     """One conversation: a Slack thread, or (thread_ts == "") the top level of a DM."""
@@ -78,11 +82,6 @@ class QueueItem:
 
     `answered`: an earlier attempt's answer is stored, so only the reply and files are left.
     """
-
-    QUERY_COLUMNS = (
-        "id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts,"
-        " answered, marked_queued, attempts, user_files, stop_requested_by, admitted"
-    )
 
     id: int
     thread: ThreadKey

@@ -1,0 +1,88 @@
+"""The `Connector` protocol: what the store asks of a database driver, and nothing more.
+
+One implementation per driver (`sqlite.py`, `postgres.py`). The store calls queries by name;
+each dialect keeps its SQL in `queries/<dialect>.sql`, written with `:name` parameters. A query
+takes the parameters it names, so a caller may pass more (say `now` for SQLite, which keeps
+times as epoch seconds, while PostgreSQL asks its own clock).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from importlib import resources
+from typing import Any, Protocol
+
+Row = Sequence[Any]
+"""A result row: by position, and (both drivers' rows allow it) by column name as `row["x"]`."""
+Params = Mapping[str, Any]
+
+_QUERY_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+# `:name`, but not the `::type` of a PostgreSQL cast.
+PARAMETER = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)\b")
+
+
+class Connection(Protocol):
+    """Runs named queries: alone (each its own transaction) or inside `Connector.transaction`."""
+
+    async def execute(self, query: str, params: Params | None = None) -> int:
+        """Run a statement; the number of rows it changed."""
+
+    async def execute_many(self, query: str, rows: Sequence[Params]) -> None: ...
+
+    async def one(self, query: str, params: Params | None = None) -> Row | None: ...
+
+    async def all(self, query: str, params: Params | None = None) -> list[Row]: ...
+
+    async def notify(self) -> None:
+        """Wake the other processes' `listen` when this transaction commits (where the driver can)."""
+
+    async def lock(self, key: int) -> None:
+        """Hold an advisory lock until this transaction ends: callers of one key take turns."""
+
+
+class Connector(Connection, Protocol):
+    """One database: opened and migrated once, closed once."""
+
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect, and apply the migrations this release has and the database lacks."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    def transaction(self, *, readonly: bool = False) -> AbstractAsyncContextManager[Connection]:
+        """All or nothing: any failure, COMMIT's own included, rolls back."""
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process `notify`s (a no-op where the driver cannot)."""
+
+
+def load_queries(dialect: str) -> dict[str, str]:
+    """The named queries of `queries/<dialect>.sql`: `-- name: x` starts query `x`."""
+    text = resources.files("storage").joinpath("queries", f"{dialect}.sql").read_text(encoding="utf-8")
+    parts = _QUERY_NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        if name in queries:
+            raise RuntimeError(f"{dialect} query {name!r} is defined twice")
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+def migrations(backend: str) -> list[tuple[int, str]]:
+    """The numbered SQL migration files of a backend, in order: [(number, script)]."""
+    folder = resources.files("storage").joinpath("migrations", backend)
+    scripts = sorted(
+        (int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    numbers = [number for number, _ in scripts]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"{backend} migrations are not numbered 1..n: {numbers}")
+    return scripts

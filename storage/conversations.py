@@ -1,0 +1,132 @@
+"""Conversations: a thread's container and history, who talked in it, and the notes kept for it.
+
+Written once over a `Connector`; the SQL of each query is in `queries/<dialect>.sql`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .connector import Connector
+from .models import Conversation, InboxMessage, PersonThread, ThreadKey, ThreadSummary, Usage
+from .queue import thread_params
+
+
+class ConversationStore:
+    """What a thread's next turn needs, and what the Home tab and the `/reset` picker list."""
+
+    connector: Connector
+
+    async def has_conversation(self, thread: ThreadKey) -> bool:
+        return await self.connector.one("has_conversation", thread_params(thread)) is not None
+
+    async def load_conversation(self, thread: ThreadKey) -> Conversation:
+        key = thread_params(thread)
+        async with self.connector.transaction(readonly=True) as db:
+            row = await db.one("conversation", key)
+            history = [{"role": role, "content": json.loads(content)} for role, content in await db.all("history", key)]
+        expires = row[1] if row else None
+        return Conversation(
+            thread=thread,
+            container_id=row[0] if row else None,
+            container_expires_at=float(expires) if expires is not None else None,
+            history=history,
+        )
+
+    async def save_turn(
+        self,
+        item_id: int,
+        thread: ThreadKey,
+        messages: list[dict[str, Any]],
+        container_id: str | None,
+        container_expires_at: float | None,
+        outputs: list[str],
+        user_files: list[tuple[str, int]],
+        earlier_history: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Append a finished turn, keep its container, and mark its item answered with the
+        files it still has to deliver, atomically: a crash later never runs the model again.
+
+        `earlier_history`: the thread's history before this turn, stored in place of the old
+        (the turn found files in it that the Files API no longer has).
+        """
+        key = thread_params(thread)
+        async with self.connector.transaction() as db:
+            if earlier_history is not None:
+                await db.execute("delete_history", key)
+                messages = [*earlier_history, *messages]
+            last = await db.one("last_seq", key)
+            seq = int(last[0]) if last else 0
+            await db.execute_many(
+                "append_history",
+                [
+                    {**key, "seq": seq + offset, "role": message["role"], "content": json.dumps(message["content"])}
+                    for offset, message in enumerate(messages, start=1)
+                ],
+            )
+            await db.execute("keep_container", {**key, "container_id": container_id, "expires_at": container_expires_at})
+            await db.execute("mark_answered", {"item": item_id, "user_files": json.dumps([list(f) for f in user_files])})
+            await db.execute_many(
+                "owe_delivery",
+                [{"item": item_id, "position": position, "file_id": file_id} for position, file_id in enumerate(outputs)],
+            )
+
+    async def reset(self, thread: ThreadKey) -> bool:
+        """Forget container and history; False when the bot had no conversation there."""
+        key = thread_params(thread)
+        async with self.connector.transaction() as db:
+            existed = await db.execute("drop_container", key) == 1
+            await db.execute("delete_history", key)
+        return existed
+
+    async def add_note(self, message: InboxMessage) -> None:
+        """Keep a thread message that did not ask the bot anything, for the next turn's context."""
+        await self.connector.execute(
+            "add_note",
+            {**thread_params(message.thread), "message_ts": message.message_ts, "user": message.user_id,
+             "text": message.text},
+        )
+
+    async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
+        """The kept messages of a thread older than `before_ts`, oldest first (Slack timestamps
+        are fixed-width, so as text they sort in time order)."""
+        rows = await self.connector.all("notes_before", {**thread_params(thread), "before_ts": before_ts})
+        return [InboxMessage(thread, ts, user, text) for ts, user, text in rows]
+
+    async def drop_notes(self, thread: ThreadKey, message_ts: list[str]) -> None:
+        """Forget kept messages once a turn has handed them to Claude."""
+        key = thread_params(thread)
+        await self.connector.execute_many("drop_note", [{**key, "message_ts": ts} for ts in message_ts])
+
+    async def idle_threads(self, older_than_seconds: float, limit: int = 100) -> list[ThreadKey]:
+        """Threads untouched that long that still keep a container, history or participants."""
+        rows = await self.connector.all(
+            "idle_threads",
+            {"seconds": older_than_seconds, "cutoff": time.time() - older_than_seconds, "limit": limit},
+        )
+        return [ThreadKey(*row) for row in rows]
+
+    async def forget(self, thread: ThreadKey) -> None:
+        """Retention: drop a thread's container, history and who said what (the thread stays known)."""
+        key = thread_params(thread)
+        async with self.connector.transaction() as db:
+            for query in ("forget_container", "delete_history", "forget_participants", "forget_notes"):
+                await db.execute(query, key)
+
+    async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:
+        """A person's threads in one channel, the most recently active first (the `/reset` picker)."""
+        rows = await self.connector.all(
+            "active_threads", {"team": team_id, "channel": channel_id, "user": user_id, "limit": limit}
+        )
+        return [ThreadSummary(ThreadKey(team_id, channel_id, ts), text or "", float(updated)) for ts, updated, text in rows]
+
+    async def person_threads(self, team_id: str, user_id: str, limit: int = 100) -> list[PersonThread]:
+        """The threads a person talked to the bot in (until retention forgets who said what),
+        the most recently active first, each with everything its turns used."""
+        rows = await self.connector.all("person_threads", {"team": team_id, "user": user_id, "limit": limit})
+        return [
+            PersonThread(ThreadKey(team_id, row[0], row[1]), row[2] or "", float(row[3]), Usage(*(int(v) for v in row[4:])))
+            for row in rows
+        ]

@@ -1,0 +1,323 @@
+-- The store's queries for SQLite. Times are epoch seconds (REAL), passed in as :now.
+-- A thread is (:team, :channel, :thread_ts). "Busy" turns count against the caps: admitted,
+-- not done, and their process's lease alive. A thread's head is its oldest item not done.
+
+-- name: check_writable
+INSERT INTO health (id, checked_at) VALUES (1, :now)
+ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at;
+
+-- === the queue ===
+
+-- name: enqueue_message
+INSERT INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id, text, files, received_at)
+VALUES (:team, :channel, :thread_ts, 'message', :message_ts, :user, :text, :files, :now)
+ON CONFLICT (team_id, channel_id, message_ts) DO NOTHING
+RETURNING id;
+
+-- name: enqueue_reset
+INSERT INTO queue (team_id, channel_id, thread_ts, kind, user_id, response_url, replace_original, received_at)
+VALUES (:team, :channel, :thread_ts, 'reset', :user, :response_url, :replace_original, :now)
+RETURNING id;
+
+-- name: start_conversation
+INSERT INTO conversations (team_id, channel_id, thread_ts, created_at, updated_at)
+VALUES (:team, :channel, :thread_ts, :now, :now)
+ON CONFLICT DO NOTHING;
+
+-- name: touch_participant
+INSERT INTO participants (team_id, channel_id, thread_ts, user_id, last_text, last_at)
+VALUES (:team, :channel, :thread_ts, :user, :text, :now)
+ON CONFLICT (team_id, channel_id, thread_ts, user_id)
+DO UPDATE SET last_text = excluded.last_text, last_at = excluded.last_at;
+
+-- name: item_waits
+SELECT 1 FROM queue
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done' AND id < :item
+LIMIT 1;
+
+-- name: claimable_threads
+-- Each thread by its head; a new turn whose person (or everyone) is at a cap waits.
+WITH busy AS (
+    SELECT r.id, r.team_id, r.user_id FROM queue r
+    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
+    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now
+)
+SELECT q.team_id, q.channel_id, q.thread_ts, q.id FROM queue q
+LEFT JOIN leases l ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts
+WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < :now OR l.owner = :owner)
+  AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id
+              AND h.thread_ts = q.thread_ts AND h.state != 'done')
+  AND (q.kind != 'message' OR q.answered OR q.state = 'running'
+       OR ((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id) < :per_person)
+           AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall)))
+ORDER BY q.id LIMIT :limit;
+
+-- name: take_lease
+INSERT INTO leases (team_id, channel_id, thread_ts, owner, lease_until)
+VALUES (:team, :channel, :thread_ts, :owner, :until)
+ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE
+SET owner = excluded.owner, lease_until = excluded.lease_until
+WHERE leases.lease_until < :now OR leases.owner = excluded.owner
+RETURNING 1;
+
+-- name: admit_head
+UPDATE queue SET admitted = 1 WHERE id = :item AND kind = 'message' AND NOT answered;
+
+-- name: renew_lease
+UPDATE leases SET lease_until = :until
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner AND lease_until >= :now
+RETURNING 1;
+
+-- name: head_item
+SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts, answered,
+       marked_queued, attempts, user_files, stop_requested_by, admitted
+FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done'
+ORDER BY id LIMIT 1;
+
+-- name: start_item
+UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = :item;
+
+-- name: item_fits
+WITH busy AS (
+    SELECT r.id, r.team_id, r.user_id FROM queue r
+    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
+    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now AND r.id != :item
+)
+SELECT ((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id) < :per_person)
+        AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall))
+FROM queue q WHERE q.id = :item;
+
+-- name: admit_item
+UPDATE queue SET admitted = 1 WHERE id = :item;
+
+-- name: hold_back_item
+UPDATE queue SET state = 'pending', admitted = 0, attempts = attempts - 1 WHERE id = :item AND state = 'running';
+
+-- name: drop_lease
+DELETE FROM leases WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner;
+
+-- name: running_turns
+WITH busy AS (
+    SELECT r.id, r.team_id, r.user_id FROM queue r
+    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
+    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now
+)
+SELECT COUNT(*) FILTER (WHERE team_id = :team AND user_id = :user), COUNT(*) FROM busy;
+
+-- name: held_back
+WITH busy AS (
+    SELECT r.id, r.team_id, r.user_id FROM queue r
+    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
+    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now
+)
+SELECT q.team_id, q.channel_id, q.thread_ts, q.message_ts, q.user_id, q.text, q.id FROM queue q
+LEFT JOIN leases l ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts
+WHERE q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued
+  AND (l.owner IS NULL OR l.lease_until < :now)
+  AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id
+              AND h.thread_ts = q.thread_ts AND h.state != 'done')
+  AND NOT ((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id) < :per_person)
+           AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall))
+ORDER BY q.id LIMIT :limit;
+
+-- name: release_lease
+DELETE FROM leases
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner
+  AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = :team AND o.channel_id = :channel
+                  AND o.thread_ts = :thread_ts AND o.state != 'done');
+
+-- name: renew_leases
+UPDATE leases SET lease_until = :until WHERE owner = :owner AND lease_until >= :now
+RETURNING team_id, channel_id, thread_ts;
+
+-- name: hand_back_items
+UPDATE queue SET state = 'pending', admitted = 0
+WHERE state != 'done' AND EXISTS (SELECT 1 FROM leases l WHERE l.owner = :owner AND l.team_id = queue.team_id
+                                  AND l.channel_id = queue.channel_id AND l.thread_ts = queue.thread_ts);
+
+-- name: drop_leases
+DELETE FROM leases WHERE owner = :owner;
+
+-- name: next_lease_expiry
+SELECT MIN(l.lease_until) - :now FROM leases l
+WHERE l.owner != :owner AND EXISTS (SELECT 1 FROM queue o WHERE o.team_id = l.team_id AND o.channel_id = l.channel_id
+                                    AND o.thread_ts = l.thread_ts AND o.state != 'done');
+
+-- name: finish_item
+UPDATE queue SET state = 'done', finished_at = :now, admitted = 0 WHERE id = :item;
+
+-- name: set_reply_ts
+UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
+
+-- name: note_stop_message
+INSERT INTO stop_requests (team_id, channel_id, message_ts, requested_at) VALUES (:team, :channel, :message_ts, :now)
+ON CONFLICT DO NOTHING
+RETURNING 1;
+
+-- name: request_stop
+UPDATE queue SET stop_requested_by = COALESCE(stop_requested_by, :user)
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state = 'running'
+  AND kind = 'message' AND (:item IS NULL OR id = :item)
+RETURNING id;
+
+-- name: stop_requests
+SELECT id, stop_requested_by FROM queue
+WHERE id IN (SELECT value FROM json_each(:items)) AND stop_requested_by IS NOT NULL;
+
+-- name: mark_queued
+UPDATE queue SET marked_queued = 1 WHERE id = :item AND state = 'pending' AND NOT marked_queued;
+
+-- name: item_state
+SELECT state FROM queue WHERE id = :item;
+
+-- name: count_waiting
+SELECT COUNT(*) FROM queue WHERE state = 'pending';
+
+-- name: prune_items
+DELETE FROM queue
+WHERE state = 'done' AND finished_at < :cutoff
+  AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.team_id = queue.team_id AND c.channel_id = queue.channel_id
+                  AND c.thread_ts = queue.thread_ts AND c.updated_at >= :cutoff)
+  AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = queue.team_id AND o.channel_id = queue.channel_id
+                  AND o.thread_ts = queue.thread_ts AND o.state != 'done');
+
+-- name: prune_stop_messages
+DELETE FROM stop_requests WHERE requested_at < :cutoff;
+
+-- === conversations ===
+
+-- name: has_conversation
+SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: conversation
+SELECT container_id, container_expires_at FROM conversations
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: history
+SELECT role, content FROM history WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+ORDER BY seq;
+
+-- name: delete_history
+DELETE FROM history WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: last_seq
+SELECT COALESCE(MAX(seq), 0) FROM history WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: append_history
+INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
+VALUES (:team, :channel, :thread_ts, :seq, :role, :content);
+
+-- name: keep_container
+INSERT INTO conversations (team_id, channel_id, thread_ts, container_id, container_expires_at, created_at, updated_at)
+VALUES (:team, :channel, :thread_ts, :container_id, :expires_at, :now, :now)
+ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET container_id = excluded.container_id,
+    container_expires_at = excluded.container_expires_at, updated_at = excluded.updated_at;
+
+-- name: mark_answered
+UPDATE queue SET answered = 1, user_files = :user_files WHERE id = :item;
+
+-- name: owe_delivery
+INSERT INTO deliveries (item_id, position, file_id) VALUES (:item, :position, :file_id);
+
+-- name: drop_container
+UPDATE conversations SET container_id = NULL, container_expires_at = NULL, updated_at = :now
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: add_note
+INSERT INTO thread_notes (team_id, channel_id, thread_ts, message_ts, user_id, text)
+VALUES (:team, :channel, :thread_ts, :message_ts, :user, :text)
+ON CONFLICT DO NOTHING;
+
+-- name: notes_before
+SELECT message_ts, user_id, text FROM thread_notes
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND message_ts < :before_ts
+ORDER BY message_ts;
+
+-- name: drop_note
+DELETE FROM thread_notes
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND message_ts = :message_ts;
+
+-- name: idle_threads
+SELECT team_id, channel_id, thread_ts FROM conversations c
+WHERE updated_at < :cutoff
+  AND (container_id IS NOT NULL
+       OR EXISTS (SELECT 1 FROM history h WHERE h.team_id = c.team_id AND h.channel_id = c.channel_id AND h.thread_ts = c.thread_ts)
+       OR EXISTS (SELECT 1 FROM participants p WHERE p.team_id = c.team_id AND p.channel_id = c.channel_id AND p.thread_ts = c.thread_ts))
+ORDER BY updated_at LIMIT :limit;
+
+-- name: forget_container
+UPDATE conversations SET container_id = NULL, container_expires_at = NULL
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: forget_participants
+DELETE FROM participants WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: forget_notes
+DELETE FROM thread_notes WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: active_threads
+SELECT c.thread_ts, c.updated_at, p.last_text FROM conversations c
+JOIN participants p ON p.team_id = c.team_id AND p.channel_id = c.channel_id AND p.thread_ts = c.thread_ts
+WHERE c.team_id = :team AND c.channel_id = :channel AND c.thread_ts != '' AND p.user_id = :user
+ORDER BY c.updated_at DESC LIMIT :limit;
+
+-- name: person_threads
+WITH mine AS (
+    SELECT p.channel_id, p.thread_ts, p.last_text, MAX(c.updated_at, p.last_at) AS last_active
+    FROM participants p
+    JOIN conversations c ON c.team_id = p.team_id AND c.channel_id = p.channel_id AND c.thread_ts = p.thread_ts
+    WHERE p.team_id = :team AND p.user_id = :user
+    ORDER BY last_active DESC, p.thread_ts DESC LIMIT :limit
+)
+SELECT m.channel_id, m.thread_ts, m.last_text, m.last_active,
+       COALESCE(SUM(u.input_tokens), 0), COALESCE(SUM(u.cache_creation_input_tokens), 0),
+       COALESCE(SUM(u.cache_read_input_tokens), 0), COALESCE(SUM(u.output_tokens), 0),
+       COALESCE(SUM(u.code_runs), 0), COUNT(u.id)
+FROM mine m
+LEFT JOIN usage u ON u.team_id = :team AND u.channel_id = m.channel_id AND u.thread_ts = m.thread_ts
+GROUP BY m.channel_id, m.thread_ts, m.last_text, m.last_active
+ORDER BY m.last_active DESC, m.thread_ts DESC;
+
+-- === files owed by answered turns ===
+
+-- name: pending_deliveries
+SELECT position, file_id, slack_file_id FROM deliveries WHERE item_id = :item AND NOT delivered ORDER BY position;
+
+-- name: delivery_started
+UPDATE deliveries SET slack_file_id = :slack_file_id WHERE item_id = :item AND position = :position;
+
+-- name: delivery_done
+UPDATE deliveries SET delivered = 1 WHERE item_id = :item AND position = :position;
+
+-- === usage ===
+
+-- name: record_usage
+INSERT INTO usage (team_id, channel_id, thread_ts, user_id, model, input_tokens, cache_creation_input_tokens,
+                   cache_read_input_tokens, output_tokens, code_runs, recorded_at)
+VALUES (:team, :channel, :thread_ts, :user, :model, :input_tokens, :cache_creation_input_tokens,
+        :cache_read_input_tokens, :output_tokens, :code_runs, :now);
+
+-- name: thread_usage
+SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+FROM usage WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: user_usage
+SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+FROM usage WHERE team_id = :team AND user_id = :user AND recorded_at >= :since;
+
+-- name: team_usage
+SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+FROM usage WHERE team_id = :team AND recorded_at >= :since;
+
+-- name: usage_by_person
+SELECT user_id, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+FROM usage WHERE team_id = :team AND recorded_at >= :since GROUP BY user_id;
+
+-- name: usage_by_channel
+SELECT channel_id, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+FROM usage WHERE team_id = :team AND recorded_at >= :since GROUP BY channel_id;

@@ -1,0 +1,53 @@
+"""Usage: one row per answered turn, booked to its thread and to the person who asked, kept
+across resets (the tokens were spent).
+
+Written once over a `Connector`; the SQL of each query is in `queries/<dialect>.sql`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .connector import Connector, Row
+from .models import ThreadKey, Usage, UsageGroup
+from .queue import thread_params
+
+
+def _usage(row: Row | None) -> Usage:
+    return Usage(*(int(value) for value in row)) if row is not None else Usage()
+
+
+class UsageStore:
+    """Tokens and code runs, summed per thread, person, workspace or channel."""
+
+    connector: Connector
+
+    async def record_usage(self, thread: ThreadKey, user_id: str, model: str, usage: Usage) -> None:
+        """Book one turn's tokens and code runs to its thread and to the person who asked."""
+        await self.connector.execute(
+            "record_usage",
+            {
+                **thread_params(thread), "user": user_id, "model": model, "input_tokens": usage.input_tokens,
+                "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+                "cache_read_input_tokens": usage.cache_read_input_tokens,
+                "output_tokens": usage.output_tokens, "code_runs": usage.code_runs, "now": time.time(),
+            },
+        )
+
+    async def thread_usage(self, thread: ThreadKey) -> Usage:
+        """Everything a thread's turns used, resets included."""
+        return _usage(await self.connector.one("thread_usage", thread_params(thread)))
+
+    async def user_usage(self, team_id: str, user_id: str, since: float = 0.0) -> Usage:
+        """Everything one person's turns used since `since` (epoch seconds), in every thread."""
+        return _usage(await self.connector.one("user_usage", {"team": team_id, "user": user_id, "since": since}))
+
+    async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
+        """Everything a workspace's turns used since `since` (epoch seconds)."""
+        return _usage(await self.connector.one("team_usage", {"team": team_id, "since": since}))
+
+    async def usage_by(self, team_id: str, group: UsageGroup, since: float = 0.0) -> dict[str, Usage]:
+        """A workspace's usage since `since` (epoch seconds), summed per person (user id) or per
+        channel (channel id); who or what used nothing is absent."""
+        rows = await self.connector.all(f"usage_by_{group}", {"team": team_id, "since": since})
+        return {str(row[0]): _usage(row[1:]) for row in rows}
