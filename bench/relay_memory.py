@@ -57,7 +57,11 @@ async def run(size: int) -> list[dict[str, float]]:
     import anthropic
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from bot.files import relay_output_to_slack, relay_slack_file_to_claude
+    from bot.config import DEFAULTS
+    from bot.outbound.uploads import relay_output_to_slack
+    from bot.turn.shared_files import relay_slack_file_to_claude
+
+    timeout = float(DEFAULTS["FILE_TIMEOUT_SECONDS"])
 
     fakes = subprocess.Popen(
         [sys.executable, "-c", SERVE_FAKES, str(size)], cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -76,11 +80,11 @@ async def run(size: int) -> list[dict[str, float]]:
                 started = time.perf_counter()
                 if direction == "slack -> container":
                     await relay_slack_file_to_claude(
-                        info["shared"], slack=slack, claude=claude, http=http, max_bytes=size
+                        info["shared"], slack=slack, claude=claude, http=http, max_bytes=size, timeout=timeout
                     )
                 else:
                     await relay_output_to_slack(
-                        claude, slack, http, info["produced"], channel_id="C1", thread_ts="1.1"
+                        claude, slack, http, info["produced"], channel_id="C1", thread_ts="1.1", timeout=timeout
                     )
                 seconds = time.perf_counter() - started
                 results.append(

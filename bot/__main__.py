@@ -15,9 +15,11 @@ import sys
 from aiohttp import web
 
 from . import check
-from .app import EVENTS_PATH, build_web_app, create_runtime, serve_operations, socket_mode_handler
-from .config import ConfigError, Settings, load_settings, settings_help
-from .logs import configure_logging
+from .app import create_runtime
+from .config import Settings, load_settings, settings_help
+from .errors import ConfigError
+from .http import EVENTS_PATH, build_web_app, serve_operations, socket_mode_handler
+from .ops.logs import configure_logging
 
 logger = logging.getLogger("bot")
 

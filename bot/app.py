@@ -1,4 +1,7 @@
-"""Assembles the running bot: clients, storage, the turn engine and the Bolt app."""
+"""The composition root: builds every client and component once, and closes them once.
+
+Nothing else builds a client or reads settings: each component is handed what it uses.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import anthropic
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -21,25 +21,29 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import Store, open_store
 
-from .access import AccessControl, AccessPolicy
-from .budget import Budgets
-from .claude import ClaudeTurns
 from .config import Settings
-from .home import HomeTab
-from .listeners import register_listeners
-from .maintenance import maintain
+from .jobs.maintenance import maintain
+from .listeners import Intake, register_listeners
+from .listeners.errors import TolerantApp
+from .model.request import ModelSettings
+from .model.turns import ClaudeTurns
+from .ops.metrics import Metrics
+from .outbound.home import HomeTab
+from .outbound.waiting import WaitingSigns
+from .policy.access import AccessPolicy
+from .policy.budgets import Budgets
+from .queue import QueueSettings, TurnQueue, process_owner_id
 from .tasks import stop_tasks
-from .metrics import Metrics
-from .payloads import TolerantApp
-from .queue import QueueSettings, TurnQueue
-from .turn import TurnRunner
+from .turn.checks import TurnChecks
+from .turn.commands import thread_commands
+from .turn.deliveries import OwedFiles
+from .turn.prompt import Prompts
+from .turn.resets import Resets
+from .turn.runner import TurnRunner
+from .turn.shared_files import FileIntake
+from .workspaces import ChannelSettings, SingleWorkspace
 
 logger = logging.getLogger(__name__)
-
-EVENTS_PATH = "/slack/events"
-HEALTH_PATH = "/healthz"
-METRICS_PATH = "/metrics"
-HEALTH_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass
@@ -64,14 +68,9 @@ class Runtime:
         await self.store.close()
 
 
-RUNTIME_KEY = web.AppKey("runtime", Runtime)
-
-
-async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> Runtime:
-    """Open storage, identify the bot, register listeners and resume unanswered messages."""
-    metrics = metrics or Metrics()
-    store = await open_store(settings.database_url)
-    slack = AsyncWebClient(
+def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
+    """The Web API client of the bot token: the SDK's retries, and every error counted."""
+    return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         retry_handlers=[
@@ -81,57 +80,71 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ],
     )
-    identity = await slack.auth_test()
-    access = AccessControl(
-        slack,
-        AccessPolicy(
-            allowed_channels=settings.allowed_channels,
-            allowed_users=settings.allowed_users,
-            admin_users=settings.admin_users,
-            allow_guests=settings.allow_guests,
-            allow_external=settings.allow_external_users,
-        ),
-        home_team_id=str(identity["team_id"]),
+
+
+def channel_defaults(settings: Settings) -> ChannelSettings:
+    """What every channel gets unless it has settings of its own."""
+    model = ModelSettings(
+        model=settings.anthropic_model,
+        tool_version=settings.code_execution_tool,
+        max_tokens=settings.max_tokens,
+        system_prompt=settings.system_prompt,
     )
+    return ChannelSettings(model=model, follow_ups=settings.follow_ups)
+
+
+def access_policy(settings: Settings) -> AccessPolicy:
+    return AccessPolicy(
+        allowed_channels=settings.allowed_channels,
+        allowed_users=settings.allowed_users,
+        admin_users=settings.admin_users,
+        allow_guests=settings.allow_guests,
+        allow_external=settings.allow_external_users,
+    )
+
+
+async def create_runtime(settings: Settings) -> Runtime:
+    """Open storage, identify the bot, register listeners and resume unanswered messages."""
+    metrics = Metrics()
+    store = await open_store(settings.database_url)
+    slack = slack_client(settings, metrics)
+    workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings))
+    await workspaces.start()
     claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
     http = aiohttp.ClientSession()
     budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
+    resets = Resets(store, claude)
     runner = TurnRunner(
         store=store,
-        claude=ClaudeTurns(
-            claude,
-            model=settings.anthropic_model,
-            tool_version=settings.code_execution_tool,
-            max_tokens=settings.max_tokens,
-            context_window=settings.context_window,
-            system_prompt=settings.system_prompt,
-            deadline_seconds=settings.turn_timeout_seconds,
+        claude=ClaudeTurns(claude, context_window=settings.context_window, deadline_seconds=settings.turn_timeout_seconds),
+        intake=FileIntake(
+            claude, http, metrics, max_bytes=settings.max_file_bytes, timeout=settings.file_timeout_seconds
         ),
-        slack=slack,
-        http=http,
-        bot_user_id=str(identity["user_id"]),
-        max_message_chars=settings.max_message_chars,
-        max_file_bytes=settings.max_file_bytes,
-        access=access,
-        streaming=settings.slack_streaming,
-        follow_ups=settings.follow_ups,
+        owed=OwedFiles(
+            store, claude, http, metrics, timeout=settings.file_timeout_seconds,
+            max_separate_files=settings.max_output_files,
+        ),
+        prompts=Prompts(store),
+        checks=TurnChecks(budgets, metrics, max_message_chars=settings.max_message_chars),
+        commands=thread_commands(store, resets, settings.prices),
         metrics=metrics,
-        file_timeout=settings.file_timeout_seconds,
-        max_separate_files=settings.max_output_files,
+        streaming=settings.slack_streaming,
         show_usage=settings.show_usage,
         prices=settings.prices,
-        budgets=budgets,
     )
     engine = TurnQueue(
         store=store,
-        slack=slack,
+        workspaces=workspaces,
         runner=runner,
+        resets=resets,
+        waiting=WaitingSigns(store, workspaces),
         settings=QueueSettings(
             lease_seconds=settings.queue_lease_seconds,
             poll_seconds=settings.queue_poll_seconds,
             max_turns=settings.max_concurrent_turns,
             limits=settings.turn_limits,
         ),
+        owner=process_owner_id(),
     )
     app = TolerantApp(
         client=slack,
@@ -141,10 +154,7 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         # answers 500, so Slack sends the event again.
         process_before_response=True,
     )
-    home = HomeTab(
-        slack, store, access, settings.prices, budgets=budgets, workspace_url=_string(identity.get("url"))
-    )
-    register_listeners(app, engine, store, access, home=home, follow_ups=settings.follow_ups)
+    register_listeners(app, Intake(engine, store, HomeTab(store, settings.prices, budgets)), workspaces)
     await engine.start()
     maintenance = asyncio.create_task(
         maintain(
@@ -155,77 +165,3 @@ async def create_runtime(settings: Settings, metrics: Metrics | None = None) -> 
         )
     )
     return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics)
-
-
-def _string(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:
-    """Socket Mode: Slack pushes events over a WebSocket the app opens (no public URL)."""
-    return AsyncSocketModeHandler(runtime.app, runtime.settings.slack_app_token)
-
-
-def build_web_app(settings: Settings) -> web.Application:
-    """HTTP mode: Slack events, commands and interactivity on one path, plus a health check."""
-    web_app = web.Application()
-
-    async def lifecycle(web_app: web.Application):  # type: ignore[no-untyped-def]
-        runtime = web_app[RUNTIME_KEY] = await create_runtime(settings)
-        yield
-        await runtime.close()
-
-    async def slack_events(request: web.Request) -> web.StreamResponse:
-        try:
-            bolt_request = await to_bolt_request(request)
-        except (ValueError, TypeError, KeyError, AttributeError):  # a body Bolt cannot parse
-            return web.json_response({"ok": False, "error": "malformed request body"}, status=400)
-        bolt_app = request.app[RUNTIME_KEY].app
-        return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
-
-    web_app.cleanup_ctx.append(lifecycle)
-    web_app.router.add_post(EVENTS_PATH, slack_events)
-    add_operations_routes(web_app)
-    return web_app
-
-
-def add_operations_routes(web_app: web.Application) -> None:
-    """`/healthz` and `/metrics`, for the platform and Prometheus, in either mode."""
-    web_app.router.add_get(HEALTH_PATH, health)
-    web_app.router.add_get(METRICS_PATH, metrics_page)
-
-
-async def health(request: web.Request) -> web.Response:
-    """200 only when the database takes a write: a platform then restarts or reroutes."""
-    runtime: Runtime = request.app[RUNTIME_KEY]
-    try:
-        await asyncio.wait_for(runtime.store.check_writable(), HEALTH_TIMEOUT_SECONDS)
-    except Exception as error:  # noqa: BLE001 - any failure is an unhealthy database
-        logger.warning("health check failed: %s", error)
-        return web.json_response({"ok": False, "error": "database unavailable"}, status=503)
-    return web.json_response({"ok": True})
-
-
-async def metrics_page(request: web.Request) -> web.Response:
-    """The Prometheus text format; the queue depth is read from the database at each scrape."""
-    runtime: Runtime = request.app[RUNTIME_KEY]
-    try:
-        runtime.metrics.queue_depth.set(
-            await asyncio.wait_for(runtime.store.count_waiting(), HEALTH_TIMEOUT_SECONDS)
-        )
-    except Exception as error:  # noqa: BLE001 - the other metrics are still worth serving
-        logger.warning("could not read the queue depth: %s", error)
-    body, content_type = runtime.metrics.render()
-    return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-async def serve_operations(runtime: Runtime) -> web.AppRunner:
-    """Socket Mode has no HTTP app for Slack; this small one on $PORT serves only operations."""
-    web_app = web.Application()
-    web_app[RUNTIME_KEY] = runtime
-    add_operations_routes(web_app)
-    runner = web.AppRunner(web_app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, port=runtime.settings.port).start()
-    return runner
-

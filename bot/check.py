@@ -18,9 +18,11 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import POSTGRES_SCHEMES, open_store
-from storage.store import migrations
+from storage.connector import migrations
 
-from .config import ConfigError, Settings, load_settings
+from .config import Settings, load_settings
+from .errors import ConfigError
+from .model.errors import api_message
 
 # The bot scopes manifest.yml declares (a test holds the two together).
 BOT_SCOPES = (
@@ -122,16 +124,16 @@ async def check_anthropic(settings: Settings) -> list[CheckResult]:
         return [await _check_model(client, settings), await _check_tool(client, settings),
                 await _check_files(client)]
     except anthropic.AuthenticationError as error:
-        return [failed("anthropic key", f"refused ({_message(error)})",
+        return [failed("anthropic key", f"refused ({api_message(error)})",
                        "put a valid key from console.anthropic.com in ANTHROPIC_API_KEY")]
     except anthropic.PermissionDeniedError as error:
-        return [failed("anthropic key", f"not allowed ({_message(error)})",
+        return [failed("anthropic key", f"not allowed ({api_message(error)})",
                        "use a key of a workspace with access to the model and the Files API")]
     except anthropic.APIConnectionError as error:
         return [failed("anthropic key", f"could not reach the API: {error}",
                        "check the network and ANTHROPIC_BASE_URL")]
     except anthropic.APIStatusError as error:
-        return [failed("anthropic API", f"answered {error.status_code} ({_message(error)})",
+        return [failed("anthropic API", f"answered {error.status_code} ({api_message(error)})",
                        "try again later; see status.anthropic.com")]
     finally:
         await client.close()
@@ -155,7 +157,7 @@ async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings) -> C
             tools=tools,  # type: ignore[arg-type]
         )
     except (anthropic.BadRequestError, anthropic.NotFoundError) as error:
-        return failed("code execution tool", f"{settings.code_execution_tool!r} refused ({_message(error)})",
+        return failed("code execution tool", f"{settings.code_execution_tool!r} refused ({api_message(error)})",
                       "set CODE_EXECUTION_TOOL to a version the model supports, e.g. code_execution_20250825")
     return passed("code execution tool", f"{settings.code_execution_tool} accepted ({count.input_tokens} tokens)")
 
@@ -164,7 +166,7 @@ async def _check_files(client: anthropic.AsyncAnthropic) -> CheckResult:
     try:
         await client.files.list(limit=1)
     except anthropic.APIStatusError as error:
-        return failed("anthropic files API", f"answered {error.status_code} ({_message(error)})",
+        return failed("anthropic files API", f"answered {error.status_code} ({api_message(error)})",
                       "use a key of a workspace with the Files API enabled")
     return passed("anthropic files API", "answers")
 
@@ -199,14 +201,6 @@ def _redacted(database_url: str) -> str:
     if not at or ":" not in credentials:
         return database_url
     return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
-
-
-def _message(error: anthropic.APIStatusError) -> str:
-    body = error.body
-    inner = body.get("error") if isinstance(body, dict) else None
-    if isinstance(inner, dict) and inner.get("message"):
-        return str(inner["message"])
-    return str(error.message)
 
 
 def main(env: Mapping[str, str] | None = None, out: TextIO = sys.stdout) -> int:

@@ -19,8 +19,6 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from storage import (
     Enqueued,
     InboxMessage,
@@ -33,32 +31,27 @@ from storage import (
     TurnLimits,
 )
 
-from .reply import SLACK_ERRORS
+from .errors import SLACK_ERRORS
+from .outbound.waiting import WaitingSigns, remove_queued_reaction
 from .tasks import stop_tasks
-from .turn import StopSignal, TurnRunner
+from .turn.context import StopSignal
+from .turn.resets import Resets
+from .turn.runner import TurnRunner
+from .workspaces import WorkspaceResolver
 
 logger = logging.getLogger(__name__)
 
-QUEUED_REACTION = "hourglass_flowing_sand"
-PERSON_CAP_NOTE = (
-    ":hourglass_flowing_sand: You already have {running} answers running; this one starts as soon as"
-    " one of them finishes."
-)
-OVERALL_CAP_NOTE = (
-    ":hourglass_flowing_sand: threadbox is busy with as many answers as it runs at once; yours starts"
-    " as soon as one of them finishes."
-)
 # After a database failure, wait this long before the dispatcher tries again.
 RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
 class QueueSettings:
-    lease_seconds: float = 10.0
-    poll_seconds: float = 10.0
-    max_turns: int = 10
+    lease_seconds: float
+    poll_seconds: float
+    max_turns: int
     """Turns this process runs at once."""
-    limits: TurnLimits = TurnLimits()
+    limits: TurnLimits
     """Turns running at once per person and overall, over every process."""
 
 
@@ -74,16 +67,20 @@ class TurnQueue:
         self,
         *,
         store: Store,
-        slack: AsyncWebClient,
+        workspaces: WorkspaceResolver,
         runner: TurnRunner,
-        settings: QueueSettings | None = None,
-        owner: str | None = None,
+        resets: Resets,
+        waiting: WaitingSigns,
+        settings: QueueSettings,
+        owner: str,
     ) -> None:
         self.store = store
-        self.slack = slack
+        self.workspaces = workspaces
         self.runner = runner
-        self.settings = settings or QueueSettings()
-        self.owner = owner or process_owner_id()
+        self.resets = resets
+        self.waiting = waiting
+        self.settings = settings
+        self.owner = owner
         self._threads: dict[ThreadKey, asyncio.Task[None]] = {}
         # The turns running here, by item id: what a stop request sets.
         self._stops: dict[int, StopSignal] = {}
@@ -111,7 +108,7 @@ class TurnQueue:
             return False
         self.wake()
         if queued.waits:
-            self._spawn(self._show_queued(queued.id, message))
+            self._spawn(self.waiting.show_queued(queued.id, message))
         return True
 
     async def request_reset(self, request: ResetRequest) -> Enqueued:
@@ -168,7 +165,8 @@ class TurnQueue:
             try:
                 await self._claim_what_fits()
                 await self._honour_stops()
-                await self._tell_held_back()
+                for held in await self.waiting.newly_held_back(self.settings.limits):
+                    self._spawn(self.waiting.show_held_back(held, self.settings.limits))
                 timeout = await self._next_look()
             except asyncio.CancelledError:
                 raise
@@ -272,63 +270,20 @@ class TurnQueue:
         return await self.store.admit(item.id, thread, self.owner, self.settings.limits)
 
     async def _run(self, item: QueueItem) -> None:
+        workspace = await self.workspaces.resolve(item.thread.team_id)
+        if workspace is None:
+            logger.warning("no workspace for %s any more; its work is dropped", item.thread)
+            return
         if item.marked_queued:
-            await self._remove_queued_reaction(item.thread.channel_id, item.message_ts or "")
+            await remove_queued_reaction(workspace, item.thread.channel_id, item.message_ts or "")
         if item.kind == "reset":
-            await self.runner.reset_for(item)
+            await self.resets.reset_for(workspace, item)
             return
         stop = self._stops[item.id] = StopSignal()
         try:
-            await self.runner.answer(item, stop)
+            await self.runner.run(item, workspace, stop)
         finally:
             del self._stops[item.id]
-
-    # --- the "queued" reaction -----------------------------------------------------------
-
-    async def _show_queued(self, item_id: int, message: InboxMessage) -> None:
-        """Visible at once: this message waits for the answer before it in the thread."""
-        if not await self.store.mark_queued(item_id):
-            return
-        await self._react_queued(item_id, message)
-
-    async def _react_queued(self, item_id: int, message: InboxMessage) -> None:
-        channel, ts = message.thread.channel_id, message.message_ts
-        try:
-            await self.slack.reactions_add(channel=channel, timestamp=ts, name=QUEUED_REACTION)
-        except SLACK_ERRORS as error:
-            logger.debug("could not mark %s as queued: %s", ts, error)
-        if await self.store.item_state(item_id) != "pending":  # its turn began meanwhile
-            await self._remove_queued_reaction(channel, ts)
-
-    async def _tell_held_back(self) -> None:
-        """New turns a full cap holds back: each shows it waits, and its author hears why, once."""
-        if not self.settings.limits.any:
-            return
-        for message in await self.store.held_back(self.settings.limits):
-            if message.id is not None and await self.store.mark_queued(message.id):
-                self._spawn(self._show_held_back(message.id, message))
-
-    async def _show_held_back(self, item_id: int, message: InboxMessage) -> None:
-        limits = self.settings.limits
-        mine, _ = await self.store.running_turns(message.thread.team_id, message.user_id)
-        if limits.per_person is not None and mine >= limits.per_person:
-            note = PERSON_CAP_NOTE.format(running=mine)
-        else:
-            note = OVERALL_CAP_NOTE
-        try:
-            await self.slack.chat_postEphemeral(
-                channel=message.thread.channel_id, user=message.user_id,
-                thread_ts=message.thread.thread_ts or None, text=note,
-            )
-        except SLACK_ERRORS as error:
-            logger.debug("could not tell %s their turn waits: %s", message.user_id, error)
-        await self._react_queued(item_id, message)
-
-    async def _remove_queued_reaction(self, channel: str, ts: str) -> None:
-        try:
-            await self.slack.reactions_remove(channel=channel, timestamp=ts, name=QUEUED_REACTION)
-        except SLACK_ERRORS as error:
-            logger.debug("could not unmark %s: %s", ts, error)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -58,14 +58,6 @@ def is_command(text: str, bot_user_id: str, word: str) -> bool:
     return mentions(text, bot_user_id) and strip_mention(text, bot_user_id).lower().rstrip(".!?") in (word, f"!{word}")
 
 
-def is_reset_command(text: str, bot_user_id: str) -> bool:
-    return is_command(text, bot_user_id, "reset")
-
-
-def is_usage_command(text: str, bot_user_id: str) -> bool:
-    return is_command(text, bot_user_id, "usage")
-
-
 def is_stop_command(text: str, bot_user_id: str) -> bool:
     """Stops the thread's running turn; never queued behind it."""
     return is_command(text, bot_user_id, "stop")

@@ -19,7 +19,8 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from bot.app import RUNTIME_KEY, Runtime, build_web_app
+from bot.app import Runtime
+from bot.http import RUNTIME_KEY, build_web_app
 from bot.config import Settings, load_settings
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text

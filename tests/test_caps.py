@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bot.config import Settings
-from bot.queue import QUEUED_REACTION
+from bot.outbound.waiting import QUEUED_REACTION
 from tests.conftest import running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text

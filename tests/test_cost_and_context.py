@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.usage import Prices
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from bot.policy.usage import Prices
 from storage import ThreadKey
 from tests.conftest import said_by, BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack

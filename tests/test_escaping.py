@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from bot.slack_text import defuse_mentions
+from bot.outbound.text import defuse_mentions
 from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.home import HOME_RESET_ACTION_ID
-from bot.turn import reset_outcome
+from bot.outbound.blocks import HOME_RESET_ACTION_ID
+from bot.turn.resets import reset_outcome
 from storage import ThreadKey
 from tests.conftest import BotServer, run_sql, running_bot, thread_text, with_settings
 from tests.fakes import FakeAnthropic, FakeSlack

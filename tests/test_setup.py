@@ -18,10 +18,11 @@ import pytest
 import yaml
 
 from bot import listeners
-from bot.config import ConfigError, load_settings
+from bot.config import load_settings
+from bot.errors import ConfigError
 from storage import InboxMessage, ThreadKey, TurnLimits, open_store
 from storage.sqlite import sqlite_path
-from storage.store import migrations
+from storage.connector import migrations
 from tests.conftest import SIGNING_SECRET, BotServer, said_by, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, home_opened_event, mention_event, message_event, sign

@@ -6,7 +6,8 @@ import json
 from dataclasses import replace
 from urllib.parse import parse_qsl
 
-from bot.app import create_runtime, socket_mode_handler
+from bot.app import create_runtime
+from bot.http import socket_mode_handler
 from bot.config import Settings
 from tests.conftest import wait_for
 from tests.fakes import FakeAnthropic, FakeSlack

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot import reply as bot_reply
+from bot.outbound import reply as bot_reply
 from bot.config import Settings
 from storage import ThreadKey
 from tests.conftest import BotServer, long_running_reply, run_sql, running_bot, said_by, thread_text

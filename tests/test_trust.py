@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.budget import Budget
+from bot.policy.budgets import Budget
 from bot.config import Settings
-from bot.turn import reset_outcome
+from bot.turn.resets import reset_outcome
 from storage import ThreadKey
 from tests.conftest import BotServer, run_sql, running_bot, said_by, thread_text, with_settings
 from tests.fakes import FakeAnthropic, FakeSlack

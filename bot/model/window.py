@@ -13,10 +13,13 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
+from anthropic.types import MessageParam
+
 # Code output runs 3 to 4 characters a token; JSON escaping adds a little. Overestimating
-# is safe: a request that is still too long is recovered from (see `ClaudeTurns`).
+# is safe: a request that is still too long is recovered from (see `model/turns.py`).
 CHARS_PER_TOKEN = 3.0
 # Older output starts being left out when the request would pass this part of the window,
 TRIGGER_FRACTION = 0.5
@@ -36,7 +39,7 @@ _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
 class ContextPlan:
     """The messages to send, and whether anything was left out of them."""
 
-    messages: list[dict[str, Any]]
+    messages: list[MessageParam]
     trimmed: bool = False
 
 
@@ -49,12 +52,12 @@ class ContextWindow:
         self.scale = 1.0
         """Tokens the API counted per estimated token, once it refused a request as too long."""
 
-    def learn(self, sent: list[dict[str, Any]], counted: int, maximum: int) -> None:
+    def learn(self, sent: Sequence[MessageParam], counted: int, maximum: int) -> None:
         """Correct the estimate and the window from the API's `prompt is too long` answer."""
         self.scale = max(self.scale, counted * self.scale / self.estimate(sent))
         self.tokens = min(self.tokens, maximum)
 
-    def fit(self, messages: list[dict[str, Any]], *, keep_turns: int = KEEP_TURNS) -> ContextPlan:
+    def fit(self, messages: Sequence[MessageParam], *, keep_turns: int = KEEP_TURNS) -> ContextPlan:
         """`messages` (ending with the newest user message) as they should be sent."""
         scale, window = self.scale, self.tokens
 
@@ -64,7 +67,7 @@ class ContextWindow:
         total = self.estimate(messages)
         trigger, step = window * TRIGGER_FRACTION, window * STEP_FRACTION
         if total <= trigger:
-            return ContextPlan(messages)
+            return ContextPlan(list(messages))
         to_shed = math.ceil((total - trigger) / step) * step
         kept = list(messages)  # changed messages are copied; the caller's stay as they are
         protected = _start_of_last_turns(kept, keep_turns)
@@ -74,7 +77,7 @@ class ContextWindow:
                 break
             if message["role"] != "assistant" or not isinstance(message["content"], list):
                 continue
-            content = list(message["content"])
+            content: list[Any] = list(message["content"])
             for index, block in enumerate(content):
                 if shed >= to_shed:
                     break
@@ -83,7 +86,7 @@ class ContextWindow:
                     shed += estimate(block) - estimate(smaller)
                     content[index] = smaller
                     trimmed += 1
-            kept[position] = {**message, "content": content}
+            kept[position] = {"role": message["role"], "content": content}
         dropped = 0
         while total - shed > window * DROP_FRACTION and protected > 0:
             turn_end = _start_of_last_turns(kept[:protected], len(_turn_starts(kept[:protected])) - 1)
@@ -95,7 +98,7 @@ class ContextWindow:
             dropped += 1
         return ContextPlan(kept, trimmed=bool(trimmed or dropped))
 
-    def estimate(self, messages: list[dict[str, Any]]) -> float:
+    def estimate(self, messages: Sequence[MessageParam]) -> float:
         """Estimated tokens of a request with these messages (system prompt and tools included)."""
         return (len(json.dumps(messages)) + self.overhead_chars) / CHARS_PER_TOKEN * self.scale
 
@@ -106,12 +109,12 @@ def too_long(message: str) -> tuple[int, int] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def _turn_starts(messages: list[dict[str, Any]]) -> list[int]:
+def _turn_starts(messages: Sequence[MessageParam]) -> list[int]:
     """Indexes of the user messages (each starts a turn)."""
     return [i for i, message in enumerate(messages) if message["role"] == "user"]
 
 
-def _start_of_last_turns(messages: list[dict[str, Any]], turns: int) -> int:
+def _start_of_last_turns(messages: Sequence[MessageParam], turns: int) -> int:
     starts = _turn_starts(messages)
     if turns <= 0:
         return len(messages)

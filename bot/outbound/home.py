@@ -8,27 +8,25 @@ listed: they must be allowed in the channel and still be in the conversation.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from storage import PersonThread, Store, ThreadKey, Usage
 
-from .access import AccessControl
-from .budget import DAY_SECONDS, Budgets, start_of_utc_day
-from .reply import SLACK_ERRORS
-from .slack_text import escape_mrkdwn, markup_as_words
-from .threads import is_dm, plain_text, strip_mention
-from .usage import Prices, dollars
+from ..errors import SLACK_ERRORS
+from ..policy.access import AccessControl
+from ..policy.budgets import DAY_SECONDS, Budgets, start_of_utc_day
+from ..policy.usage import Prices, dollars
+from ..threads import is_dm, plain_text, strip_mention
+from ..workspaces import Workspace
+from .blocks import context, header, reset_button, section
+from .text import escape_mrkdwn, markup_as_words
 
 logger = logging.getLogger(__name__)
 
-HOME_RESET_ACTION_ID = "home_reset_thread"
 # A home view holds at most 100 blocks: the threads take one each.
 SHOWN_THREADS = 20
 # The most recently active threads looked at to find the SHOWN_THREADS the person may still see.
@@ -63,62 +61,54 @@ def periods(now: float) -> list[Period]:
 class HomeTab:
     """Builds each person's Home tab from the store and publishes it with `views.publish`."""
 
-    def __init__(
-        self,
-        slack: AsyncWebClient,
-        store: Store,
-        access: AccessControl,
-        prices: Prices,
-        *,
-        budgets: Budgets | None = None,
-        workspace_url: str | None = None,
-    ) -> None:
-        self.slack = slack
+    def __init__(self, store: Store, prices: Prices, budgets: Budgets) -> None:
         self.store = store
-        self.access = access
         self.prices = prices
         self.budgets = budgets
-        self.workspace_url = workspace_url  # from auth.test: links to threads cost no extra call
 
-    async def publish(self, team_id: str, user_id: str, bot_user_id: str, notice: Notice | None = None) -> None:
+    async def publish(self, workspace: Workspace, team_id: str, user_id: str, notice: Notice | None = None) -> None:
         """Publish the person's Home tab; a refused publish is one log line (the next opening
         tries again)."""
-        view = await self.view(team_id, user_id, bot_user_id, notice)
+        view = await self.view(workspace, team_id, user_id, notice)
         try:
-            await self.slack.views_publish(user_id=user_id, view=view)
+            await workspace.client.views_publish(user_id=user_id, view=view)
         except SLACK_ERRORS as error:
             logger.warning("could not publish the Home tab of %s: %s", user_id, error)
 
     async def view(
-        self, team_id: str, user_id: str, bot_user_id: str, notice: Notice | None = None, *, now: float | None = None
+        self, workspace: Workspace, team_id: str, user_id: str, notice: Notice | None = None, *, now: float | None = None
     ) -> dict[str, Any]:
         """The `home` view for one person, as of `now`."""
         now = time.time() if now is None else now
+        access, bot_user_id = workspace.access, workspace.bot_user_id
         blocks: list[dict[str, Any]] = [header("Your threadbox threads")]
-        decision = await self.access.check(user_id, None)
+        decision = await access.check(user_id, None)
         if not decision.allowed:  # no data at all, not even their own
             blocks.append(section(escape_mrkdwn(decision.note)))
             return {"type": "home", "blocks": blocks}
 
-        threads, capped = await self._visible_threads(team_id, user_id)
+        threads, capped = await self._visible_threads(access, team_id, user_id)
         titles = {item.thread: title(item.last_text, bot_user_id) for item in threads[:SHOWN_THREADS]}
-        blocks.append(context(*await self._intro(team_id, user_id, now, has_threads=bool(threads))))
+        intro = await self._intro(team_id, user_id, now, has_threads=bool(threads), admin=access.is_admin(user_id))
+        blocks.append(context(*intro))
         if notice is not None:
             blocks.append(section(notice_text(notice, titles)))
         blocks.append({"type": "divider"})
         if threads:
-            blocks.extend(self._thread_block(item, titles[item.thread]) for item in threads[:SHOWN_THREADS])
+            blocks.extend(self._thread_block(item, titles[item.thread], workspace.url) for item in threads[:SHOWN_THREADS])
             if len(threads) > SHOWN_THREADS:
                 blocks.append(context(more_threads(len(threads) - SHOWN_THREADS, capped=capped)))
         else:
             blocks.append(section(empty_state(bot_user_id)))
-        if self.access.is_admin(user_id):
+        if access.is_admin(user_id):
             blocks.extend(await self._workspace_totals(team_id, now))
         return {"type": "home", "blocks": blocks}
 
     # --- the person's threads ---------------------------------------------------------------
 
-    async def _visible_threads(self, team_id: str, user_id: str) -> tuple[list[PersonThread], bool]:
+    async def _visible_threads(
+        self, access: AccessControl, team_id: str, user_id: str
+    ) -> tuple[list[PersonThread], bool]:
         """Their threads, most recently active first, without those in channels they have
         left or may no longer use threadbox in (each channel is looked up once, cached); and
         whether older threads were not looked at."""
@@ -128,12 +118,12 @@ class HomeTab:
         for item in candidates:
             channel = item.thread.channel_id
             if channel not in allowed:
-                allowed[channel] = (await self.access.check_thread(user_id, item.thread)).allowed
+                allowed[channel] = (await access.check_thread(user_id, item.thread)).allowed
             if allowed[channel]:
                 visible.append(item)
         return visible, len(candidates) >= CANDIDATE_THREADS
 
-    async def _intro(self, team_id: str, user_id: str, now: float, *, has_threads: bool) -> list[str]:
+    async def _intro(self, team_id: str, user_id: str, now: float, *, has_threads: bool, admin: bool) -> list[str]:
         """What the person has spent today and this week, and when this view was made."""
         as_of = f"As of {slack_date(now, '{date_short_pretty} at {time}')}."
         if not has_threads:
@@ -143,15 +133,15 @@ class HomeTab:
             usage = await self.store.user_usage(team_id, user_id, since=period.since)
             spent.append(f"{period.label.lower()}: {usage_words(usage, self.prices, turns=False)}")
         mine = f"*Your usage* {' · '.join(spent)}"
-        budget = self.budgets.per_person if self.budgets is not None else None
-        if budget is not None and not self.access.is_admin(user_id):
+        budget = self.budgets.per_person
+        if budget is not None and not admin:
             mine += f" · daily budget: {budget.describe()}"
         return [mine, f"Most recently active first; days are UTC days. {as_of}"]
 
-    def _thread_block(self, item: PersonThread, thread_title: str) -> dict[str, Any]:
+    def _thread_block(self, item: PersonThread, thread_title: str, workspace_url: str | None) -> dict[str, Any]:
         thread = item.thread
         details = [usage_words(item.usage, self.prices)]
-        link = permalink(self.workspace_url, thread)
+        link = permalink(workspace_url, thread)
         if link:
             details.append(f"<{link}|Open>")
         text = "\n".join(
@@ -195,42 +185,6 @@ class HomeTab:
 
 
 # --- pieces of the view ---------------------------------------------------------------------
-
-
-def header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": text}}
-
-
-def section(text: str, accessory: dict[str, Any] | None = None) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-    if accessory is not None:
-        block["accessory"] = accessory
-    return block
-
-
-def context(*texts: str) -> dict[str, Any]:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text} for text in texts]}
-
-
-def reset_button(thread: ThreadKey) -> dict[str, Any]:
-    """A *Reset* button naming its thread, with a confirmation: a reset cannot be undone."""
-    return {
-        "type": "button",
-        "action_id": HOME_RESET_ACTION_ID,
-        "text": {"type": "plain_text", "text": "Reset"},
-        "value": json.dumps({"channel": thread.channel_id, "thread_ts": thread.thread_ts}),
-        "confirm": {
-            "title": {"type": "plain_text", "text": "Reset this thread?"},
-            "text": {
-                "type": "mrkdwn",
-                "text": "Its container and history are dropped; the next message there starts afresh."
-                " What was posted in Slack stays.",
-            },
-            "confirm": {"type": "plain_text", "text": "Reset"},
-            "deny": {"type": "plain_text", "text": "Cancel"},
-            "style": "danger",
-        },
-    }
 
 
 def title(text: str, bot_user_id: str, limit: int = TITLE_CHARS) -> str:

@@ -8,23 +8,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
-from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.response import BoltResponse
 
-from .reply import SLACK_ERRORS
-from .threads import is_dm
+from ..errors import SLACK_ERRORS
+from ..threads import is_dm
 
 logger = logging.getLogger(__name__)
 
-# What Bolt or a listener raises when a payload lacks a field or has the wrong type.
-SHAPE_ERRORS = (LookupError, TypeError, AttributeError, ValueError)
 UNREADABLE_NOTE = "Sorry, I couldn't read that request from Slack. Please try again."
 
 
@@ -191,28 +187,10 @@ def payload_kind(body: object) -> str:
     return kind
 
 
-async def on_unhandled_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
-    """Bolt's error handler. A payload of the wrong shape (which Bolt's own matching or a
-    listener tripped on) is answered 200 with one log line; anything else keeps Bolt's
-    behaviour: a traceback, and a 500 when it happened before the acknowledgement."""
-    if isinstance(error, SHAPE_ERRORS):
-        _log_malformed(body, error)
-        return BoltResponse(status=200, body="")
-    logger.error("failed to handle a %s payload", payload_kind(body), exc_info=error)
-    return None
+def safe(respond: AsyncRespond, body: dict[str, Any]) -> Callable[..., Awaitable[None]]:
+    """`respond` that never raises: a payload without a usable response_url is logged instead."""
 
+    async def safe_respond(*args: Any, **kwargs: Any) -> None:
+        await respond_safely(respond, body, *args, **kwargs)
 
-class TolerantApp(AsyncApp):
-    """Bolt's app, answering 200 to a payload whose shape trips Bolt before any error handler
-    can run (e.g. an `event_callback` whose `event` is not an object)."""
-
-    async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
-        try:
-            return await super().async_dispatch(req)
-        except SHAPE_ERRORS as error:
-            _log_malformed(req.body, error)
-            return BoltResponse(status=200, body="")
-
-
-def _log_malformed(body: object, error: Exception) -> None:
-    logger.warning("ignoring a malformed %s payload (%s: %s)", payload_kind(body), type(error).__name__, str(error)[:200])
+    return safe_respond

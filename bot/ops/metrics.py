@@ -15,7 +15,8 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
-from .claude import TurnObserver, TurnResult, tool_outcome
+from ..model.tools import tool_outcome
+from ..model.turns import TurnObserver, TurnResult
 
 if TYPE_CHECKING:
     import httpx2  # the anthropic SDK's HTTP client library

@@ -9,8 +9,9 @@ import anthropic
 
 from storage import Store
 
-from .files import delete_files, thread_file_ids
-from .logs import audit
+from ..model.files import delete_files
+from ..model.transcript import thread_file_ids
+from ..ops.logs import audit
 
 logger = logging.getLogger(__name__)
 

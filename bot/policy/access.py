@@ -18,8 +18,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import ThreadKey
 
-from .reply import SLACK_ERRORS
-from .threads import is_dm
+from ..errors import SLACK_ERRORS
+from ..threads import is_dm
 
 logger = logging.getLogger(__name__)
 

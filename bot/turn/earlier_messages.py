@@ -6,12 +6,11 @@ import logging
 from collections import deque
 from typing import Any, Protocol
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from storage import ThreadKey
 
-from .reply import SLACK_ERRORS
-from .threads import plain_text
+from ..errors import SLACK_ERRORS
+from ..threads import plain_text
+from ..workspaces import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +30,14 @@ class Names(Protocol):
     async def name(self, user_id: str) -> str: ...
 
 
-async def earlier_messages(
-    slack: AsyncWebClient, thread: ThreadKey, before_ts: str, bot_user_id: str, names: Names
-) -> str:
+async def earlier_messages(workspace: Workspace, thread: ThreadKey, before_ts: str) -> str:
     """The thread's first message and the most recent others before `before_ts`, each with its
     author's name, within `MAX_CONTEXT_CHARS`.
 
     Lets "@threadbox summarize this" work in a thread the bot joins late. Best effort: a
     thread Slack will not show (missing scope, deleted) gives no context, not an error.
     """
+    slack, bot_user_id, names = workspace.client, workspace.bot_user_id, workspace.access
     root: dict[str, Any] | None = None
     recent: deque[dict[str, Any]] = deque()
     size, left_out = 0, False

@@ -11,12 +11,12 @@ MILLION = 1_000_000
 
 @dataclass(frozen=True)
 class Prices:
-    """US dollars per million tokens (`USAGE_PRICES`); defaults are Claude Sonnet's list prices."""
+    """US dollars per million tokens (`USAGE_PRICES`; its default is in `bot/config.py`)."""
 
-    input: float = 3.00
-    cache_write: float = 3.75
-    cache_read: float = 0.30
-    output: float = 15.00
+    input: float
+    cache_write: float
+    cache_read: float
+    output: float
 
     def cost(self, usage: Usage) -> float:
         return (
@@ -27,15 +27,19 @@ class Prices:
         ) / MILLION
 
 
-def parse_prices(text: str) -> Prices:
-    """`input=3,cache_write=3.75,cache_read=0.3,output=15` (any subset) -> Prices."""
-    values: dict[str, float] = {}
+def parse_prices(text: str, base: Prices | None = None) -> Prices:
+    """`input=3,cache_write=3.75,cache_read=0.3,output=15` -> Prices: every price, or (given
+    `base`) any subset of them in place of `base`'s."""
+    values: dict[str, float] = dict(vars(base)) if base is not None else {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, number = item.partition("=")
         name = name.strip()
         if name not in Prices.__dataclass_fields__:
             raise ValueError(f"unknown price {name!r} (use input, cache_write, cache_read, output)")
         values[name] = float(number)
+    missing = [name for name in Prices.__dataclass_fields__ if name not in values]
+    if missing:
+        raise ValueError(f"missing price(s) {', '.join(missing)}")
     return Prices(**values)
 
 

@@ -1,0 +1,24 @@
+"""One error hierarchy for threadbox's own failures, and the Slack SDK's errors as one tuple.
+
+Each threadbox error's message is meant for a person: the operator (`ConfigError`) or the
+thread (`FileRelayError`, already escaped for mrkdwn).
+"""
+
+from __future__ import annotations
+
+from slack_sdk.errors import SlackApiError, SlackRequestError
+
+# What a Slack Web API call raises when Slack refuses it or cannot be reached.
+SLACK_ERRORS = (SlackApiError, SlackRequestError)
+
+
+class ThreadboxError(Exception):
+    """A failure threadbox itself explains in words."""
+
+
+class ConfigError(ThreadboxError):
+    """A setting is missing or malformed; the message is one line meant for the operator."""
+
+
+class FileRelayError(ThreadboxError):
+    """A file could not be relayed; the message is meant for the thread (already escaped)."""

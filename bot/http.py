@@ -1,0 +1,93 @@
+"""The HTTP side: Slack's requests on `/slack/events` (HTTP mode), `/healthz` and `/metrics` (both
+modes), and the Socket Mode handler that replaces the first in Socket Mode."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+from .app import Runtime, create_runtime
+from .config import Settings
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+HEALTH_TIMEOUT_SECONDS = 5.0
+RUNTIME_KEY = web.AppKey("runtime", Runtime)
+
+
+def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:
+    """Socket Mode: Slack pushes events over a WebSocket the app opens (no public URL)."""
+    return AsyncSocketModeHandler(runtime.app, runtime.settings.slack_app_token or "")
+
+
+def build_web_app(settings: Settings) -> web.Application:
+    """HTTP mode: Slack events, commands and interactivity on one path, plus a health check."""
+    web_app = web.Application()
+
+    async def lifecycle(web_app: web.Application) -> AsyncIterator[None]:
+        runtime = web_app[RUNTIME_KEY] = await create_runtime(settings)
+        yield
+        await runtime.close()
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        try:
+            bolt_request = await to_bolt_request(request)
+        except (ValueError, TypeError, KeyError, AttributeError):  # a body Bolt cannot parse
+            return web.json_response({"ok": False, "error": "malformed request body"}, status=400)
+        bolt_app = request.app[RUNTIME_KEY].app
+        return await to_aiohttp_response(await bolt_app.async_dispatch(bolt_request))
+
+    web_app.cleanup_ctx.append(lifecycle)
+    web_app.router.add_post(EVENTS_PATH, slack_events)
+    add_operations_routes(web_app)
+    return web_app
+
+
+def add_operations_routes(web_app: web.Application) -> None:
+    """`/healthz` and `/metrics`, for the platform and Prometheus, in either mode."""
+    web_app.router.add_get(HEALTH_PATH, health)
+    web_app.router.add_get(METRICS_PATH, metrics_page)
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 only when the database takes a write: a platform then restarts or reroutes."""
+    runtime: Runtime = request.app[RUNTIME_KEY]
+    try:
+        await asyncio.wait_for(runtime.store.check_writable(), HEALTH_TIMEOUT_SECONDS)
+    except Exception as error:  # noqa: BLE001 - any failure is an unhealthy database
+        logger.warning("health check failed: %s", error)
+        return web.json_response({"ok": False, "error": "database unavailable"}, status=503)
+    return web.json_response({"ok": True})
+
+
+async def metrics_page(request: web.Request) -> web.Response:
+    """The Prometheus text format; the queue depth is read from the database at each scrape."""
+    runtime: Runtime = request.app[RUNTIME_KEY]
+    try:
+        runtime.metrics.queue_depth.set(
+            await asyncio.wait_for(runtime.store.count_waiting(), HEALTH_TIMEOUT_SECONDS)
+        )
+    except Exception as error:  # noqa: BLE001 - the other metrics are still worth serving
+        logger.warning("could not read the queue depth: %s", error)
+    body, content_type = runtime.metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def serve_operations(runtime: Runtime) -> web.AppRunner:
+    """Socket Mode has no HTTP app for Slack; this small one on $PORT serves only operations."""
+    web_app = web.Application()
+    web_app[RUNTIME_KEY] = runtime
+    add_operations_routes(web_app)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, port=runtime.settings.port).start()
+    return runner
+

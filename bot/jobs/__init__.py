@@ -1,0 +1,1 @@
+"""Work started by a clock rather than by Slack: housekeeping and retention."""

@@ -1,0 +1,33 @@
+"""Slack -> queue: the start of the data path.
+
+Bolt listeners grouped by feature turn events, commands, shortcuts and buttons into queue
+items (or, for a stop, a request to the running turn). A middleware finds each request's
+workspace first; payload readers and a tolerant error handler keep a malformed payload from
+ever costing more than one log line.
+"""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from ..workspaces import WorkspaceResolver
+from . import assistant, home, messages, resets, stops
+from .errors import on_unhandled_error
+from .intake import Intake
+from .workspace import find_workspace
+
+# What the manifest must declare (a test holds the two together).
+HANDLED_EVENTS = (messages.MENTION_EVENT, messages.MESSAGE_EVENT, home.HOME_OPENED_EVENT, *assistant.ASSISTANT_EVENTS)
+HANDLED_COMMANDS = (resets.RESET_COMMAND,)
+HANDLED_SHORTCUTS = (resets.RESET_SHORTCUT_ID,)
+
+
+def register_listeners(app: AsyncApp, intake: Intake, workspaces: WorkspaceResolver) -> None:
+    """Wire every Slack surface the manifest declares to the queue, each request with its workspace."""
+    app.error(on_unhandled_error)
+    app.use(find_workspace(workspaces))
+    for feature in (messages, assistant, resets, stops, home):
+        feature.register(app, intake)
+
+
+__all__ = ["HANDLED_COMMANDS", "HANDLED_EVENTS", "HANDLED_SHORTCUTS", "Intake", "register_listeners"]

@@ -1,0 +1,63 @@
+"""Stopping a running turn: `!stop` (or `@threadbox stop`) and the Stop button. Never queued
+behind the turn it stops."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.context.respond.async_respond import AsyncRespond
+
+from storage import InboxMessage, ThreadKey
+
+from ..errors import SLACK_ERRORS
+from ..outbound.blocks import STOP_ACTION_ID, is_stop_offer
+from ..outbound.notices import tell_privately
+from ..workspaces import Workspace
+from . import payloads
+from .intake import Intake, team_id_of
+from .thread_actions import NOTHING_TO_STOP_NOTE, request_stop
+
+logger = logging.getLogger(__name__)
+
+ALREADY_FINISHED_NOTE = "That answer has already finished."
+
+
+async def stop_from_message(intake: Intake, workspace: Workspace, message: InboxMessage) -> None:
+    """`!stop`: an ephemeral word when there is nothing to stop (or it may not)."""
+    outcome = await request_stop(
+        intake.queue, workspace.access, message.thread, message.user_id, message_ts=message.message_ts
+    )
+    if outcome in ("stopping", "duplicate"):
+        return
+    text = NOTHING_TO_STOP_NOTE if outcome == "idle" else outcome
+    thread = message.thread
+    await tell_privately(workspace.client, thread.channel_id, message.user_id, thread.thread_ts or None, text)
+
+
+def register(app: AsyncApp, intake: Intake) -> None:
+    @app.action(STOP_ACTION_ID)
+    async def on_stop_button(
+        ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond,
+        context: AsyncBoltContext, workspace: Workspace,
+    ) -> None:
+        await ack()
+        respond = payloads.safe(respond, body)
+        fields = payloads.reset_button_fields(action, body)
+        if fields is None or fields.item_id is None:
+            await respond("That button is out of date.", replace_original=False)
+            return
+        thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
+        outcome = await request_stop(intake.queue, workspace.access, thread, fields.user_id, item_id=fields.item_id)
+        if outcome == "stopping":
+            return
+        await respond(ALREADY_FINISHED_NOTE if outcome == "idle" else outcome, replace_original=False)
+        if outcome == "idle" and fields.message_ts and is_stop_offer(body.get("message")):
+            # A Stop button left by a process that died: it has nothing left to stop.
+            try:
+                await workspace.client.chat_delete(channel=fields.channel_id, ts=fields.message_ts)
+            except SLACK_ERRORS as error:
+                logger.info("could not remove a stale Stop button: %s", error)

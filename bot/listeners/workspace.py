@@ -1,0 +1,36 @@
+"""The Bolt middleware that finds each request's workspace before any listener runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from slack_bolt.context.async_context import AsyncBoltContext
+
+from ..workspaces import WorkspaceResolver
+from . import payloads
+
+logger = logging.getLogger(__name__)
+
+Middleware = Callable[..., Awaitable[None]]
+
+
+def find_workspace(workspaces: WorkspaceResolver) -> Middleware:
+    """Put the request's `Workspace` in the context (listeners take it as `workspace`).
+
+    A request from a workspace threadbox does not serve is acknowledged and dropped: an
+    unacknowledged one would come back as a retry."""
+
+    async def middleware(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+        workspace = await workspaces.resolve(
+            payloads.string(context, "team_id"), payloads.string(context, "enterprise_id")
+        )
+        if workspace is None:
+            logger.warning("ignoring a request from a workspace threadbox is not installed in")
+            if context.ack is not None:
+                await context.ack()
+            return
+        context["workspace"] = workspace
+        await next()
+
+    return middleware

@@ -1,0 +1,42 @@
+"""What one model request is made of besides the messages: model, tool, output limit, system prompt.
+
+A turn takes these from its channel's settings, so a channel can have its own. The system
+prompt and the tools are built the same byte for byte on every request of a thread, so the
+prompt cache keeps matching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from anthropic.types import CacheControlEphemeralParam, TextBlockParam, ToolUnionParam
+
+# Prompt caching: the system prompt, the previous request's end and the newest block.
+EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are threadbox, a helpful assistant in a Slack thread. You can run code in a sandboxed"
+    " container that persists for the whole thread: files you write stay there for later"
+    " messages. Files you create in the container are uploaded to the thread for the user."
+    " In shared threads each message starts with its author's name."
+    " Answer in concise Markdown."
+)
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The model request's own settings (a channel may later have its own)."""
+
+    model: str
+    tool_version: str
+    """The code execution tool's type, e.g. `code_execution_20250825`."""
+    max_tokens: int
+    system_prompt: str
+
+    def system(self) -> list[TextBlockParam]:
+        return [{"type": "text", "text": self.system_prompt, "cache_control": EPHEMERAL}]
+
+    def tools(self) -> list[ToolUnionParam]:
+        # The version is a setting, so its type is a string the SDK's literals cannot know.
+        return [cast(ToolUnionParam, {"type": self.tool_version, "name": "code_execution"})]

@@ -1,0 +1,1 @@
+"""Operating threadbox: Prometheus metrics, logs and the audit trail."""

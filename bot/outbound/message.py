@@ -1,0 +1,145 @@
+"""A reply as an ordinary message, posted once and edited as the turn goes (streaming off or
+refused), and closing a reply an interrupted turn left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from ..errors import SLACK_ERRORS
+from .blocks import Block, context, markdown, stop_button
+from .state import WORKING_TEXT, ReplyState, ReplyTarget, Step
+from .text import MARKDOWN_BLOCK_LIMIT, defuse_mentions, notification_text, split_markdown
+
+logger = logging.getLogger(__name__)
+
+# chat.update is rate limited per message; one edit a second keeps well inside it.
+UPDATE_INTERVAL_SECONDS = 1.0
+
+
+class MessageRenderer:
+    """Posts one message and edits it as the turn goes; long answers continue in new messages."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        target: ReplyTarget,
+        *,
+        ts: str | None = None,
+        text_offset: int = 0,
+        stop_value: str | None = None,
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.stop_value = stop_value
+        self._ts = ts
+        self._text_offset = text_offset
+        self._last_update = 0.0
+        self._pending: asyncio.Task[None] | None = None
+        self._text_shown = False
+
+    @property
+    def message_ts(self) -> str | None:
+        return self._ts
+
+    async def start(self, state: ReplyState) -> None:
+        if self._ts is not None:
+            return
+        response = await self.client.chat_postMessage(
+            channel=self.target.channel_id,
+            thread_ts=self.target.thread_ts,
+            text=WORKING_TEXT,
+            blocks=self._blocks(state, WORKING_TEXT, final=False),
+        )
+        self._ts = response["ts"]
+        self._last_update = time.monotonic()
+
+    async def text(self, state: ReplyState, delta: str) -> None:
+        if not self._text_shown:  # the first words go out at once, later ones at a polite pace
+            self._text_shown, self._last_update = True, 0.0
+        self._schedule(state)
+
+    async def step(self, state: ReplyState, step: Step) -> None:
+        self._schedule(state)
+
+    async def finish(self, state: ReplyState, footer: str) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        body = "\n\n".join(part for part in (state.text[self._text_offset :].strip(), footer) if part)
+        pieces = split_markdown(body)
+        await self._update(state, pieces[0], final=True)
+        await post_markdown(self.client, self.target, [defuse_mentions(piece) for piece in pieces[1:]])
+
+    def _schedule(self, state: ReplyState) -> None:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.create_task(self._delayed_update(state))
+
+    async def _delayed_update(self, state: ReplyState) -> None:
+        wait = self._last_update + UPDATE_INTERVAL_SECONDS - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        text = state.text[self._text_offset :].strip()
+        if len(text) > MARKDOWN_BLOCK_LIMIT - 100:
+            text = "…" + text[-(MARKDOWN_BLOCK_LIMIT - 100) :]
+        try:
+            await self._update(state, f"{text}\n\n{WORKING_TEXT}" if text else WORKING_TEXT, final=False)
+        except SLACK_ERRORS as error:
+            logger.warning("progress update failed: %s", error)
+
+    async def _update(self, state: ReplyState, text: str, *, final: bool) -> None:
+        if self._ts is None:
+            await self.start(state)
+        self._last_update = time.monotonic()
+        await self.client.chat_update(
+            channel=self.target.channel_id,
+            ts=self._ts or "",
+            text=notification_text(text),
+            blocks=self._blocks(state, text, final=final),
+        )
+
+    def _blocks(self, state: ReplyState, text: str, *, final: bool) -> list[dict[str, object]]:
+        blocks: list[dict[str, object]] = []
+        if state.steps:
+            blocks.append(context("\n".join(step.line() for step in state.steps.values())))
+        blocks.append(markdown(defuse_mentions(text)))
+        if state.summary:
+            blocks.append(context(state.summary))
+        if self.stop_value and not final:
+            blocks.append(stop_button(self.stop_value))
+        return blocks
+
+
+async def close_reply(target: ReplyTarget, client: AsyncWebClient, ts: str, markdown: str, *, replace_text: bool) -> None:
+    """Close a reply message an interrupted turn left behind: stop its stream, then either add
+    `markdown` to what it shows or (`replace_text`) show `markdown` instead. Best effort."""
+    markdown = defuse_mentions(markdown)
+    try:
+        await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=None if replace_text else f"\n\n{markdown}")
+        if not replace_text:
+            return
+    except SLACK_ERRORS as error:
+        logger.debug("stopStream on %s: %s", ts, error)  # not streaming (any more), or not a stream
+    pieces = split_markdown(markdown)
+    try:
+        await client.chat_update(
+            channel=target.channel_id, ts=ts, text=notification_text(pieces[0]), blocks=[markdown(pieces[0])]
+        )
+    except SLACK_ERRORS as error:
+        logger.warning("could not close the interrupted reply %s: %s", ts, error)
+        return
+    await post_markdown(client, target, pieces[1:])
+
+
+async def post_markdown(client: AsyncWebClient, target: ReplyTarget, pieces: list[str]) -> None:
+    """The rest of a long answer, one message a piece after the reply."""
+    for piece in pieces:
+        await client.chat_postMessage(
+            channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece),
+            blocks=[markdown(piece)],
+        )
+
+

@@ -1,0 +1,176 @@
+"""The bot's reply in a thread, live while Claude works.
+
+Preferred: Slack's streaming surface (`chat.startStream`/`appendStream`/`stopStream`) with a
+`task_update` step per code run (`stream.py`). Where streaming is off or Slack refuses it, the
+same state is rendered into an ordinary message that is updated at a polite pace (`message.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from ..errors import SLACK_ERRORS
+from ..tasks import stop_tasks
+from .blocks import STOP_ACTION_ID, context, shows_stop_button, stop_button
+from .message import MessageRenderer
+from .state import WORKING_TEXT, Renderer, ReplyState, ReplyTarget, Step, final_status
+from .stream import StreamRenderer
+
+logger = logging.getLogger(__name__)
+
+# The Stop button's pieces travel with the offer that shows it.
+__all__ = ["STOP_ACTION_ID", "STOP_OFFER_SECONDS", "Reply", "ReplyTarget", "shows_stop_button", "stop_button"]
+
+# A streamed message cannot show a button while it streams: a turn still running after this
+# long gets a small message with a Stop button under its reply, deleted when the turn ends.
+STOP_OFFER_SECONDS = 3.0
+
+
+class Reply:
+    """Receives a turn's progress (it is a `TurnObserver`) and shows it in the thread."""
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        target: ReplyTarget,
+        *,
+        streaming: bool,
+        on_message: Callable[[str], Awaitable[None]] | None = None,
+        stop_value: str | None = None,
+    ) -> None:
+        """`stop_value`: the value of the reply's Stop button (none without it)."""
+        self.client = client
+        self.target = target
+        self.state = ReplyState()
+        # Told each reply message's ts as soon as it exists, so a crash never leaves it open.
+        self._on_message = on_message
+        self._reported_ts: str | None = None
+        self._renderer: Renderer = (
+            StreamRenderer(client, target, stop_value=stop_value)
+            if streaming and target.thread_ts
+            else MessageRenderer(client, target, stop_value=stop_value)
+        )
+        self._opening: asyncio.Task[None] | None = None
+        self._status: str | None = None
+        self._stop_value = stop_value
+        self._stop_offer: asyncio.Task[None] | None = None
+        self._stop_offer_ts: str | None = None
+        self._stop_offer_posting = False
+
+    def open(self) -> None:
+        """Show the status and the reply without waiting for Slack: the model request goes out
+        meanwhile, and anything it says before the reply is open waits for it."""
+        if self._opening is None:
+            self._opening = asyncio.create_task(self._open())
+            if self._stop_value and isinstance(self._renderer, StreamRenderer):
+                self._stop_offer = asyncio.create_task(self._offer_stop_later(self._stop_value))
+
+    async def _open(self) -> None:
+        await asyncio.gather(
+            self.set_status("is thinking…"), self._render(lambda renderer: renderer.start(self.state), opened=True)
+        )
+
+    async def _opened(self) -> None:
+        self.open()
+        assert self._opening is not None
+        await self._opening
+
+    async def on_text(self, delta: str) -> None:
+        self.state.text += delta
+        await self._render(lambda renderer: renderer.text(self.state, delta))
+
+    async def on_tool_start(self, tool_id: str, title: str) -> None:
+        step = self.state.steps[tool_id] = Step(tool_id, title)
+        await self._show(step)
+        await self.set_status("is running code…")
+
+    async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None:
+        # No status change here: the next step or the text that follows shows what happens.
+        step = self.state.steps.setdefault(tool_id, Step(tool_id, "code"))
+        step.status, step.output = ("complete" if ok else "error"), excerpt
+        await self._show(step)
+
+    async def finish(self, notes: list[str] | None = None, *, failed: bool = False, usage: str = "") -> None:
+        """End the reply; `notes` (errors, warnings) are appended after the answer, `usage`
+        to the closing status line."""
+        for step in self.state.steps.values():
+            if step.status == "in_progress":  # the turn ended before this run reported back
+                step.status, step.output = "error", "no result"
+                await self._show(step)
+        self.state.summary = " · ".join(part for part in (final_status(self.state, failed), usage) if part)
+        footer = "\n\n".join(notes or [])
+        if not self.state.text.strip() and not footer:
+            footer = "_(no text in the answer)_"
+        await self.withdraw_stop_button()
+        await self._render(lambda renderer: renderer.finish(self.state, footer))
+
+    async def _offer_stop_later(self, value: str) -> None:
+        await asyncio.sleep(STOP_OFFER_SECONDS)  # a fallback to message edits withdraws it before
+        self._stop_offer_posting = True
+        try:
+            response = await self.client.chat_postMessage(
+                channel=self.target.channel_id,
+                thread_ts=self.target.thread_ts,
+                text="Working on it… (Stop ends this answer)",
+                blocks=[context(WORKING_TEXT), stop_button(value)],
+            )
+            self._stop_offer_ts = response["ts"]
+        except SLACK_ERRORS as error:
+            logger.debug("could not offer a Stop button: %s", error)
+
+    async def withdraw_stop_button(self) -> None:
+        """The turn has ended (or shows its button itself now): the separate Stop button goes."""
+        offer, self._stop_offer = self._stop_offer, None
+        if offer is not None:
+            if self._stop_offer_posting:
+                await asyncio.wait({offer})  # never leave a message we could not delete
+            else:
+                await stop_tasks([offer])
+        ts, self._stop_offer_ts = self._stop_offer_ts, None
+        if ts is not None:
+            try:
+                await self.client.chat_delete(channel=self.target.channel_id, ts=ts)
+            except SLACK_ERRORS as error:
+                logger.warning("could not remove the Stop button %s: %s", ts, error)
+
+    async def _show(self, step: Step) -> None:
+        await self._render(lambda renderer: renderer.step(self.state, step))
+
+    async def set_status(self, status: str) -> None:
+        """The thread's status line, set only when it changes; best effort (it exists only
+        where Slack allows it)."""
+        if not self.target.thread_ts or status == self._status:
+            return
+        self._status = status
+        try:
+            await self.client.assistant_threads_setStatus(
+                channel_id=self.target.channel_id, thread_ts=self.target.thread_ts, status=status
+            )
+        except SLACK_ERRORS as error:
+            logger.debug("setStatus unavailable: %s", error)
+
+    async def _render(self, action: Callable[[Renderer], Awaitable[None]], *, opened: bool = False) -> None:
+        if not opened:
+            await self._opened()
+        try:
+            await action(self._renderer)
+        except SLACK_ERRORS as error:
+            if not isinstance(self._renderer, StreamRenderer):
+                raise
+            logger.warning("streaming unavailable (%s); falling back to message updates", error)
+            self._renderer = await self._renderer.fallback()
+            await self.withdraw_stop_button()  # the message shows its own from now on
+            await self._renderer.start(self.state)
+            await action(self._renderer)
+        finally:
+            await self._report_message()
+
+    async def _report_message(self) -> None:
+        ts = self._renderer.message_ts
+        if ts and ts != self._reported_ts and self._on_message is not None:
+            self._reported_ts = ts
+            await self._on_message(ts)

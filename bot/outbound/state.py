@@ -1,0 +1,87 @@
+"""What a reply shows, whichever renderer shows it: the answer's text, its steps, its closing line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from slack_sdk.models.messages.chunk import TaskUpdateChunk
+
+from .text import code_span, defuse_mentions
+
+WORKING_TEXT = "_Working on it…_"
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where a reply goes, and who it is for (streaming in channels needs the recipient)."""
+
+    channel_id: str
+    thread_ts: str | None
+    team_id: str
+    user_id: str
+
+
+@dataclass
+class Step:
+    id: str
+    title: str
+    status: str = "in_progress"
+    output: str = ""
+
+    def chunk(self) -> TaskUpdateChunk:
+        return TaskUpdateChunk(
+            id=self.id,
+            title=defuse_mentions(self.title),
+            status=self.status,
+            output=defuse_mentions(self.output) or None,
+        )
+
+    def line(self) -> str:
+        icon = {"in_progress": "⏳", "complete": "✅", "error": "⚠️"}.get(self.status, "•")
+        return f"{icon} {code_span(self.title)}"
+
+
+@dataclass
+class ReplyState:
+    text: str = ""
+    steps: dict[str, Step] = field(default_factory=dict)
+    summary: str = ""
+
+
+class Renderer(Protocol):
+    @property
+    def message_ts(self) -> str | None:
+        """The reply message being written now, once Slack has it."""
+
+    async def start(self, state: ReplyState) -> None: ...
+
+    async def text(self, state: ReplyState, delta: str) -> None: ...
+
+    async def step(self, state: ReplyState, step: Step) -> None: ...
+
+    async def finish(self, state: ReplyState, footer: str) -> None: ...
+
+
+class Renderer(Protocol):
+    @property
+    def message_ts(self) -> str | None:
+        """The reply message being written now, once Slack has it."""
+
+    async def start(self, state: ReplyState) -> None: ...
+
+    async def text(self, state: ReplyState, delta: str) -> None: ...
+
+    async def step(self, state: ReplyState, step: Step) -> None: ...
+
+    async def finish(self, state: ReplyState, footer: str) -> None: ...
+
+
+def final_status(state: ReplyState, failed: bool) -> str:
+    """The line that closes a reply: how the turn ended and how much code ran."""
+    runs = len(state.steps)
+    errors = sum(step.status == "error" for step in state.steps.values())
+    ran = f"{runs} code run{'s' if runs != 1 else ''}" + (f", {errors} with errors" if errors else "")
+    if failed:
+        return f"⚠️ Stopped early · {ran}" if runs else "⚠️ Stopped early"
+    return f"✅ Done · {ran}" if runs else ""

@@ -1,0 +1,53 @@
+"""In-thread commands: `!word`, or `@threadbox word`, as the whole message.
+
+Each runs in the thread's order like any message, in place of a model call. (`!stop` is the
+exception: it must not wait behind the turn it stops, so the listeners answer it at intake.)
+A new command is one `Command` in `thread_commands`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from storage import Store
+
+from ..policy.usage import Prices, usage_report
+from ..threads import is_command
+from .context import TurnContext
+from .resets import Resets
+
+
+@dataclass(frozen=True)
+class Command:
+    word: str
+    run: Callable[[TurnContext], Awaitable[None]]
+
+
+class InThreadCommands:
+    """The commands a message may be, looked up by their word."""
+
+    def __init__(self, commands: Sequence[Command]) -> None:
+        self.commands = list(commands)
+
+    async def run(self, turn: TurnContext) -> bool:
+        """Run the command the message is, if it is one; True when it was."""
+        for command in self.commands:
+            if is_command(turn.item.text, turn.workspace.bot_user_id, command.word):
+                await command.run(turn)
+                return True
+        return False
+
+
+def thread_commands(store: Store, resets: Resets, prices: Prices) -> InThreadCommands:
+    """`!reset` (a fresh container and history) and `!usage` (what the thread and its asker used)."""
+
+    async def reset(turn: TurnContext) -> None:
+        await resets.reset(turn.workspace, turn.thread, turn.item.user_id)
+
+    async def usage(turn: TurnContext) -> None:
+        thread = await store.thread_usage(turn.thread)
+        person = await store.user_usage(turn.thread.team_id, turn.item.user_id)
+        await turn.say(usage_report(thread, person, prices))
+
+    return InThreadCommands([Command("reset", reset), Command("usage", usage)])

@@ -1,0 +1,108 @@
+"""The files an answered turn owes its thread: each shared exactly once, even across a crash,
+one by one or (past `MAX_OUTPUT_FILES`) as one zip."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import aiohttp
+import anthropic
+
+from storage import Delivery, Store
+
+from ..errors import SLACK_ERRORS, FileRelayError
+from ..ops.metrics import Metrics
+from ..outbound.text import escape_mrkdwn
+from ..outbound.uploads import relay_output_to_slack, relay_outputs_as_zip
+from .context import TurnContext
+
+logger = logging.getLogger(__name__)
+
+
+class OwedFiles:
+    """Shares what a turn's code produced, recording each step so a crash never shares twice."""
+
+    def __init__(
+        self, store: Store, claude: anthropic.AsyncAnthropic, http: aiohttp.ClientSession, metrics: Metrics, *,
+        timeout: float, max_separate_files: int,
+    ) -> None:
+        self.store = store
+        self.claude = claude
+        self.http = http
+        self.metrics = metrics
+        self.timeout = timeout
+        self.max_separate_files = max_separate_files
+
+    async def deliver(self, turn: TurnContext, user_files: Collection[tuple[str, int]]) -> None:
+        """Share the files the turn still owes; a user's own file copied back out (`user_files`:
+        name and size) is not echoed."""
+        echoes = set(user_files)
+        owed: list[Delivery] = []
+        for delivery in await self.store.pending_deliveries(turn.item.id):
+            if delivery.slack_file_id and await self._shared_already(turn, delivery.slack_file_id):
+                await self.store.delivery_done(turn.item.id, delivery.position)
+            else:
+                owed.append(delivery)
+        if len(owed) > self.max_separate_files:
+            failures = await self._deliver_zip(turn, owed, echoes)
+        else:
+            failures = [await self._deliver_one(turn, delivery, echoes) for delivery in owed]
+        await turn.say_problems("Some files couldn't be shared:", [f for f in failures if f])
+
+    async def _deliver_one(self, turn: TurnContext, delivery: Delivery, echoes: set[tuple[str, int]]) -> str | None:
+        """One owed file into the thread; a failure is a line for the thread, never an exception."""
+        item_id = turn.item.id
+
+        async def started(slack_file_id: str) -> None:
+            await self.store.delivery_started(item_id, delivery.position, slack_file_id)
+
+        failure = None
+        try:
+            relayed = await relay_output_to_slack(
+                self.claude, turn.workspace.client, self.http, delivery.file_id,
+                channel_id=turn.target.channel_id, thread_ts=turn.target.thread_ts, skip=echoes,
+                on_upload=started, timeout=self.timeout,
+            )
+            if relayed is not None:
+                self.metrics.file_relayed("to_slack", relayed.size)
+        except FileRelayError as error:
+            failure = str(error)
+        except (*SLACK_ERRORS, TimeoutError) as error:
+            logger.warning("file relay of %s failed: %s", delivery.file_id, error)
+            failure = f"couldn't upload file `{delivery.file_id}`: {escape_mrkdwn(str(error) or 'no answer in time')}"
+        await self.store.delivery_done(item_id, delivery.position)
+        return failure
+
+    async def _deliver_zip(self, turn: TurnContext, owed: list[Delivery], echoes: set[tuple[str, int]]) -> list[str]:
+        """Many owed files as one zip; every file in it is marked with the zip's Slack id."""
+        item_id = turn.item.id
+
+        async def started(slack_file_id: str) -> None:
+            for delivery in owed:
+                await self.store.delivery_started(item_id, delivery.position, slack_file_id)
+
+        try:
+            failures = await relay_outputs_as_zip(
+                self.claude, turn.workspace.client, self.http, [delivery.file_id for delivery in owed],
+                channel_id=turn.target.channel_id, thread_ts=turn.target.thread_ts, skip=echoes,
+                on_upload=started, timeout=self.timeout,
+            )
+        except FileRelayError as error:
+            failures = [f"couldn't share the {len(owed)} files as one zip: {error}"]
+        except (*SLACK_ERRORS, TimeoutError) as error:
+            logger.warning("zip of %d files failed: %s", len(owed), error)
+            failures = [f"couldn't share the {len(owed)} files as one zip: {escape_mrkdwn(str(error))}"]
+        for delivery in owed:
+            await self.store.delivery_done(item_id, delivery.position)
+        return failures
+
+    @staticmethod
+    async def _shared_already(turn: TurnContext, slack_file_id: str) -> bool:
+        """Whether an upload finished before a crash: Slack lists the channels a file is in."""
+        try:
+            info = (await turn.workspace.client.files_info(file=slack_file_id))["file"]
+        except (*SLACK_ERRORS, TimeoutError):
+            return False
+        shares = info.get("shares") or {}
+        return any(turn.target.channel_id in (shares.get(kind) or {}) for kind in ("public", "private"))

@@ -1,0 +1,199 @@
+"""One turn: answering one message of a thread, every failure as words.
+
+The queue (`bot/queue.py`) decides when a turn runs and builds its `TurnContext`; this module
+runs it: recovery from an earlier attempt, the checks, the in-thread commands, then the model
+turn with its live reply, and the files the answer owes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from storage import QueueItem, Store
+
+from ..errors import SLACK_ERRORS
+from ..model.transcript import uploaded_file_ids
+from ..model.turns import ClaudeTurns, TurnResult
+from ..ops.logs import audit
+from ..ops.metrics import Metrics
+from ..outbound.reply import Reply
+from ..policy.usage import Prices, turn_footer
+from ..workspaces import Workspace
+from .checks import TurnChecks
+from .commands import InThreadCommands
+from .context import StopSignal, TurnContext
+from .deliveries import OwedFiles
+from .prompt import Prompts, request_text, user_turn_content
+from .recovery import STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
+from .shared_files import FileIntake
+
+logger = logging.getLogger(__name__)
+
+CONTAINER_REPLACED_NOTE = (
+    "_Note: this thread's container could not be restored, so this ran in a fresh one."
+    " Files from earlier in the thread are gone._"
+)
+STOP_REASON_NOTES = {
+    "max_tokens": "_The answer hit the length limit and was cut off. Say “continue” for more._",
+    "refusal": "_Claude declined to continue with this request._",
+    "model_context_window_exceeded": (
+        "_This thread's history no longer fits in the model's context."
+        " Type `!reset` to start a fresh container and history._"
+    ),
+}
+# What Claude reads in the history where a stopped answer ended.
+STOPPED_IN_HISTORY = "[{name} stopped this answer here.]"
+CONTEXT_TRIMMED_NOTE = (
+    "_Note: older code output in this thread was left out of what Claude reads, to fit its"
+    " context window. Recent messages are intact; the files are still in the container._"
+)
+CRASHED_NOTE = ":warning: Something went wrong on my side while answering. Please try again."
+NO_INPUT_NOTE = "_None of the files could go into the container, so there is nothing to do._"
+
+
+class TurnRunner:
+    """Answers one queue item's message; owns no order and no state between turns."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        claude: ClaudeTurns,
+        intake: FileIntake,
+        owed: OwedFiles,
+        prompts: Prompts,
+        checks: TurnChecks,
+        commands: InThreadCommands,
+        metrics: Metrics,
+        streaming: bool,
+        show_usage: bool,
+        prices: Prices,
+    ) -> None:
+        self.store = store
+        self.claude = claude
+        self.intake = intake
+        self.owed = owed
+        self.prompts = prompts
+        self.checks = checks
+        self.commands = commands
+        self.metrics = metrics
+        self.streaming = streaming
+        self.show_usage = show_usage
+        self.prices = prices
+
+    async def run(self, item: QueueItem, workspace: Workspace, stop: StopSignal) -> None:
+        """The turn of one message item: its context is built here, as it starts."""
+        await self.answer(TurnContext.for_item(item, workspace, stop, self.metrics.turn_started(item.message_ts)))
+
+    async def answer(self, turn: TurnContext) -> None:
+        """Answer one message; every failure ends as words in the thread. Setting the turn's
+        stop signal ends it early, as if it had finished there."""
+        item = turn.item
+        try:
+            if item.stop_requested_by and not item.answered:  # stopped, then its process died
+                await close_stopped_attempt(turn)
+                return
+            if item.reply_ts:
+                await close_earlier_attempt(turn, self.store)
+            if item.answered:
+                await self.owed.deliver(turn, item.user_files)
+                return
+            if await self.checks.access(turn) or await self.checks.attempts(turn):
+                return
+            if await self.commands.run(turn):
+                return
+            if await self.checks.budget(turn) or await self.checks.length(turn):
+                return
+            await self._run_turn(turn)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
+            logger.exception("turn for %s failed", item.thread)
+            self.metrics.turn_finished("crashed", turn.started)
+            await turn.say(CRASHED_NOTE)
+
+    async def _run_turn(self, turn: TurnContext) -> None:
+        async def remember_reply(ts: str) -> None:
+            await self.store.set_reply_ts(turn.item.id, ts)
+
+        reply = Reply(
+            turn.workspace.client, turn.target, streaming=self.streaming, on_message=remember_reply,
+            stop_value=turn.stop_value,
+        )
+        reply.open()  # in parallel with what follows: no Slack round trip before the model request
+        try:
+            await self._run_model_turn(turn, reply)
+        finally:
+            await reply.withdraw_stop_button()
+
+    async def _run_model_turn(self, turn: TurnContext, reply: Reply) -> None:
+        item, thread = turn.item, turn.thread
+        text = request_text(turn)
+        conversation = await self.store.load_conversation(thread)
+        arrived = await self.intake.take_in(turn)
+        if item.files and not arrived and not text:
+            await reply.finish([NO_INPUT_NOTE])
+            self.metrics.turn_finished("no_input", turn.started)
+            return
+        earlier, notes_used = await self.prompts.earlier(turn, conversation.history)
+        user_content = user_turn_content(text, arrived, earlier, await self.prompts.author(turn))
+        user_files = [(f.filename, f.size) for f in arrived]  # never sent back as outputs
+        model = turn.settings.model
+        result = await self.claude.run(
+            model,
+            conversation.history,
+            user_content,
+            conversation.container_id,
+            conversation.container_expires_at,
+            self.metrics.first_word(reply, turn.started),
+            turn.stop.requested,
+        )
+        notes = turn_notes(result)
+        if result.stopped:
+            name = await turn.workspace.access.name(turn.stop.by)
+            notes.append(STOPPED_NOTE.format(name=name))
+            result.assistant_content.append({"type": "text", "text": STOPPED_IN_HISTORY.format(name=name)})
+            audit("stopped", thread, user=turn.stop.by)
+        if result.usage.prompt_tokens:
+            await self.store.record_usage(thread, item.user_id, model.model, result.usage)
+        if result.assistant_content:
+            user_file_ids = set(uploaded_file_ids([*conversation.history, {"content": user_content}]))
+            await self.store.save_turn(
+                item.id,
+                thread,
+                [
+                    {"role": "user", "content": user_content},
+                    {"role": "assistant", "content": result.assistant_content},
+                ],
+                result.container_id,
+                result.container_expires_at,
+                outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
+                user_files=user_files,
+                earlier_history=result.earlier_history,
+            )
+        if notes_used:
+            await self.store.drop_notes(thread, [note.message_ts for note in notes_used])
+        try:
+            footer = turn_footer(result.usage, self.prices) if self.show_usage and result.usage.prompt_tokens else ""
+            await reply.finish(notes, failed=bool(result.error) or result.stopped, usage=footer)
+            await self.store.set_reply_ts(item.id, None)  # finished: nothing to close after a crash
+        except SLACK_ERRORS as error:  # the files are still owed
+            logger.error("could not finish the reply in %s: %s", turn.target.channel_id, error)
+        self.metrics.turn_finished(self.metrics.model_turn(result), turn.started)
+        if result.assistant_content:
+            await self.owed.deliver(turn, user_files)
+
+
+def turn_notes(result: TurnResult) -> list[str]:
+    """What the thread should be told besides the answer itself."""
+    notes = []
+    if result.container_replaced:
+        notes.append(CONTAINER_REPLACED_NOTE)
+    if result.context_trimmed:
+        notes.append(CONTEXT_TRIMMED_NOTE)
+    if result.stop_reason in STOP_REASON_NOTES:
+        notes.append(STOP_REASON_NOTES[result.stop_reason or ""])
+    if result.error:
+        notes.append(f":warning: {result.error}")
+    return notes
