@@ -3,9 +3,10 @@
 Run from the repository root:  python bench/first_word.py [--trials 15]
 
 The fake Slack answers every Web API call after `--slack-ms` (120) and the fake model sends
-its first token `--model-ms` (800) after the request, and the rest over the next half second. The ideal is model + one Slack call:
-the word cannot show before the model says it and Slack takes it. Measured from sending the
-mention to the bot until Slack has handled the call carrying the first word.
+its first token `--model-ms` (800) after the request, and the rest over the next half second.
+The ideal is model + one Slack call: the word cannot show before the model says it and Slack
+takes it. Measured from sending the mention to the bot until Slack has handled the call
+carrying the first word.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ async def first_word(trials: int, slack_ms: float, model_ms: float, streaming: b
     return overheads
 
 
-def _noting(handler: Callable[[dict[str, Any]], dict[str, Any]], seen: dict[str, float]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _noting(handler: Handler, seen: dict[str, float]) -> Handler:
     def handle(args: dict[str, Any]) -> dict[str, Any]:
         if "at" not in seen and FIRST_WORD in json.dumps(args):
             seen["at"] = time.perf_counter()
@@ -66,7 +70,9 @@ async def calls_per_turn() -> dict[str, Any]:
         chart = b.claude.add_file("chart.png", b"\x89PNG fake", mime_type="image/png")
         three_runs = [block for n in range(3) for block in code_run(f"python step{n}.py", stdout="ok")]
         b.claude.enqueue(
-            Reply([text("Plotting."), *code_run("python plot.py", stdout="saved", file_ids=[chart]), text("Here it is.")]),
+            Reply(
+                [text("Plotting."), *code_run("python plot.py", stdout="saved", file_ids=[chart]), text("Here it is.")]
+            ),
             Reply([text("It shows a rising line.")]),
             Reply([text("Running three steps."), *three_runs, text("All three ran.")]),
         )

@@ -16,9 +16,9 @@ import asyncio
 
 from harness import CHANNEL, bench
 
+from storage import ThreadKey
 from tests.fakes import Reply, code_run, text
 from tests.fakes.anthropic_books import count_tokens
-from storage import ThreadKey
 
 ROOT_TS = "1700009000.000000"
 LOG_LINE = (
@@ -59,7 +59,9 @@ async def run(turns: int, chars: int, minutes_between: float, verbose: bool = Fa
             print(f"request {n:>2}: input {u['input_tokens']:>7,} write {u['cache_creation_input_tokens']:>7,}"
                   f" read {u['cache_read_input_tokens']:>7,}")
     answered = sum(f"Turn {n} done." in said for n in range(turns))
-    bill = sum(u["input_tokens"] + 1.25 * u["cache_creation_input_tokens"] + 0.1 * u["cache_read_input_tokens"] for u in usages)
+    bill = sum(
+        u["input_tokens"] + 1.25 * u["cache_creation_input_tokens"] + 0.1 * u["cache_read_input_tokens"] for u in usages
+    )
     uncached = sum(
         count_tokens({"model": first["model"], "system": first["system"], "tools": first["tools"],
                       "messages": history[: 2 * n + 1]})
@@ -72,7 +74,9 @@ async def run(turns: int, chars: int, minutes_between: float, verbose: bool = Fa
         "requests": len(usages),
         "output_tokens_per_turn": count_tokens({"messages": [{"role": "user", "content": outputs[0]}]}),
         "peak_context": max(prompts),
-        "full_history_at_end": count_tokens({"model": first["model"], "system": first["system"], "tools": first["tools"], "messages": history}),
+        "full_history_at_end": count_tokens(
+            {"model": first["model"], "system": first["system"], "tools": first["tools"], "messages": history}
+        ),
         "rebuilds": sum(u["cache_creation_input_tokens"] > 3 * chars / 4 for u in usages),
         "bill": bill,
         "uncached": uncached,
@@ -85,7 +89,9 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--chars", type=int, default=32_000)
     parser.add_argument("--verbose", action="store_true", help="print every request's usage")
-    parser.add_argument("--minutes-between", type=float, default=0.0, help="pause between turns (cache entries live 5 minutes)")
+    parser.add_argument(
+        "--minutes-between", type=float, default=0.0, help="pause between turns (cache entries live 5 minutes)"
+    )
     args = parser.parse_args()
     result = asyncio.run(run(args.turns, args.chars, args.minutes_between, args.verbose))
     for key, value in result.items():

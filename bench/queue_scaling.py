@@ -62,7 +62,9 @@ async def throughput(dsn: str, processes: int, threads: int, model_seconds: floa
             started = time.monotonic()
             await asyncio.gather(
                 *(
-                    bots[i % processes].send_event(mention_event(f"job {i}", channel=CHANNEL, user=f"U{1 + i % 50}", ts=root))
+                    bots[i % processes].send_event(
+                        mention_event(f"job {i}", channel=CHANNEL, user=f"U{1 + i % 50}", ts=root)
+                    )
                     for i, root in enumerate(roots)
                 )
             )

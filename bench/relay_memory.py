@@ -63,7 +63,7 @@ async def run(size: int) -> list[dict[str, float]]:
 
     timeout = float(DEFAULTS["FILE_TIMEOUT_SECONDS"])
 
-    fakes = subprocess.Popen(
+    fakes = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
         [sys.executable, "-c", SERVE_FAKES, str(size)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     try:

@@ -37,7 +37,7 @@ async def run_socket_mode(settings: Settings) -> None:
         closing.push_async_callback(handler.close_async)
         operations = await serve_operations(runtime)
         closing.push_async_callback(operations.cleanup)
-        await handler.connect_async()
+        await handler.connect_async()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
         logger.info("connected to Slack in Socket Mode; /healthz and /metrics on port %d", settings.port)
         await stop.wait()
 

@@ -116,7 +116,9 @@ async def create_runtime(settings: Settings) -> Runtime:
     resets = Resets(store, claude)
     runner = TurnRunner(
         store=store,
-        claude=ClaudeTurns(claude, context_window=settings.context_window, deadline_seconds=settings.turn_timeout_seconds),
+        claude=ClaudeTurns(
+            claude, context_window=settings.context_window, deadline_seconds=settings.turn_timeout_seconds
+        ),
         intake=FileIntake(
             claude, http, metrics, max_bytes=settings.max_file_bytes, timeout=settings.file_timeout_seconds
         ),

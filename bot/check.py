@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import POSTGRES_SCHEMES, open_store
 from storage.connector import migrations
 
+from .app import channel_defaults
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .model.errors import api_message
@@ -149,12 +150,10 @@ async def _check_model(client: anthropic.AsyncAnthropic, settings: Settings) -> 
 
 
 async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings) -> CheckResult:
-    tools: list[dict[str, str]] = [{"type": settings.code_execution_tool, "name": "code_execution"}]
+    request = channel_defaults(settings).model  # the tool exactly as a turn sends it
     try:
         count = await client.messages.count_tokens(
-            model=settings.anthropic_model,
-            messages=[{"role": "user", "content": "ping"}],
-            tools=tools,  # type: ignore[arg-type]
+            model=request.model, messages=[{"role": "user", "content": "ping"}], tools=request.tools()
         )
     except (anthropic.BadRequestError, anthropic.NotFoundError) as error:
         return failed("code execution tool", f"{settings.code_execution_tool!r} refused ({api_message(error)})",

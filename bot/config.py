@@ -58,12 +58,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("QUEUE_LEASE_SECONDS", "10", "how long a process holds a thread without renewing"),
     Setting("QUEUE_POLL_SECONDS", "10", "the slowest a process looks for work it was not told about"),
     Setting("MAX_CONCURRENT_TURNS", "10", "turns one process runs at once (in different threads)"),
-    Setting("MAX_TURNS_PER_PERSON", "3", "turns one person may have running at once, over every process (none: no cap)"),
+    Setting(
+        "MAX_TURNS_PER_PERSON", "3", "turns one person may have running at once, over every process (none: no cap)"
+    ),
     Setting("MAX_TURNS_OVERALL", "none", "turns running at once over every process sharing the database"),
     Setting("SHUTDOWN_GRACE_SECONDS", "20", "on SIGTERM, how long running turns may finish"),
     Setting("ALLOWED_CHANNELS", "", "channel ids where the bot answers (DMs are not limited by it)", "everyone"),
     Setting("ALLOWED_USERS", "", "user ids and user group ids who may use the bot", "everyone"),
-    Setting("ADMIN_USERS", "", "user ids always allowed, exempt from budgets, who see the totals on the Home tab", "none"),
+    Setting(
+        "ADMIN_USERS", "", "user ids always allowed, exempt from budgets, who see the totals on the Home tab", "none"
+    ),
     Setting("ALLOW_GUESTS", "false", "let guests (restricted accounts) use the bot"),
     Setting("ALLOW_EXTERNAL_USERS", "false", "let Slack Connect people from other organisations use the bot"),
     Setting("RETENTION_DAYS", "30", "a thread idle this long loses its files and stored history"),
@@ -261,7 +265,7 @@ def _whole(value: str | None, name: str) -> int:
 def _ids(value: str | None, name: str, prefixes: str) -> frozenset[str]:
     """A comma- or space-separated list of Slack ids, each starting with one of `prefixes`."""
     ids = frozenset((value or "").replace(",", " ").split())
-    wrong = sorted(i for i in ids if not i[:1] in prefixes or not i.isalnum() or i.upper() != i)
+    wrong = sorted(i for i in ids if i[:1] not in prefixes or not i.isalnum() or i.upper() != i)
     if wrong:
         raise ConfigError(f"{name} takes Slack ids starting with {'/'.join(prefixes)}, got {', '.join(wrong)}")
     return ids

@@ -31,7 +31,6 @@ from storage import (
     TurnLimits,
 )
 
-from .errors import SLACK_ERRORS
 from .outbound.waiting import WaitingSigns, remove_queued_reaction
 from .tasks import stop_tasks
 from .turn.context import StopSignal

@@ -9,14 +9,22 @@ times as epoch seconds, while PostgreSQL asks its own clock).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
 from typing import Any, Protocol
 
-Row = Sequence[Any]
-"""A result row: by position, and (both drivers' rows allow it) by column name as `row["x"]`."""
 Params = Mapping[str, Any]
+
+
+class Row(Protocol):
+    """A result row: by position, by slice, and by column name (both drivers' rows allow each)."""
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 _QUERY_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 # `:name`, but not the `::type` of a PostgreSQL cast.

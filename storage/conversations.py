@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .connector import Connector
@@ -39,12 +40,12 @@ class ConversationStore:
         self,
         item_id: int,
         thread: ThreadKey,
-        messages: list[dict[str, Any]],
+        messages: Sequence[Mapping[str, Any]],
         container_id: str | None,
         container_expires_at: float | None,
         outputs: list[str],
         user_files: list[tuple[str, int]],
-        earlier_history: list[dict[str, Any]] | None = None,
+        earlier_history: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
         files it still has to deliver, atomically: a crash later never runs the model again.
@@ -66,12 +67,12 @@ class ConversationStore:
                     for offset, message in enumerate(messages, start=1)
                 ],
             )
-            await db.execute("keep_container", {**key, "container_id": container_id, "expires_at": container_expires_at})
-            await db.execute("mark_answered", {"item": item_id, "user_files": json.dumps([list(f) for f in user_files])})
-            await db.execute_many(
-                "owe_delivery",
-                [{"item": item_id, "position": position, "file_id": file_id} for position, file_id in enumerate(outputs)],
-            )
+            container = {"container_id": container_id, "expires_at": container_expires_at}
+            await db.execute("keep_container", {**key, **container})
+            files = json.dumps([list(f) for f in user_files])
+            await db.execute("mark_answered", {"item": item_id, "user_files": files})
+            owed = [{"item": item_id, "position": n, "file_id": file_id} for n, file_id in enumerate(outputs)]
+            await db.execute_many("owe_delivery", owed)
 
     async def reset(self, thread: ThreadKey) -> bool:
         """Forget container and history; False when the bot had no conversation there."""
@@ -120,13 +121,17 @@ class ConversationStore:
         rows = await self.connector.all(
             "active_threads", {"team": team_id, "channel": channel_id, "user": user_id, "limit": limit}
         )
-        return [ThreadSummary(ThreadKey(team_id, channel_id, ts), text or "", float(updated)) for ts, updated, text in rows]
+        return [
+            ThreadSummary(ThreadKey(team_id, channel_id, ts), text or "", float(updated)) for ts, updated, text in rows
+        ]
 
     async def person_threads(self, team_id: str, user_id: str, limit: int = 100) -> list[PersonThread]:
         """The threads a person talked to the bot in (until retention forgets who said what),
         the most recently active first, each with everything its turns used."""
         rows = await self.connector.all("person_threads", {"team": team_id, "user": user_id, "limit": limit})
         return [
-            PersonThread(ThreadKey(team_id, row[0], row[1]), row[2] or "", float(row[3]), Usage(*(int(v) for v in row[4:])))
+            PersonThread(
+                ThreadKey(team_id, row[0], row[1]), row[2] or "", float(row[3]), Usage(*(int(v) for v in row[4:]))
+            )
             for row in rows
         ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from .connector import Row
 
 ItemKind = Literal["message", "reset"]
 # What a stop request found: a running turn now stopping, nothing running, or a twin event.
@@ -102,7 +103,7 @@ class QueueItem:
     """Counted against the caps on concurrent turns (when it was claimed, or since)."""
 
     @classmethod
-    def from_row(cls, thread: ThreadKey, row: Mapping[str, Any]) -> QueueItem:
+    def from_row(cls, thread: ThreadKey, row: Row) -> QueueItem:
         """The head item as a backend reads it, before it is marked running (JSON columns may
         arrive as text or already decoded)."""
 

@@ -172,7 +172,7 @@ class PostgresConnector:
                 await asyncio.sleep(LISTEN_RETRY_SECONDS)
                 continue
             lost = asyncio.Event()
-            connection.add_termination_listener(lambda _connection: lost.set())
+            connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
             try:
                 await connection.add_listener(CHANNEL, lambda *_args: wake())
                 ready.set()

@@ -25,6 +25,7 @@ from .models import (
 # Every process takes this advisory lock to admit a turn under the caps, so two processes
 # never both take the last place.
 ADMISSION_LOCK = 0x7468726561640002
+NO_LIMITS = TurnLimits()
 
 
 def thread_params(thread: ThreadKey) -> dict[str, Any]:
@@ -72,7 +73,7 @@ class QueueStore:
             return await _queued(db, key, int(row[0]))
 
     async def claim_thread(
-        self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = TurnLimits()
+        self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = NO_LIMITS
     ) -> ThreadKey | None:
         """Take the lease of the thread with the oldest open work that no live lease holds,
         passing over threads whose next turn `limits` holds back."""

@@ -7,8 +7,8 @@ import os
 import sqlite3
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -20,19 +20,19 @@ import pytest
 from aiohttp import web
 
 from bot.app import Runtime
-from bot.http import RUNTIME_KEY, build_web_app
 from bot.config import Settings, load_settings
+from bot.http import RUNTIME_KEY, build_web_app
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
-from tests.postgres_server import PostgresUnavailable, postgres_server
 from tests.fakes.slack_api import (
     block_action_body,
-    mention_event,
     command_body,
     event_body,
+    mention_event,
     shortcut_body,
     sign,
 )
+from tests.postgres_server import PostgresUnavailable, postgres_server
 
 SIGNING_SECRET = "test-signing-secret"
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from bot.config import Settings
 from bot.outbound.waiting import QUEUED_REACTION
+from storage import TurnLimits
 from tests.conftest import running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
 from tests.fakes.slack_api import mention_event
 from tests.processes import bot_process_env, http_bots, wait_for
-from storage import TurnLimits
 
 CHANNEL = "C1"
 

@@ -12,7 +12,7 @@ from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from bot.policy.usage import Prices
 from storage import ThreadKey
-from tests.conftest import said_by, BotServer, running_bot, thread_text
+from tests.conftest import BotServer, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event

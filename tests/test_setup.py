@@ -7,8 +7,8 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +21,8 @@ from bot import listeners
 from bot.config import load_settings
 from bot.errors import ConfigError
 from storage import InboxMessage, ThreadKey, TurnLimits, open_store
-from storage.sqlite import sqlite_path
 from storage.connector import migrations
+from storage.sqlite import sqlite_path
 from tests.conftest import SIGNING_SECRET, BotServer, said_by, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.slack_api import event_body, home_opened_event, mention_event, message_event, sign

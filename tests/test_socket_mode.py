@@ -7,8 +7,8 @@ from dataclasses import replace
 from urllib.parse import parse_qsl
 
 from bot.app import create_runtime
-from bot.http import socket_mode_handler
 from bot.config import Settings
+from bot.http import socket_mode_handler
 from tests.conftest import wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.outbound import reply as bot_reply
 from bot.config import Settings
+from bot.outbound import reply as bot_reply
 from storage import ThreadKey
 from tests.conftest import BotServer, long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack

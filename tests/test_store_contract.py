@@ -8,7 +8,17 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from storage import InboxMessage, LeaseLost, ResetRequest, Store, ThreadKey, TurnLimits, Usage, open_store, store_for_url
+from storage import (
+    InboxMessage,
+    LeaseLost,
+    ResetRequest,
+    Store,
+    ThreadKey,
+    TurnLimits,
+    Usage,
+    open_store,
+    store_for_url,
+)
 
 THREAD = ThreadKey("T1", "C1", "1700000001.000100")
 OTHER = ThreadKey("T1", "C1", "1700000002.000100")

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.policy.budgets import Budget
 from bot.config import Settings
+from bot.policy.budgets import Budget
 from bot.turn.resets import reset_outcome
 from storage import ThreadKey
 from tests.conftest import BotServer, run_sql, running_bot, said_by, thread_text, with_settings

@@ -33,7 +33,9 @@ async def forget_idle_threads(store: Store, claude: anthropic.AsyncAnthropic, id
     return forgotten
 
 
-async def maintain(store: Store, claude: anthropic.AsyncAnthropic, *, retention_seconds: float, interval_seconds: float) -> None:
+async def maintain(
+    store: Store, claude: anthropic.AsyncAnthropic, *, retention_seconds: float, interval_seconds: float
+) -> None:
     """Run the housekeeping now and then every `interval_seconds`; failures are retried next time."""
     while True:
         try:

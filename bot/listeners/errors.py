@@ -45,4 +45,5 @@ class TolerantApp(AsyncApp):
 
 
 def _log_malformed(body: object, error: Exception) -> None:
-    logger.warning("ignoring a malformed %s payload (%s: %s)", payload_kind(body), type(error).__name__, str(error)[:200])
+    kind, reason = payload_kind(body), str(error)[:200]
+    logger.warning("ignoring a malformed %s payload (%s: %s)", kind, type(error).__name__, reason)

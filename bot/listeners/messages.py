@@ -41,7 +41,9 @@ def register(app: AsyncApp, intake: Intake) -> None:
         # A mention's app_mention twin may arrive first or not at all; the queue accepts the
         # message once, whichever comes.
         addressed = is_dm(event["channel"], event.get("channel_type")) or mentions(message.text, bot_user_id)
-        in_our_thread = not addressed and bool(event.get("thread_ts")) and await intake.store.has_conversation(message.thread)
+        in_our_thread = (
+            not addressed and bool(event.get("thread_ts")) and await intake.store.has_conversation(message.thread)
+        )
         if not (addressed or in_our_thread):
             return
         if is_stop_command(message.text, bot_user_id):

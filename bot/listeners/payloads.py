@@ -140,8 +140,8 @@ def home_opened(event: object) -> HomeOpened | None:
 def assistant_thread(payload: dict[str, Any]) -> dict[str, Any] | None:
     """The `assistant_thread` of an assistant event, when it names a channel and a thread."""
     thread = payload.get("assistant_thread")
-    if string(thread, "channel_id") and string(thread, "thread_ts"):
-        return thread  # type: ignore[return-value]
+    if isinstance(thread, dict) and string(thread, "channel_id") and string(thread, "thread_ts"):
+        return thread
     return None
 
 
@@ -178,8 +178,9 @@ def payload_kind(body: object) -> str:
     """A short name for a request body, for log lines: `event_callback/app_mention`, `/reset`…"""
     if not isinstance(body, dict):
         return "non-object"
-    if isinstance(body.get("command"), str):
-        return body["command"][:40]
+    command = body.get("command")
+    if isinstance(command, str):
+        return command[:40]
     kind = str(body.get("type"))[:40]
     event = body.get("event")
     if isinstance(event, dict):

@@ -40,29 +40,30 @@ def register(app: AsyncApp, intake: Intake) -> None:
         if fields is None:
             await payloads.respond_safely(respond, command, payloads.UNREADABLE_NOTE)
             return
-        respond = payloads.safe(respond, command)
+        tell = payloads.safe(respond, command)
         team_id, channel_id, user_id, text = team_id_of(context), fields.channel_id, fields.user_id, fields.text
         response_url = payloads.response_url(command)
         access = workspace.access
         if text:
             thread = thread_from_link(team_id, text)
             if thread is None:
-                await respond(NOT_A_LINK_NOTE)
+                await tell(NOT_A_LINK_NOTE)
                 return
             answer = await request_reset(queue, store, access, thread, user_id, response_url)
         elif is_dm(channel_id):
-            answer = await request_reset(queue, store, access, ThreadKey(team_id, channel_id, ""), user_id, response_url)
+            dm = ThreadKey(team_id, channel_id, "")
+            answer = await request_reset(queue, store, access, dm, user_id, response_url)
         else:
             decision = await access.check(user_id, channel_id)
             if not decision.allowed:
                 audit("refused", reason=decision.reason, user=user_id, team=team_id, channel=channel_id, action="reset")
-                await respond(decision.note)
+                await tell(decision.note)
                 return
             threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
-            await respond(**thread_picker(threads))
+            await tell(**thread_picker(threads))
             return
         if answer.text:
-            await respond(answer.text)
+            await tell(answer.text)
 
     @app.action(RESET_ACTION_ID)
     async def on_reset_button(
@@ -70,31 +71,31 @@ def register(app: AsyncApp, intake: Intake) -> None:
         context: AsyncBoltContext, workspace: Workspace,
     ) -> None:
         await ack()
-        respond = payloads.safe(respond, body)
+        tell = payloads.safe(respond, body)
         fields = payloads.reset_button_fields(action, body)
         if fields is None:
-            await respond("That button is out of date; run `/reset` again.", replace_original=True)
+            await tell("That button is out of date; run `/reset` again.", replace_original=True)
             return
         thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         answer = await request_reset(
             queue, store, workspace.access, thread, fields.user_id, payloads.response_url(body), replace_original=True
         )
         if answer.text:
-            await respond(answer.text, replace_original=True)
+            await tell(answer.text, replace_original=True)
 
     @app.shortcut(RESET_SHORTCUT_ID)
     async def on_reset_shortcut(
         ack: AsyncAck, shortcut: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext, workspace: Workspace
     ) -> None:
         await ack()
-        respond = payloads.safe(respond, shortcut)
+        tell = payloads.safe(respond, shortcut)
         fields = payloads.shortcut_fields(shortcut)
         if fields is None:
-            await respond("I couldn't tell which thread this message belongs to.")
+            await tell("I couldn't tell which thread this message belongs to.")
             return
         thread = thread_of(team_id_of(context), fields.message)
         answer = await request_reset(
             queue, store, workspace.access, thread, fields.user_id, payloads.response_url(shortcut)
         )
         if answer.text:
-            await respond(answer.text)
+            await tell(answer.text)

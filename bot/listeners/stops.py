@@ -45,16 +45,16 @@ def register(app: AsyncApp, intake: Intake) -> None:
         context: AsyncBoltContext, workspace: Workspace,
     ) -> None:
         await ack()
-        respond = payloads.safe(respond, body)
+        tell = payloads.safe(respond, body)
         fields = payloads.reset_button_fields(action, body)
         if fields is None or fields.item_id is None:
-            await respond("That button is out of date.", replace_original=False)
+            await tell("That button is out of date.", replace_original=False)
             return
         thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         outcome = await request_stop(intake.queue, workspace.access, thread, fields.user_id, item_id=fields.item_id)
         if outcome == "stopping":
             return
-        await respond(ALREADY_FINISHED_NOTE if outcome == "idle" else outcome, replace_original=False)
+        await tell(ALREADY_FINISHED_NOTE if outcome == "idle" else outcome, replace_original=False)
         if outcome == "idle" and fields.message_ts and is_stop_offer(body.get("message")):
             # A Stop button left by a process that died: it has nothing left to stop.
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage import ResetRequest, Store, StopOutcome, ThreadKey
+from storage import ResetRequest, StopOutcome, Store, ThreadKey
 
 from ..ops.logs import audit
 from ..policy.access import NOT_IN_CONVERSATION, AccessControl, Decision

@@ -16,6 +16,11 @@ from .request import EPHEMERAL
 NO_TEXT = "_(no text in the answer)_"
 
 
+def stored(history: list[dict[str, Any]]) -> list[MessageParam]:
+    """A thread's stored history as the SDK's params: it was stored from them, as JSON."""
+    return cast(list[MessageParam], history)
+
+
 def blocks(messages: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Every content block of the messages, in order (a plain string content has none)."""
     return [
@@ -74,12 +79,14 @@ def with_cache_anchor(messages: Sequence[MessageParam]) -> list[MessageParam]:
         return marked
     content = messages[anchor]["content"]
     anchored: list[ContentBlockParam] = (
-        [{"type": "text", "text": content}] if isinstance(content, str) else list(cast(Iterable[ContentBlockParam], content))
+        [{"type": "text", "text": content}]
+        if isinstance(content, str)
+        else list(cast(Iterable[ContentBlockParam], content))
     )
     if not anchored:
         return marked
     anchored[-1] = cast(ContentBlockParam, {**anchored[-1], "cache_control": EPHEMERAL})
-    marked[anchor] = {"role": messages[anchor]["role"], "content": anchored}
+    marked[anchor] = cast(MessageParam, {"role": messages[anchor]["role"], "content": anchored})
     return marked
 
 

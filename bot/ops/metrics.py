@@ -71,7 +71,8 @@ class Metrics:
             ["result"], registry=r,
         )
         self.files = Counter(
-            "threadbox_files_relayed", "Files relayed, by direction: to_container, to_slack.", ["direction"], registry=r,
+            "threadbox_files_relayed", "Files relayed, by direction: to_container, to_slack.", ["direction"],
+            registry=r,
         )
         self.file_bytes = Counter(
             "threadbox_file_bytes_relayed", "Bytes of relayed files, by direction.", ["direction"], registry=r,

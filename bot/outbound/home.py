@@ -76,7 +76,13 @@ class HomeTab:
             logger.warning("could not publish the Home tab of %s: %s", user_id, error)
 
     async def view(
-        self, workspace: Workspace, team_id: str, user_id: str, notice: Notice | None = None, *, now: float | None = None
+        self,
+        workspace: Workspace,
+        team_id: str,
+        user_id: str,
+        notice: Notice | None = None,
+        *,
+        now: float | None = None,
     ) -> dict[str, Any]:
         """The `home` view for one person, as of `now`."""
         now = time.time() if now is None else now
@@ -95,7 +101,8 @@ class HomeTab:
             blocks.append(section(notice_text(notice, titles)))
         blocks.append({"type": "divider"})
         if threads:
-            blocks.extend(self._thread_block(item, titles[item.thread], workspace.url) for item in threads[:SHOWN_THREADS])
+            shown = threads[:SHOWN_THREADS]
+            blocks.extend(self._thread_block(item, titles[item.thread], workspace.url) for item in shown)
             if len(threads) > SHOWN_THREADS:
                 blocks.append(context(more_threads(len(threads) - SHOWN_THREADS, capped=capped)))
         else:

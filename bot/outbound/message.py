@@ -10,7 +10,7 @@ import time
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import SLACK_ERRORS
-from .blocks import Block, context, markdown, stop_button
+from .blocks import context, markdown, stop_button
 from .state import WORKING_TEXT, ReplyState, ReplyTarget, Step
 from .text import MARKDOWN_BLOCK_LIMIT, defuse_mentions, notification_text, split_markdown
 
@@ -113,17 +113,20 @@ class MessageRenderer:
         return blocks
 
 
-async def close_reply(target: ReplyTarget, client: AsyncWebClient, ts: str, markdown: str, *, replace_text: bool) -> None:
+async def close_reply(
+    target: ReplyTarget, client: AsyncWebClient, ts: str, text: str, *, replace_text: bool
+) -> None:
     """Close a reply message an interrupted turn left behind: stop its stream, then either add
-    `markdown` to what it shows or (`replace_text`) show `markdown` instead. Best effort."""
-    markdown = defuse_mentions(markdown)
+    `text` (Markdown) to what it shows or (`replace_text`) show `text` instead. Best effort."""
+    text = defuse_mentions(text)
     try:
-        await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=None if replace_text else f"\n\n{markdown}")
+        added = None if replace_text else f"\n\n{text}"
+        await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=added)
         if not replace_text:
             return
     except SLACK_ERRORS as error:
         logger.debug("stopStream on %s: %s", ts, error)  # not streaming (any more), or not a stream
-    pieces = split_markdown(markdown)
+    pieces = split_markdown(text)
     try:
         await client.chat_update(
             channel=target.channel_id, ts=ts, text=notification_text(pieces[0]), blocks=[markdown(pieces[0])]

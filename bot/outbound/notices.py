@@ -3,7 +3,6 @@ note, and an answer through a `response_url`. Each is best effort: a failure is 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -31,7 +30,9 @@ async def say_problems(
         await say(client, channel_id, thread_ts, ":warning: " + "\n• ".join([heading, *problems]))
 
 
-async def tell_privately(client: AsyncWebClient, channel_id: str, user_id: str, thread_ts: str | None, text: str) -> None:
+async def tell_privately(
+    client: AsyncWebClient, channel_id: str, user_id: str, thread_ts: str | None, text: str
+) -> None:
     """An ephemeral note only `user_id` sees."""
     try:
         await client.chat_postEphemeral(channel=channel_id, user=user_id, thread_ts=thread_ts, text=text)
@@ -45,7 +46,7 @@ async def tell_requester(response_url: str, text: str, replace_original: bool) -
         response = await AsyncWebhookClient(response_url).send(
             text=text, response_type="ephemeral", replace_original=replace_original
         )
-    except (OSError, aiohttp.ClientError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError, aiohttp.ClientError) as error:
         logger.warning("could not answer through response_url: %s", error)
         return
     if response.status_code != 200:

@@ -84,7 +84,8 @@ class SlackUpload:
                 raise FileRelayError(
                     f"couldn't upload {code_span(self.filename)}: Slack stopped answering for {self.timeout:g} seconds."
                 ) from error
-            raise FileRelayError(f"couldn't upload {code_span(self.filename)} to Slack: {escape_mrkdwn(str(error))}") from error
+            reason = escape_mrkdwn(str(error))
+            raise FileRelayError(f"couldn't upload {code_span(self.filename)} to Slack: {reason}") from error
 
     async def complete(self, channel_id: str, thread_ts: str | None, comment: str | None = None) -> None:
         await within(

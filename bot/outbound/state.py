@@ -50,20 +50,8 @@ class ReplyState:
 
 
 class Renderer(Protocol):
-    @property
-    def message_ts(self) -> str | None:
-        """The reply message being written now, once Slack has it."""
+    """Shows a `ReplyState` in Slack: streamed, or as an edited message."""
 
-    async def start(self, state: ReplyState) -> None: ...
-
-    async def text(self, state: ReplyState, delta: str) -> None: ...
-
-    async def step(self, state: ReplyState, step: Step) -> None: ...
-
-    async def finish(self, state: ReplyState, footer: str) -> None: ...
-
-
-class Renderer(Protocol):
     @property
     def message_ts(self) -> str | None:
         """The reply message being written now, once Slack has it."""

@@ -103,7 +103,8 @@ async def relay_outputs_as_zip(
                 if (meta.filename, meta.size_bytes) in skip:
                     continue
                 if sum(m.size_bytes for m in packed) + meta.size_bytes > SLACK_UPLOAD_LIMIT_BYTES:
-                    raise FileRelayError(f"{code_span(meta.filename)} did not fit in the zip under Slack's upload limit.")
+                    name = code_span(meta.filename)
+                    raise FileRelayError(f"{name} did not fit in the zip under Slack's upload limit.")
                 await _add_to_zip(archive, names, meta, claude, timeout)
             except FileRelayError as error:
                 problems.append(str(error))

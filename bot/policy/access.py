@@ -8,6 +8,7 @@ no extra Slack calls.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -178,7 +179,7 @@ class AccessControl:
         if user_id in self.policy.allowed_users:
             return True
         for group_id in sorted(g for g in self.policy.allowed_users if g.startswith("S")):
-            if user_id in await self._groups.get(group_id, lambda g=group_id: self._group_members(g)):
+            if user_id in await self._groups.get(group_id, functools.partial(self._group_members, group_id)):
                 return True
         return False
 

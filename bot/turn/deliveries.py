@@ -44,11 +44,12 @@ class OwedFiles:
                 await self.store.delivery_done(turn.item.id, delivery.position)
             else:
                 owed.append(delivery)
+        failures: list[str | None]
         if len(owed) > self.max_separate_files:
-            failures = await self._deliver_zip(turn, owed, echoes)
+            failures = list(await self._deliver_zip(turn, owed, echoes))
         else:
             failures = [await self._deliver_one(turn, delivery, echoes) for delivery in owed]
-        await turn.say_problems("Some files couldn't be shared:", [f for f in failures if f])
+        await turn.say_problems("Some files couldn't be shared:", [f for f in failures if f is not None])
 
     async def _deliver_one(self, turn: TurnContext, delivery: Delivery, echoes: set[tuple[str, int]]) -> str | None:
         """One owed file into the thread; a failure is a line for the thread, never an exception."""

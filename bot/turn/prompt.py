@@ -37,7 +37,8 @@ class Prompts:
             parts.append(await earlier_messages(workspace, message.thread, message.message_ts))
         notes = await self._notes_since_last_answer(turn)
         if notes:
-            parts.append("\n".join([f"{await workspace.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes]))
+            said = [f"{await workspace.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes]
+            parts.append("\n".join(said))
         return "\n".join(part for part in parts if part), notes
 
     async def author(self, turn: TurnContext) -> str | None:

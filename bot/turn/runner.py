@@ -13,7 +13,7 @@ import logging
 from storage import QueueItem, Store
 
 from ..errors import SLACK_ERRORS
-from ..model.transcript import uploaded_file_ids
+from ..model.transcript import stored, uploaded_file_ids
 from ..model.turns import ClaudeTurns, TurnResult
 from ..ops.logs import audit
 from ..ops.metrics import Metrics
@@ -142,7 +142,7 @@ class TurnRunner:
         model = turn.settings.model
         result = await self.claude.run(
             model,
-            conversation.history,
+            stored(conversation.history),
             user_content,
             conversation.container_id,
             conversation.container_expires_at,

@@ -52,9 +52,13 @@ async def relay_slack_file_to_claude(
     name = str(slack_file.get("name") or slack_file.get("title") or slack_file.get("id") or "file")
     url = slack_file.get("url_private_download") or slack_file.get("url_private")
     if not url or slack_file.get("mode") in ("external", "tombstone"):
-        raise FileRelayError(f"{code_span(name)} is not stored in Slack (an external or deleted file), so I can't read it.")
+        raise FileRelayError(
+            f"{code_span(name)} is not stored in Slack (an external or deleted file), so I can't read it."
+        )
     if not is_slack_file_url(str(url), str(slack.base_url)):
-        raise FileRelayError(f"{code_span(name)} is not on a Slack file host, so I won't fetch it with the app's token.")
+        raise FileRelayError(
+            f"{code_span(name)} is not on a Slack file host, so I won't fetch it with the app's token."
+        )
     size = int(slack_file.get("size") or 0)
     if size > max_bytes:
         raise FileRelayError(f"{code_span(name)} is {megabytes(size)}; the limit is {megabytes(max_bytes)}.")
