@@ -21,8 +21,8 @@ from .models import (
     Usage,
     UsageGroup,
 )
-from .postgres import PostgresStore
-from .sqlite import SQLiteStore
+from .postgres import PostgresConnector
+from .sqlite import SQLiteStore, sqlite_path
 from .store import Store
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
@@ -31,9 +31,9 @@ POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 def store_for_url(database_url: str) -> Store:
     """The store `DATABASE_URL` names, not yet opened."""
     if database_url.startswith("sqlite:"):
-        return SQLiteStore.from_url(database_url)
+        return SQLiteStore(sqlite_path(database_url))
     if database_url.startswith(POSTGRES_SCHEMES):
-        return PostgresStore.from_url(database_url)
+        return Store(PostgresConnector(database_url))
     scheme = database_url.split(":", 1)[0]
     raise ValueError(
         f"unsupported DATABASE_URL scheme {scheme!r}: use sqlite:///path or postgresql://user@host/db"
@@ -55,7 +55,6 @@ __all__ = [
     "LeaseLost",
     "POSTGRES_SCHEMES",
     "PersonThread",
-    "PostgresStore",
     "QueueItem",
     "ResetRequest",
     "SQLiteStore",

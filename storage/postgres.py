@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 
 from .connector import PARAMETER, Connection, Params, Row, load_queries, migrations
-from .store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +185,3 @@ class PostgresConnector:
                     await connection.close()
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
-
-class PostgresStore(Store):
-    """The store on PostgreSQL (any number of processes)."""
-
-    connector: PostgresConnector
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(PostgresConnector(dsn))
-
-    @classmethod
-    def from_url(cls, database_url: str) -> PostgresStore:
-        return cls(database_url)

@@ -168,10 +168,6 @@ class SQLiteStore(Store):
     def __init__(self, path: str) -> None:
         super().__init__(SQLiteConnector(path))
 
-    @classmethod
-    def from_url(cls, database_url: str) -> SQLiteStore:
-        return cls(sqlite_path(database_url))
-
     @property
     def db(self) -> aiosqlite.Connection:
         """The connection itself, for a look the store has no method for (the tests' PRAGMAs)."""

@@ -13,12 +13,11 @@ from slack_bolt.context.set_suggested_prompts.async_set_suggested_prompts import
 from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 
 from ..errors import SLACK_ERRORS
-from ..threads import is_stop_command
 from ..workspaces import Workspace
 from . import payloads
 from .intake import Intake
 from .messages import inbox_message
-from .stops import stop_from_message
+from .stops import handled_as_stop
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +61,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
         payload: dict[str, Any], context: AsyncBoltContext, set_title: AsyncSetTitle, workspace: Workspace
     ) -> None:
         message = inbox_message(payload, context, workspace)
-        if message is None:
-            return
-        if is_stop_command(message.text, workspace.bot_user_id):
-            await stop_from_message(intake, workspace, message)
+        if message is None or await handled_as_stop(intake, workspace, message):
             return
         is_new = not await intake.store.has_conversation(message.thread)
         if await intake.queue.submit(message, starts_conversation=True) and is_new:

@@ -9,11 +9,11 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 from storage import InboxMessage
 
-from ..threads import is_dm, is_stop_command, mentions, thread_of
+from ..threads import is_dm, mentions, thread_of
 from ..workspaces import Workspace
 from . import payloads
 from .intake import Intake, team_id_of
-from .stops import stop_from_message
+from .stops import handled_as_stop
 
 # Message subtypes that are a person talking; edits, joins, deletions and bot posts are not.
 ANSWERED_SUBTYPES = {None, "file_share", "thread_broadcast"}
@@ -25,10 +25,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
     @app.event(MENTION_EVENT)
     async def on_mention(event: dict[str, Any], context: AsyncBoltContext, workspace: Workspace) -> None:
         message = inbox_message(event, context, workspace)
-        if message is None:
-            return
-        if is_stop_command(message.text, workspace.bot_user_id):
-            await stop_from_message(intake, workspace, message)
+        if message is None or await handled_as_stop(intake, workspace, message):
             return
         await intake.queue.submit(message, starts_conversation=True)
 
@@ -46,9 +43,9 @@ def register(app: AsyncApp, intake: Intake) -> None:
         )
         if not (addressed or in_our_thread):
             return
-        if is_stop_command(message.text, bot_user_id):
-            await stop_from_message(intake, workspace, message)
-        elif in_our_thread and workspace.settings_for(message.thread.channel_id).follow_ups == "mention":
+        if await handled_as_stop(intake, workspace, message):
+            return
+        if in_our_thread and workspace.settings_for(message.thread.channel_id).follow_ups == "mention":
             await intake.store.add_note(message)  # context for the next message that mentions the bot
         else:
             await intake.queue.submit(message, starts_conversation=addressed)

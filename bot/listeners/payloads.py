@@ -188,7 +188,11 @@ def payload_kind(body: object) -> str:
     return kind
 
 
-def safe(respond: AsyncRespond, body: dict[str, Any]) -> Callable[..., Awaitable[None]]:
+Tell = Callable[..., Awaitable[None]]
+"""`respond`, made safe: it never raises."""
+
+
+def safe(respond: AsyncRespond, body: dict[str, Any]) -> Tell:
     """`respond` that never raises: a payload without a usable response_url is logged instead."""
 
     async def safe_respond(*args: Any, **kwargs: Any) -> None:

@@ -17,7 +17,9 @@ from ..outbound.blocks import RESET_ACTION_ID, thread_picker
 from ..threads import is_dm, thread_from_link, thread_of
 from ..workspaces import Workspace
 from . import payloads
+from .buttons import thread_button
 from .intake import Intake, team_id_of
+from .payloads import ButtonFields, Tell
 from .thread_actions import request_reset
 
 RESET_SHORTCUT_ID = "reset_container"
@@ -65,17 +67,13 @@ def register(app: AsyncApp, intake: Intake) -> None:
         if answer.text:
             await tell(answer.text)
 
-    @app.action(RESET_ACTION_ID)
+    preamble = thread_button("That button is out of date; run `/reset` again.", replace_original=True)
+
+    @app.action(RESET_ACTION_ID, middleware=[preamble])
     async def on_reset_button(
-        ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond,
-        context: AsyncBoltContext, workspace: Workspace,
+        body: dict[str, Any], context: AsyncBoltContext, workspace: Workspace, button: ButtonFields, tell: Tell
     ) -> None:
-        await ack()
-        tell = payloads.safe(respond, body)
-        fields = payloads.reset_button_fields(action, body)
-        if fields is None:
-            await tell("That button is out of date; run `/reset` again.", replace_original=True)
-            return
+        fields = button
         thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         answer = await request_reset(
             queue, store, workspace.access, thread, fields.user_id, payloads.response_url(body), replace_original=True

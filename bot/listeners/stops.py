@@ -7,23 +7,31 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_bolt.context.respond.async_respond import AsyncRespond
 
 from storage import InboxMessage, ThreadKey
 
 from ..errors import SLACK_ERRORS
 from ..outbound.blocks import STOP_ACTION_ID, is_stop_offer
 from ..outbound.notices import tell_privately
+from ..threads import is_stop_command
 from ..workspaces import Workspace
-from . import payloads
+from .buttons import thread_button
 from .intake import Intake, team_id_of
+from .payloads import ButtonFields, Tell
 from .thread_actions import NOTHING_TO_STOP_NOTE, request_stop
 
 logger = logging.getLogger(__name__)
 
 ALREADY_FINISHED_NOTE = "That answer has already finished."
+
+
+async def handled_as_stop(intake: Intake, workspace: Workspace, message: InboxMessage) -> bool:
+    """Whether the message is `!stop` (which is then answered at once, never queued)."""
+    if not is_stop_command(message.text, workspace.bot_user_id):
+        return False
+    await stop_from_message(intake, workspace, message)
+    return True
 
 
 async def stop_from_message(intake: Intake, workspace: Workspace, message: InboxMessage) -> None:
@@ -39,17 +47,13 @@ async def stop_from_message(intake: Intake, workspace: Workspace, message: Inbox
 
 
 def register(app: AsyncApp, intake: Intake) -> None:
-    @app.action(STOP_ACTION_ID)
+    preamble = thread_button("That button is out of date.", replace_original=False, names_turn=True)
+
+    @app.action(STOP_ACTION_ID, middleware=[preamble])
     async def on_stop_button(
-        ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond,
-        context: AsyncBoltContext, workspace: Workspace,
+        body: dict[str, Any], context: AsyncBoltContext, workspace: Workspace, button: ButtonFields, tell: Tell
     ) -> None:
-        await ack()
-        tell = payloads.safe(respond, body)
-        fields = payloads.reset_button_fields(action, body)
-        if fields is None or fields.item_id is None:
-            await tell("That button is out of date.", replace_original=False)
-            return
+        fields = button
         thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         outcome = await request_stop(intake.queue, workspace.access, thread, fields.user_id, item_id=fields.item_id)
         if outcome == "stopping":
