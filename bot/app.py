@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import anthropic
+from prometheus_client import CollectorRegistry
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -105,7 +106,7 @@ def access_policy(settings: Settings) -> AccessPolicy:
 
 async def create_runtime(settings: Settings) -> Runtime:
     """Open storage, identify the bot, register listeners and resume unanswered messages."""
-    metrics = Metrics()
+    metrics = Metrics(CollectorRegistry())  # the process's own: no global registry
     store = await open_store(settings.database_url)
     slack = slack_client(settings, metrics)
     workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings))

@@ -6,22 +6,23 @@ and the components all take them from here (the README's table documents the sam
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from typing import Any, TypeVar
 
 from dotenv import find_dotenv, load_dotenv
 
 from storage import TurnLimits
 
+from . import config_values as values
 from .errors import ConfigError
 from .model.request import DEFAULT_SYSTEM_PROMPT
-from .policy.budgets import Budget, parse_budget
-from .policy.usage import Prices, parse_prices
+from .policy.budgets import Budget
+from .policy.usage import Prices
 from .workspaces import FollowUps
 
+T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # `.env.example` holds values such as `xapp-...`: a copied, unfilled one must not count as set.
 PLACEHOLDER_ENDINGS = ("...", "…")
@@ -154,6 +155,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         value = "" if name in placeholders else env.get(name, "").strip()
         return value or DEFAULTS[name]
 
+    def read(name: str, parse: Callable[..., T], *more: Any) -> T:
+        """The setting, parsed (`parse` names the setting in what it refuses)."""
+        return parse(get(name), name, *more)
+
     required = ["SLACK_BOT_TOKEN", "ANTHROPIC_API_KEY"]
     app_token = get("SLACK_APP_TOKEN") or None
     if not app_token:
@@ -168,7 +173,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
     log_level = get("LOG_LEVEL").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
-    port = _whole(get("PORT"), "PORT")
+    port = read("PORT", values.whole_number)
     if port > 65535:
         raise ConfigError(f"PORT must be at most 65535, got {port}")
 
@@ -176,44 +181,44 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         slack_bot_token=get("SLACK_BOT_TOKEN"),
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
         slack_app_token=app_token,
-        slack_api_url=_slack_api_url(get("SLACK_API_URL")),
+        slack_api_url=read("SLACK_API_URL", values.slack_api_url),
         anthropic_api_key=get("ANTHROPIC_API_KEY"),
         anthropic_model=get("ANTHROPIC_MODEL"),
         code_execution_tool=get("CODE_EXECUTION_TOOL"),
-        max_tokens=_whole(get("ANTHROPIC_MAX_TOKENS"), "ANTHROPIC_MAX_TOKENS"),
+        max_tokens=read("ANTHROPIC_MAX_TOKENS", values.whole_number),
         database_url=get("DATABASE_URL"),
         port=port,
         log_level=log_level,
-        max_message_chars=_whole(get("MAX_MESSAGE_CHARS"), "MAX_MESSAGE_CHARS"),
-        max_file_bytes=_whole(get("MAX_FILE_MB"), "MAX_FILE_MB") * 1024 * 1024,
-        slack_streaming=_bool(get("SLACK_STREAMING"), "SLACK_STREAMING"),
+        max_message_chars=read("MAX_MESSAGE_CHARS", values.whole_number),
+        max_file_bytes=read("MAX_FILE_MB", values.whole_number) * 1024 * 1024,
+        slack_streaming=read("SLACK_STREAMING", values.boolean),
         system_prompt=get("SYSTEM_PROMPT"),
-        queue_lease_seconds=_positive(get("QUEUE_LEASE_SECONDS"), "QUEUE_LEASE_SECONDS"),
-        queue_poll_seconds=_positive(get("QUEUE_POLL_SECONDS"), "QUEUE_POLL_SECONDS"),
-        max_concurrent_turns=_whole(get("MAX_CONCURRENT_TURNS"), "MAX_CONCURRENT_TURNS"),
+        queue_lease_seconds=read("QUEUE_LEASE_SECONDS", values.positive),
+        queue_poll_seconds=read("QUEUE_POLL_SECONDS", values.positive),
+        max_concurrent_turns=read("MAX_CONCURRENT_TURNS", values.whole_number),
         turn_limits=TurnLimits(
-            per_person=_cap(get("MAX_TURNS_PER_PERSON"), "MAX_TURNS_PER_PERSON"),
-            overall=_cap(get("MAX_TURNS_OVERALL"), "MAX_TURNS_OVERALL"),
+            per_person=read("MAX_TURNS_PER_PERSON", values.cap),
+            overall=read("MAX_TURNS_OVERALL", values.cap),
         ),
-        shutdown_grace_seconds=_positive(get("SHUTDOWN_GRACE_SECONDS"), "SHUTDOWN_GRACE_SECONDS"),
-        allowed_channels=_ids(get("ALLOWED_CHANNELS"), "ALLOWED_CHANNELS", "CGD"),
-        allowed_users=_ids(get("ALLOWED_USERS"), "ALLOWED_USERS", "UWS"),
-        admin_users=_ids(get("ADMIN_USERS"), "ADMIN_USERS", "UW"),
-        allow_guests=_bool(get("ALLOW_GUESTS"), "ALLOW_GUESTS"),
-        allow_external_users=_bool(get("ALLOW_EXTERNAL_USERS"), "ALLOW_EXTERNAL_USERS"),
-        retention_days=_positive(get("RETENTION_DAYS"), "RETENTION_DAYS"),
-        maintenance_interval_seconds=_positive(get("MAINTENANCE_INTERVAL_SECONDS"), "MAINTENANCE_INTERVAL_SECONDS"),
-        log_format=_choice(get("LOG_FORMAT"), "LOG_FORMAT", ("text", "json")),
-        follow_ups=_follow_ups(get("FOLLOW_UPS")),
-        turn_timeout_seconds=_whole(get("TURN_TIMEOUT_MINUTES"), "TURN_TIMEOUT_MINUTES") * 60.0,
-        file_timeout_seconds=_positive(get("FILE_TIMEOUT_SECONDS"), "FILE_TIMEOUT_SECONDS"),
-        max_output_files=_whole(get("MAX_OUTPUT_FILES"), "MAX_OUTPUT_FILES"),
+        shutdown_grace_seconds=read("SHUTDOWN_GRACE_SECONDS", values.positive),
+        allowed_channels=read("ALLOWED_CHANNELS", values.slack_ids, "CGD"),
+        allowed_users=read("ALLOWED_USERS", values.slack_ids, "UWS"),
+        admin_users=read("ADMIN_USERS", values.slack_ids, "UW"),
+        allow_guests=read("ALLOW_GUESTS", values.boolean),
+        allow_external_users=read("ALLOW_EXTERNAL_USERS", values.boolean),
+        retention_days=read("RETENTION_DAYS", values.positive),
+        maintenance_interval_seconds=read("MAINTENANCE_INTERVAL_SECONDS", values.positive),
+        log_format=read("LOG_FORMAT", values.choice, ("text", "json")),
+        follow_ups=read("FOLLOW_UPS", values.follow_ups),
+        turn_timeout_seconds=read("TURN_TIMEOUT_MINUTES", values.whole_number) * 60.0,
+        file_timeout_seconds=read("FILE_TIMEOUT_SECONDS", values.positive),
+        max_output_files=read("MAX_OUTPUT_FILES", values.whole_number),
         placeholders=placeholders,
-        context_window=_whole(get("CONTEXT_WINDOW_TOKENS"), "CONTEXT_WINDOW_TOKENS"),
-        show_usage=_bool(get("SHOW_USAGE"), "SHOW_USAGE"),
-        prices=_prices(get("USAGE_PRICES")),
-        user_daily_budget=_budget(get("USER_DAILY_BUDGET"), "USER_DAILY_BUDGET"),
-        workspace_daily_budget=_budget(get("WORKSPACE_DAILY_BUDGET"), "WORKSPACE_DAILY_BUDGET"),
+        context_window=read("CONTEXT_WINDOW_TOKENS", values.whole_number),
+        show_usage=read("SHOW_USAGE", values.boolean),
+        prices=read("USAGE_PRICES", values.prices, DEFAULTS["USAGE_PRICES"]),
+        user_daily_budget=read("USER_DAILY_BUDGET", values.budget),
+        workspace_daily_budget=read("WORKSPACE_DAILY_BUDGET", values.budget),
     )
 
 
@@ -226,91 +231,3 @@ def settings_help() -> str:
         for setting in SETTINGS
     ]
     return "\n".join(lines)
-
-
-def _slack_api_url(url: str) -> str:
-    """https only: the bot token travels with every call (plain http only to this machine)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "https" and not (parsed.scheme == "http" and _is_loopback(parsed.hostname or "")):
-        raise ConfigError(f"SLACK_API_URL must be an https:// URL, got {url!r}")
-    return url if url.endswith("/") else url + "/"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _cap(value: str | None, name: str) -> int | None:
-    """A whole number, or `none` (or empty) for no cap."""
-    if (value or "").strip().lower() in ("", "none"):
-        return None
-    return _whole(value, name)
-
-
-def _whole(value: str | None, name: str) -> int:
-    try:
-        number = int(value or "")
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{name} must be greater than zero, got {number}")
-    return number
-
-
-def _ids(value: str | None, name: str, prefixes: str) -> frozenset[str]:
-    """A comma- or space-separated list of Slack ids, each starting with one of `prefixes`."""
-    ids = frozenset((value or "").replace(",", " ").split())
-    wrong = sorted(i for i in ids if i[:1] not in prefixes or not i.isalnum() or i.upper() != i)
-    if wrong:
-        raise ConfigError(f"{name} takes Slack ids starting with {'/'.join(prefixes)}, got {', '.join(wrong)}")
-    return ids
-
-
-def _choice(value: str | None, name: str, choices: tuple[str, ...]) -> str:
-    lowered = (value or "").lower()
-    if lowered not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    return lowered
-
-
-def _budget(value: str | None, name: str) -> Budget | None:
-    try:
-        return parse_budget(value or "")
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of tokens (500000) or dollars ($5), got {value!r}") from None
-
-
-def _positive(value: str | None, name: str) -> float:
-    try:
-        number = float(value or "")
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{name} must be greater than zero, got {value}")
-    return number
-
-
-def _prices(value: str) -> Prices:
-    """The default prices, with those `value` names in their place."""
-    try:
-        return parse_prices(value, parse_prices(DEFAULTS["USAGE_PRICES"]))
-    except ValueError as error:
-        raise ConfigError(f"USAGE_PRICES: {error}") from None
-
-
-def _follow_ups(value: str) -> FollowUps:
-    return "mention" if _choice(value, "FOLLOW_UPS", ("all", "mention")) == "mention" else "all"
-
-
-def _bool(value: str | None, name: str) -> bool:
-    lowered = (value or "").lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {value!r}")

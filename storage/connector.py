@@ -12,9 +12,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 Params = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Row(Protocol):
@@ -67,6 +68,13 @@ class Connector(Connection, Protocol):
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever another process `notify`s (a no-op where the driver cannot)."""
+
+
+def opened(handle: T | None) -> T:
+    """A driver's connection or pool, once `open` has made it."""
+    if handle is None:
+        raise RuntimeError("store is not open")
+    return handle
 
 
 def load_queries(dialect: str) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from .connector import PARAMETER, Connection, Params, Row, load_queries, migrations
+from .connector import PARAMETER, Connection, Params, Row, load_queries, migrations, opened
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +92,7 @@ class PostgresConnector:
 
     @property
     def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            raise RuntimeError("store is not open")
-        return self._pool
+        return opened(self._pool)
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import aiosqlite
 
-from .connector import Connection, Params, Row, load_queries, migrations
+from .connector import Connection, Params, Row, load_queries, migrations, opened
 from .store import Store
 
 T = TypeVar("T")
@@ -80,9 +80,7 @@ class SQLiteConnector:
 
     @property
     def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("store is not open")
-        return self._db
+        return opened(self._db)
 
     async def open(self) -> None:
         if self.path != ":memory:":

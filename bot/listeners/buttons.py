@@ -11,15 +11,19 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from storage import ThreadKey
+
 from . import payloads
+from .intake import team_id_of
 
 Middleware = Callable[..., Awaitable[None]]
 
 
 def thread_button(out_of_date: str, *, replace_original: bool, names_turn: bool = False) -> Middleware:
-    """Puts `button` (the `ButtonFields` it names) and `tell` (a `respond` that never raises) in
-    the context; a button whose value is unusable (or, `names_turn`, names no turn) is told
-    `out_of_date` instead, and no listener runs. Acknowledged first either way."""
+    """Puts `button` (the `ButtonFields`), `thread` (the `ThreadKey` it names) and `tell` (a
+    `respond` that never raises) in the context. A button whose value is unusable (or, with
+    `names_turn`, names no turn) is told `out_of_date` instead, and no listener runs.
+    Acknowledged first either way."""
 
     async def middleware(
         ack: AsyncAck, action: dict[str, Any], body: dict[str, Any], respond: AsyncRespond,
@@ -32,6 +36,7 @@ def thread_button(out_of_date: str, *, replace_original: bool, names_turn: bool 
             await tell(out_of_date, replace_original=replace_original)
             return
         context["button"], context["tell"] = fields, tell
+        context["thread"] = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         await next()
 
     return middleware

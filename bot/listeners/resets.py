@@ -71,12 +71,10 @@ def register(app: AsyncApp, intake: Intake) -> None:
 
     @app.action(RESET_ACTION_ID, middleware=[preamble])
     async def on_reset_button(
-        body: dict[str, Any], context: AsyncBoltContext, workspace: Workspace, button: ButtonFields, tell: Tell
+        body: dict[str, Any], workspace: Workspace, button: ButtonFields, thread: ThreadKey, tell: Tell
     ) -> None:
-        fields = button
-        thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         answer = await request_reset(
-            queue, store, workspace.access, thread, fields.user_id, payloads.response_url(body), replace_original=True
+            queue, store, workspace.access, thread, button.user_id, payloads.response_url(body), replace_original=True
         )
         if answer.text:
             await tell(answer.text, replace_original=True)

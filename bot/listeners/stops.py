@@ -7,7 +7,6 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.async_context import AsyncBoltContext
 
 from storage import InboxMessage, ThreadKey
 
@@ -17,7 +16,7 @@ from ..outbound.notices import tell_privately
 from ..threads import is_stop_command
 from ..workspaces import Workspace
 from .buttons import thread_button
-from .intake import Intake, team_id_of
+from .intake import Intake
 from .payloads import ButtonFields, Tell
 from .thread_actions import NOTHING_TO_STOP_NOTE, request_stop
 
@@ -51,10 +50,9 @@ def register(app: AsyncApp, intake: Intake) -> None:
 
     @app.action(STOP_ACTION_ID, middleware=[preamble])
     async def on_stop_button(
-        body: dict[str, Any], context: AsyncBoltContext, workspace: Workspace, button: ButtonFields, tell: Tell
+        body: dict[str, Any], workspace: Workspace, button: ButtonFields, thread: ThreadKey, tell: Tell
     ) -> None:
         fields = button
-        thread = ThreadKey(team_id_of(context), fields.channel_id, fields.thread_ts)
         outcome = await request_stop(intake.queue, workspace.access, thread, fields.user_id, item_id=fields.item_id)
         if outcome == "stopping":
             return

@@ -54,7 +54,7 @@ class TurnResult:
     output_file_ids: list[str] = field(default_factory=list)
     error: str | None = None
     usage: Usage = field(default_factory=Usage)
-    context_trimmed: bool = False
+    window_trimmed: bool = False
     """Older output was left out of the request for the first time at this size."""
     stopped: bool = False
     """Someone asked to stop the turn (`!stop`, the Stop button) before it ended."""
@@ -116,7 +116,7 @@ class ClaudeTurns:
         idle_retry = _long_idle(result.container_expires_at)
         plan = window.fit(base)
         # The thread hears once, when trimming starts (base[:-2] is what the last turn sent).
-        result.context_trimmed = plan.trimmed and not (len(base) > 1 and window.fit(base[:-2]).trimmed)
+        result.window_trimmed = plan.trimmed and not (len(base) > 1 and window.fit(base[:-2]).trimmed)
         shed_more = True
         continuations = 0
         while continuations < MAX_CONTINUATIONS:
@@ -146,7 +146,7 @@ class ClaudeTurns:
                     shed_more = False
                     window.learn(messages, *counted)
                     refit = window.fit(base, keep_turns=1)
-                    result.context_trimmed = refit.trimmed and not plan.trimmed
+                    result.window_trimmed = refit.trimmed and not plan.trimmed
                     plan = refit
                     continue
                 result.error = describe_api_error(error)

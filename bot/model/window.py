@@ -36,7 +36,7 @@ _TOO_LONG = re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum")
 
 
 @dataclass(frozen=True)
-class ContextPlan:
+class WindowPlan:
     """The messages to send, and whether anything was left out of them."""
 
     messages: list[MessageParam]
@@ -57,7 +57,7 @@ class ContextWindow:
         self.scale = max(self.scale, counted * self.scale / self.estimate(sent))
         self.tokens = min(self.tokens, maximum)
 
-    def fit(self, messages: Sequence[MessageParam], *, keep_turns: int = KEEP_TURNS) -> ContextPlan:
+    def fit(self, messages: Sequence[MessageParam], *, keep_turns: int = KEEP_TURNS) -> WindowPlan:
         """`messages` (ending with the newest user message) as they should be sent."""
         scale, window = self.scale, self.tokens
 
@@ -67,7 +67,7 @@ class ContextWindow:
         total = self.estimate(messages)
         trigger, step = window * TRIGGER_FRACTION, window * STEP_FRACTION
         if total <= trigger:
-            return ContextPlan(list(messages))
+            return WindowPlan(list(messages))
         to_shed = math.ceil((total - trigger) / step) * step
         kept = list(messages)  # changed messages are copied; the caller's stay as they are
         protected = _start_of_last_turns(kept, keep_turns)
@@ -96,7 +96,7 @@ class ContextWindow:
             del kept[:turn_end]
             protected -= turn_end
             dropped += 1
-        return ContextPlan(kept, trimmed=bool(trimmed or dropped))
+        return WindowPlan(kept, trimmed=bool(trimmed or dropped))
 
     def estimate(self, messages: Sequence[MessageParam]) -> float:
         """Estimated tokens of a request with these messages (system prompt and tools included)."""

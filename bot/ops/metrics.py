@@ -41,8 +41,8 @@ STOP_REASON_OUTCOMES = {
 class Metrics:
     """Every metric threadbox exports, registered in `registry`."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
         r = self.registry
         self.turns = Counter(
             "threadbox_turns", "Turns by outcome: answered, error, max_tokens, refusal, context_full,"

@@ -35,7 +35,7 @@ async def earlier_messages(workspace: Workspace, thread: ThreadKey, before_ts: s
     author's name, within `MAX_CONTEXT_CHARS`.
 
     Lets "@threadbox summarize this" work in a thread the bot joins late. Best effort: a
-    thread Slack will not show (missing scope, deleted) gives no context, not an error.
+    thread Slack will not show (missing scope, deleted) gives none, not an error.
     """
     slack, bot_user_id, names = workspace.client, workspace.bot_user_id, workspace.access
     root: dict[str, Any] | None = None
@@ -63,7 +63,7 @@ async def earlier_messages(workspace: Workspace, thread: ThreadKey, before_ts: s
         else:
             left_out = True
     except SLACK_ERRORS as error:
-        logger.info("no thread context for %s: %s", thread, error)
+        logger.info("no earlier messages for %s: %s", thread, error)
         return ""
     lines = []
     if root is not None and root.get("user") != bot_user_id:

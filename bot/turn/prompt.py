@@ -64,7 +64,7 @@ def _joins_thread_late(message: InboxMessage, history: Sequence[Mapping[str, Any
 
 
 def user_turn_content(
-    text: str, files: list[ContainerFile], context: str = "", author: str | None = None
+    text: str, files: list[ContainerFile], earlier: str = "", author: str | None = None
 ) -> list[ContentBlockParam]:
     """The user message for Claude: earlier thread messages, who wrote it, the text, what
     arrived, and a `container_upload` per file."""
@@ -75,8 +75,8 @@ def user_turn_content(
     if author:
         text = f"{author}: {text}"
     content: list[ContentBlockParam] = []
-    if context:
-        content.append({"type": "text", "text": f"Earlier messages in this Slack thread, for context:\n{context}"})
+    if earlier:
+        content.append({"type": "text", "text": f"Earlier messages in this Slack thread, for context:\n{earlier}"})
     content.append({"type": "text", "text": text})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content

@@ -44,7 +44,7 @@ STOP_REASON_NOTES = {
 }
 # What Claude reads in the history where a stopped answer ended.
 STOPPED_IN_HISTORY = "[{name} stopped this answer here.]"
-CONTEXT_TRIMMED_NOTE = (
+WINDOW_TRIMMED_NOTE = (
     "_Note: older code output in this thread was left out of what Claude reads, to fit its"
     " context window. Recent messages are intact; the files are still in the container._"
 )
@@ -83,7 +83,7 @@ class TurnRunner:
         self.prices = prices
 
     async def run(self, item: QueueItem, workspace: Workspace, stop: StopSignal) -> None:
-        """The turn of one message item: its context is built here, as it starts."""
+        """The turn of one message item: its `TurnContext` is built here, as it starts."""
         await self.answer(TurnContext.for_item(item, workspace, stop, self.metrics.turn_started(item.message_ts)))
 
     async def answer(self, turn: TurnContext) -> None:
@@ -190,8 +190,8 @@ def turn_notes(result: TurnResult) -> list[str]:
     notes = []
     if result.container_replaced:
         notes.append(CONTAINER_REPLACED_NOTE)
-    if result.context_trimmed:
-        notes.append(CONTEXT_TRIMMED_NOTE)
+    if result.window_trimmed:
+        notes.append(WINDOW_TRIMMED_NOTE)
     if result.stop_reason in STOP_REASON_NOTES:
         notes.append(STOP_REASON_NOTES[result.stop_reason or ""])
     if result.error:
