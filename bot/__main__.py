@@ -19,6 +19,7 @@ from .app import create_runtime
 from .config import Settings, load_settings, settings_help
 from .errors import ConfigError
 from .http import EVENTS_PATH, build_web_app, serve_operations, socket_mode_handler
+from .model.catalog import ModelUnusable
 from .ops.logs import configure_logging
 
 logger = logging.getLogger("bot")
@@ -69,11 +70,15 @@ def main(argv: list[str] | None = None) -> None:
             "%s still hold(s) the .env.example placeholder, so it counts as unset",
             ", ".join(settings.placeholders),
         )
-    if settings.socket_mode:
-        asyncio.run(run_socket_mode(settings))
-    else:
-        logger.info("serving HTTP on port %d (%s)", settings.port, EVENTS_PATH)
-        web.run_app(build_web_app(settings), port=settings.port, print=None)
+    try:
+        if settings.socket_mode:
+            asyncio.run(run_socket_mode(settings))
+        else:
+            logger.info("serving HTTP on port %d (%s)", settings.port, EVENTS_PATH)
+            web.run_app(build_web_app(settings), port=settings.port, print=None)
+    except ModelUnusable as error:  # found at start-up: one line, as for a setting
+        print(f"threadbox: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from .config import Settings
 from .jobs.maintenance import maintain
 from .listeners import Intake, register_listeners
 from .listeners.errors import TolerantApp
+from .model.catalog import ModelLimits, model_limits
 from .model.request import ModelSettings
 from .model.turns import ClaudeTurns
 from .ops.metrics import Metrics
@@ -83,15 +84,23 @@ def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
     )
 
 
-def channel_defaults(settings: Settings) -> ChannelSettings:
+def channel_defaults(settings: Settings, limits: ModelLimits) -> ChannelSettings:
     """What every channel gets unless it has settings of its own."""
     model = ModelSettings(
         model=settings.anthropic_model,
         tool_version=settings.code_execution_tool,
-        max_tokens=settings.max_tokens,
+        max_tokens=settings.max_tokens or limits.max_tokens,
         system_prompt=settings.system_prompt,
     )
     return ChannelSettings(model=model, follow_ups=settings.follow_ups)
+
+
+async def configured_model(claude: anthropic.AsyncAnthropic, settings: Settings) -> ModelLimits:
+    """The configured model's limits (`ModelUnusable` stops start-up); a deprecation is logged."""
+    limits = await model_limits(claude, settings.anthropic_model)
+    if limits.warning:
+        logger.warning("%s", limits.warning)
+    return limits
 
 
 def access_policy(settings: Settings) -> AccessPolicy:
@@ -105,20 +114,28 @@ def access_policy(settings: Settings) -> AccessPolicy:
 
 
 async def create_runtime(settings: Settings) -> Runtime:
-    """Open storage, identify the bot, register listeners and resume unanswered messages."""
+    """Ask the model's limits, open storage, identify the bot, register listeners and resume
+    unanswered messages."""
     metrics = Metrics(CollectorRegistry())  # the process's own: no global registry
+    claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
+    try:
+        limits = await configured_model(claude, settings)
+    except BaseException:
+        await claude.close()
+        raise
     store = await open_store(settings.database_url)
     slack = slack_client(settings, metrics)
-    workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings))
+    workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings, limits))
     await workspaces.start()
-    claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
     http = aiohttp.ClientSession()
     budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
     resets = Resets(store, claude)
     runner = TurnRunner(
         store=store,
         claude=ClaudeTurns(
-            claude, context_window=settings.context_window, deadline_seconds=settings.turn_timeout_seconds
+            claude,
+            context_window=settings.context_window or limits.context_window,
+            deadline_seconds=settings.turn_timeout_seconds,
         ),
         intake=FileIntake(
             claude, http, metrics, max_bytes=settings.max_file_bytes, timeout=settings.file_timeout_seconds

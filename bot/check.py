@@ -21,8 +21,9 @@ from storage import POSTGRES_SCHEMES, open_store
 from storage.connector import migrations
 
 from .app import channel_defaults
-from .config import Settings, load_settings
+from .config import DEFAULTS, Settings, load_settings
 from .errors import ConfigError
+from .model.catalog import ModelLimits, ModelUnusable, model_limits
 from .model.errors import api_message
 
 # The bot scopes manifest.yml declares (a test holds the two together).
@@ -122,8 +123,10 @@ async def check_anthropic(settings: Settings) -> list[CheckResult]:
     client = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, max_retries=1,
                                       timeout=CHECK_TIMEOUT_SECONDS)
     try:
-        return [await _check_model(client, settings), await _check_tool(client, settings),
-                await _check_files(client)]
+        model, limits = await _check_model(client, settings)
+        if limits is None:
+            return [model]
+        return [model, await _check_tool(client, settings, limits), await _check_files(client)]
     except anthropic.AuthenticationError as error:
         return [failed("anthropic key", f"refused ({api_message(error)})",
                        "put a valid key from console.anthropic.com in ANTHROPIC_API_KEY")]
@@ -140,24 +143,36 @@ async def check_anthropic(settings: Settings) -> list[CheckResult]:
         await client.close()
 
 
-async def _check_model(client: anthropic.AsyncAnthropic, settings: Settings) -> CheckResult:
+async def _check_model(
+    client: anthropic.AsyncAnthropic, settings: Settings
+) -> tuple[CheckResult, ModelLimits | None]:
+    """The model as start-up reads it: its window and output limit, and whether it can run turns."""
     try:
-        model = await client.models.retrieve(settings.anthropic_model)
-    except anthropic.NotFoundError:
-        return failed("anthropic model", f"{settings.anthropic_model!r} is not a model this key can use",
-                      "set ANTHROPIC_MODEL to a model id from the Anthropic console's model list")
-    return passed("anthropic model", f"key accepted; {model.id} ({model.display_name})")
+        limits = await model_limits(client, settings.anthropic_model)
+    except ModelUnusable as error:
+        return failed("anthropic model", error.problem,
+                      "set ANTHROPIC_MODEL to a model id from the Anthropic console's model list"), None
+    window = settings.context_window or limits.context_window
+    output = settings.max_tokens or limits.max_tokens
+    detail = (
+        f"key accepted; {limits.model} ({limits.display_name}), {window:,}-token window,"
+        f" {output:,} output tokens"
+    )
+    if limits.warning:
+        detail += f"; warning: deprecated, retires {limits.retires_at or 'soon'}"
+    return passed("anthropic model", detail), limits
 
 
-async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings) -> CheckResult:
-    request = channel_defaults(settings).model  # the tool exactly as a turn sends it
+async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings, limits: ModelLimits) -> CheckResult:
+    request = channel_defaults(settings, limits).model  # the tool exactly as a turn sends it
     try:
         count = await client.messages.count_tokens(
             model=request.model, messages=[{"role": "user", "content": "ping"}], tools=request.tools()
         )
     except (anthropic.BadRequestError, anthropic.NotFoundError) as error:
+        newest = DEFAULTS["CODE_EXECUTION_TOOL"]
         return failed("code execution tool", f"{settings.code_execution_tool!r} refused ({api_message(error)})",
-                      "set CODE_EXECUTION_TOOL to a version the model supports, e.g. code_execution_20250825")
+                      f"set CODE_EXECUTION_TOOL to a version the model supports, e.g. {newest}")
     return passed("code execution tool", f"{settings.code_execution_tool} accepted ({count.input_tokens} tokens)")
 
 

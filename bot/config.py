@@ -17,6 +17,7 @@ from storage import TurnLimits
 
 from . import config_values as values
 from .errors import ConfigError
+from .model.catalog import DEFAULT_MODEL, prices_for
 from .model.request import DEFAULT_SYSTEM_PROMPT
 from .policy.budgets import Budget
 from .policy.usage import Prices
@@ -46,9 +47,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLACK_API_URL", "https://slack.com/api/", "Web API base URL (https; GovSlack: https://slack-gov.com/api/)"),
     Setting("ANTHROPIC_API_KEY", "", "Anthropic API key", "required"),
     Setting("ANTHROPIC_BASE_URL", "", "API endpoint, read by the anthropic SDK itself", "SDK default"),
-    Setting("ANTHROPIC_MODEL", "claude-sonnet-5-5", "model for every turn"),
-    Setting("CODE_EXECUTION_TOOL", "code_execution_20250825", "code execution tool version"),
-    Setting("ANTHROPIC_MAX_TOKENS", "8192", "output limit of one model call"),
+    Setting("ANTHROPIC_MODEL", DEFAULT_MODEL, "model for every turn"),
+    Setting("CODE_EXECUTION_TOOL", "code_execution_20260521", "code execution tool version"),
+    Setting("ANTHROPIC_MAX_TOKENS", "", "output limit of one model call (thinking included)", "the model's"),
     Setting("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, "replaces the built-in system prompt", "built in"),
     Setting("DATABASE_URL", "sqlite:///threadbox.db", "sqlite:///relative/path, sqlite:////absolute/path or postgresql://…"),
     Setting("PORT", "3000", "HTTP mode port"),
@@ -79,11 +80,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FILE_TIMEOUT_SECONDS", "60", "a file transfer that makes no progress this long is given up"),
     Setting("MAX_OUTPUT_FILES", "10", "more files than this from one turn arrive as one zip with a listing"),
     Setting(
-        "CONTEXT_WINDOW_TOKENS", "200000",
-        "the model's context window; older code output is left out to stay inside it",
+        "CONTEXT_WINDOW_TOKENS", "",
+        "the model's context window; older code output is left out to stay inside it", "the model's",
     ),
     Setting("SHOW_USAGE", "false", "true adds the turn's tokens and estimated cost to the reply's closing line"),
-    Setting("USAGE_PRICES", "input=3,cache_write=3.75,cache_read=0.30,output=15", "US dollars per million tokens"),
+    Setting(
+        "USAGE_PRICES", "", "US dollars per million tokens: input=…,cache_write=…,cache_read=…,output=… (any of them)",
+        "the model's list prices",
+    ),
     Setting("USER_DAILY_BUDGET", "", "per person and UTC day: tokens (500000) or estimated dollars ($5)", "none"),
     Setting("WORKSPACE_DAILY_BUDGET", "", "per workspace and UTC day: tokens or estimated dollars", "none"),
 )
@@ -99,7 +103,8 @@ class Settings:
     anthropic_api_key: str
     anthropic_model: str
     code_execution_tool: str
-    max_tokens: int
+    max_tokens: int | None
+    """None: the model's own output limit."""
     database_url: str
     port: int
     log_level: str
@@ -126,7 +131,8 @@ class Settings:
     max_output_files: int
     placeholders: tuple[str, ...]
     """Settings that still held a `.env.example` placeholder, and so count as unset."""
-    context_window: int
+    context_window: int | None
+    """None: the model's own context window."""
     show_usage: bool
     prices: Prices
     user_daily_budget: Budget | None
@@ -185,7 +191,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         anthropic_api_key=get("ANTHROPIC_API_KEY"),
         anthropic_model=get("ANTHROPIC_MODEL"),
         code_execution_tool=get("CODE_EXECUTION_TOOL"),
-        max_tokens=read("ANTHROPIC_MAX_TOKENS", values.whole_number),
+        max_tokens=read("ANTHROPIC_MAX_TOKENS", values.optional_whole_number),
         database_url=get("DATABASE_URL"),
         port=port,
         log_level=log_level,
@@ -214,9 +220,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         file_timeout_seconds=read("FILE_TIMEOUT_SECONDS", values.positive),
         max_output_files=read("MAX_OUTPUT_FILES", values.whole_number),
         placeholders=placeholders,
-        context_window=read("CONTEXT_WINDOW_TOKENS", values.whole_number),
+        context_window=read("CONTEXT_WINDOW_TOKENS", values.optional_whole_number),
         show_usage=read("SHOW_USAGE", values.boolean),
-        prices=read("USAGE_PRICES", values.prices, DEFAULTS["USAGE_PRICES"]),
+        prices=read("USAGE_PRICES", values.prices, prices_for(get("ANTHROPIC_MODEL"))),
         user_daily_budget=read("USER_DAILY_BUDGET", values.budget),
         workspace_daily_budget=read("WORKSPACE_DAILY_BUDGET", values.budget),
     )

@@ -66,6 +66,11 @@ def budget(value: str | None, name: str) -> Budget | None:
         raise ConfigError(f"{name} must be a number of tokens (500000) or dollars ($5), got {value!r}") from None
 
 
+def optional_whole_number(value: str | None, name: str) -> int | None:
+    """A whole number, or None when unset."""
+    return whole_number(value, name) if value else None
+
+
 def positive(value: str | None, name: str) -> float:
     return _above_zero(value, name, float, "a number of seconds")
 
@@ -80,10 +85,10 @@ def _above_zero(value: str | None, name: str, kind: Callable[[str], N], what: st
     return number
 
 
-def prices(value: str, name: str, default: str) -> Prices:
-    """The `default` prices, with those `value` names in their place."""
+def prices(value: str, name: str, base: Prices) -> Prices:
+    """The `base` prices, with those `value` names in their place."""
     try:
-        return parse_prices(value, parse_prices(default))
+        return parse_prices(value, base)
     except ValueError as error:
         raise ConfigError(f"{name}: {error}") from None
 

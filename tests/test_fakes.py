@@ -20,7 +20,6 @@ import pytest_asyncio
 from anthropic.types import (
     BashCodeExecutionToolResultBlock,
     ServerToolUseBlock,
-    TextBlock,
     TextEditorCodeExecutionToolResultBlock,
 )
 from slack_sdk.errors import SlackApiError
@@ -420,7 +419,7 @@ async def test_stream_with_code_blocks_and_container(claude_api: FakeAnthropic, 
             chunk_delay=0.001,
         )
     )
-    events, deltas = [], []
+    events, deltas, thoughts = [], [], []
     async with client.messages.stream(
         model=MODEL, max_tokens=1024, messages=[{"role": "user", "content": "list files"}], tools=[CODE_TOOL]
     ) as stream:
@@ -428,12 +427,16 @@ async def test_stream_with_code_blocks_and_container(claude_api: FakeAnthropic, 
             events.append(event.type)
             if event.type == "text":
                 deltas.append(event.text)
+            elif event.type == "thinking":
+                thoughts.append(event.thinking)
         final = await stream.get_final_message()
     assert events[0] == "message_start" and events[-1] == "message_stop"
     assert "message_delta" in events and "input_json" in events and "content_block_stop" in events
-    assert "".join(deltas) == "Let me look.Done: **a.txt**" and len(deltas) > 2
+    # A 5.x model: the words before a tool call come back as a signed thinking block.
+    assert "".join(thoughts) == "Let me look." and "signature" in events
+    assert "".join(deltas) == "Done: **a.txt**" and len(deltas) > 1
     assert [b.type for b in final.content] == [
-        "text",
+        "thinking",
         "server_tool_use",
         "bash_code_execution_tool_result",
         "server_tool_use",
@@ -443,7 +446,7 @@ async def test_stream_with_code_blocks_and_container(claude_api: FakeAnthropic, 
         "text",
     ]
     run, result = final.content[1], final.content[2]
-    assert isinstance(final.content[0], TextBlock)
+    assert final.content[0].type == "thinking" and final.content[0].signature
     assert isinstance(run, ServerToolUseBlock) and run.name == "bash_code_execution"
     assert run.input == {"command": "ls -la"}
     assert isinstance(result, BashCodeExecutionToolResultBlock) and result.tool_use_id == run.id

@@ -23,11 +23,20 @@ def describe_api_error(error: anthropic.APIError) -> str:
         return "Claude is rate limited right now. Please try again in a minute." + suffix
     if isinstance(error, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
         return "The Claude API refused this app's credentials; please tell the app's admin." + suffix
+    if isinstance(error, anthropic.APIStatusError) and error_type(error) in ("overloaded_error", "api_error"):
+        return "Claude is overloaded or having trouble right now. Please try again shortly." + suffix
     if isinstance(error, anthropic.APIStatusError) and error.status_code >= 500:
         return "Claude is overloaded or having trouble right now. Please try again shortly." + suffix
     if isinstance(error, anthropic.APIStatusError):
         return f"Claude could not handle this request: {api_message(error)}" + suffix
     return f"Claude API error: {error}"
+
+
+def error_type(error: anthropic.APIStatusError) -> str:
+    """The `error.type` of the API's JSON error body (inside a stream, the only sign of what broke)."""
+    body = error.body
+    inner = body.get("error") if isinstance(body, dict) else None
+    return str(inner.get("type") or "") if isinstance(inner, dict) else ""
 
 
 def api_message(error: anthropic.APIStatusError) -> str:

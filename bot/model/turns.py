@@ -18,7 +18,7 @@ from anthropic.types import ContentBlock, ContentBlockParam, Message, MessagePar
 from storage import Usage
 
 from ..tasks import run_until
-from .errors import api_message, container_is_gone, describe_api_error
+from .errors import api_message, container_is_gone, describe_api_error, error_type
 from .request import EPHEMERAL, ModelSettings
 from .tools import tool_outcome, tool_title
 from .transcript import missing_file_ids, output_file_ids, with_cache_anchor, without_files
@@ -26,6 +26,10 @@ from .window import ContextWindow, too_long
 
 # Claude may pause a long turn; this bounds how often we continue one turn.
 MAX_CONTINUATIONS = 20
+# An error inside a stream that began with HTTP 200 is retried as the SDK retries HTTP errors.
+MAX_STREAM_RETRIES = 2
+STREAM_RETRY_SECONDS = 0.5
+TRANSIENT_ERRORS = ("overloaded_error", "api_error")
 # A container whose `expires_at` passed this long ago has been idle for a long time; one
 # that then keeps failing with server errors is given up for a fresh one.
 LONG_IDLE_SECONDS = 3600
@@ -35,6 +39,9 @@ class TurnObserver(Protocol):
     """Receives progress while a turn runs (the Slack reply renders it)."""
 
     async def on_text(self, delta: str) -> None: ...
+
+    async def on_thinking(self, delta: str) -> None:
+        """Words the model writes for itself (on current models, also those between tool calls)."""
 
     async def on_tool_start(self, tool_id: str, title: str) -> None: ...
 
@@ -61,6 +68,20 @@ class TurnResult:
     earlier_history: list[MessageParam] | None = None
     """The thread's history as this turn sent it, when it had to leave out files the Files API
     no longer has: stored in its place, so later turns do not hit the same refusal."""
+    refusal: str | None = None
+    """Claude refused (`stop_reason: "refusal"`): its explanation for the person, if it gave one,
+    else "". The refused exchange is not kept: replayed, it would be refused again."""
+
+
+class InterruptedAnswer(Exception):
+    """A stream that began well ended in an error event: the blocks it had finished, and whether
+    words of an unfinished one were already shown."""
+
+    def __init__(self, error: anthropic.APIStatusError, finished: list[ContentBlockParam], shown: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.finished = finished
+        self.shown = shown
 
 
 class ClaudeTurns:
@@ -118,13 +139,22 @@ class ClaudeTurns:
         # The thread hears once, when trimming starts (base[:-2] is what the last turn sent).
         result.window_trimmed = plan.trimmed and not (len(base) > 1 and window.fit(base[:-2]).trimmed)
         shed_more = True
-        continuations = 0
+        continuations = retries = 0
         while continuations < MAX_CONTINUATIONS:
             messages = plan.messages
             if result.assistant_content:
                 messages = [*plan.messages, {"role": "assistant", "content": result.assistant_content}]
             try:
                 message = await self._stream_once(settings, messages, result, observer)
+            except InterruptedAnswer as cut:
+                self._keep(result, cut.finished)
+                retry = retries < MAX_STREAM_RETRIES and is_transient(cut.error) and not cut.shown
+                if retry and (not cut.finished or _ends_with_result(cut.finished)):
+                    retries += 1
+                    await asyncio.sleep(STREAM_RETRY_SECONDS * retries)
+                    continue
+                result.error = describe_api_error(cut.error)
+                return
             except anthropic.APIStatusError as error:
                 fresh_start = not result.assistant_content
                 if result.container_id and fresh_start and container_is_gone(error, result.container_id):
@@ -178,14 +208,25 @@ class ClaudeTurns:
             container=result.container_id or anthropic.omit,
             cache_control=EPHEMERAL,
         ) as stream:
-            started = False
+            started, finished, shown = False, 0, False
             try:
                 async for event in stream:
                     started = True
                     if event.type == "text":
+                        shown = True
                         await observer.on_text(event.text)
+                    elif event.type == "thinking":
+                        await observer.on_thinking(event.thinking)
                     elif event.type == "content_block_stop":
+                        finished, shown = finished + 1, False
                         await _report_block(event.content_block, observer)
+            except anthropic.APIStatusError as error:  # an error event inside the stream
+                snapshot = stream.current_message_snapshot
+                result.usage = result.usage + message_usage(snapshot)
+                kept = [_param(block) for block in snapshot.content[:finished]]
+                if shown and finished < len(snapshot.content) and snapshot.content[finished].type == "text":
+                    kept.append(_param(snapshot.content[finished]))  # the words people already read
+                raise InterruptedAnswer(error, kept, shown) from error
             except asyncio.CancelledError:
                 if started:
                     result.usage = result.usage + message_usage(stream.current_message_snapshot)
@@ -193,19 +234,49 @@ class ClaudeTurns:
             return await stream.get_final_message()
 
     @staticmethod
-    def _absorb(message: Message, result: TurnResult) -> None:
+    def _keep(result: TurnResult, blocks: list[ContentBlockParam]) -> None:
+        """Add an answer's blocks to the turn, never a server tool call without its result (an
+        answer cut at `max_tokens` or by an error can end between them)."""
+        for block in paired(blocks):
+            result.assistant_content.append(block)
+            if block["type"] == "text":
+                result.text += block["text"]
+            result.output_file_ids.extend(output_file_ids(cast(dict[str, Any], block)))
+
+    @classmethod
+    def _absorb(cls, message: Message, result: TurnResult) -> None:
         result.stop_reason = message.stop_reason
         result.usage = result.usage + message_usage(message)
-        for block in message.content:
-            # Sent back exactly as received: the response block's JSON is its param shape.
-            dumped = cast(ContentBlockParam, block.model_dump(mode="json", exclude_none=True))
-            result.assistant_content.append(dumped)
-            if block.type == "text":
-                result.text += block.text
-            result.output_file_ids.extend(output_file_ids(cast(dict[str, Any], dumped)))
+        if message.stop_reason == "refusal":
+            details = message.stop_details
+            result.refusal = (details.explanation if details is not None else None) or ""
+        cls._keep(result, [_param(block) for block in message.content])
         if message.container is not None:
             result.container_id = message.container.id
             result.container_expires_at = message.container.expires_at.timestamp()
+
+
+def _param(block: ContentBlock) -> ContentBlockParam:
+    """A response block as it is sent back: exactly as received (signatures and encrypted
+    fields included), its JSON being its param shape."""
+    return cast(ContentBlockParam, block.model_dump(mode="json", exclude_none=True))
+
+
+def paired(blocks: list[ContentBlockParam]) -> list[ContentBlockParam]:
+    """The blocks without a server tool call whose result is not among them."""
+    results = {block.get("tool_use_id") for block in blocks if str(block["type"]).endswith("_tool_result")}
+    return [block for block in blocks if block["type"] != "server_tool_use" or block.get("id") in results]
+
+
+def _ends_with_result(blocks: list[ContentBlockParam]) -> bool:
+    """Whether a request may continue after these blocks, as after `pause_turn`."""
+    kept = paired(blocks)
+    return bool(kept) and str(kept[-1]["type"]).endswith("_tool_result")
+
+
+def is_transient(error: anthropic.APIStatusError) -> bool:
+    """An overloaded or internal error: worth asking again."""
+    return error_type(error) in TRANSIENT_ERRORS or error.status_code >= 500
 
 
 def message_usage(message: Message) -> Usage:

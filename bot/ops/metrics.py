@@ -164,6 +164,9 @@ class _FirstWordTimer:
             self._seen = True
             self._histogram.observe(time.monotonic() - self._started)
 
+    async def on_thinking(self, delta: str) -> None:
+        await self._observer.on_thinking(delta)
+
     async def on_tool_start(self, tool_id: str, title: str) -> None:
         await self._observer.on_tool_start(tool_id, title)
 

@@ -17,7 +17,7 @@ from ..errors import SLACK_ERRORS
 from ..tasks import stop_tasks
 from .blocks import STOP_ACTION_ID, context, shows_stop_button, stop_button
 from .message import MessageRenderer
-from .state import WORKING_TEXT, Renderer, ReplyState, ReplyTarget, Step, final_status
+from .state import WORKING_TEXT, Renderer, ReplyState, ReplyTarget, Step, final_status, words_so_far
 from .stream import StreamRenderer
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,13 @@ class Reply:
         self.state.text += delta
         await self._render(lambda renderer: renderer.text(self.state, delta))
 
+    async def on_thinking(self, delta: str) -> None:
+        """Between code runs current models write to themselves: the next step shows it."""
+        self.state.thinking += delta
+
     async def on_tool_start(self, tool_id: str, title: str) -> None:
-        step = self.state.steps[tool_id] = Step(tool_id, title)
+        details, self.state.thinking = words_so_far(self.state.thinking), ""
+        step = self.state.steps[tool_id] = Step(tool_id, title, details=details)
         await self._show(step)
         await self.set_status("is running code…")
 

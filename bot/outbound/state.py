@@ -7,9 +7,11 @@ from typing import Protocol
 
 from slack_sdk.models.messages.chunk import TaskUpdateChunk
 
-from .text import code_span, defuse_mentions
+from .text import code_span, defuse_mentions, escape_mrkdwn
 
 WORKING_TEXT = "_Working on it…_"
+# A step shows at most this much of the words before it (Slack's task details are short).
+DETAILS_LIMIT = 280
 
 
 @dataclass(frozen=True)
@@ -28,23 +30,35 @@ class Step:
     title: str
     status: str = "in_progress"
     output: str = ""
+    details: str = ""
+    """What Claude said it was about to do (its words before the run)."""
 
     def chunk(self) -> TaskUpdateChunk:
         return TaskUpdateChunk(
             id=self.id,
             title=defuse_mentions(self.title),
             status=self.status,
+            details=defuse_mentions(self.details) or None,
             output=defuse_mentions(self.output) or None,
         )
 
     def line(self) -> str:
         icon = {"in_progress": "⏳", "complete": "✅", "error": "⚠️"}.get(self.status, "•")
-        return f"{icon} {code_span(self.title)}"
+        said = f" — _{escape_mrkdwn(self.details)}_" if self.details else ""
+        return f"{icon} {code_span(self.title)}{said}"
+
+
+def words_so_far(thinking: str, limit: int = DETAILS_LIMIT) -> str:
+    """Claude's latest words for itself on one line, cut at the front to `limit` characters."""
+    line = " ".join(thinking.split())
+    return line if len(line) <= limit else "…" + line[-(limit - 1) :]
 
 
 @dataclass
 class ReplyState:
     text: str = ""
+    thinking: str = ""
+    """Words Claude wrote since the last step (current models put those between runs here)."""
     steps: dict[str, Step] = field(default_factory=dict)
     summary: str = ""
 

@@ -88,10 +88,10 @@ async def relay_outputs_as_zip(
     skip: Collection[tuple[str, int]] = (),
     on_upload: Callable[[str], Awaitable[None]] | None = None,
     timeout: float,
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Many files the code produced as one zip (built on disk), posted with a listing of what
-    it holds. Returns a line per file left out; raises FileRelayError when the zip itself
-    cannot be shared."""
+    it holds. Returns a line per file left out, and the names of those in the zip; raises
+    FileRelayError when the zip itself cannot be shared."""
     problems: list[str] = []
     packed: list[FileMetadata] = []
     with tempfile.TemporaryFile() as spool:
@@ -112,14 +112,14 @@ async def relay_outputs_as_zip(
             packed.append(meta)
         await asyncio.to_thread(archive.close)
         if not packed:
-            return problems
+            return problems, []
         size = await asyncio.to_thread(spool.tell)
         await asyncio.to_thread(spool.seek, 0)
         upload = SlackUpload(slack, http, ZIP_NAME, size, timeout)
         await upload.open(on_upload)
         await upload.send(_read_chunks(spool))
         await upload.complete(channel_id, thread_ts, comment=zip_listing(packed))
-    return problems
+    return problems, [meta.filename for meta in packed]
 
 
 async def _metadata(claude: anthropic.AsyncAnthropic, file_id: str, timeout: float) -> FileMetadata:

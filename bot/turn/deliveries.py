@@ -34,9 +34,9 @@ class OwedFiles:
         self.timeout = timeout
         self.max_separate_files = max_separate_files
 
-    async def deliver(self, turn: TurnContext, user_files: Collection[tuple[str, int]]) -> None:
+    async def deliver(self, turn: TurnContext, user_files: Collection[tuple[str, int]]) -> list[str]:
         """Share the files the turn still owes; a user's own file copied back out (`user_files`:
-        name and size) is not echoed."""
+        name and size) is not echoed. Returns the names of the files shared now."""
         echoes = set(user_files)
         owed: list[Delivery] = []
         for delivery in await self.store.pending_deliveries(turn.item.id):
@@ -44,14 +44,20 @@ class OwedFiles:
                 await self.store.delivery_done(turn.item.id, delivery.position)
             else:
                 owed.append(delivery)
-        failures: list[str | None]
+        shared: list[str] = []
+        failures: list[str] = []
         if len(owed) > self.max_separate_files:
-            failures = list(await self._deliver_zip(turn, owed, echoes))
+            failures = await self._deliver_zip(turn, owed, echoes, shared)
         else:
-            failures = [await self._deliver_one(turn, delivery, echoes) for delivery in owed]
-        await turn.say_problems("Some files couldn't be shared:", [f for f in failures if f is not None])
+            for delivery in owed:
+                failure = await self._deliver_one(turn, delivery, echoes, shared)
+                failures += [failure] if failure else []
+        await turn.say_problems("Some files couldn't be shared:", failures)
+        return shared
 
-    async def _deliver_one(self, turn: TurnContext, delivery: Delivery, echoes: set[tuple[str, int]]) -> str | None:
+    async def _deliver_one(
+        self, turn: TurnContext, delivery: Delivery, echoes: set[tuple[str, int]], shared: list[str]
+    ) -> str | None:
         """One owed file into the thread; a failure is a line for the thread, never an exception."""
         item_id = turn.item.id
 
@@ -67,6 +73,7 @@ class OwedFiles:
             )
             if relayed is not None:
                 self.metrics.file_relayed("to_slack", relayed.size)
+                shared.append(relayed.filename)
         except FileRelayError as error:
             failure = str(error)
         except (*SLACK_ERRORS, TimeoutError) as error:
@@ -75,7 +82,9 @@ class OwedFiles:
         await self.store.delivery_done(item_id, delivery.position)
         return failure
 
-    async def _deliver_zip(self, turn: TurnContext, owed: list[Delivery], echoes: set[tuple[str, int]]) -> list[str]:
+    async def _deliver_zip(
+        self, turn: TurnContext, owed: list[Delivery], echoes: set[tuple[str, int]], shared: list[str]
+    ) -> list[str]:
         """Many owed files as one zip; every file in it is marked with the zip's Slack id."""
         item_id = turn.item.id
 
@@ -84,11 +93,12 @@ class OwedFiles:
                 await self.store.delivery_started(item_id, delivery.position, slack_file_id)
 
         try:
-            failures = await relay_outputs_as_zip(
+            failures, names = await relay_outputs_as_zip(
                 self.claude, turn.workspace.client, self.http, [delivery.file_id for delivery in owed],
                 channel_id=turn.target.channel_id, thread_ts=turn.target.thread_ts, skip=echoes,
                 on_upload=started, timeout=self.timeout,
             )
+            shared += names
         except FileRelayError as error:
             failures = [f"couldn't share the {len(owed)} files as one zip: {error}"]
         except (*SLACK_ERRORS, TimeoutError) as error:

@@ -13,11 +13,13 @@ import logging
 from storage import QueueItem, Store
 
 from ..errors import SLACK_ERRORS
+from ..model.files import delete_files
 from ..model.transcript import stored, uploaded_file_ids
 from ..model.turns import ClaudeTurns, TurnResult
 from ..ops.logs import audit
 from ..ops.metrics import Metrics
 from ..outbound.reply import Reply
+from ..outbound.text import escape_mrkdwn
 from ..policy.usage import Prices, turn_footer
 from ..workspaces import Workspace
 from .checks import TurnChecks
@@ -27,6 +29,7 @@ from .deliveries import OwedFiles
 from .prompt import Prompts, request_text, user_turn_content
 from .recovery import STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
 from .shared_files import FileIntake
+from .unshared_files import unshared_files, unshared_note
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,6 @@ CONTAINER_REPLACED_NOTE = (
 )
 STOP_REASON_NOTES = {
     "max_tokens": "_The answer hit the length limit and was cut off. Say “continue” for more._",
-    "refusal": "_Claude declined to continue with this request._",
     "model_context_window_exceeded": (
         "_This thread's history no longer fits in the model's context."
         " Type `!reset` to start a fresh container and history._"
@@ -50,6 +52,9 @@ WINDOW_TRIMMED_NOTE = (
 )
 CRASHED_NOTE = ":warning: Something went wrong on my side while answering. Please try again."
 NO_INPUT_NOTE = "_None of the files could go into the container, so there is nothing to do._"
+REFUSED_NOTE = "_Claude declined to continue with this request._"
+# What Claude reads in the history where a turn failed before it could answer.
+FAILED_IN_HISTORY = "[This message got no answer: {error}]"
 
 
 class TurnRunner:
@@ -157,7 +162,11 @@ class TurnRunner:
             audit("stopped", thread, user=turn.stop.by)
         if result.usage.prompt_tokens:
             await self.store.record_usage(thread, item.user_id, model.model, result.usage)
-        if result.assistant_content:
+        if result.refusal is not None:  # replayed, the refused exchange would be refused again
+            await delete_files(self.claude.client, [f.file_id for f in arrived])
+        else:
+            if not result.assistant_content:  # what it was asked stays, and the files it shared
+                result.assistant_content.append({"type": "text", "text": FAILED_IN_HISTORY.format(error=result.error)})
             user_file_ids = set(uploaded_file_ids([*conversation.history, {"content": user_content}]))
             await self.store.save_turn(
                 item.id,
@@ -181,8 +190,12 @@ class TurnRunner:
         except SLACK_ERRORS as error:  # the files are still owed
             logger.error("could not finish the reply in %s: %s", turn.target.channel_id, error)
         self.metrics.turn_finished(self.metrics.model_turn(result), turn.started)
-        if result.assistant_content:
-            await self.owed.deliver(turn, user_files)
+        if result.refusal is None:
+            shared = await self.owed.deliver(turn, user_files)
+            own = [name for name, _ in user_files]
+            note = unshared_note(unshared_files(result.assistant_content, result.text, shared, own))
+            if note:
+                await turn.say(note)
 
 
 def turn_notes(result: TurnResult) -> list[str]:
@@ -192,6 +205,8 @@ def turn_notes(result: TurnResult) -> list[str]:
         notes.append(CONTAINER_REPLACED_NOTE)
     if result.window_trimmed:
         notes.append(WINDOW_TRIMMED_NOTE)
+    if result.refusal is not None:
+        notes.append(f"{REFUSED_NOTE} {escape_mrkdwn(result.refusal)}".strip())
     if result.stop_reason in STOP_REASON_NOTES:
         notes.append(STOP_REASON_NOTES[result.stop_reason or ""])
     if result.error:

@@ -12,13 +12,15 @@ build content blocks exactly as the API sends them. Input is booked as the API d
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import inspect
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,25 +38,54 @@ from .anthropic_books import (
 from .slack_api import CHUNK, KEEP_LIMIT, pattern_chunks, pattern_sha256
 
 CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
+# A scripted bash result's files written in the container (the fake's own key, never sent).
+WRITES = "_writes"
+OUTPUT_DIR = "$OUTPUT_DIR"
+_COPY_TO_OUTPUT = re.compile(r"\bcp\s+((?:[^\s;&|]+\s+)+)[\"']?\$\{?OUTPUT_DIR\}?/?[\"']?(?=\s|$|;|&)")
 CODE_EXECUTION_TOOL_VERSIONS = (
     "code_execution_20250522",
     "code_execution_20250825",
     "code_execution_20260120",
     "code_execution_20260521",
 )
-# Models this fake serves; a request naming another one gets the API's 404.
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What `GET /v1/models/{id}` says of a model, and what its requests may ask.
+
+    `generation` 5 models put the words they write between tool calls into `thinking` blocks,
+    refuse `thinking: disabled`, forced `tool_choice` and sampling parameters."""
+
+    display_name: str
+    max_input_tokens: int = 1_000_000
+    max_tokens: int = 128_000
+    lifecycle: str = "active"
+    retires_at: str | None = None
+    code_execution: bool = True
+    generation: int = 5
+
+
+# Models this fake serves; a request naming another one gets the API's 404, a retired one too.
 KNOWN_MODELS = {
-    "claude-sonnet-5-5": "Claude Sonnet 5.5",
-    "claude-sonnet-5": "Claude Sonnet 5",
-    "claude-opus-5": "Claude Opus 5",
-    "claude-sonnet-4-5": "Claude Sonnet 4.5",
-    "claude-haiku-4-5": "Claude Haiku 4.5",
+    "claude-sonnet-5-5": ModelSpec("Claude Sonnet 5.5"),
+    "claude-opus-5-5": ModelSpec("Claude Opus 5.5"),
+    "claude-haiku-5-5": ModelSpec("Claude Haiku 5.5", max_tokens=64_000),
+    "claude-fable-5-2": ModelSpec("Claude Fable 5.2"),
+    "claude-sonnet-5": ModelSpec("Claude Sonnet 5"),
+    "claude-opus-5": ModelSpec("Claude Opus 5"),
+    "claude-haiku-4-5": ModelSpec(
+        "Claude Haiku 4.5", 200_000, 64_000, "deprecated", "2027-02-15T00:00:00Z", generation=4
+    ),
+    "claude-sonnet-4-5": ModelSpec(
+        "Claude Sonnet 4.5", 200_000, 64_000, "retired", "2026-10-01T00:00:00Z", generation=4
+    ),
 }
+SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
 # A container lives up to 30 days; `expires_at` is a shorter value that rolls forward with use.
 CONTAINER_LIFETIME = 30 * 24 * 3600.0
 DEFAULT_CONTAINER_TTL = 3600.0
 REQUEST_ID = web.RequestKey("request_id", str)
-DEFAULT_CONTEXT_WINDOW = 200_000
 
 
 @dataclass
@@ -77,6 +108,8 @@ class Reply:
     usage: dict[str, int] = field(default_factory=dict)
     send_container: bool = True
     """False: the answer carries no `container` (the request's container stays as it was)."""
+    stop_details: dict[str, Any] | None = None
+    """E.g. `{"type": "refusal", "explanation": "…"}` with `stop_reason="refusal"`."""
 
 
 @dataclass
@@ -169,23 +202,29 @@ def code_run(
     return_code: int = 0,
     file_ids: Iterable[str] = (),
     tool_id: str | None = None,
+    writes: dict[str, bytes] | None = None,
 ) -> list[dict[str, Any]]:
-    """A bash run: `server_tool_use` (bash_code_execution) and its result block."""
+    """A bash run: `server_tool_use` (bash_code_execution) and its result block.
+
+    `writes`: files the command writes, by path, into the container. As the real tool does,
+    only those at the top level of this run's `$OUTPUT_DIR` (`$OUTPUT_DIR/name`) come back as
+    output files; so does a file the command copies there (`cp path $OUTPUT_DIR/`). `file_ids`:
+    files (made with `add_file`) this run left in its `$OUTPUT_DIR`."""
     tid = tool_id or _tool_id()
-    return [
-        _bash_use(tid, command),
-        {
-            "type": "bash_code_execution_tool_result",
-            "tool_use_id": tid,
-            "content": {
-                "type": "bash_code_execution_result",
-                "stdout": stdout,
-                "stderr": stderr,
-                "return_code": return_code,
-                "content": [{"type": "bash_code_execution_output", "file_id": f} for f in file_ids],
-            },
+    result: dict[str, Any] = {
+        "type": "bash_code_execution_tool_result",
+        "tool_use_id": tid,
+        "content": {
+            "type": "bash_code_execution_result",
+            "stdout": stdout,
+            "stderr": stderr,
+            "return_code": return_code,
+            "content": [{"type": "bash_code_execution_output", "file_id": f} for f in file_ids],
         },
-    ]
+    }
+    if writes:
+        result[WRITES] = dict(writes)
+    return [_bash_use(tid, command), result]
 
 
 def code_error(
@@ -221,6 +260,40 @@ def file_edit(path: str, file_text: str, tool_id: str | None = None) -> list[dic
     ]
 
 
+def model_info(model_id: str, spec: ModelSpec) -> dict[str, Any]:
+    """`GET /v1/models/{id}`'s answer, capabilities and all."""
+    yes, no = {"supported": True}, {"supported": False}
+    fifth = spec.generation >= 5
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": spec.display_name,
+        "created_at": iso(1.7e9),
+        "lifecycle": spec.lifecycle,
+        "deprecated_at": iso(1.75e9) if spec.lifecycle != "active" else None,
+        "retires_at": spec.retires_at,
+        "max_input_tokens": spec.max_input_tokens,
+        "max_tokens": spec.max_tokens,
+        "capabilities": {
+            "batch": yes, "citations": yes, "code_execution": yes, "image_input": yes, "pdf_input": yes,
+            "structured_outputs": yes,
+            "context_management": {"supported": True, "clear_tool_uses_20250919": yes, "compact_20260112": yes},
+            "effort": {"supported": True, "low": yes, "medium": yes, "high": yes, "max": yes},
+            "server_tools": {
+                "supported": spec.code_execution, "code_execution": yes if spec.code_execution else no,
+                "web_search": yes,
+            },
+            "thinking": {
+                "supported": True,
+                "types": {
+                    "adaptive": yes, "enabled": no if fifth else yes, "disabled": no if fifth else yes,
+                    "between_tools": yes if fifth else no,
+                },
+            },
+        },
+    }
+
+
 def _default_responder(body: dict[str, Any]) -> Reply:
     return Reply([text("ok")])
 
@@ -241,8 +314,8 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.responder: Responder = _default_responder
-        self.models: dict[str, str] = dict(KNOWN_MODELS)
-        """Model id -> display name; requests naming any other model get 404 `not_found_error`."""
+        self.models: dict[str, ModelSpec] = dict(KNOWN_MODELS)
+        """Model id -> what it is; requests naming any other model get 404 `not_found_error`."""
         self.count_token_requests: list[dict[str, Any]] = []
         self.containers: dict[str, float] = {}
         """Container id -> its current `expires_at` (rolls forward on each use)."""
@@ -254,10 +327,14 @@ class FakeAnthropic:
         self.max_concurrent_per_container: dict[str, int] = {}
         self.max_in_flight = 0
         self.files: dict[str, _File] = {}
+        self.container_files: dict[str, dict[str, bytes]] = {}
+        """Container id -> the files code wrote in it, by path (only `$OUTPUT_DIR`'s come back)."""
+        self._signatures: dict[str, str] = {}
+        self._refused_turns: set[str] = set()
         self.uploaded: list[dict[str, Any]] = []
         self.downloads: list[str] = []
-        self.context_window = DEFAULT_CONTEXT_WINDOW
-        """Largest prompt (in tokens, after context editing) a request may have."""
+        self.context_window: int | None = None
+        """Largest prompt (in tokens, after context editing) a request may have; None: the model's."""
         self.cache = PromptCache()
         self.usages: list[dict[str, Any]] = []
         """The `usage` of every answered request, in order."""
@@ -424,8 +501,9 @@ class FakeAnthropic:
         problem = self._validate(body)
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
-        if body["model"] not in self.models:
-            return self._error(request, 404, "not_found_error", f"model: {body['model']}")
+        refused = self._model_refusal(body)
+        if refused is not None:
+            return self._error(request, *refused)
         requested, problem = self._requested_container(body)
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
@@ -437,12 +515,15 @@ class FakeAnthropic:
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
         async with _InFlight(self, requested) as slot:
-            answer = await self._next_answer(body)
+            answer = self._refused_again(body) or await self._next_answer(body)
             if isinstance(answer, ErrorReply):
                 e = answer
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
-            booked = self._bill(prompt, applied, answer)
             cid = answer.container_id or requested or (self.new_container() if uses_code else None)
+            answer = self._as_written(answer, self.models[body["model"]], cid)
+            if answer.stop_reason == "refusal":
+                self._refused_turns.add(_key(body["messages"][-1].get("content")))
+            booked = self._bill(prompt, applied, answer)
             if cid is not None:
                 self.container_created.setdefault(cid, time.time())
                 self.containers[cid] = time.time() + self.container_ttl
@@ -457,6 +538,22 @@ class FakeAnthropic:
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
             message = self._message(body, answer, container, booked)
             return web.json_response(message, headers={"request-id": request[REQUEST_ID]})
+
+    def _assistant_problem(self, i: int, content: list[Any]) -> str:
+        """What the API refuses in an assistant message sent back: a thinking block changed (its
+        signature no longer matches), or a server tool call without its result."""
+        results = {b.get("tool_use_id") for b in content if isinstance(b, dict) and str(b.get("type", "")).endswith("_tool_result")}
+        for j, block in enumerate(content):
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "thinking" and self._signatures.get(str(block.get("signature"))) != block.get("thinking"):
+                return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            if block.get("type") == "server_tool_use" and block.get("id") not in results:
+                return (
+                    f"messages.{i}.content.{j}: `server_tool_use` block with id `{block.get('id')}` was found without"
+                    " a corresponding result block"
+                )
+        return ""
 
     def _validate(self, body: dict[str, Any], required: tuple[str, ...] = ("model", "max_tokens", "messages")) -> str:
         for key in required:
@@ -478,6 +575,10 @@ class FakeAnthropic:
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 return f"messages.{i}.role: Input should be 'user' or 'assistant'"
             content = m.get("content")
+            if isinstance(content, list) and m.get("role") == "assistant":
+                problem = self._assistant_problem(i, content)
+                if problem:
+                    return problem
             if isinstance(content, list):
                 for block in content:
                     if isinstance(block, dict) and block.get("type") == "container_upload":
@@ -496,9 +597,14 @@ class FakeAnthropic:
             return body, [], problem
         prompt, applied = apply_context_edits(body)
         tokens = count_tokens(prompt)
-        if tokens > self.context_window:
-            return prompt, applied, f"prompt is too long: {tokens} tokens > {self.context_window} maximum"
+        window = self.window(body["model"])
+        if tokens > window:
+            return prompt, applied, f"prompt is too long: {tokens} tokens > {window} maximum"
         return prompt, applied, ""
+
+    def window(self, model: str) -> int:
+        """The largest prompt a request to `model` may have (`context_window` overrides the model's)."""
+        return self.context_window or self.models[model].max_input_tokens
 
     def _bill(self, prompt: dict[str, Any], applied: list[dict[str, Any]], answer: Reply) -> dict[str, Any]:
         """Book the request's input through the prompt cache and its output, as `usage` reports."""
@@ -535,8 +641,9 @@ class FakeAnthropic:
         problem = self._validate(body, required=("model", "messages"))
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
-        if body["model"] not in self.models:
-            return self._error(request, 404, "not_found_error", f"model: {body['model']}")
+        refused = self._model_refusal(body, counting=True)
+        if refused is not None:
+            return self._error(request, *refused)
         problem = context_edit_problem(body, _betas(request)) or breakpoint_problem(body)
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
@@ -551,8 +658,37 @@ class FakeAnthropic:
         model_id = request.match_info["model_id"]
         if model_id not in self.models:
             return self._error(request, 404, "not_found_error", f"model: {model_id}")
-        info = {"type": "model", "id": model_id, "display_name": self.models[model_id], "created_at": iso(1.7e9)}
-        return web.json_response(info, headers={"request-id": request[REQUEST_ID]})
+        return web.json_response(model_info(model_id, self.models[model_id]), headers={"request-id": request[REQUEST_ID]})
+
+    def _model_refusal(self, body: dict[str, Any], *, counting: bool = False) -> tuple[int, str, str] | None:
+        """What the API answers a request its model cannot take: (status, type, message)."""
+        model = body["model"]
+        spec = self.models.get(model)
+        if spec is None:
+            return 404, "not_found_error", f"model: {model}"
+        if spec.lifecycle == "retired":
+            return 404, "not_found_error", f"model: {model} was retired on {spec.retires_at}"
+        uses_code = any(
+            isinstance(t, dict) and str(t.get("type", "")).startswith(CODE_EXECUTION_TOOL_PREFIX)
+            for t in body.get("tools") or []
+        )
+        if uses_code and not spec.code_execution:
+            return 400, "invalid_request_error", f"tools: the code execution tool is not supported by {model}"
+        if not counting and body.get("max_tokens", 0) > spec.max_tokens:
+            return 400, "invalid_request_error", (
+                f"max_tokens: {body['max_tokens']} > {spec.max_tokens}, which is the maximum allowed number of"
+                f" output tokens for {model}"
+            )
+        if spec.generation >= 5:
+            for name in SAMPLING_PARAMETERS:
+                if name in body:
+                    return 400, "invalid_request_error", f"{name}: is not supported by {model}"
+            if isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "disabled":
+                return 400, "invalid_request_error", f"thinking.type: 'disabled' is not supported by {model}"
+            choice = body.get("tool_choice")
+            if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+                return 400, "invalid_request_error", f"tool_choice: forced tool use is not supported by {model}"
+        return None
 
     def _requested_container(self, body: dict[str, Any]) -> tuple[str | None, str]:
         raw = body.get("container")
@@ -567,6 +703,62 @@ class FakeAnthropic:
         if self.containers[cid] <= time.time():
             self.restored.append(cid)
         return cid, ""
+
+    def _refused_again(self, body: dict[str, Any]) -> Reply | None:
+        """A request that replays a refused exchange is refused again (the docs: reset the context)."""
+        earlier = body["messages"][:-1]
+        if any(m.get("role") == "user" and _key(m.get("content")) in self._refused_turns for m in earlier):
+            return Reply([], stop_reason="refusal", stop_details={"type": "refusal", "category": None, "explanation": None})
+        return None
+
+    def _as_written(self, answer: Reply, spec: ModelSpec, cid: str | None) -> Reply:
+        """The scripted answer as the API would send it: output files from what the code wrote,
+        and on 5.x models the words before a tool call as signed `thinking` blocks."""
+        commands: dict[str, str] = {}
+        content: list[dict[str, Any]] = []
+        for block in answer.content:
+            block = dict(block)
+            if block.get("type") == "server_tool_use":
+                data = block.get("input") or {}
+                commands[str(block.get("id"))] = str(data.get("command", ""))
+                if block.get("name") == "text_editor_code_execution" and data.get("command") == "create" and cid:
+                    self.container_files.setdefault(cid, {})[str(data.get("path"))] = str(data.get("file_text", "")).encode()
+            elif block.get("type") == "bash_code_execution_tool_result":
+                block = self._capture_outputs(block, commands.get(str(block.get("tool_use_id")), ""), cid)
+            content.append(block)
+        if spec.generation >= 5:
+            last_tool = max((i for i, b in enumerate(content) if b.get("type") == "server_tool_use"), default=-1)
+            content = [self._thinking(b) if i < last_tool and b.get("type") == "text" else b for i, b in enumerate(content)]
+        return replace(answer, content=content)
+
+    def _capture_outputs(self, result: dict[str, Any], command: str, cid: str | None) -> dict[str, Any]:
+        """Files the run wrote go into the container; those at the top level of `$OUTPUT_DIR`
+        (written there, or copied there by `cp`) come back in the result."""
+        writes: dict[str, bytes] = result.pop(WRITES, {})
+        files = self.container_files.setdefault(cid or "", {})
+        captured: list[tuple[str, bytes]] = []
+        for path, data in writes.items():
+            if path.startswith(OUTPUT_DIR + "/") and "/" not in path[len(OUTPUT_DIR) + 1 :]:
+                captured.append((path[len(OUTPUT_DIR) + 1 :], data))
+            else:
+                files[path] = data
+        for match in _COPY_TO_OUTPUT.finditer(command):
+            for source in match.group(1).split():
+                found = next((p for p in files if p == source or p.rsplit("/", 1)[-1] == source.rsplit("/", 1)[-1]), None)
+                if found is not None:
+                    captured.append((found.rsplit("/", 1)[-1], files[found]))
+        if not captured or not isinstance(result.get("content"), dict):
+            return result
+        inner = dict(result["content"])
+        outputs = list(inner.get("content") or [])
+        outputs += [{"type": "bash_code_execution_output", "file_id": self.add_file(name, data)} for name, data in captured]
+        return {**result, "content": {**inner, "content": outputs}}
+
+    def _thinking(self, block: dict[str, Any]) -> dict[str, Any]:
+        words = str(block.get("text", ""))
+        signature = base64.b64encode(hashlib.sha256(f"{len(self._signatures)}:{words}".encode()).digest()).decode()
+        self._signatures[signature] = words
+        return {"type": "thinking", "thinking": words, "signature": signature}
 
     async def _next_answer(self, body: dict[str, Any]) -> Reply | ErrorReply:
         if self._queue:
@@ -589,6 +781,7 @@ class FakeAnthropic:
             "content": answer.content,
             "stop_reason": answer.stop_reason,
             "stop_sequence": None,
+            "stop_details": answer.stop_details,
             "container": container,
         }}
 
@@ -611,7 +804,7 @@ class FakeAnthropic:
         message = self._message(body, answer, container, booked)
         usage = message.pop("usage")
         management = message.pop("context_management", None)
-        start = {**message, "content": [], "stop_reason": None, "container": None}
+        start = {**message, "content": [], "stop_reason": None, "stop_details": None, "container": None}
         start["usage"] = {**usage, "output_tokens": 1}
         try:
             async for event in self._events(start, answer, usage, container, management):
@@ -675,7 +868,10 @@ class FakeAnthropic:
             return
         delta: dict[str, Any] = {
             "type": "message_delta",
-            "delta": {"stop_reason": answer.stop_reason, "stop_sequence": None, "container": container},
+            "delta": {
+                "stop_reason": answer.stop_reason, "stop_sequence": None, "container": container,
+                "stop_details": answer.stop_details,
+            },
             "usage": {
                 "output_tokens": usage["output_tokens"],
                 "input_tokens": usage["input_tokens"],
@@ -810,6 +1006,11 @@ class FakeAnthropic:
     def _next_file_id(self) -> str:
         self._n_file += 1
         return f"file_011fake{self._n_file:06d}"
+
+
+def _key(content: Any) -> str:
+    """A message's content as a key: the same content, the same key."""
+    return json.dumps(content, sort_keys=True)
 
 
 def _betas(request: web.Request) -> set[str]:

@@ -1,0 +1,64 @@
+"""Files Claude's answer names as made, that never reached the thread.
+
+The code execution tool returns only files copied to the top level of `$OUTPUT_DIR`; one
+written anywhere else stays in the container. When the answer talks of such a file, the thread
+is told which, and how to get it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..model.transcript import blocks
+from ..outbound.text import code_span
+
+# What code typically makes for people (a script it runs is not one of them).
+OUTPUT_EXTENSIONS = frozenset(
+    "png jpg jpeg gif svg webp pdf csv tsv xlsx xls docx pptx json html htm md txt zip tar gz parquet"
+    " ipynb mp3 mp4 wav xml yaml yml log".split()
+)
+_FILE_NAME = re.compile(r"(?<![\w.-])([\w][\w.-]*\.([A-Za-z0-9]{1,6}))(?![\w-])")
+NOTE = (
+    ":paperclip: {names} {was} made in the container but not shared: only files copied to `$OUTPUT_DIR`"
+    " come back to the thread. Ask me to copy {it} to `$OUTPUT_DIR` to get {it} here."
+)
+
+
+def unshared_files(
+    assistant_content: Iterable[Mapping[str, Any]], answer: str, shared: Iterable[str], own: Iterable[str]
+) -> list[str]:
+    """Names the answer mentions that the turn's code made, other than those shared (or the
+    person's `own` files)."""
+    made = _files_made(assistant_content)
+    named = {match.group(1) for match in _FILE_NAME.finditer(answer)}
+    return sorted((made & named) - set(shared) - set(own))
+
+
+def unshared_note(names: list[str]) -> str | None:
+    if not names:
+        return None
+    listed = ", ".join(code_span(name) for name in names)
+    one = len(names) == 1
+    return NOTE.format(names=listed, was="was" if one else "were", it="it" if one else "them")
+
+
+def _files_made(content: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Basenames the turn's code wrote: every text-editor file, and the output-like names in
+    commands and code."""
+    made: set[str] = set()
+    for block in blocks([{"content": list(content)}]):
+        if block.get("type") != "server_tool_use" or not isinstance(block.get("input"), dict):
+            continue
+        data = block["input"]
+        if block.get("name") == "text_editor_code_execution" and data.get("command") == "create" and data.get("path"):
+            made.add(str(data["path"]).rsplit("/", 1)[-1])
+        for value in data.values():
+            if isinstance(value, str):
+                made.update(
+                    match.group(1).rsplit("/", 1)[-1]
+                    for match in _FILE_NAME.finditer(value)
+                    if match.group(2).lower() in OUTPUT_EXTENSIONS
+                )
+    return made
