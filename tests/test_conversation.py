@@ -25,7 +25,7 @@ async def test_mention_answers_in_the_thread_with_the_code_execution_tool(
 
     [request] = claude_api.requests
     assert request["model"] == bot.settings.anthropic_model
-    assert request["tools"] == [{"type": "code_execution_20250825", "name": "code_execution"}]
+    assert request["tools"] == [{"type": "code_execution_20260521", "name": "code_execution"}]
     assert "container" not in request
     assert request["messages"] == [{"role": "user", "content": [{"type": "text", "text": said_by("U1", "what is 6*7?")}]}]
     assert request["stream"] is True
@@ -69,7 +69,8 @@ async def test_follow_up_continues_in_the_same_container_with_full_history(
     first_user, assistant, second_user = follow_up["messages"]
     assert first_user["content"][0]["text"] == said_by("U1", "save hi to a.txt")
     kinds = [block["type"] for block in assistant["content"]]
-    assert kinds == ["text", "server_tool_use", "bash_code_execution_tool_result", "text"]
+    # The words before the run came back as a signed thinking block, and go back as received.
+    assert kinds == ["thinking", "server_tool_use", "bash_code_execution_tool_result", "text"]
     assert assistant["content"][1]["input"] == {"command": "echo hi > a.txt"}
     # Two people talk in this thread: Claude is told who wrote what.
     assert second_user == {"role": "user", "content": [{"type": "text", "text": said_by("U2", "what is in a.txt?")}]}
@@ -177,11 +178,12 @@ async def test_pause_turn_is_continued_until_the_turn_ends(
         assert continuation["messages"][-1]["role"] == "assistant"
     paused = claude_api.requests[2]["messages"][-1]["content"]
     assert [block["type"] for block in paused] == [
-        "text", "server_tool_use", "bash_code_execution_tool_result",
+        "thinking", "server_tool_use", "bash_code_execution_tool_result",
         "server_tool_use", "bash_code_execution_tool_result",
     ]
-    text_of_thread = thread_text(slack, CHANNEL, root)
-    assert "Starting." in text_of_thread and "All finished." in text_of_thread
+    assert "All finished." in thread_text(slack, CHANNEL, root)
+    [reply] = [m for m in slack.thread(CHANNEL, root) if m.get("stream")]
+    assert [task.get("details") for task in slack.task_updates(reply).values()][0] == "Starting."
 
 
 async def test_many_threads_run_concurrently(

@@ -237,13 +237,13 @@ async def test_the_status_is_set_only_when_it_changes(bot: BotServer, slack: Fak
 def test_context_window_usage_footer_and_prices_are_settings() -> None:
     required = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "k"}
     defaults = load_settings(required)
-    assert defaults.context_window == 200_000 and not defaults.show_usage
-    assert defaults.prices == Prices(input=3.0, cache_write=3.75, cache_read=0.30, output=15.0)
+    assert defaults.context_window is None and not defaults.show_usage  # None: the model's own
+    assert defaults.prices == Prices(input=2.0, cache_write=2.5, cache_read=0.20, output=10.0)
     custom = load_settings(
         {**required, "CONTEXT_WINDOW_TOKENS": "1000000", "SHOW_USAGE": "true", "USAGE_PRICES": "input=5, output=25"}
     )
     assert custom.context_window == 1_000_000 and custom.show_usage
-    assert custom.prices == Prices(input=5.0, cache_write=3.75, cache_read=0.30, output=25.0)
+    assert custom.prices == Prices(input=5.0, cache_write=2.5, cache_read=0.20, output=25.0)
     with pytest.raises(ConfigError, match="USAGE_PRICES"):
         load_settings({**required, "USAGE_PRICES": "input=cheap"})
     with pytest.raises(ConfigError, match="USAGE_PRICES"):

@@ -35,9 +35,10 @@ async def test_mentions_from_the_model_the_container_and_file_names_never_ping(
     slack.fail_downloads_of(shared["id"], status=500)
     claude_api.enqueue(
         Reply([
+            text("Checking with <!channel> first."),  # words before a run: the step's details
+            *code_run("echo '<!here>'", stdout="<!channel> <@U2>", file_ids=[produced, too_big]),
             text("Telling <!channel> and <!here>, and <@U2|dana>, and <!subteam^S1>; a < b & c > d. <"),
             text("!everyone> too."),
-            *code_run("echo '<!here>'", stdout="<!channel> <@U2>", file_ids=[produced, too_big]),
             text("Done."),
         ])
     )

@@ -104,7 +104,7 @@ def test_settings_defaults_and_socket_mode() -> None:
     settings = load_settings({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "ANTHROPIC_API_KEY": "k"})
     assert settings.socket_mode and settings.port == 3000
     assert settings.slack_api_url == "https://slack.com/api/"
-    assert settings.code_execution_tool == "code_execution_20250825"
+    assert settings.code_execution_tool == "code_execution_20260521"
     assert settings.database_url == "sqlite:///threadbox.db"
     gov = load_settings({"SLACK_BOT_TOKEN": "x", "SLACK_SIGNING_SECRET": "s", "ANTHROPIC_API_KEY": "k",
                          "SLACK_API_URL": "https://slack-gov.com/api"})

@@ -147,12 +147,14 @@ class ClaudeTurns:
             try:
                 message = await self._stream_once(settings, messages, result, observer)
             except InterruptedAnswer as cut:
-                self._keep(result, cut.finished)
-                retry = retries < MAX_STREAM_RETRIES and is_transient(cut.error) and not cut.shown
-                if retry and (not cut.finished or _ends_with_result(cut.finished)):
+                done, after = continuation(cut.finished)
+                words_lost = cut.shown or any(block["type"] == "text" for block in after)
+                if retries < MAX_STREAM_RETRIES and is_transient(cut.error) and not words_lost:
+                    self._keep(result, done)  # asked again from the last finished run, as after a pause
                     retries += 1
                     await asyncio.sleep(STREAM_RETRY_SECONDS * retries)
                     continue
+                self._keep(result, cut.finished)
                 result.error = describe_api_error(cut.error)
                 return
             except anthropic.APIStatusError as error:
@@ -268,10 +270,12 @@ def paired(blocks: list[ContentBlockParam]) -> list[ContentBlockParam]:
     return [block for block in blocks if block["type"] != "server_tool_use" or block.get("id") in results]
 
 
-def _ends_with_result(blocks: list[ContentBlockParam]) -> bool:
-    """Whether a request may continue after these blocks, as after `pause_turn`."""
+def continuation(blocks: list[ContentBlockParam]) -> tuple[list[ContentBlockParam], list[ContentBlockParam]]:
+    """The blocks a request may continue after (up to the last finished code run, as after
+    `pause_turn`), and those after them."""
     kept = paired(blocks)
-    return bool(kept) and str(kept[-1]["type"]).endswith("_tool_result")
+    end = max((i + 1 for i, block in enumerate(kept) if str(block["type"]).endswith("_tool_result")), default=0)
+    return kept[:end], kept[end:]
 
 
 def is_transient(error: anthropic.APIStatusError) -> bool:

@@ -41,7 +41,7 @@ CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
 # A scripted bash result's files written in the container (the fake's own key, never sent).
 WRITES = "_writes"
 OUTPUT_DIR = "$OUTPUT_DIR"
-_COPY_TO_OUTPUT = re.compile(r"\bcp\s+((?:[^\s;&|]+\s+)+)[\"']?\$\{?OUTPUT_DIR\}?/?[\"']?(?=\s|$|;|&)")
+_COPY_TO_OUTPUT = re.compile(r"\bcp\s+((?:[^\s;&|]+\s+)+)[\"']?\$\{?OUTPUT_DIR\}?[\"']?/?[\"']?(?=\s|$|;|&)")
 CODE_EXECUTION_TOOL_VERSIONS = (
     "code_execution_20250522",
     "code_execution_20250825",
