@@ -1,6 +1,6 @@
 """A long thread through the fakes: every turn answered, peak context, and the input bill.
 
-Run from the repository root:  python bench/long_thread.py [--turns 30] [--chars 32000]
+Run from the repository root:  python bench/long_thread.py [--turns 30] [--chars 32000] [--model M]
 
 Each turn's code prints about `--chars` characters. The fake API keeps the books as the API
 does (breakpoints, the 20-block lookback, the 1,024-token minimum, 5-minute entries, the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 
 from harness import CHANNEL, bench
 
@@ -40,8 +41,10 @@ def output(turn: int, chars: int) -> str:
     return "".join(lines)[:chars]
 
 
-async def run(turns: int, chars: int, minutes_between: float, verbose: bool = False) -> dict[str, float]:
-    async with bench() as b:
+async def run(
+    turns: int, chars: int, minutes_between: float, verbose: bool = False, model: str = "claude-sonnet-5-5"
+) -> dict[str, float]:
+    async with bench(anthropic_model=model) as b:
         outputs = [output(n, chars) for n in range(turns)]
         b.claude.responder = lambda body: Reply(
             [text("Running it."), *code_run("python step.py", stdout=outputs[len(b.claude.usages)]),
@@ -54,6 +57,8 @@ async def run(turns: int, chars: int, minutes_between: float, verbose: bool = Fa
         history = (await b.bot.runtime.store.load_conversation(ThreadKey("T1", CHANNEL, ROOT_TS))).history
         first = b.claude.requests[0]
         usages = b.claude.usages
+        window = b.claude.window(model)
+        trimmed = sum("characters left out" in json.dumps(request["messages"]) for request in b.claude.requests)
     if verbose:
         for n, u in enumerate(usages):
             print(f"request {n:>2}: input {u['input_tokens']:>7,} write {u['cache_creation_input_tokens']:>7,}"
@@ -69,6 +74,8 @@ async def run(turns: int, chars: int, minutes_between: float, verbose: bool = Fa
     )
     prompts = [u["input_tokens"] + u["cache_creation_input_tokens"] + u["cache_read_input_tokens"] for u in usages]
     return {
+        "model": model,
+        "window": window,
         "turns": turns,
         "answered": answered,
         "requests": len(usages),
@@ -78,6 +85,7 @@ async def run(turns: int, chars: int, minutes_between: float, verbose: bool = Fa
             {"model": first["model"], "system": first["system"], "tools": first["tools"], "messages": history}
         ),
         "rebuilds": sum(u["cache_creation_input_tokens"] > 3 * chars / 4 for u in usages),
+        "trimmed_requests": trimmed,
         "bill": bill,
         "uncached": uncached,
         "ratio": bill / uncached,
@@ -89,11 +97,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--chars", type=int, default=32_000)
     parser.add_argument("--verbose", action="store_true", help="print every request's usage")
+    parser.add_argument("--model", default="claude-sonnet-5-5", help="a model of the fake (its window applies)")
     parser.add_argument(
         "--minutes-between", type=float, default=0.0, help="pause between turns (cache entries live 5 minutes)"
     )
     args = parser.parse_args()
-    result = asyncio.run(run(args.turns, args.chars, args.minutes_between, args.verbose))
+    result = asyncio.run(run(args.turns, args.chars, args.minutes_between, args.verbose, args.model))
     for key, value in result.items():
         print(f"{key:>24}: {value:,.3f}" if isinstance(value, float) else f"{key:>24}: {value:,}")
 

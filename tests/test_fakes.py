@@ -711,3 +711,72 @@ async def test_models_token_counts_and_the_files_list(claude_api: FakeAnthropic,
     assert sorted(names) == ["a.txt", "b.txt", "c.txt"]
     with pytest.raises(anthropic.BadRequestError):
         await client.files.list(limit=0)
+
+
+@pytest.mark.asyncio
+async def test_the_fake_describes_models_and_refuses_what_current_models_refuse(
+    claude_api: FakeAnthropic, claude_client: Any
+) -> None:
+    client = claude_client(max_retries=0)
+    sonnet = await client.models.retrieve("claude-sonnet-5-5")
+    assert (sonnet.max_input_tokens, sonnet.max_tokens, sonnet.lifecycle) == (1_000_000, 128_000, "active")
+    assert sonnet.capabilities is not None and sonnet.capabilities.server_tools.code_execution.supported
+    assert not sonnet.capabilities.thinking.types.disabled.supported
+    haiku = await client.models.retrieve("claude-haiku-4-5")
+    assert haiku.lifecycle == "deprecated" and haiku.retires_at is not None and haiku.max_input_tokens == 200_000
+
+    ask: dict[str, Any] = {"model": "claude-sonnet-5-5", "max_tokens": 64, "messages": [{"role": "user", "content": "x"}]}
+    for extra, complaint in [  # as raw fields: anthropic 2.x will not even send some of them
+        ({"temperature": 0.2}, "temperature"),
+        ({"thinking": {"type": "disabled"}}, "thinking.type"),
+        ({"tool_choice": {"type": "any"}, "tools": [CODE_TOOL]}, "tool_choice"),
+        ({"max_tokens": 200_000}, "maximum allowed number of output tokens"),
+    ]:
+        with pytest.raises(anthropic.BadRequestError, match=complaint):
+            await client.messages.create(**ask, extra_body=extra)
+    with pytest.raises(anthropic.NotFoundError, match="retired"):
+        await client.messages.create(**{**ask, "model": "claude-sonnet-4-5"})
+    claude_api.context_window = 50
+    with pytest.raises(anthropic.BadRequestError, match="prompt is too long: .* > 50 maximum"):
+        await client.messages.create(**{**ask, "messages": [{"role": "user", "content": "word " * 200}]})
+    claude_api.context_window = None
+
+    # A code run without its result, or a thinking block changed, is refused when sent back.
+    claude_api.enqueue(Reply([text("Let me check."), *code_run("ls"), text("Checked.")]))
+    answer = await client.messages.create(**ask, tools=[CODE_TOOL])
+    thinking, run, result, _ = [block.model_dump(mode="json", exclude_none=True) for block in answer.content]
+    assert thinking["type"] == "thinking" and thinking["signature"]
+    turns = [ask["messages"][0], {"role": "assistant", "content": [thinking, run, result]}, {"role": "user", "content": "y"}]
+    await client.messages.create(**{**ask, "messages": turns}, tools=[CODE_TOOL])  # as received: accepted
+    for content, complaint in [
+        ([thinking, run], "without a corresponding result"),
+        ([{**thinking, "thinking": "Let me check!"}, run, result], "Invalid `signature`"),
+    ]:
+        broken = [turns[0], {"role": "assistant", "content": content}, turns[2]]
+        with pytest.raises(anthropic.BadRequestError, match=complaint):
+            await client.messages.create(**{**ask, "messages": broken}, tools=[CODE_TOOL])
+
+    # A refused exchange sent again is refused again; without it the thread goes on.
+    claude_api.enqueue(Reply([text("I won't.")], stop_reason="refusal", stop_details={"type": "refusal", "explanation": "No."}))
+    refused = await client.messages.create(**{**ask, "messages": [{"role": "user", "content": "bad"}]})
+    assert refused.stop_reason == "refusal" and refused.stop_details is not None and refused.stop_details.explanation == "No."
+    replayed = [{"role": "user", "content": "bad"}, refused.to_param(), {"role": "user", "content": "ok then"}]
+    assert (await client.messages.create(**{**ask, "messages": replayed})).stop_reason == "refusal"
+    assert (await client.messages.create(**{**ask, "messages": [{"role": "user", "content": "ok then"}]})).stop_reason == "end_turn"
+
+
+@pytest.mark.asyncio
+async def test_each_code_run_returns_only_the_top_of_its_output_dir(claude_api: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client()
+    claude_api.enqueue(Reply([
+        *file_edit("/work/notes.md", "# notes"),
+        *code_run("python make.py", writes={"/tmp/a.png": b"a", "$OUTPUT_DIR/b.csv": b"b", "$OUTPUT_DIR/sub/c.csv": b"c"}),
+        *code_run('cp /tmp/a.png /work/notes.md "$OUTPUT_DIR"/ && ls "$OUTPUT_DIR"'),
+        text("Made them."),
+    ]))
+    answer = await client.messages.create(
+        model="claude-sonnet-5-5", max_tokens=64, messages=[{"role": "user", "content": "make"}], tools=[CODE_TOOL]
+    )
+    runs = [block for block in answer.content if block.type == "bash_code_execution_tool_result"]
+    names = [[claude_api.files[o.file_id].filename for o in run.content.content] for run in runs]
+    assert names == [["b.csv"], ["a.png", "notes.md"]]  # nothing from /tmp or a subfolder, until copied
