@@ -56,7 +56,7 @@ async def bench(**settings: Any) -> AsyncIterator[Bench]:
                 "SLACK_API_URL": slack.base_url,
                 "ANTHROPIC_API_KEY": claude.api_key,
                 "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
-                "PORT": "0",
+                "PORT": "3000",  # unused: the bench serves the app on a port of its own
             }
         )
         server = BotServer(replace(base, **settings), slack)

@@ -104,7 +104,8 @@ def main() -> None:
     args = parser.parse_args()
     result = asyncio.run(run(args.turns, args.chars, args.minutes_between, args.verbose, args.model))
     for key, value in result.items():
-        print(f"{key:>24}: {value:,.3f}" if isinstance(value, float) else f"{key:>24}: {value:,}")
+        shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else value
+        print(f"{key:>24}: {shown}")
 
 
 if __name__ == "__main__":
