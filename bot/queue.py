@@ -87,6 +87,8 @@ class TurnQueue:
         self._wakeup = asyncio.Event()
         self._dispatching = False
         self._loops: list[asyncio.Task[None]] = []
+        self._closing = False
+        """Shutting down: a thread's worker stops after the turn it runs."""
         self._last_renewal = time.monotonic()
 
     # --- entry points --------------------------------------------------------------------
@@ -140,15 +142,20 @@ class TurnQueue:
                 await asyncio.sleep(0.01)
 
     async def shutdown(self, grace_seconds: float) -> None:
-        """Stop claiming, let running turns finish for a while, then hand the rest back at once."""
-        await stop_tasks(self._loops)
-        self._loops = []
+        """Stop claiming, let running turns finish for a while, then hand the rest back at once.
+
+        The leases are renewed until then: the grace period may be longer than a lease, and a
+        thread another process took over meanwhile would be answered twice."""
+        loops, self._loops = self._loops, []
+        self._closing = True
+        await stop_tasks(loops[:1])  # the dispatcher: nothing new is claimed
         running = list(self._threads.values())
         if running:
             _, still_running = await asyncio.wait(running, timeout=grace_seconds)
             if still_running:
                 logger.warning("stopping with %d turn(s) running; another process takes them over", len(still_running))
             await stop_tasks(still_running)
+        await stop_tasks(loops[1:])  # the lease renewer, once nothing runs
         await stop_tasks(self._background)
         try:
             await self.store.hand_back(self.owner)
@@ -238,7 +245,7 @@ class TurnQueue:
     async def _work(self, thread: ThreadKey) -> None:
         lease = self.settings.lease_seconds
         try:
-            while True:
+            while not self._closing:
                 item = await self.store.next_item(thread, self.owner, lease)
                 if item is None:
                     if await self.store.release_thread(thread, self.owner):

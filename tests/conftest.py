@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.app import Runtime
 from bot.config import Settings, load_settings
 from bot.http import RUNTIME_KEY, build_web_app
+from bot.tasks import stop_tasks
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
 from tests.fakes.slack_api import (
@@ -89,8 +90,11 @@ class BotServer:
         self._runner = self._session = None
 
     async def kill(self) -> None:
-        """Stop abruptly: running turns are cancelled, as when the process dies."""
-        await self.runtime.engine.shutdown(grace_seconds=0)
+        """Die as a process does: running turns end where they are and nothing is handed back;
+        its leases are gone (as once they run out), so the next process takes over at once."""
+        engine = self.runtime.engine
+        await stop_tasks([*engine._loops, *engine._threads.values()])
+        await run_sql(self.settings.database_url, "DELETE FROM leases")
         await self.stop()
 
     async def post(

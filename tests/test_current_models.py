@@ -70,6 +70,7 @@ async def test_a_text_editor_file_comes_out_once_copied_to_output_dir(
     said = await ask(bot, "1700000802.000100", "write a report", shows="Here is report.md.")
     assert [upload["title"] for upload in slack.uploads] == ["report.md"]
     assert "not shared" not in said
+    assert "make with the text editor is shared the same way" in claude_api.requests[0]["system"][0]["text"]
 
 
 async def test_a_file_the_answer_names_but_never_shared_is_explained(

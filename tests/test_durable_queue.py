@@ -3,6 +3,9 @@ by a dying process, files owed across a crash, a database that fails and comes b
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import aiohttp
 
 from bot.config import Settings
@@ -201,3 +204,23 @@ async def test_a_message_that_keeps_killing_its_turn_is_given_up_with_a_note(
         await bot.idle()
     assert len(claude_api.requests) == 3
     assert streaming_messages(slack, root) == []
+
+
+async def test_a_graceful_shutdown_keeps_its_leases_while_turns_finish(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """A deploy lets running turns finish for SHUTDOWN_GRACE_SECONDS, longer than a lease: the
+    process keeps renewing, so no other process takes the thread over and answers it twice."""
+    root = "1700000911.000100"
+    settings = replace(settings_on_each_store, queue_lease_seconds=1.0, shutdown_grace_seconds=20.0)
+    async with running_bot(settings, slack) as bot:
+        claude_api.enqueue(Reply([text("a long answer " * 20), text("…its end")], chunk_delay=0.5))
+        await bot.send_event(mention_event("long", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: len(claude_api.requests) == 1)
+        store = bot.runtime.store
+        shutdown = asyncio.create_task(bot.runtime.engine.shutdown(settings.shutdown_grace_seconds))
+        await asyncio.sleep(2.5)  # well past the 1 s lease
+        assert not shutdown.done()
+        assert await store.claim_thread("another-process", 1.0, exclude=()) is None
+        await shutdown
+    assert "…its end" in thread_text(slack, CHANNEL, root) and len(claude_api.requests) == 1

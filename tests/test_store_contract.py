@@ -108,6 +108,9 @@ async def test_hand_back_frees_the_thread_at_once(store: Store) -> None:
     assert await store.hand_back("p1") == 2
     assert await store.item_state(item.id) == "pending"
     assert await store.claim_thread("p2", LEASE, exclude=()) == THREAD
+    # A graceful hand-back is no interruption: deploys never use up a message's attempts.
+    again = await store.next_item(THREAD, "p2", LEASE)
+    assert again is not None and again.id == item.id and again.attempts == 1
 
 
 async def test_queued_mark_only_while_pending(store: Store) -> None:

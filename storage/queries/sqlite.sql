@@ -131,7 +131,9 @@ UPDATE leases SET lease_until = :until WHERE owner = :owner AND lease_until >= :
 RETURNING team_id, channel_id, thread_ts;
 
 -- name: hand_back_items
-UPDATE queue SET state = 'pending', admitted = 0
+-- A graceful hand-back is no interruption: the attempt it cut short is not counted.
+UPDATE queue SET state = 'pending', admitted = 0,
+    attempts = CASE WHEN state = 'running' AND attempts > 0 THEN attempts - 1 ELSE attempts END
 WHERE state != 'done' AND EXISTS (SELECT 1 FROM leases l WHERE l.owner = :owner AND l.team_id = queue.team_id
                                   AND l.channel_id = queue.channel_id AND l.thread_ts = queue.thread_ts);
 
