@@ -17,9 +17,8 @@ from aiohttp import web
 from . import check
 from .app import create_runtime
 from .config import Settings, load_settings, settings_help
-from .errors import ConfigError
+from .errors import ConfigError, StartupError
 from .http import EVENTS_PATH, build_web_app, serve_operations, socket_mode_handler
-from .model.catalog import ModelUnusable
 from .ops.logs import configure_logging
 
 logger = logging.getLogger("bot")
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             logger.info("serving HTTP on port %d (%s)", settings.port, EVENTS_PATH)
             web.run_app(build_web_app(settings), port=settings.port, print=None)
-    except ModelUnusable as error:  # found at start-up: one line, as for a setting
+    except StartupError as error:  # found at start-up: one line, as for a setting
         print(f"threadbox: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

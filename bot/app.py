@@ -6,6 +6,7 @@ Nothing else builds a client or reads settings: each component is handed what it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ import aiohttp
 import anthropic
 from prometheus_client import CollectorRegistry
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -23,10 +25,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import Store, open_store
 
 from .config import Settings
+from .errors import StartupError
 from .jobs.maintenance import maintain
 from .listeners import Intake, register_listeners
 from .listeners.errors import TolerantApp
 from .model.catalog import ModelLimits, model_limits
+from .model.errors import api_message
 from .model.request import ModelSettings
 from .model.turns import ClaudeTurns
 from .ops.metrics import Metrics
@@ -97,7 +101,14 @@ def channel_defaults(settings: Settings, limits: ModelLimits) -> ChannelSettings
 
 async def configured_model(claude: anthropic.AsyncAnthropic, settings: Settings) -> ModelLimits:
     """The configured model's limits (`ModelUnusable` stops start-up); a deprecation is logged."""
-    limits = await model_limits(claude, settings.anthropic_model)
+    try:
+        limits = await model_limits(claude, settings.anthropic_model)
+    except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
+        raise StartupError(f"the Anthropic API refused ANTHROPIC_API_KEY ({api_message(error)})") from None
+    except anthropic.APIConnectionError as error:
+        raise StartupError(
+            f"could not reach the Anthropic API ({error}): check the network and ANTHROPIC_BASE_URL"
+        ) from None
     if limits.warning:
         logger.warning("%s", limits.warning)
     return limits
@@ -115,19 +126,44 @@ def access_policy(settings: Settings) -> AccessPolicy:
 
 async def create_runtime(settings: Settings) -> Runtime:
     """Ask the model's limits, open storage, identify the bot, register listeners and resume
-    unanswered messages."""
+    unanswered messages. A start that fails closes what it opened (an open store would keep
+    the process alive) and raises `StartupError` with one line for the operator."""
+    opened = contextlib.AsyncExitStack()
+    try:
+        return await _assemble(settings, opened)
+    except BaseException:
+        await opened.aclose()
+        raise
+
+
+async def identify(workspaces: SingleWorkspace, settings: Settings) -> None:
+    """`auth.test` for the bot token; a refusal or an unreachable Slack is a `StartupError`."""
+    try:
+        await workspaces.start()
+    except SlackApiError as error:
+        raise StartupError(
+            f"Slack refused SLACK_BOT_TOKEN (auth.test answered {error.response.get('error')}): copy the"
+            " Bot User OAuth Token (xoxb-…) of the installed app"
+        ) from None
+    except (SlackRequestError, aiohttp.ClientError, OSError, TimeoutError) as error:
+        raise StartupError(
+            f"could not reach Slack at {settings.slack_api_url} ({error or type(error).__name__}): check"
+            " the network and SLACK_API_URL"
+        ) from None
+
+
+async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Runtime:
     metrics = Metrics(CollectorRegistry())  # the process's own: no global registry
     claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
-    try:
-        limits = await configured_model(claude, settings)
-    except BaseException:
-        await claude.close()
-        raise
+    opened.push_async_callback(claude.close)
+    limits = await configured_model(claude, settings)
     store = await open_store(settings.database_url)
+    opened.push_async_callback(store.close)
     slack = slack_client(settings, metrics)
     workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings, limits))
-    await workspaces.start()
+    await identify(workspaces, settings)
     http = aiohttp.ClientSession()
+    opened.push_async_callback(http.close)
     budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
     resets = Resets(store, claude)
     runner = TurnRunner(

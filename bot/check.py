@@ -7,6 +7,7 @@ model, code execution tool and Files API, the database) without running a paid t
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ BOT_SCOPES = (
     "mpim:read",
 )
 CHECK_TIMEOUT_SECONDS = 20.0
+_PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 # Slack could not be reached (after slack_sdk's own retries).
 UNREACHABLE = (SlackRequestError, aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -209,7 +211,8 @@ async def check_database(settings: Settings) -> list[CheckResult]:
 
 
 def _redacted(database_url: str) -> str:
-    """The URL without its password, for printing."""
+    """The URL without its password (in the credentials or as `?password=`), for printing."""
+    database_url = _PASSWORD_PARAMETER.sub(r"\1***", database_url)
     scheme, sep, rest = database_url.partition("://")
     credentials, at, host = rest.rpartition("@")
     if not at or ":" not in credentials:

@@ -20,5 +20,9 @@ class ConfigError(ThreadboxError):
     """A setting is missing or malformed; the message is one line meant for the operator."""
 
 
+class StartupError(ThreadboxError):
+    """The bot cannot start; the message is one line for the operator, saying what to do."""
+
+
 class FileRelayError(ThreadboxError):
     """A file could not be relayed; the message is meant for the thread (already escaped)."""

@@ -91,6 +91,9 @@ async def test_an_unreachable_database(settings: Settings, slack: FakeSlack, cla
     assert not results["database"].ok
     line = results["database"].line()
     assert "DATABASE_URL" in line and "secret" not in line
+    in_query = f"postgresql://threadbox@127.0.0.1:{port}/threadbox?sslmode=disable&password=hidden"
+    line = by_name(await run_checks(replace(settings, database_url=in_query)))["database"].line()
+    assert "hidden" not in line and "sslmode=disable" in line
     assert results["slack scopes"].ok and results["anthropic model"].ok
 
 

@@ -155,3 +155,21 @@ async def test_bare_slash_reset_with_no_threads_explains_the_other_forms(
     await bot.send_command("", channel_id=CHANNEL, user_id="U1", response_url=response_url)
     await bot.wait_for(lambda: bool(slack.responses.get(response_url)))
     assert "!reset" in slack.responses[response_url][0]["text"]
+
+
+async def test_the_pickers_excerpts_are_shown_as_written_without_the_bots_mention(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000207.000100"
+    claude_api.enqueue(Reply([text("noted")]))
+    words = f"<@{slack.bot_user_id}> tell <!channel> about <https://evil.example|our wiki> *now*"
+    await bot.send_event(mention_event(words, channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "noted" in thread_text(slack, CHANNEL, root))
+    await bot.idle()
+    response_url = slack.new_response_url()
+    await bot.send_command("", channel_id=CHANNEL, user_id="U1", response_url=response_url)
+    await bot.wait_for(lambda: bool(slack.responses.get(response_url)))
+    [listing] = slack.responses[response_url]
+    [excerpt] = [block["text"]["text"] for block in listing["blocks"] if "accessory" in block]
+    assert "<!channel>" not in excerpt and "<https://" not in excerpt and slack.bot_user_id not in excerpt
+    assert "channel" in excerpt and "our wiki" in excerpt

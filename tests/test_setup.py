@@ -289,3 +289,26 @@ def test_python_m_bot_help_prints_usage_and_every_setting() -> None:
     for line in (ROOT / ".env.example").read_text().splitlines():
         if re.match(r"#? ?[A-Z_]+=", line):
             assert line.lstrip("# ").split("=")[0] in documented, line
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        ({"SLACK_BOT_TOKEN": "xoxb-wrong"}, "Slack refused SLACK_BOT_TOKEN (auth.test answered invalid_auth)"),
+        ({"SLACK_BOT_TOKEN": "xoxb-wrong", "SLACK_APP_TOKEN": "xapp-1-socket"}, "Slack refused SLACK_BOT_TOKEN"),
+        ({"SLACK_API_URL": "http://127.0.0.1:1/api/"}, "could not reach Slack at http://127.0.0.1:1/api/"),
+        ({"ANTHROPIC_API_KEY": "sk-ant-wrong"}, "the Anthropic API refused ANTHROPIC_API_KEY"),
+    ],
+)
+async def test_a_start_that_fails_exits_with_one_line_and_never_hangs(
+    tmp_path: Path, slack: FakeSlack, claude_api: FakeAnthropic, change: dict[str, str], complaint: str
+) -> None:
+    env = bot_process_env(tmp_path, slack, claude_api, SLACK_SIGNING_SECRET=SIGNING_SECRET, **change)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)  # the store it opened is closed again
+    said = stderr.decode()
+    assert process.returncode == 2 and "Traceback" not in said
+    assert said.strip().splitlines()[-1].startswith(f"threadbox: {complaint}")

@@ -62,7 +62,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
                 await tell(decision.note)
                 return
             threads = await store.active_threads(team_id, channel_id, user_id, MAX_LISTED_THREADS)
-            await tell(**thread_picker(threads))
+            await tell(**thread_picker(threads, workspace.bot_user_id))
             return
         if answer.text:
             await tell(answer.text)

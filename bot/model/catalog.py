@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import anthropic
 from anthropic.types import ModelInfo
 
-from ..errors import ThreadboxError
+from ..errors import StartupError
 from ..policy.usage import Prices
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ KNOWN_PRICES: dict[str, Prices] = {
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
-class ModelUnusable(ThreadboxError):
+class ModelUnusable(StartupError):
     """The configured model cannot run threadbox's turns; the message says what to do."""
 
     def __init__(self, model: str, problem: str) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 from storage import ThreadKey, ThreadSummary
 
+from .text import quoted
+
 Block = dict[str, Any]
 
 STOP_ACTION_ID = "stop_turn"
@@ -18,6 +20,7 @@ RESET_ACTION_ID = "reset_thread"
 HOME_RESET_ACTION_ID = "home_reset_thread"
 # A context block's text is cut here (Slack refuses more than 3,000 characters).
 CONTEXT_TEXT_LIMIT = 2900
+PICKER_EXCERPT_CHARS = 140
 
 
 def header(text: str) -> Block:
@@ -99,7 +102,7 @@ def reset_button(thread: ThreadKey) -> Block:
     }
 
 
-def thread_picker(threads: list[ThreadSummary]) -> dict[str, Any]:
+def thread_picker(threads: list[ThreadSummary], bot_user_id: str) -> dict[str, Any]:
     """The ephemeral answer to a bare `/reset` in a channel: the user's threads, a button each."""
     if not threads:
         return {
@@ -111,7 +114,7 @@ def thread_picker(threads: list[ThreadSummary]) -> dict[str, Any]:
         }
     blocks: list[Block] = [section("*Your threadbox threads here:*")]
     for summary in threads:
-        excerpt = " ".join(summary.last_text.split())[:140] or "(no text)"
+        excerpt = quoted(summary.last_text, bot_user_id, PICKER_EXCERPT_CHARS)
         button: Block = {
             "type": "button",
             "text": {"type": "plain_text", "text": "Reset"},
@@ -119,5 +122,5 @@ def thread_picker(threads: list[ThreadSummary]) -> dict[str, Any]:
             "action_id": RESET_ACTION_ID,
             "value": thread_value(summary.thread),
         }
-        blocks.append(section(f"_{excerpt}_", accessory=button))
+        blocks.append(section(excerpt, accessory=button))
     return {"text": "Your threadbox threads in this channel", "blocks": blocks}

@@ -20,10 +20,10 @@ from ..errors import SLACK_ERRORS
 from ..policy.access import AccessControl
 from ..policy.budgets import DAY_SECONDS, Budgets, start_of_utc_day
 from ..policy.usage import Prices, dollars
-from ..threads import is_dm, plain_text, strip_mention
+from ..threads import is_dm
 from ..workspaces import Workspace
 from .blocks import context, header, reset_button, section
-from .text import escape_mrkdwn, markup_as_words
+from .text import escape_mrkdwn, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class HomeTab:
             return {"type": "home", "blocks": blocks}
 
         threads, capped = await self._visible_threads(access, team_id, user_id)
-        titles = {item.thread: title(item.last_text, bot_user_id) for item in threads[:SHOWN_THREADS]}
+        titles = {item.thread: quoted(item.last_text, bot_user_id, TITLE_CHARS) for item in threads[:SHOWN_THREADS]}
         intro = await self._intro(team_id, user_id, now, has_threads=bool(threads), admin=access.is_admin(user_id))
         blocks.append(context(*intro))
         if notice is not None:
@@ -192,17 +192,6 @@ class HomeTab:
 
 
 # --- pieces of the view ---------------------------------------------------------------------
-
-
-def title(text: str, bot_user_id: str, limit: int = TITLE_CHARS) -> str:
-    """A quoted excerpt of what the person last said in the thread, shown as written: no
-    mention, link or `<!channel>` in it does anything."""
-    words = " ".join(plain_text(markup_as_words(strip_mention(text, bot_user_id) if bot_user_id else text)).split())
-    if not words:
-        return "_(no text)_"
-    if len(words) > limit:
-        words = words[: limit - 1].rstrip() + "…"
-    return f"“{escape_mrkdwn(words)}”"
 
 
 def place(thread: ThreadKey) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..threads import plain_text, strip_mention
+
 # `<!channel>`, `<!here>`, `<!everyone>`, `<!group>`, `<@U…>`, `<#C…>`, `<!subteam^…>`: Slack's
 # mention syntax. `<!DOCTYPE` and `<!--` in code are left as written. A `<` or `<!…` at the
 # very end may become a mention with the next streamed piece.
@@ -105,3 +107,14 @@ def defuse_mentions(markdown: str) -> str:
     """Markdown (and plain titles) from the model, a container or a user's file, with Slack's
     mention syntax broken by an invisible word joiner: it reads the same and pings no one."""
     return _MENTION_START.sub("<" + WORD_JOINER, markdown)
+
+
+def quoted(text: str, bot_user_id: str, limit: int) -> str:
+    """A quoted excerpt of what someone said, shown as written: no mention, link or
+    `<!channel>` in it does anything, and the bot's own mention is left out."""
+    words = " ".join(plain_text(markup_as_words(strip_mention(text, bot_user_id) if bot_user_id else text)).split())
+    if not words:
+        return "_(no text)_"
+    if len(words) > limit:
+        words = words[: limit - 1].rstrip() + "…"
+    return f"“{escape_mrkdwn(words)}”"
