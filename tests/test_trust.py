@@ -75,6 +75,11 @@ async def test_guests_and_external_people_are_refused_and_nothing_reaches_the_mo
     await bot.send_event(message_event("again", channel=CHANNEL, user="U5", ts="1700001102.000101", thread_ts="1700001102.000100"))
     await bot.idle()
     assert len(slack.ephemerals) == 3 and claude_api.requests == []
+    # The refused mention opened no conversation: a member's plain reply there is no paid follow-up.
+    await bot.send_event(message_event("me too", channel=CHANNEL, user="U1", ts="1700001102.000102", thread_ts="1700001102.000100"))
+    await bot.idle()
+    assert claude_api.requests == []
+    assert not await bot.runtime.store.has_conversation(ThreadKey("T1", CHANNEL, "1700001102.000100"))
 
 
 async def test_guests_and_external_people_can_be_allowed(
@@ -94,7 +99,7 @@ async def test_a_user_group_slack_could_not_list_is_asked_again_not_taken_as_emp
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     slack.usergroups["S1"] = ["U3"]
-    slack.fail("usergroups.users.list", times=1)
+    slack.fail("usergroups.users.list", times=2)  # at intake, then when its turn runs
     async with running_bot(with_settings(settings, allowed_users=frozenset({"S1"})), slack) as bot:
         await bot.send_event(mention_event("hi", channel=CHANNEL, user="U3", ts="1700001111.000100"))
         await bot.wait_for(lambda: len(slack.ephemerals) == 1)

@@ -15,7 +15,7 @@ from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from ..errors import SLACK_ERRORS
 from ..workspaces import Workspace
 from . import payloads
-from .intake import Intake
+from .intake import Intake, opens_conversation
 from .messages import inbox_message
 from .stops import handled_as_stop
 
@@ -64,7 +64,8 @@ def register(app: AsyncApp, intake: Intake) -> None:
         if message is None or await handled_as_stop(intake, workspace, message):
             return
         is_new = not await intake.store.has_conversation(message.thread)
-        if await intake.queue.submit(message, starts_conversation=True) and is_new:
+        opens = await opens_conversation(workspace, message)
+        if await intake.queue.submit(message, starts_conversation=opens) and is_new and opens:
             await set_title(thread_title(message.text))
 
     app.use(assistant)

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from slack_bolt.context.async_context import AsyncBoltContext
 
-from storage import Store
+from storage import InboxMessage, Store
 
 from ..outbound.home import HomeTab
 from ..queue import TurnQueue
+from ..workspaces import Workspace
 from . import payloads
 
 
@@ -18,6 +19,13 @@ class Intake:
     queue: TurnQueue
     store: Store
     home: HomeTab
+
+
+async def opens_conversation(workspace: Workspace, message: InboxMessage) -> bool:
+    """Whether a message addressed to the bot may make its thread the bot's: only from someone
+    the policy lets use threadbox there (a refused person's message is still queued, to be told
+    why, but no one's later replies there become paid follow-ups)."""
+    return (await workspace.access.check(message.user_id, message.thread.channel_id)).allowed
 
 
 def team_id_of(context: AsyncBoltContext) -> str:
