@@ -286,3 +286,21 @@ async def test_daily_budgets_stop_people_and_the_workspace_and_reset_the_next_da
         await bot.wait_for(lambda: "a new day" in thread_text(slack, CHANNEL, "1700001110.010100"))
         await bot.idle()
     assert len(claude_api.requests) == 5
+
+
+async def test_a_late_mention_never_hands_the_model_what_refused_people_wrote(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700001120.000100"
+    slack.users["U5"] = {"is_restricted": True}  # a guest
+    slack.users["U7"] = {"team_id": "T9"}  # someone from another organisation
+    slack.add_message(CHANNEL, "The build is red", user="U2", ts=root)
+    slack.add_message(CHANNEL, "guest secret plan", user="U5", ts="1700001120.000200", thread_ts=root)
+    slack.add_message(CHANNEL, "partner secret plan", user="U7", ts="1700001120.000300", thread_ts=root)
+    slack.add_message(CHANNEL, "I'll look at it", user="U3", ts="1700001120.000400", thread_ts=root)
+    await bot.send_event(mention_event("what happened?", channel=CHANNEL, user="U1", ts="1700001120.000500", thread_ts=root))
+    await bot.wait_for(lambda: len(claude_api.requests) == 1)
+    await bot.idle()
+    sent = str(claude_api.requests[0]["messages"])
+    assert "The build is red" in sent and "I'll look at it" in sent
+    assert "secret plan" not in sent

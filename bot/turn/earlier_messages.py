@@ -66,12 +66,20 @@ async def earlier_messages(workspace: Workspace, thread: ThreadKey, before_ts: s
         logger.info("no earlier messages for %s: %s", thread, error)
         return ""
     lines = []
-    if root is not None and root.get("user") != bot_user_id:
+    if root is not None and root.get("user") != bot_user_id and await _may_be_read(root, workspace, thread):
         lines.append(await _line(root, names, MAX_ROOT_CHARS))
     if left_out:
         lines.append(LEFT_OUT)
-    lines.extend([await _line(message, names) for message in recent])
+    lines.extend([await _line(message, names) for message in recent if await _may_be_read(message, workspace, thread)])
     return "\n".join(lines)
+
+
+async def _may_be_read(message: dict[str, Any], workspace: Workspace, thread: ThreadKey) -> bool:
+    """What people the policy refuses (guests, other organisations…) wrote never reaches the
+    model; apps' posts (alerts) do."""
+    if message.get("bot_id") or not message.get("user"):
+        return True
+    return (await workspace.access.check(str(message["user"]), thread.channel_id)).allowed
 
 
 async def _line(message: dict[str, Any], names: Names, limit: int | None = None) -> str:
