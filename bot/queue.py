@@ -40,6 +40,9 @@ from .workspaces import WorkspaceResolver
 
 logger = logging.getLogger(__name__)
 
+# Leases are renewed every quarter lease, each renewal given at most an eighth of it.
+RENEWAL_INTERVAL_SHARE = 0.25
+RENEWAL_TIMEOUT_SHARE = 0.125
 # After a database failure, wait this long before the dispatcher tries again.
 RETRY_SECONDS = 1.0
 
@@ -206,20 +209,27 @@ class TurnQueue:
         return min(self.settings.poll_seconds, expiry + 0.05)
 
     async def _keep_leases(self) -> None:
-        """Renew this process's leases; a turn whose lease is gone is stopped, never run twice."""
-        interval = self.settings.lease_seconds / 3
+        """Renew this process's leases; a turn whose lease is gone is stopped, never run twice.
+
+        Each renewal may take at most `RENEWAL_TIMEOUT_SHARE` of the lease (a database that
+        hangs is a failed renewal), and turns are stopped as soon as the next renewal could
+        come too late: strictly before the lease can end, whenever failures happen."""
+        lease = self.settings.lease_seconds
+        interval, limit = lease * RENEWAL_INTERVAL_SHARE, lease * RENEWAL_TIMEOUT_SHARE
         while True:
             await asyncio.sleep(interval)
+            asked = time.monotonic()
             try:
-                held = await self.store.renew_leases(self.owner, self.settings.lease_seconds)
-                self._last_renewal = time.monotonic()
+                async with asyncio.timeout(limit):
+                    held = await self.store.renew_leases(self.owner, lease)
+                self._last_renewal = asked  # the lease runs from the statement, which came after
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a timeout too
                 logger.exception("could not renew leases")
-                if time.monotonic() - self._last_renewal < self.settings.lease_seconds * 0.8:
+                if time.monotonic() + interval + limit < self._last_renewal + lease:
                     continue
-                held = set()  # the leases are running out: stop before another process starts
+                held = set()  # the leases may end before the next try: stop before another process starts
             for thread, task in list(self._threads.items()):
                 if thread not in held:
                     logger.warning("lost the lease of %s; stopping its turn", thread)

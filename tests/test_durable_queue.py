@@ -224,3 +224,19 @@ async def test_a_graceful_shutdown_keeps_its_leases_while_turns_finish(
         assert await store.claim_thread("another-process", 1.0, exclude=()) is None
         await shutdown
     assert "…its end" in thread_text(slack, CHANNEL, root) and len(claude_api.requests) == 1
+
+
+async def test_a_renewal_that_hangs_stops_the_turn_before_its_lease_can_end(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000912.000100"
+    async with running_bot(replace(settings, queue_lease_seconds=1.0), slack) as bot:
+        claude_api.enqueue(long_running_reply("slow words"))
+        await bot.send_event(mention_event("slow", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "slow words" in thread_text(slack, CHANNEL, root))
+        engine = bot.runtime.engine
+        assert engine._threads
+        # The database stops answering this process (its one SQLite connection is held).
+        async with bot.runtime.store.connector._lock:
+            # Stopped while the database is still silent: no waiting for a renewal that hangs.
+            await bot.wait_for(lambda: not engine._threads, timeout=5)
