@@ -169,7 +169,7 @@ async def test_the_reset_picker_lists_threads_from_participants(store: Store) ->
     assert [s.thread for s in await store.active_threads("T1", "C1", "U2")] == [OTHER]
 
 
-async def test_pruning_keeps_live_threads(store: Store) -> None:
+async def test_pruning_forgets_old_answered_rows_even_of_busy_threads(store: Store) -> None:
     old = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
     assert old is not None
     await store.claim_thread("p1", LEASE, exclude=())
@@ -180,10 +180,11 @@ async def test_pruning_keeps_live_threads(store: Store) -> None:
     waiting = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
     assert waiting is not None
     await asyncio.sleep(0.05)
-    assert await store.prune(older_than_seconds=0.01) == 0  # the thread still has work: live
+    assert await store.prune(older_than_seconds=0.01) == 1  # a thread used every day is pruned too
+    assert await store.item_state(waiting.id) == "pending"  # never what is still to do
     await store.finish_item(waiting.id)
     await asyncio.sleep(0.05)
-    assert await store.prune(older_than_seconds=0.01) == 2
+    assert await store.prune(older_than_seconds=0.01) == 1
     assert await store.has_conversation(THREAD)  # pruning forgets queue rows, never the thread
 
 
@@ -207,6 +208,8 @@ async def test_idle_threads_are_found_and_forgotten(store: Store) -> None:
     await store.save_turn(item.id, THREAD, turn, "cntr_1", None, [], [])
     assert await store.idle_threads(older_than_seconds=3600) == []
     await asyncio.sleep(0.05)
+    assert await store.idle_threads(older_than_seconds=0.01) == []  # its turn is still open: not idle
+    await store.finish_item(item.id)
     assert await store.idle_threads(older_than_seconds=0.01) == [THREAD]
     await store.forget(THREAD)
     assert await store.idle_threads(older_than_seconds=0.01) == []

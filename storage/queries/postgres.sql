@@ -176,12 +176,8 @@ SELECT state FROM queue WHERE id = :item;
 SELECT COUNT(*) FROM queue WHERE state = 'pending';
 
 -- name: prune_items
-DELETE FROM queue
-WHERE state = 'done' AND finished_at < now() - make_interval(secs => :seconds)
-  AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.team_id = queue.team_id AND c.channel_id = queue.channel_id
-                  AND c.thread_ts = queue.thread_ts AND c.updated_at >= now() - make_interval(secs => :seconds))
-  AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = queue.team_id AND o.channel_id = queue.channel_id
-                  AND o.thread_ts = queue.thread_ts AND o.state <> 'done');
+-- Answered rows a day old: long past any retry of their Slack event, in busy threads too.
+DELETE FROM queue WHERE state = 'done' AND finished_at < now() - make_interval(secs => :seconds);
 
 -- name: prune_stop_messages
 DELETE FROM stop_requests WHERE requested_at < now() - make_interval(secs => :seconds);
@@ -245,6 +241,8 @@ WHERE updated_at < now() - make_interval(secs => :seconds)
   AND (container_id IS NOT NULL
        OR EXISTS (SELECT 1 FROM history h WHERE h.team_id = c.team_id AND h.channel_id = c.channel_id AND h.thread_ts = c.thread_ts)
        OR EXISTS (SELECT 1 FROM participants p WHERE p.team_id = c.team_id AND p.channel_id = c.channel_id AND p.thread_ts = c.thread_ts))
+  AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = c.team_id AND o.channel_id = c.channel_id
+                  AND o.thread_ts = c.thread_ts AND o.state <> 'done')
 ORDER BY updated_at LIMIT :limit;
 
 -- name: forget_container
