@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(run_socket_mode(settings))
         else:
             logger.info("serving HTTP on port %d (%s)", settings.port, EVENTS_PATH)
-            web.run_app(build_web_app(settings), port=settings.port, print=None)
+            web.run_app(build_web_app(settings), host=settings.host, port=settings.port, print=None)
     except StartupError as error:  # found at start-up: one line, as for a setting
         print(f"threadbox: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -53,6 +53,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, "replaces the built-in system prompt", "built in"),
     Setting("DATABASE_URL", "sqlite:///threadbox.db", "sqlite:///relative/path, sqlite:////absolute/path or postgresql://…"),
     Setting("PORT", "3000", "HTTP mode port"),
+    Setting("HOST", "0.0.0.0", "the interface HTTP listens on (127.0.0.1: this machine only)"),
+    Setting(
+        "METRICS_TOKEN", "", "when set, /metrics answers only requests bearing it (Authorization: Bearer …)", "unset"
+    ),
     Setting("LOG_LEVEL", "INFO", "Python logging level: " + ", ".join(LOG_LEVELS)),
     Setting("MAX_MESSAGE_CHARS", "20000", "longer messages get an explanation instead of a model call"),
     Setting("MAX_FILE_MB", "100", "largest file a user can share into a container"),
@@ -107,6 +111,8 @@ class Settings:
     """None: the model's own output limit."""
     database_url: str
     port: int
+    host: str
+    metrics_token: str | None
     log_level: str
     max_message_chars: int
     max_file_bytes: int
@@ -172,7 +178,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
     missing = [name for name in required if not get(name)]
     if missing:
         unfilled = f"; still the .env.example placeholder: {', '.join(placeholders)}" if placeholders else ""
-        raise ConfigError(f"missing required setting(s): {', '.join(missing)} (see .env.example){unfilled}")
+        why = ""
+        if "SLACK_SIGNING_SECRET" in missing:
+            how = "still the placeholder" if "SLACK_APP_TOKEN" in placeholders else "unset"
+            why = f"; HTTP mode, as SLACK_APP_TOKEN is {how} (set it for Socket Mode)"
+        raise ConfigError(f"missing required setting(s): {', '.join(missing)} (see .env.example){why}{unfilled}")
     if app_token and not app_token.startswith("xapp-"):
         raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
 
@@ -194,6 +204,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         max_tokens=read("ANTHROPIC_MAX_TOKENS", values.optional_whole_number),
         database_url=get("DATABASE_URL"),
         port=port,
+        host=get("HOST"),
+        metrics_token=get("METRICS_TOKEN") or None,
         log_level=log_level,
         max_message_chars=read("MAX_MESSAGE_CHARS", values.whole_number),
         max_file_bytes=read("MAX_FILE_MB", values.whole_number) * 1024 * 1024,

@@ -4,6 +4,7 @@ modes), and the Socket Mode handler that replaces the first in Socket Mode."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -69,8 +70,12 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def metrics_page(request: web.Request) -> web.Response:
-    """The Prometheus text format; the queue depth is read from the database at each scrape."""
+    """The Prometheus text format; the queue depth is read from the database at each scrape.
+    With `METRICS_TOKEN` set, only a scrape bearing it is answered."""
     runtime: Runtime = request.app[RUNTIME_KEY]
+    token = runtime.settings.metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return web.json_response({"ok": False, "error": "metrics need the METRICS_TOKEN bearer token"}, status=401)
     try:
         runtime.metrics.queue_depth.set(
             await asyncio.wait_for(runtime.store.count_waiting(), HEALTH_TIMEOUT_SECONDS)
@@ -88,6 +93,6 @@ async def serve_operations(runtime: Runtime) -> web.AppRunner:
     add_operations_routes(web_app)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, port=runtime.settings.port).start()
+    await web.TCPSite(runner, host=runtime.settings.host, port=runtime.settings.port).start()
     return runner
 

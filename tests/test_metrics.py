@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import BotServer, thread_text
+from bot.config import Settings
+from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import ErrorReply, FakeAnthropic, FakeSlack, Reply, code_error, code_run, mention_event, text
 from tests.fakes.slack_api import message_event
 
@@ -133,3 +135,15 @@ async def test_the_queue_depth_counts_what_waits_behind_a_running_turn(
     _, samples = await scrape(bot)
     assert value(samples, "threadbox_queue_depth") == 0
     assert value(samples, "threadbox_queue_wait_seconds_count") == 3
+
+
+async def test_metrics_can_ask_for_a_token(settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
+    async with running_bot(replace(settings, metrics_token="s3cret"), slack) as bot, aiohttp.ClientSession() as http:
+        async with http.get(f"{bot.url}/metrics") as response:
+            assert response.status == 401
+        async with http.get(f"{bot.url}/metrics", headers={"Authorization": "Bearer wrong"}) as response:
+            assert response.status == 401
+        async with http.get(f"{bot.url}/metrics", headers={"Authorization": "Bearer s3cret"}) as response:
+            assert response.status == 200 and "threadbox_turns" in await response.text()
+        async with http.get(f"{bot.url}/healthz") as response:
+            assert response.status == 200

@@ -271,6 +271,7 @@ def test_a_copied_env_example_names_its_placeholders_in_one_line(
     [line] = result.stderr.strip().splitlines()
     assert "SLACK_BOT_TOKEN" in line and "ANTHROPIC_API_KEY" in line and "SLACK_SIGNING_SECRET" in line
     assert "placeholder" in line and "SLACK_APP_TOKEN" in line
+    assert "HTTP mode, as SLACK_APP_TOKEN is still the placeholder" in line
     assert slack.calls == [] and claude_api.requests == []
 
 
