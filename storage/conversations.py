@@ -74,12 +74,17 @@ class ConversationStore:
             owed = [{"item": item_id, "position": n, "file_id": file_id} for n, file_id in enumerate(outputs)]
             await db.execute_many("owe_delivery", owed)
 
-    async def reset(self, thread: ThreadKey) -> bool:
-        """Forget container and history; False when the bot had no conversation there."""
+    async def reset(self, thread: ThreadKey, item_id: int | None = None) -> bool:
+        """Forget container and history; False when the bot had no conversation there.
+
+        `item_id`: the queue item asking for it, marked answered in the same transaction, so a
+        crash after it never runs the reset (and its confirmation) again."""
         key = thread_params(thread)
         async with self.connector.transaction() as db:
             existed = await db.execute("drop_container", key) == 1
             await db.execute("delete_history", key)
+            if item_id is not None:
+                await db.execute("settle_item", {"item": item_id})
         return existed
 
     async def add_note(self, message: InboxMessage) -> None:

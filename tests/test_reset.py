@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.conftest import BotServer, said_by, thread_text
+from bot.config import Settings
+from tests.conftest import BotServer, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -173,3 +174,22 @@ async def test_the_pickers_excerpts_are_shown_as_written_without_the_bots_mentio
     [excerpt] = [block["text"]["text"] for block in listing["blocks"] if "accessory" in block]
     assert "<!channel>" not in excerpt and "<https://" not in excerpt and slack.bot_user_id not in excerpt
     assert "channel" in excerpt and "our wiki" in excerpt
+
+
+async def test_a_reset_done_before_a_crash_is_not_done_or_announced_again(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000208.000100"
+    async with running_bot(settings, slack) as bot:
+        await start_thread(bot, slack, claude_api, root)
+        await bot.send_event(message_event("!reset", channel=CHANNEL, user="U1", ts="1700000208.000200", thread_ts=root))
+        await bot.wait_for(lambda: "reset this conversation" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+        # As if the process died right after the reset: its item is running again, unfinished.
+        await run_sql(settings.database_url, "UPDATE queue SET state = 'running' WHERE message_ts = '1700000208.000200'")
+        claude_api.enqueue(Reply([text("after the reset")]))
+        await bot.send_event(message_event("next", channel=CHANNEL, user="U1", ts="1700000208.000300", thread_ts=root))
+        await bot.wait_for(lambda: "after the reset" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    assert thread_text(slack, CHANNEL, root).count("reset this conversation") == 1
+    assert len(claude_api.requests[-1]["messages"]) == 1  # the next message still starts afresh

@@ -43,7 +43,7 @@ def thread_commands(store: Store, resets: Resets, prices: Prices) -> InThreadCom
     """`!reset` (a fresh container and history) and `!usage` (what the thread and its asker used)."""
 
     async def reset(turn: TurnContext) -> None:
-        await resets.reset(turn.workspace, turn.thread, turn.item.user_id)
+        await resets.reset(turn.workspace, turn.thread, turn.item.user_id, turn.item.id)
 
     async def usage(turn: TurnContext) -> None:
         thread = await store.thread_usage(turn.thread)

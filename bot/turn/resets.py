@@ -26,10 +26,11 @@ class Resets:
         self.store = store
         self.claude = claude
 
-    async def reset(self, workspace: Workspace, thread: ThreadKey, user_id: str) -> bool:
-        """Forget the container, the history and the thread's files, and say so in the thread."""
+    async def reset(self, workspace: Workspace, thread: ThreadKey, user_id: str, item_id: int) -> bool:
+        """Forget the container, the history and the thread's files, and say so in the thread
+        (once: the asking item is settled with the reset, so a crash never repeats it)."""
         conversation = await self.store.load_conversation(thread)
-        existed = await self.store.reset(thread)
+        existed = await self.store.reset(thread, item_id)
         audit("reset", thread, user=user_id, existed=existed)
         await delete_files(self.claude, thread_file_ids(conversation.history))
         if existed:
@@ -44,9 +45,12 @@ class Resets:
         return existed
 
     async def reset_for(self, workspace: Workspace, item: QueueItem) -> None:
-        """A queued reset's turn: reset, then tell the person who asked (their `response_url`)."""
+        """A queued reset's turn: reset, then tell the person who asked (their `response_url`).
+        One an earlier attempt already did is not done (nor told) again."""
+        if item.answered:
+            return
         try:
-            existed = await self.reset(workspace, item.thread, item.user_id)
+            existed = await self.reset(workspace, item.thread, item.user_id, item.id)
         except SLACK_ERRORS as error:
             logger.error("reset of %s done, but its confirmation failed: %s", item.thread, error)
             existed = True

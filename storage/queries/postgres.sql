@@ -214,6 +214,9 @@ ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET container_id = exclud
 -- name: mark_answered
 UPDATE queue SET answered = true, user_files = :user_files::jsonb WHERE id = :item;
 
+-- name: settle_item
+UPDATE queue SET answered = true WHERE id = :item;
+
 -- name: owe_delivery
 INSERT INTO deliveries (item_id, position, file_id) VALUES (:item, :position, :file_id);
 
