@@ -240,3 +240,45 @@ async def test_a_renewal_that_hangs_stops_the_turn_before_its_lease_can_end(
         async with bot.runtime.store.connector._lock:
             # Stopped while the database is still silent: no waiting for a renewal that hangs.
             await bot.wait_for(lambda: not engine._threads, timeout=5)
+
+
+async def test_an_answer_the_database_cannot_store_for_a_moment_is_stored_once_it_can(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    url = settings_on_each_store.database_url
+    root = "1700000913.000100"
+    if url.startswith("sqlite:"):
+        refuse = "CREATE TRIGGER no_history BEFORE INSERT ON history BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
+        allow = "DROP TRIGGER no_history;"
+    else:
+        refuse = (
+            "CREATE FUNCTION no_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'read-only';"
+            " END $$; CREATE TRIGGER no_history BEFORE INSERT ON history FOR EACH ROW EXECUTE FUNCTION no_history();"
+        )
+        allow = "DROP TRIGGER no_history ON history;"
+    report = claude_api.add_file("report.csv", b"a,b\n")
+    mended: list[asyncio.Task[None]] = []
+
+    async def mend_later() -> None:
+        await asyncio.sleep(1.5)
+        await run_sql(url, allow)
+
+    async def answer_while_the_database_refuses(body: dict) -> Reply:
+        await run_sql(url, refuse)
+        mended.append(asyncio.create_task(mend_later()))
+        return Reply([*code_run("python report.py", file_ids=[report]), text("Report ready.")])
+
+    async with running_bot(settings_on_each_store, slack) as bot:
+        claude_api.responder = answer_while_the_database_refuses
+        await bot.send_event(mention_event("make the report", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: len(slack.uploads) == 1, timeout=30)
+        await bot.idle()
+        claude_api.responder = lambda body: Reply([text("Next one.")])
+        await bot.send_event(message_event("and next?", channel=CHANNEL, user="U1", ts="1700000913.000200", thread_ts=root))
+        await bot.wait_for(lambda: "Next one." in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    said = thread_text(slack, CHANNEL, root)
+    assert said.count("Report ready.") == 1 and "went wrong" not in said
+    assert [upload["title"] for upload in slack.uploads] == ["report.csv"]
+    assert len(claude_api.requests) == 2 and len(claude_api.requests[1]["messages"]) == 3  # the answer was stored
+    await asyncio.gather(*mended)

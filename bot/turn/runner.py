@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from storage import QueueItem, Store
 
@@ -51,6 +53,8 @@ WINDOW_TRIMMED_NOTE = (
     " context window. Recent messages are intact; the files are still in the container._"
 )
 CRASHED_NOTE = ":warning: Something went wrong on my side while answering. Please try again."
+# Storing a finished turn is tried again after these pauses (about half a minute in all).
+PERSIST_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 NO_INPUT_NOTE = "_None of the files could go into the container, so there is nothing to do._"
 REFUSED_NOTE = "_Claude declined to continue with this request._"
 # What Claude reads in the history where a turn failed before it could answer.
@@ -161,14 +165,16 @@ class TurnRunner:
             result.assistant_content.append({"type": "text", "text": STOPPED_IN_HISTORY.format(name=name)})
             audit("stopped", thread, user=turn.stop.by)
         if result.usage.prompt_tokens:
-            await self.store.record_usage(thread, item.user_id, model.model, result.usage)
+            await persist("the usage", self.store.record_usage, thread, item.user_id, model.model, result.usage)
         if result.refusal is not None:  # replayed, the refused exchange would be refused again
             await delete_files(self.claude.client, [f.file_id for f in arrived])
         else:
             if not result.assistant_content:  # what it was asked stays, and the files it shared
                 result.assistant_content.append({"type": "text", "text": FAILED_IN_HISTORY.format(error=result.error)})
             user_file_ids = set(uploaded_file_ids([*conversation.history, {"content": user_content}]))
-            await self.store.save_turn(
+            await persist(
+                "the answer",
+                self.store.save_turn,
                 item.id,
                 thread,
                 [
@@ -196,6 +202,22 @@ class TurnRunner:
             note = unshared_note(unshared_files(result.assistant_content, result.text, shared, own))
             if note:
                 await turn.say(note)
+
+
+async def persist(what: str, write: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> None:
+    """A write of a finished turn, asked again while the database is away for a moment: the
+    answer is shown already, and running the model again would show it twice. The last
+    failure is raised (the item then stays open, for another attempt)."""
+    for delay in PERSIST_RETRY_SECONDS:
+        try:
+            await write(*args, **kwargs)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any driver's failure; asked again below
+            logger.warning("could not store %s (%s); trying again in %g s", what, error, delay)
+            await asyncio.sleep(delay)
+    await write(*args, **kwargs)
 
 
 def turn_notes(result: TurnResult) -> list[str]:
