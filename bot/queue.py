@@ -90,6 +90,8 @@ class TurnQueue:
         self._wakeup = asyncio.Event()
         self._dispatching = False
         self._loops: list[asyncio.Task[None]] = []
+        self._claimed_at: dict[ThreadKey, float] = {}
+        """When each thread running here was claimed (`time.monotonic()`)."""
         self._closing = False
         """Shutting down: a thread's worker stops after the turn it runs."""
         self._last_renewal = time.monotonic()
@@ -199,6 +201,7 @@ class TurnQueue:
             )
             if thread is None:
                 return
+            self._claimed_at[thread] = time.monotonic()  # after the claim's commit
             self._threads[thread] = asyncio.create_task(self._work(thread))
 
     async def _next_look(self) -> float:
@@ -231,7 +234,8 @@ class TurnQueue:
                     continue
                 held = set()  # the leases may end before the next try: stop before another process starts
             for thread, task in list(self._threads.items()):
-                if thread not in held:
+                # A claim committed after this renewal began may be missing from what it saw.
+                if thread not in held and self._claimed_at.get(thread, asked) < asked:
                     logger.warning("lost the lease of %s; stopping its turn", thread)
                     task.cancel()
             try:
@@ -275,6 +279,7 @@ class TurnQueue:
             logger.exception("work on %s stopped", thread)
         finally:
             del self._threads[thread]
+            self._claimed_at.pop(thread, None)
             self.wake()  # room for another thread; and work may have arrived as this one let go
 
     async def _admitted(self, item: QueueItem, thread: ThreadKey) -> bool:

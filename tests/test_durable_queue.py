@@ -282,3 +282,30 @@ async def test_an_answer_the_database_cannot_store_for_a_moment_is_stored_once_i
     assert [upload["title"] for upload in slack.uploads] == ["report.csv"]
     assert len(claude_api.requests) == 2 and len(claude_api.requests[1]["messages"]) == 3  # the answer was stored
     await asyncio.gather(*mended)
+
+
+async def test_a_claim_that_lands_during_a_renewal_is_not_taken_for_a_lost_lease(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700000914.000100"
+    async with running_bot(replace(settings, queue_lease_seconds=8.0), slack) as bot:
+        engine, store = bot.runtime.engine, bot.runtime.store
+        renew, in_window = store.renew_leases, asyncio.Event()
+
+        async def renewal_that_a_claim_overtakes(owner: str, lease_seconds: float) -> set:
+            held = await renew(owner, lease_seconds)  # what it saw: the claim below is not in it
+            if not in_window.is_set():
+                in_window.set()
+                for _ in range(40):  # the claim commits before this renewal's answer is read
+                    if engine._threads:
+                        break
+                    await asyncio.sleep(0.02)
+            return held
+
+        store.renew_leases = renewal_that_a_claim_overtakes  # type: ignore[method-assign]
+        await asyncio.wait_for(in_window.wait(), 10)
+        claude_api.enqueue(Reply([text("one answer")], chunk_delay=0.3))
+        await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "one answer" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    assert len(claude_api.requests) == 1
