@@ -268,7 +268,7 @@ class TurnQueue:
                 if not await self._admitted(item, thread):
                     return  # it waits for room; whichever process has room claims it then
                 await self._run(item)
-                await self.store.finish_item(item.id)
+                await self.store.finish_item(item.id, self.owner)
                 if self.settings.limits.any:
                     self.wake()  # room under the caps: a waiting thread may run now
         except LeaseLost:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .connector import Connector
-from .models import Conversation, InboxMessage, PersonThread, ThreadKey, ThreadSummary, Usage
+from .models import Conversation, InboxMessage, LeaseLost, PersonThread, ThreadKey, ThreadSummary, Usage
 from .queue import thread_params
 
 
@@ -46,15 +46,19 @@ class ConversationStore:
         outputs: list[str],
         user_files: list[tuple[str, int]],
         earlier_history: Sequence[Mapping[str, Any]] | None = None,
+        owner: str | None = None,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
         files it still has to deliver, atomically: a crash later never runs the model again.
 
         `earlier_history`: the thread's history before this turn, stored in place of the old
-        (the turn found files in it that the Files API no longer has).
+        (the turn found files in it that the Files API no longer has). `owner`: only while it
+        holds the thread's lease, else `LeaseLost` and nothing is stored.
         """
         key = thread_params(thread)
         async with self.connector.transaction() as db:
+            if owner is not None and await db.one("holds_lease", {**key, "owner": owner}) is None:
+                raise LeaseLost(str(thread))
             if earlier_history is not None:
                 await db.execute("delete_history", key)
                 messages = [*earlier_history, *messages]

@@ -101,9 +101,11 @@ class QueueItem:
     stop_requested_by: str | None = None
     admitted: bool = False
     """Counted against the caps on concurrent turns (when it was claimed, or since)."""
+    owner: str | None = None
+    """The process holding the thread's lease as it took the item: the turn's writes check it."""
 
     @classmethod
-    def from_row(cls, thread: ThreadKey, row: Row) -> QueueItem:
+    def from_row(cls, thread: ThreadKey, row: Row, owner: str | None = None) -> QueueItem:
         """The head item as a backend reads it, before it is marked running (JSON columns may
         arrive as text or already decoded)."""
 
@@ -127,6 +129,7 @@ class QueueItem:
             user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],
             stop_requested_by=row["stop_requested_by"],
             admitted=bool(row["admitted"]),
+            owner=owner,
         )
 
     def as_message(self) -> InboxMessage:

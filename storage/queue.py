@@ -111,7 +111,7 @@ class QueueStore:
             if row is None:
                 return None
             await db.execute("start_item", {"item": row["id"]})
-        return QueueItem.from_row(thread, row)
+        return QueueItem.from_row(thread, row, owner)
 
     async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
         """Count a running turn against `limits`, one admission at a time across processes.
@@ -170,10 +170,13 @@ class QueueStore:
             return None
         return max(0.0, float(row[0]))
 
-    async def finish_item(self, item_id: int) -> None:
-        """Done; the other processes hear of it, as a turn waiting for room under a cap may now run."""
+    async def finish_item(self, item_id: int, owner: str | None = None) -> None:
+        """Done; the other processes hear of it, as a turn waiting for room under a cap may now run.
+
+        With `owner`, only while it holds the thread's lease: else `LeaseLost`, and nothing changes."""
         async with self.connector.transaction() as db:
-            await db.execute("finish_item", {"item": item_id, "now": time.time()})
+            if await db.execute("finish_item", {"item": item_id, "now": time.time(), "owner": owner}) != 1 and owner:
+                raise LeaseLost(f"item {item_id}")
             await db.notify()
 
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 import aiohttp
 
 from bot.config import Settings
+from storage import ThreadKey
 from tests.conftest import long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
@@ -309,3 +310,19 @@ async def test_a_claim_that_lands_during_a_renewal_is_not_taken_for_a_lost_lease
         await bot.wait_for(lambda: "one answer" in thread_text(slack, CHANNEL, root))
         await bot.idle()
     assert len(claude_api.requests) == 1
+
+
+async def test_a_turn_whose_lease_another_process_took_stores_nothing(
+    settings_on_each_store: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    url = settings_on_each_store.database_url
+    root = "1700000915.000100"
+    async with running_bot(replace(settings_on_each_store, queue_lease_seconds=30.0), slack) as bot:
+        claude_api.enqueue(Reply([text("first words " * 60), text("and the rest")], chunk_delay=0.3))
+        await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "first words" in thread_text(slack, CHANNEL, root))
+        await run_sql(url, "UPDATE leases SET owner = 'another-process'")  # it lost the thread meanwhile
+        await bot.wait_for(lambda: not bot.runtime.engine._threads)
+        history = (await bot.runtime.store.load_conversation(ThreadKey("T1", CHANNEL, root))).history
+    assert history == []  # the stale process changed nothing
+    assert "went wrong" not in thread_text(slack, CHANNEL, root)

@@ -402,3 +402,25 @@ async def test_a_lease_left_on_a_finished_thread_is_nothing_to_wait_for(store: S
     assert await store.next_lease_expiry("alive") is None
     await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
     assert await store.next_lease_expiry("alive") == 0.0  # open work behind an expired lease: look now
+
+
+async def test_a_process_that_lost_its_lease_can_no_longer_write(store: Store) -> None:
+    queued = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert queued is not None
+    assert await store.claim_thread("stale", 0.05, exclude=()) == THREAD
+    item = await store.next_item(THREAD, "stale", 0.05)
+    assert item is not None and item.owner == "stale"
+    await asyncio.sleep(0.1)  # its lease ran out; another process takes the thread over
+    assert await store.claim_thread("fresh", LEASE, exclude=()) == THREAD
+    turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    with pytest.raises(LeaseLost):
+        await store.save_turn(item.id, THREAD, turn, "cntr_stale", None, ["file_1"], [], owner="stale")
+    with pytest.raises(LeaseLost):
+        await store.finish_item(item.id, owner="stale")
+    assert (await store.load_conversation(THREAD)).history == []  # nothing of the stale turn
+    assert await store.pending_deliveries(item.id) == [] and await store.item_state(item.id) == "running"
+    again = await store.next_item(THREAD, "fresh", LEASE)
+    assert again is not None and again.id == item.id and not again.answered
+    await store.save_turn(again.id, THREAD, turn, "cntr_fresh", None, [], [], owner="fresh")
+    await store.finish_item(again.id, owner="fresh")
+    assert await store.item_state(item.id) == "done"

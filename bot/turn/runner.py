@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from storage import QueueItem, Store
+from storage import LeaseLost, QueueItem, Store
 
 from ..errors import SLACK_ERRORS
 from ..model.files import delete_files
@@ -115,7 +115,7 @@ class TurnRunner:
             if await self.checks.budget(turn) or await self.checks.length(turn):
                 return
             await self._run_turn(turn)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost):  # another process has the thread now
             raise
         except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
             logger.exception("turn for %s failed", item.thread)
@@ -186,6 +186,7 @@ class TurnRunner:
                 outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
                 user_files=user_files,
                 earlier_history=result.earlier_history,
+                owner=item.owner,
             )
         if notes_used:
             await self.store.drop_notes(thread, [note.message_ts for note in notes_used])
@@ -212,7 +213,7 @@ async def persist(what: str, write: Callable[..., Awaitable[None]], *args: Any, 
         try:
             await write(*args, **kwargs)
             return
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost):
             raise
         except Exception as error:  # noqa: BLE001 - any driver's failure; asked again below
             logger.warning("could not store %s (%s); trying again in %g s", what, error, delay)

@@ -146,7 +146,10 @@ WHERE l.owner != :owner AND EXISTS (SELECT 1 FROM queue o WHERE o.team_id = l.te
                                     AND o.thread_ts = l.thread_ts AND o.state != 'done');
 
 -- name: finish_item
-UPDATE queue SET state = 'done', finished_at = :now, admitted = 0 WHERE id = :item;
+-- Only by the lease's holder, when one is named (a process that lost it changes nothing).
+UPDATE queue SET state = 'done', finished_at = :now, admitted = 0 WHERE id = :item
+  AND (:owner IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.team_id = queue.team_id
+       AND l.channel_id = queue.channel_id AND l.thread_ts = queue.thread_ts AND l.owner = :owner));
 
 -- name: set_reply_ts
 UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
@@ -213,6 +216,9 @@ ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET container_id = exclud
 
 -- name: mark_answered
 UPDATE queue SET answered = 1, user_files = :user_files WHERE id = :item;
+
+-- name: holds_lease
+SELECT 1 FROM leases WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner;
 
 -- name: settle_item
 UPDATE queue SET answered = 1 WHERE id = :item;
