@@ -229,3 +229,16 @@ async def test_a_stream_that_fails_mid_run_closes_the_open_step_and_explains(
     await bot.wait_for(lambda: "retrying" in thread_text(slack, CHANNEL, root))
     first, answer, _again = claude_api.requests[-1]["messages"]
     assert "train it" in str(first["content"]) and "server_tool_use" not in str(answer["content"])
+
+
+async def test_a_title_slack_refuses_still_answers_slack_with_200(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    dm, thread_ts = "D6", "1700000412.000100"
+    slack.fail("assistant.threads.setTitle", error="ratelimited", times=-1)
+    claude_api.enqueue(Reply([text("Answered all the same.")]))
+    status = await bot.send_event(
+        message_event("title me", channel=dm, user="U1", ts="1700000412.000200", thread_ts=thread_ts, channel_type="im")
+    )
+    assert status == 200  # a 5xx would have Slack send the message again
+    await bot.wait_for(lambda: "Answered all the same." in thread_text(slack, dm, thread_ts))

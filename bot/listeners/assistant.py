@@ -66,7 +66,10 @@ def register(app: AsyncApp, intake: Intake) -> None:
         is_new = not await intake.store.has_conversation(message.thread)
         opens = await opens_conversation(workspace, message)
         if await intake.queue.submit(message, starts_conversation=opens) and is_new and opens:
-            await set_title(thread_title(message.text))
+            try:  # the message is stored: a title Slack refuses must not make it send the event again
+                await set_title(thread_title(message.text))
+            except SLACK_ERRORS as error:
+                logger.warning("could not title an assistant thread: %s", error)
 
     app.use(assistant)
 
