@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import anthropic
@@ -93,14 +93,24 @@ def channel_defaults(settings: Settings, limits: ModelLimits) -> ChannelSettings
     model = ModelSettings(
         model=settings.anthropic_model,
         tool_version=settings.code_execution_tool,
-        max_tokens=settings.max_tokens or limits.max_tokens,
+        max_tokens=limits.max_tokens,
         system_prompt=settings.system_prompt,
     )
     return ChannelSettings(model=model, follow_ups=settings.follow_ups)
 
 
+def as_configured(settings: Settings, limits: ModelLimits) -> ModelLimits:
+    """The model's limits, with `CONTEXT_WINDOW_TOKENS` and `ANTHROPIC_MAX_TOKENS` where set."""
+    return replace(
+        limits,
+        context_window=settings.context_window or limits.context_window,
+        max_tokens=settings.max_tokens or limits.max_tokens,
+    )
+
+
 async def configured_model(claude: anthropic.AsyncAnthropic, settings: Settings) -> ModelLimits:
-    """The configured model's limits (`ModelUnusable` stops start-up); a deprecation is logged."""
+    """The configured model's limits as the settings leave them (`ModelUnusable` stops
+    start-up); a deprecation is logged."""
     try:
         limits = await model_limits(claude, settings.anthropic_model)
     except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as error:
@@ -111,7 +121,7 @@ async def configured_model(claude: anthropic.AsyncAnthropic, settings: Settings)
         ) from None
     if limits.warning:
         logger.warning("%s", limits.warning)
-    return limits
+    return as_configured(settings, limits)
 
 
 def access_policy(settings: Settings) -> AccessPolicy:
@@ -170,7 +180,7 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         store=store,
         claude=ClaudeTurns(
             claude,
-            context_window=settings.context_window or limits.context_window,
+            context_window=limits.context_window,
             deadline_seconds=settings.turn_timeout_seconds,
         ),
         intake=FileIntake(

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import POSTGRES_SCHEMES, open_store
 from storage.connector import migrations
 
-from .app import channel_defaults
+from .app import as_configured, channel_defaults
 from .config import DEFAULTS, Settings, load_settings
 from .errors import ConfigError
 from .model.catalog import ModelLimits, ModelUnusable, model_limits
@@ -154,11 +154,10 @@ async def _check_model(
     except ModelUnusable as error:
         return failed("anthropic model", error.problem,
                       "set ANTHROPIC_MODEL to a model id from the Anthropic console's model list"), None
-    window = settings.context_window or limits.context_window
-    output = settings.max_tokens or limits.max_tokens
+    limits = as_configured(settings, limits)
     detail = (
-        f"key accepted; {limits.model} ({limits.display_name}), {window:,}-token window,"
-        f" {output:,} output tokens"
+        f"key accepted; {limits.model} ({limits.display_name}), {limits.context_window:,}-token window,"
+        f" {limits.max_tokens:,} output tokens"
     )
     if limits.warning:
         detail += f"; warning: deprecated, retires {limits.retires_at or 'soon'}"

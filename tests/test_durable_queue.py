@@ -18,6 +18,20 @@ from tests.fakes.slack_api import mention_event, message_event
 CHANNEL = "C1"
 
 
+def refusing_inserts(url: str, table: str, why: str) -> tuple[str, str]:
+    """SQL that makes the database refuse rows of `table` (`why` is its error), and SQL that mends it."""
+    if url.startswith("sqlite:"):
+        return (
+            f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} BEGIN SELECT RAISE(ABORT, '{why}'); END;",
+            f"DROP TRIGGER refuse_{table};",
+        )
+    return (
+        f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '{why}';"
+        f" END $$; CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_{table}();",
+        f"DROP TRIGGER refuse_{table} ON {table};",
+    )
+
+
 def streaming_messages(slack: FakeSlack, root: str) -> list[dict]:
     return [m for m in slack.thread(CHANNEL, root) if m.get("streaming")]
 
@@ -101,17 +115,11 @@ async def test_a_message_is_stored_before_slack_is_acknowledged(
     url = settings_on_each_store.database_url
     root = "1700000904.000100"
     event = mention_event("keep me", channel=CHANNEL, user="U1", ts=root)
+    refuse, mend = refusing_inserts(url, "queue", "disk trouble")
     async with running_bot(settings_on_each_store, slack) as bot:
-        if url.startswith("sqlite:"):
-            await run_sql(url, "CREATE TRIGGER refuse BEFORE INSERT ON queue BEGIN SELECT RAISE(ABORT, 'disk trouble'); END;")
-        else:
-            await run_sql(
-                url,
-                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk trouble';"
-                " END $$; CREATE TRIGGER refuse BEFORE INSERT ON queue FOR EACH ROW EXECUTE FUNCTION refuse();",
-            )
+        await run_sql(url, refuse)
         assert await bot.send_event(event, event_id="EvStore") == 500  # so Slack sends it again
-        await run_sql(url, "DROP TRIGGER refuse" if url.startswith("sqlite:") else "DROP TRIGGER refuse ON queue")
+        await run_sql(url, mend)
         assert await bot.send_event(event, event_id="EvStore", retry_num=1) == 200
         await bot.wait_for(lambda: "ok" in thread_text(slack, CHANNEL, root))
         await bot.idle()
@@ -248,15 +256,7 @@ async def test_an_answer_the_database_cannot_store_for_a_moment_is_stored_once_i
 ) -> None:
     url = settings_on_each_store.database_url
     root = "1700000913.000100"
-    if url.startswith("sqlite:"):
-        refuse = "CREATE TRIGGER no_history BEFORE INSERT ON history BEGIN SELECT RAISE(ABORT, 'read-only'); END;"
-        allow = "DROP TRIGGER no_history;"
-    else:
-        refuse = (
-            "CREATE FUNCTION no_history() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'read-only';"
-            " END $$; CREATE TRIGGER no_history BEFORE INSERT ON history FOR EACH ROW EXECUTE FUNCTION no_history();"
-        )
-        allow = "DROP TRIGGER no_history ON history;"
+    refuse, allow = refusing_inserts(url, "history", "read-only")
     report = claude_api.add_file("report.csv", b"a,b\n")
     mended: list[asyncio.Task[None]] = []
 

@@ -9,6 +9,8 @@ import anthropic
 # Words of a 4xx that say the named container itself is gone (not some other problem).
 CONTAINER_GONE_WORDS = ("not found", "not_found", "expired", "invalid", "does not exist", "no longer", "unknown")
 _NAMES_CONTAINER = re.compile(r"\bcontainers?\b")
+# Error types that say the API is busy or broke for a moment (inside a stream, HTTP says 200).
+TRANSIENT_ERRORS = ("overloaded_error", "api_error")
 
 
 def describe_api_error(error: anthropic.APIError) -> str:
@@ -23,13 +25,16 @@ def describe_api_error(error: anthropic.APIError) -> str:
         return "Claude is rate limited right now. Please try again in a minute." + suffix
     if isinstance(error, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
         return "The Claude API refused this app's credentials; please tell the app's admin." + suffix
-    if isinstance(error, anthropic.APIStatusError) and error_type(error) in ("overloaded_error", "api_error"):
-        return "Claude is overloaded or having trouble right now. Please try again shortly." + suffix
-    if isinstance(error, anthropic.APIStatusError) and error.status_code >= 500:
+    if isinstance(error, anthropic.APIStatusError) and is_transient(error):
         return "Claude is overloaded or having trouble right now. Please try again shortly." + suffix
     if isinstance(error, anthropic.APIStatusError):
         return f"Claude could not handle this request: {api_message(error)}" + suffix
     return f"Claude API error: {error}"
+
+
+def is_transient(error: anthropic.APIStatusError) -> bool:
+    """An overloaded or internal error (an HTTP 5xx, or that type inside a stream): worth asking again."""
+    return error_type(error) in TRANSIENT_ERRORS or error.status_code >= 500
 
 
 def error_type(error: anthropic.APIStatusError) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from anthropic.types import ContentBlockParam, MessageParam
+from anthropic.types import ContentBlock, ContentBlockParam, MessageParam
 
 from .request import EPHEMERAL
 
@@ -109,3 +109,23 @@ def without_files(messages: Sequence[MessageParam], file_ids: set[str]) -> list[
         else message
         for message in messages
     ]
+
+
+def as_param(block: ContentBlock) -> ContentBlockParam:
+    """A response block as it is sent back: exactly as received (signatures and encrypted
+    fields included), its JSON being its param shape."""
+    return cast(ContentBlockParam, block.model_dump(mode="json", exclude_none=True))
+
+
+def paired(blocks: list[ContentBlockParam]) -> list[ContentBlockParam]:
+    """The blocks without a server tool call whose result is not among them."""
+    results = {block.get("tool_use_id") for block in blocks if str(block["type"]).endswith("_tool_result")}
+    return [block for block in blocks if block["type"] != "server_tool_use" or block.get("id") in results]
+
+
+def continuation(blocks: list[ContentBlockParam]) -> tuple[list[ContentBlockParam], list[ContentBlockParam]]:
+    """The blocks a request may continue after (up to the last finished code run, as after
+    `pause_turn`), and those after them."""
+    kept = paired(blocks)
+    end = max((i + 1 for i, block in enumerate(kept) if str(block["type"]).endswith("_tool_result")), default=0)
+    return kept[:end], kept[end:]

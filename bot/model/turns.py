@@ -18,10 +18,18 @@ from anthropic.types import ContentBlock, ContentBlockParam, Message, MessagePar
 from storage import Usage
 
 from ..tasks import run_until
-from .errors import api_message, container_is_gone, describe_api_error, error_type
+from .errors import api_message, container_is_gone, describe_api_error, is_transient
 from .request import EPHEMERAL, ModelSettings
 from .tools import tool_outcome, tool_title
-from .transcript import missing_file_ids, output_file_ids, with_cache_anchor, without_files
+from .transcript import (
+    as_param,
+    continuation,
+    missing_file_ids,
+    output_file_ids,
+    paired,
+    with_cache_anchor,
+    without_files,
+)
 from .window import ContextWindow, too_long
 
 # Claude may pause a long turn; this bounds how often we continue one turn.
@@ -29,7 +37,6 @@ MAX_CONTINUATIONS = 20
 # An error inside a stream that began with HTTP 200 is retried as the SDK retries HTTP errors.
 MAX_STREAM_RETRIES = 2
 STREAM_RETRY_SECONDS = 0.5
-TRANSIENT_ERRORS = ("overloaded_error", "api_error")
 # A container whose `expires_at` passed this long ago has been idle for a long time; one
 # that then keeps failing with server errors is given up for a fresh one.
 LONG_IDLE_SECONDS = 3600
@@ -225,9 +232,9 @@ class ClaudeTurns:
             except anthropic.APIStatusError as error:  # an error event inside the stream
                 snapshot = stream.current_message_snapshot
                 result.usage = result.usage + message_usage(snapshot)
-                kept = [_param(block) for block in snapshot.content[:finished]]
+                kept = [as_param(block) for block in snapshot.content[:finished]]
                 if shown and finished < len(snapshot.content) and snapshot.content[finished].type == "text":
-                    kept.append(_param(snapshot.content[finished]))  # the words people already read
+                    kept.append(as_param(snapshot.content[finished]))  # the words people already read
                 raise InterruptedAnswer(error, kept, shown) from error
             except asyncio.CancelledError:
                 if started:
@@ -252,35 +259,10 @@ class ClaudeTurns:
         if message.stop_reason == "refusal":
             details = message.stop_details
             result.refusal = (details.explanation if details is not None else None) or ""
-        cls._keep(result, [_param(block) for block in message.content])
+        cls._keep(result, [as_param(block) for block in message.content])
         if message.container is not None:
             result.container_id = message.container.id
             result.container_expires_at = message.container.expires_at.timestamp()
-
-
-def _param(block: ContentBlock) -> ContentBlockParam:
-    """A response block as it is sent back: exactly as received (signatures and encrypted
-    fields included), its JSON being its param shape."""
-    return cast(ContentBlockParam, block.model_dump(mode="json", exclude_none=True))
-
-
-def paired(blocks: list[ContentBlockParam]) -> list[ContentBlockParam]:
-    """The blocks without a server tool call whose result is not among them."""
-    results = {block.get("tool_use_id") for block in blocks if str(block["type"]).endswith("_tool_result")}
-    return [block for block in blocks if block["type"] != "server_tool_use" or block.get("id") in results]
-
-
-def continuation(blocks: list[ContentBlockParam]) -> tuple[list[ContentBlockParam], list[ContentBlockParam]]:
-    """The blocks a request may continue after (up to the last finished code run, as after
-    `pause_turn`), and those after them."""
-    kept = paired(blocks)
-    end = max((i + 1 for i, block in enumerate(kept) if str(block["type"]).endswith("_tool_result")), default=0)
-    return kept[:end], kept[end:]
-
-
-def is_transient(error: anthropic.APIStatusError) -> bool:
-    """An overloaded or internal error: worth asking again."""
-    return error_type(error) in TRANSIENT_ERRORS or error.status_code >= 500
 
 
 def message_usage(message: Message) -> Usage:

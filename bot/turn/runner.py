@@ -208,7 +208,7 @@ class TurnRunner:
 async def persist(what: str, write: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> None:
     """A write of a finished turn, asked again while the database is away for a moment: the
     answer is shown already, and running the model again would show it twice. The last
-    failure is raised (the item then stays open, for another attempt)."""
+    failure is raised, and the turn ends as any turn that crashed."""
     for delay in PERSIST_RETRY_SECONDS:
         try:
             await write(*args, **kwargs)
