@@ -15,8 +15,7 @@ from storage import ThreadKey
 
 from . import payloads
 from .intake import team_id_of
-
-Middleware = Callable[..., Awaitable[None]]
+from .workspace import Middleware
 
 
 def thread_button(out_of_date: str, *, replace_original: bool, names_turn: bool = False) -> Middleware:

@@ -11,7 +11,6 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..model.transcript import blocks
 from ..outbound.text import code_span
 
 # What code typically makes for people (a script it runs is not one of them).
@@ -55,7 +54,7 @@ def _files_made(content: Iterable[Mapping[str, Any]]) -> set[str]:
     """Basenames the turn's code made, as far as its runs show: every text-editor file, and the
     output-like names that its commands, code and printed output say are written."""
     made: set[str] = set()
-    for block in blocks([{"content": list(content)}]):
+    for block in content:
         kind = str(block.get("type", ""))
         if kind == "server_tool_use" and isinstance(block.get("input"), dict):
             data = block["input"]
