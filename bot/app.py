@@ -220,7 +220,7 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         # answers 500, so Slack sends the event again.
         process_before_response=True,
     )
-    register_listeners(app, Intake(engine, store, HomeTab(store, settings.prices, budgets)), workspaces)
+    register_listeners(app, Intake(engine, store, HomeTab(store, settings.prices, budgets), metrics), workspaces)
     await engine.start()
     maintenance = asyncio.create_task(
         maintain(

@@ -9,12 +9,13 @@ the one bot token, later an installation store serves many.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .model.request import ModelSettings
+from .outbound.stream import StreamSupport
 from .policy.access import AccessControl, AccessPolicy
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class Workspace:
     channel_defaults: ChannelSettings
     url: str | None = None
     """`https://acme.slack.com/`, for links to threads without a `chat.getPermalink` each."""
+    streams: StreamSupport = field(default_factory=StreamSupport)
+    """What this workspace's Slack accepts on a stream (learned by the first answer)."""
 
     def settings_for(self, channel_id: str) -> ChannelSettings:
         """The settings of one channel (today every channel has the workspace's defaults)."""

@@ -165,6 +165,21 @@ class ThreadSummary:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """One press of an answer's feedback buttons."""
+
+    thread: ThreadKey
+    reply_ts: str
+    """The answer's message (where the buttons are)."""
+    user_id: str
+    rating: str
+    """`good` or `bad`."""
+    model: str
+    item_id: int | None = None
+    """The queue item of the turn that answered."""
+
+
+@dataclass(frozen=True)
 class Usage:
     """Tokens and code runs of one turn (or a sum of turns), as the Messages API reports them."""
 

@@ -179,6 +179,12 @@ class QueueStore:
                 raise LeaseLost(f"item {item_id}")
             await db.notify()
 
+    async def reply_thread(self, team_id: str, channel_id: str, reply_ts: str) -> tuple[ThreadKey, str] | None:
+        """The thread whose running turn is writing the reply message `reply_ts`, and the person
+        it answers; None when no turn is writing it."""
+        row = await self.connector.one("reply_thread", {"team": team_id, "channel": channel_id, "reply_ts": reply_ts})
+        return (ThreadKey(team_id, channel_id, str(row[0])), str(row[1])) if row is not None else None
+
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         """The reply message a running turn is writing; None once it is finished."""
         await self.connector.execute("set_reply_ts", {"item": item_id, "reply_ts": reply_ts})

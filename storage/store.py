@@ -13,14 +13,16 @@ from .connector import Connector, migrations
 from .conversations import ConversationStore
 from .deliveries import DeliveryStore
 from .models import LeaseLost
+from .people import PeopleStore
 from .queue import QueueStore
 from .usage import UsageStore
 
 __all__ = ["LeaseLost", "Store", "migrations"]
 
 
-class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore):
-    """Conversations, their history, the durable per-thread queue with its leases, usage."""
+class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore):
+    """Conversations, their history, the durable per-thread queue with its leases, usage, and
+    what people look at and think of the answers."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector

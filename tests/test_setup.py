@@ -40,6 +40,9 @@ def test_manifest_declares_exactly_what_the_code_handles() -> None:
         {"message"} if declared_events & MESSAGE_SUBSCRIPTIONS else set()
     ) == handled_events
     assert MESSAGE_SUBSCRIPTIONS <= declared_events  # channels, private channels, DMs, group DMs
+    # Installs made before `agent_view` still send the assistant view's events; new ones cannot ask for them.
+    assert not declared_events & set(listeners.LEGACY_EVENTS)
+    assert "agent_view" in MANIFEST["features"] and "assistant_view" not in MANIFEST["features"]
 
     commands = {c["command"] for c in MANIFEST["features"]["slash_commands"]}
     assert commands == set(listeners.HANDLED_COMMANDS)
@@ -63,10 +66,12 @@ async def test_every_declared_surface_reaches_a_listener(bot: BotServer, caplog:
             event = mention_event("x", channel="C7", user="U1", ts="1700000301.000100")
         elif event_type == "app_home_opened":
             event = home_opened_event("U1")
-        elif event_type.startswith("assistant_thread_"):
-            thread = {"user_id": "U1", "context": {"channel_id": "C7"}, "channel_id": "D7",
-                      "thread_ts": "1700000301.000400"}
-            event = {"type": event_type, "assistant_thread": thread, "event_ts": "1700000301.000500"}
+        elif event_type == "app_context_changed":
+            event = {"type": event_type, "user": "U1", "context": {"entities": [
+                {"type": "slack#/types/channel_id", "value": "C7"}]}}
+        elif event_type in ("message_stream_stopped", "agent_session_stopped"):
+            event = {"type": event_type, "user": "U1", "channel": "C7", "ts": "1700000301.000600",
+                     "thread_ts": "1700000301.000400"}
         else:
             channel_type = {"message.channels": "channel", "message.groups": "group", "message.im": "im",
                             "message.mpim": "mpim"}.get(event_type, "channel")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
-from bot.outbound import reply as bot_reply
+from bot.outbound.blocks import STOP_ACTION_ID, stop_button
 from storage import ThreadKey
 from tests.conftest import BotServer, long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
@@ -19,13 +19,19 @@ from tests.fakes.slack_api import block_action_body, mention_event, message_even
 CHANNEL = "C1"
 
 
+def shows_stop_button(message: dict[str, Any], value: str) -> bool:
+    return any(element.get("action_id") == STOP_ACTION_ID and element.get("value") == value
+               for block in message.get("blocks") or [] if block.get("type") == "actions"
+               for element in block.get("elements") or [])
+
+
 def stop_buttons(slack: FakeSlack, root: str) -> list[tuple[dict[str, Any], str]]:
     """(message, button value) of every Stop button shown in the thread."""
     found = []
     for message in slack.thread(CHANNEL, root):
         for block in message.get("blocks") or []:
             for element in block.get("elements") or [] if block.get("type") == "actions" else []:
-                if element.get("action_id") == bot_reply.STOP_ACTION_ID:
+                if element.get("action_id") == STOP_ACTION_ID:
                     found.append((message, element["value"]))
     return found
 
@@ -34,7 +40,7 @@ async def press_stop(server: BotServer, message: dict[str, Any], value: str, use
     """Press a Stop button as Slack sends it; returns the response_url the answer goes to."""
     response_url = server.slack.new_response_url()
     body = block_action_body(
-        bot_reply.STOP_ACTION_ID, value, channel_id=channel, user_id=user, response_url=response_url,
+        STOP_ACTION_ID, value, channel_id=channel, user_id=user, response_url=response_url,
         message_ts=message["ts"], message={"ts": message["ts"], "text": message.get("text", ""), "blocks": message["blocks"]},
     )
     status, _ = await server.post(body, "application/x-www-form-urlencoded")
@@ -111,50 +117,84 @@ async def test_the_stop_button_on_a_reply_that_is_not_streamed(
     assert len(slack.thread(CHANNEL, root)) == 1
 
 
-async def test_a_streamed_reply_gets_a_stop_button_under_it_that_goes_when_the_turn_ends(
-    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+async def stop_in_slack_and_wait(server: BotServer, root: str, *, event: bool) -> dict[str, Any]:
+    """The person presses Slack's own stop on the streaming reply (and, with `event`, Slack
+    sends `message_stream_stopped`); returns the reply once its turn has ended."""
+    slack = server.slack
+    await server.wait_for(lambda: "streamed words" in thread_text(slack, CHANNEL, root))
+    [reply] = slack.thread(CHANNEL, root)
+    slack.stop_by_user(CHANNEL, reply["ts"])
+    if event:
+        await server.send_event({"type": "message_stream_stopped", "channel": CHANNEL, "ts": reply["ts"],
+                                 "thread_ts": root, "user": "U1", "event_ts": reply["ts"]})
+    await server.wait_for(lambda: server.runtime.metrics.registry.get_sample_value(
+        "threadbox_turns_total", {"outcome": "stopped"}) == 1, timeout=5)
+    await server.idle()
+    return reply
+
+
+@pytest.mark.parametrize("event", [True, False], ids=["event", "refused-append"])
+async def test_slacks_own_stop_ends_the_turn_as_bang_stop_does(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, event: bool
 ) -> None:
-    monkeypatch.setattr(bot_reply, "STOP_OFFER_SECONDS", 0.3)
     root = "1700002004.000100"
     claude_api.enqueue(long_running_reply("streamed words"))
     await bot.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
-    await bot.wait_for(lambda: bool(stop_buttons(slack, root)))
-    [(offer, value)] = stop_buttons(slack, root)
-    assert slack.thread(CHANNEL, root)[0].get("streaming"), "the reply streams above its Stop button"
+    reply = await stop_in_slack_and_wait(bot, root, event=event)
 
-    # Someone who is not in the channel cannot stop it.
-    slack.members[CHANNEL] = ["UBOT", "U1"]
-    outsider_url = await press_stop(bot, offer, value, "U9")
-    await bot.wait_for(lambda: bool(slack.responses.get(outsider_url)))
-    assert stop_buttons(slack, root), "an outsider stopped the turn"
+    [start] = slack.calls_to("chat.startStream")
+    assert start["is_stoppable"] is True, "the stream offers Slack's own stop control"
+    assert len(slack.thread(CHANNEL, root)) == 1 and slack.calls_to("chat.delete") == []
+    shown = slack.rendered_text(slack.message(CHANNEL, reply["ts"]) or {})
+    assert "streamed words" in shown and "the end of it" not in shown
+    assert not [c for c in slack.calls_to("chat.update") if c.get("ts") == reply["ts"]], "the stopped reply was rewritten"
+    spent = await bot.runtime.store.thread_usage(ThreadKey("T1", CHANNEL, root))
+    assert spent.turns == 1 and spent.input_tokens > 0  # what the stopped request used is booked
 
-    await press_stop(bot, offer, value, "U1")
-    await bot.wait_for(lambda: "Stopped by u1" in thread_text(slack, CHANNEL, root), timeout=5)
-    await bot.idle()
-    assert stop_buttons(slack, root) == []
-    assert slack.message(CHANNEL, offer["ts"]) is None, "the Stop button's message was left behind"
-    assert len(slack.thread(CHANNEL, root)) == 1
-
-
-async def test_a_short_turn_shows_no_separate_stop_button(
-    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(bot_reply, "STOP_OFFER_SECONDS", 0.5)
-    root = "1700002005.000100"
-    await bot.mention_and_wait(claude_api, Reply([text("quick")]), "quick one", root=root, shows="quick")
-    await bot.idle(quiet=0.8)
-    assert slack.calls_to("chat.delete") == [] and len(slack.thread(CHANNEL, root)) == 1
+    claude_api.enqueue(Reply([text("next answer")]))
+    await bot.send_event(message_event("and now?", channel=CHANNEL, user="U1", ts="1700002004.000300", thread_ts=root))
+    await bot.wait_for(lambda: "next answer" in thread_text(slack, CHANNEL, root))
+    assert "u1 stopped this answer here" in json.dumps(claude_api.requests[-1]["messages"][1]["content"])
 
 
-async def test_a_stale_stop_button_says_the_answer_is_over_and_goes(
+async def test_without_slacks_stop_control_the_stream_goes_on_and_bang_stop_still_works(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
-    """A process that died left its Stop button; pressing it stops nothing and removes it."""
+    slack.subscribed_events.remove("message_stream_stopped")  # an app whose manifest lacks the event
+    root = "1700002009.000100"
+    claude_api.enqueue(long_running_reply("streamed words"))
+    await bot.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+    await bot.wait_for(lambda: "streamed words" in thread_text(slack, CHANNEL, root))
+    await bot.send_event(message_event("!stop", channel=CHANNEL, user="U1", ts="1700002009.000200", thread_ts=root))
+    await bot.wait_for(lambda: "Stopped by u1" in thread_text(slack, CHANNEL, root), timeout=5)
+    await bot.idle()
+    assert [bool(c.get("is_stoppable")) for c in slack.calls_to("chat.startStream")] == [True, False]
+    assert len(slack.thread(CHANNEL, root)) == 1
+
+    # Learned once for the workspace: the next answer asks for no stop control.
+    await bot.mention_and_wait(claude_api, Reply([text("quick")]), "quick one", root="1700002009.000300", shows="quick")
+    assert [bool(c.get("is_stoppable")) for c in slack.calls_to("chat.startStream")] == [True, False, False]
+
+
+async def test_no_answer_posts_a_message_only_to_delete_it(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700002005.000100"
+    await bot.mention_and_wait(claude_api, long_running_reply("slow"), "a long one", root=root, shows="the end of it")
+    await bot.idle()
+    assert slack.calls_to("chat.delete") == [] and len(slack.thread(CHANNEL, root)) == 1
+    assert len(slack.calls_to("chat.postMessage")) == 0
+
+
+async def test_a_stale_stop_button_says_the_answer_is_over(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """A reply whose process died mid-turn still shows its Stop button: it stops nothing now."""
     root = "1700002006.000100"
     await bot.mention_and_wait(claude_api, Reply([text("all done")]), "quick one", root=root, shows="all done")
     await bot.idle()
-    leftover = await bot.runtime.slack.chat_postMessage(
-        channel=CHANNEL, thread_ts=root, text="Working on it…", blocks=[bot_reply.stop_button(
+    await bot.runtime.slack.chat_postMessage(
+        channel=CHANNEL, thread_ts=root, text="Working on it…", blocks=[stop_button(
             json.dumps({"item": 1, "channel": CHANNEL, "thread_ts": root}))],
     )
     [(offer, value)] = stop_buttons(slack, root)
@@ -162,7 +202,6 @@ async def test_a_stale_stop_button_says_the_answer_is_over_and_goes(
     await bot.wait_for(lambda: bool(slack.responses.get(response_url)))
     await bot.idle()
     assert "already finished" in json.dumps(slack.responses[response_url])
-    assert slack.message(CHANNEL, leftover["ts"]) is None
 
 
 async def test_a_stopped_turn_whose_process_died_is_not_run_again(
@@ -204,7 +243,7 @@ async def test_stop_at_the_top_level_of_a_dm_by_word_and_by_button(
     await bot.send_event(message_event("another", channel=dm, user="U1", ts="1700002008.000300", channel_type="im"))
     button = json.dumps({"item": 2, "channel": dm, "thread_ts": ""})
     await bot.wait_for(lambda: any(
-        "second words" in slack.rendered_text(m) and bot_reply.shows_stop_button(m, button) for m in replies()))
+        "second words" in slack.rendered_text(m) and shows_stop_button(m, button) for m in replies()))
     [reply] = [m for m in replies() if "second words" in slack.rendered_text(m)]
     await press_stop(bot, reply, button, "U1", channel=dm)
     await bot.wait_for(lambda: "Stopped by u1" in slack.rendered_text(slack.message(dm, reply["ts"]) or {}), timeout=5)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from storage import (
+    Feedback,
     InboxMessage,
     LeaseLost,
     ResetRequest,
@@ -424,3 +425,26 @@ async def test_a_process_that_lost_its_lease_can_no_longer_write(store: Store) -
     await store.save_turn(again.id, THREAD, turn, "cntr_fresh", None, [], [], owner="fresh")
     await store.finish_item(again.id, owner="fresh")
     assert await store.item_state(item.id) == "done"
+
+
+async def test_what_a_person_views_is_their_latest_view_and_can_be_forgotten(store: Store) -> None:
+    assert await store.viewing("T1", "U1") is None
+    await store.set_viewing("T1", "U1", ThreadKey("T1", "C9", ""))
+    await store.set_viewing("T1", "U1", THREAD)
+    await store.set_viewing("T1", "U2", OTHER)
+    assert await store.viewing("T1", "U1") == THREAD
+    assert await store.viewing("T2", "U1") is None  # another workspace's person
+    assert await store.viewing("T1", "U1", since=time.time() + 60) is None  # too old
+    await store.set_viewing("T1", "U1", None)
+    assert await store.viewing("T1", "U1") is None
+    assert await store.viewing("T1", "U2") == OTHER
+
+
+async def test_feedback_is_one_rating_per_person_and_answer(store: Store) -> None:
+    await store.record_feedback(Feedback(THREAD, "1700000001.000200", "U1", "good", "claude-x", item_id=7))
+    await store.record_feedback(Feedback(THREAD, "1700000001.000200", "U2", "good", "claude-x", item_id=7))
+    await store.record_feedback(Feedback(THREAD, "1700000001.000200", "U1", "bad", "claude-x", item_id=7))
+    await store.record_feedback(Feedback(OTHER, "1700000002.000200", "U1", "bad", "claude-x"))
+    assert await store.feedback_totals("T1") == {"good": 1, "bad": 2}
+    assert await store.feedback_totals("T1", since=time.time() + 60) == {}
+    assert await store.feedback_totals("T2") == {}

@@ -11,13 +11,15 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from ..workspaces import WorkspaceResolver
-from . import assistant, home, messages, resets, stops
+from . import agent, assistant, feedback, home, messages, resets, stops
 from .errors import on_unhandled_error
 from .intake import Intake
 from .workspace import find_workspace
 
 # What the manifest must declare (a test holds the two together).
-HANDLED_EVENTS = (messages.MENTION_EVENT, messages.MESSAGE_EVENT, home.HOME_OPENED_EVENT, *assistant.ASSISTANT_EVENTS)
+HANDLED_EVENTS = (messages.MENTION_EVENT, messages.MESSAGE_EVENT, home.HOME_OPENED_EVENT, *agent.AGENT_EVENTS)
+# What installs made before `agent_view` still send (their manifest had `assistant_view`).
+LEGACY_EVENTS = assistant.ASSISTANT_EVENTS
 HANDLED_COMMANDS = (resets.RESET_COMMAND,)
 HANDLED_SHORTCUTS = (resets.RESET_SHORTCUT_ID,)
 
@@ -26,8 +28,8 @@ def register_listeners(app: AsyncApp, intake: Intake, workspaces: WorkspaceResol
     """Wire every Slack surface the manifest declares to the queue, each request with its workspace."""
     app.error(on_unhandled_error)
     app.use(find_workspace(workspaces))
-    for feature in (messages, assistant, resets, stops, home):
+    for feature in (messages, agent, assistant, resets, stops, feedback, home):
         feature.register(app, intake)
 
 
-__all__ = ["HANDLED_COMMANDS", "HANDLED_EVENTS", "HANDLED_SHORTCUTS", "Intake", "register_listeners"]
+__all__ = ["HANDLED_COMMANDS", "HANDLED_EVENTS", "HANDLED_SHORTCUTS", "LEGACY_EVENTS", "Intake", "register_listeners"]

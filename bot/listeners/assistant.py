@@ -1,5 +1,6 @@
-"""The assistant view (Slack's split view beside a channel): a greeting with suggested prompts,
-and the person's messages into the queue like any DM."""
+"""The assistant view (`assistant_view`, Slack's split view of apps installed before
+`agent_view`): a greeting with suggested prompts, and the person's messages into the queue like
+any DM. New installs use `agent_view` (`agent.py`); these events keep older installs working."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from slack_bolt.context.set_title.async_set_title import AsyncSetTitle
 from ..errors import SLACK_ERRORS
 from ..workspaces import Workspace
 from . import payloads
+from .agent import PROMPTS_TITLE, SUGGESTED_PROMPTS
 from .intake import Intake, opens_conversation
 from .messages import inbox_message
 from .stops import handled_as_stop
@@ -28,11 +30,6 @@ ASSISTANT_GREETING = (
     " state carry over from one message to the next. Ask for an analysis, attach files, or"
     " pick a prompt below."
 )
-SUGGESTED_PROMPTS = [
-    {"title": "Analyze a file", "message": "I'll attach a CSV: summarize it and chart the most interesting columns."},
-    {"title": "Run some Python", "message": "Compute the first 50 prime numbers and show me the code you ran."},
-    {"title": "Make a chart", "message": "Plot sin(x) and cos(x) from 0 to 2π and send me the PNG."},
-]
 
 
 def register(app: AsyncApp, intake: Intake) -> None:
@@ -47,7 +44,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
             return
         try:
             await say(ASSISTANT_GREETING)
-            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title="Try one of these:")
+            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS, title=PROMPTS_TITLE)
         except SLACK_ERRORS as error:
             logger.warning("could not greet a new assistant thread: %s", error)
 

@@ -14,6 +14,7 @@ from ..outbound.blocks import HOME_RESET_ACTION_ID
 from ..outbound.home import Notice
 from ..workspaces import Workspace
 from . import payloads
+from .agent import offer_prompts
 from .intake import Intake, team_id_of
 from .thread_actions import request_reset
 
@@ -27,8 +28,10 @@ def register(app: AsyncApp, intake: Intake) -> None:
         if opened is None:
             payloads.ignore_malformed(HOME_OPENED_EVENT)
             return
-        if opened.tab == "home":  # the Messages tab is Slack's own
+        if opened.tab == "home":
             await intake.home.publish(workspace, team_id_of(context), opened.user_id)
+        elif opened.tab == "messages" and opened.channel_id:  # the DM, as `agent_view` opens it
+            await offer_prompts(workspace, opened.channel_id)
 
     # Nothing to store: Slack is acknowledged at once and the tab is built after (a lazy
     # listener), however many channels it has to look at.

@@ -8,6 +8,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 from storage import InboxMessage, Store
 
+from ..ops.metrics import Metrics
 from ..outbound.home import HomeTab
 from ..queue import TurnQueue
 from ..workspaces import Workspace
@@ -19,6 +20,7 @@ class Intake:
     queue: TurnQueue
     store: Store
     home: HomeTab
+    metrics: Metrics
 
 
 async def opens_conversation(workspace: Workspace, message: InboxMessage) -> bool:

@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 import aiohttp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 
+from storage import ThreadKey
+
 from ..errors import SLACK_ERRORS
 from ..threads import is_dm
 
@@ -127,6 +129,8 @@ def button_user(body: dict[str, Any]) -> str | None:
 class HomeOpened:
     user_id: str
     tab: str  # "home" or "messages"
+    channel_id: str | None = None
+    """The app's DM with the person (the Messages tab)."""
 
 
 def home_opened(event: object) -> HomeOpened | None:
@@ -134,7 +138,59 @@ def home_opened(event: object) -> HomeOpened | None:
     user_id, tab = string(event, "user"), string(event, "tab")
     if user_id is None or tab is None:
         return None
-    return HomeOpened(user_id, tab)
+    return HomeOpened(user_id, tab, string(event, "channel"))
+
+
+def viewer(body: dict[str, Any], event: dict[str, Any]) -> str | None:
+    """The person an agent event is about: the event names them, or its one human authorization."""
+    named = string(event, "user") or string(event, "user_id")
+    if named:
+        return named
+    people = [a for a in body.get("authorizations") or [] if isinstance(a, dict) and a.get("is_bot") is False]
+    return string(people[0], "user_id") if len(people) == 1 else None
+
+
+def viewed(event: dict[str, Any], team_id: str) -> ThreadKey | None:
+    """The most relevant channel or thread in an `app_context_changed` event's entities
+    (`thread_ts` "" for a channel); None when it names neither. Entities come as
+    `{"type": "slack#/types/channel_id", "value": "C…"}`; a thread may come as a
+    `…/message`-like entity with `channel_id` and `thread_ts` (or `ts`), or as a
+    `value` object with those keys."""
+    entities = (event.get("context") or {}).get("entities") if isinstance(event.get("context"), dict) else None
+    for entity in entities if isinstance(entities, list) else []:
+        if not isinstance(entity, dict):
+            continue
+        value = entity.get("value")
+        fields = value if isinstance(value, dict) else entity
+        channel = string(fields, "channel_id") or string(fields, "channel")
+        thread_ts = string(fields, "thread_ts") or string(fields, "ts") or string(fields, "message_ts")
+        if channel and thread_ts:
+            return ThreadKey(team_id, channel, thread_ts)
+        if str(entity.get("type", "")).endswith("channel_id") and isinstance(value, str) and value:
+            return ThreadKey(team_id, value, "")
+    return None
+
+
+@dataclass(frozen=True)
+class StreamStopped:
+    """Slack's own stop control was pressed: on a message being streamed, or on an agent session."""
+
+    channel_id: str
+    thread_ts: str | None
+    message_ts: str | None
+    user_id: str | None
+
+
+def stream_stopped(event: dict[str, Any]) -> StreamStopped | None:
+    """The stop of a `message_stream_stopped` or `agent_session_stopped` event; None when it
+    names no conversation. (Their exact fields are not documented: both spellings are read.)"""
+    channel = string(event, "channel") or string(event, "channel_id")
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
+    message_ts = string(event, "message_ts") or string(event, "ts") or string(message, "ts")
+    thread_ts = string(event, "thread_ts") or string(message, "thread_ts")
+    if not channel or not (thread_ts or message_ts):
+        return None
+    return StreamStopped(channel, thread_ts, message_ts, string(event, "user") or string(event, "user_id"))
 
 
 def assistant_thread(payload: dict[str, Any]) -> dict[str, Any] | None:

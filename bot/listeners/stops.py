@@ -3,15 +3,11 @@ behind the turn it stops."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
 from slack_bolt.async_app import AsyncApp
 
 from storage import InboxMessage, ThreadKey
 
-from ..errors import SLACK_ERRORS
-from ..outbound.blocks import STOP_ACTION_ID, is_stop_offer
+from ..outbound.blocks import STOP_ACTION_ID
 from ..outbound.notices import tell_privately
 from ..threads import is_stop_command
 from ..workspaces import Workspace
@@ -19,8 +15,6 @@ from .buttons import thread_button
 from .intake import Intake
 from .payloads import ButtonFields, Tell
 from .thread_actions import NOTHING_TO_STOP_NOTE, request_stop
-
-logger = logging.getLogger(__name__)
 
 ALREADY_FINISHED_NOTE = "That answer has already finished."
 
@@ -49,17 +43,9 @@ def register(app: AsyncApp, intake: Intake) -> None:
     preamble = thread_button("That button is out of date.", replace_original=False, names_turn=True)
 
     @app.action(STOP_ACTION_ID, middleware=[preamble])
-    async def on_stop_button(
-        body: dict[str, Any], workspace: Workspace, button: ButtonFields, thread: ThreadKey, tell: Tell
-    ) -> None:
+    async def on_stop_button(workspace: Workspace, button: ButtonFields, thread: ThreadKey, tell: Tell) -> None:
         fields = button
         outcome = await request_stop(intake.queue, workspace.access, thread, fields.user_id, item_id=fields.item_id)
         if outcome == "stopping":
             return
         await tell(ALREADY_FINISHED_NOTE if outcome == "idle" else outcome, replace_original=False)
-        if outcome == "idle" and fields.message_ts and is_stop_offer(body.get("message")):
-            # A Stop button left by a process that died: it has nothing left to stop.
-            try:
-                await workspace.client.chat_delete(channel=fields.channel_id, ts=fields.message_ts)
-            except SLACK_ERRORS as error:
-                logger.info("could not remove a stale Stop button: %s", error)

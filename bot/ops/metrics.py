@@ -85,6 +85,10 @@ class Metrics:
             "threadbox_anthropic_api_errors", "Anthropic API error answers (retried ones included), by HTTP status"
             " and error type.", ["status", "type"], registry=r,
         )
+        self.feedback = Counter(
+            "threadbox_feedback", "Presses of the feedback buttons under answers, by rating (good, bad).",
+            ["rating"], registry=r,
+        )
         self.containers_replaced = Counter(
             "threadbox_containers_replaced", "Turns that had to start a new container for their thread.", registry=r,
         )
@@ -104,6 +108,9 @@ class Metrics:
             posted = now
         self.queue_wait_seconds.observe(max(0.0, now - posted))
         return time.monotonic()
+
+    def feedback_given(self, rating: str) -> None:
+        self.feedback.labels(rating).inc()
 
     def turn_finished(self, outcome: str, started: float) -> None:
         self.turns.labels(outcome).inc()

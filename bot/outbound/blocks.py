@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from slack_sdk.models.blocks.basic_components import FeedbackButtonObject
+from slack_sdk.models.blocks.block_elements import FeedbackButtonsElement
+from slack_sdk.models.blocks.blocks import ContextActionsBlock
+
 from storage import ThreadKey, ThreadSummary
 
 from .text import quoted
@@ -18,6 +22,8 @@ Block = dict[str, Any]
 STOP_ACTION_ID = "stop_turn"
 RESET_ACTION_ID = "reset_thread"
 HOME_RESET_ACTION_ID = "home_reset_thread"
+FEEDBACK_ACTION_ID = "answer_feedback"
+RATINGS = ("good", "bad")
 # A context block's text is cut here (Slack refuses more than 3,000 characters).
 CONTEXT_TEXT_LIMIT = 2900
 PICKER_EXCERPT_CHARS = 140
@@ -63,22 +69,16 @@ def stop_button(value: str) -> Block:
     }
 
 
-def shows_stop_button(message: dict[str, object], value: str) -> bool:
-    """Whether a message (as the Web API returns it) carries the Stop button with `value`."""
-    blocks = message.get("blocks")
-    return isinstance(blocks, list) and any(
-        isinstance(block, dict) and block.get("type") == "actions" and any(
-            isinstance(element, dict) and element.get("action_id") == STOP_ACTION_ID and element.get("value") == value
-            for element in block.get("elements") or []
-        )
-        for block in blocks
+def feedback_buttons(value: str) -> Block:
+    """Slack's thumbs under a finished answer; each carries its rating and `value` (the turn)."""
+    def button(rating: str, text: str) -> FeedbackButtonObject:
+        return FeedbackButtonObject(text=text, value=json.dumps({**json.loads(value), "rating": rating}))
+
+    element = FeedbackButtonsElement(
+        action_id=FEEDBACK_ACTION_ID, positive_button=button("good", "Good answer"),
+        negative_button=button("bad", "Bad answer"),
     )
-
-
-def is_stop_offer(message: object) -> bool:
-    """Whether a message is a Stop button of its own (a streamed reply's), not a reply."""
-    blocks = message.get("blocks") if isinstance(message, dict) else None
-    return isinstance(blocks, list) and not any(isinstance(b, dict) and b.get("type") == "markdown" for b in blocks)
+    return ContextActionsBlock(elements=[element]).to_dict()
 
 
 def reset_button(thread: ThreadKey) -> Block:

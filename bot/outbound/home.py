@@ -175,7 +175,8 @@ class HomeTab:
             people = await self.store.usage_by(team_id, "person", period.since)
             channels = by_channel(await self.store.usage_by(team_id, "channel", period.since))
             total = sum(people.values(), Usage())
-            blocks.append(section(f"*{period.label}:* {usage_words(total, self.prices)}"))
+            rated = await self.store.feedback_totals(team_id, period.since)
+            blocks.append(section(f"*{period.label}:* {usage_words(total, self.prices)}{feedback_words(rated)}"))
             if total.turns:
                 blocks.append(section("*By person*\n" + self._table(people, lambda user: f"<@{user}>")))
                 blocks.append(section("*By channel*\n" + self._table(channels, channel_name)))
@@ -212,6 +213,12 @@ def by_channel(usage: dict[str, Usage]) -> dict[str, Usage]:
         key = DM_CHANNELS if is_dm(channel_id) else channel_id
         merged[key] = merged.get(key, Usage()) + spent
     return merged
+
+
+def feedback_words(rated: dict[str, int]) -> str:
+    """How the answers were rated, after the usage line ("" when nobody rated any)."""
+    good, bad = rated.get("good", 0), rated.get("bad", 0)
+    return f" · feedback: {good} :thumbsup: {bad} :thumbsdown:" if good or bad else ""
 
 
 def permalink(workspace_url: str | None, thread: ThreadKey) -> str | None:

@@ -10,9 +10,9 @@ import time
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import SLACK_ERRORS
-from .blocks import context, markdown, stop_button
+from .blocks import Block, context, markdown, stop_button
 from .state import WORKING_TEXT, ReplyState, ReplyTarget, Step
-from .text import MARKDOWN_BLOCK_LIMIT, defuse_mentions, notification_text, split_markdown
+from .text import MARKDOWN_BLOCK_LIMIT, close_fence, defuse_markdown, notification_text, split_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +69,15 @@ class MessageRenderer:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        body = "\n\n".join(part for part in (state.text[self._text_offset :].strip(), footer) if part)
+        # A note after an answer cut inside a code block must not read as code.
+        body = "\n\n".join(part for part in (close_fence(state.text[self._text_offset :].strip()), footer) if part)
         pieces = split_markdown(body)
-        await self._update(state, pieces[0], final=True)
-        await post_markdown(self.client, self.target, [defuse_mentions(piece) for piece in pieces[1:]])
+        if len(pieces) == 1:
+            await self._update(state, pieces[0], final=True)
+            return
+        # The closing line and the buttons go with the answer's last message.
+        await self._update(state, pieces[0], final=True, closing=False)
+        await post_markdown(self.client, self.target, pieces[1:], closing=state.closing)
 
     def _schedule(self, state: ReplyState) -> None:
         if self._pending is None or self._pending.done():
@@ -90,7 +95,7 @@ class MessageRenderer:
         except SLACK_ERRORS as error:
             logger.warning("progress update failed: %s", error)
 
-    async def _update(self, state: ReplyState, text: str, *, final: bool) -> None:
+    async def _update(self, state: ReplyState, text: str, *, final: bool, closing: bool = True) -> None:
         if self._ts is None:
             await self.start(state)
         self._last_update = time.monotonic()
@@ -98,17 +103,17 @@ class MessageRenderer:
             channel=self.target.channel_id,
             ts=self._ts or "",
             text=notification_text(text),
-            blocks=self._blocks(state, text, final=final),
+            blocks=self._blocks(state, text, final=final, closing=closing),
         )
 
-    def _blocks(self, state: ReplyState, text: str, *, final: bool) -> list[dict[str, object]]:
-        blocks: list[dict[str, object]] = []
+    def _blocks(self, state: ReplyState, text: str, *, final: bool, closing: bool = True) -> list[Block]:
+        blocks: list[Block] = []
         if state.steps:
             blocks.append(context("\n".join(step.line() for step in state.steps.values())))
-        blocks.append(markdown(defuse_mentions(text)))
-        if state.summary:
-            blocks.append(context(state.summary))
-        if self.stop_value and not final:
+        blocks.append(markdown(defuse_markdown(text)))
+        if final and closing:
+            blocks.extend(state.closing)
+        if self.stop_value and not final:  # the reply's own button: no message of its own
             blocks.append(stop_button(self.stop_value))
         return blocks
 
@@ -118,7 +123,7 @@ async def close_reply(
 ) -> None:
     """Close a reply message an interrupted turn left behind: stop its stream, then either add
     `text` (Markdown) to what it shows or (`replace_text`) show `text` instead. Best effort."""
-    text = defuse_mentions(text)
+    text = defuse_markdown(text)
     try:
         added = None if replace_text else f"\n\n{text}"
         await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=added)
@@ -137,12 +142,15 @@ async def close_reply(
     await post_markdown(client, target, pieces[1:])
 
 
-async def post_markdown(client: AsyncWebClient, target: ReplyTarget, pieces: list[str]) -> None:
-    """The rest of a long answer, one message a piece after the reply."""
-    for piece in pieces:
+async def post_markdown(
+    client: AsyncWebClient, target: ReplyTarget, pieces: list[str], closing: list[Block] | None = None
+) -> None:
+    """The rest of a long answer, one message a piece after the reply; `closing` blocks (the
+    closing line, the feedback buttons) under the last."""
+    for number, piece in enumerate(pieces, 1):
+        blocks = [markdown(defuse_markdown(piece)), *(closing or [] if number == len(pieces) else [])]
         await client.chat_postMessage(
-            channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece),
-            blocks=[markdown(piece)],
+            channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece), blocks=blocks
         )
 
 

@@ -1,8 +1,10 @@
 """The bot's reply in a thread, live while Claude works.
 
 Preferred: Slack's streaming surface (`chat.startStream`/`appendStream`/`stopStream`) with a
-`task_update` step per code run (`stream.py`). Where streaming is off or Slack refuses it, the
-same state is rendered into an ordinary message that is updated at a polite pace (`message.py`).
+`task_update` step per code run and Slack's own stop control (`stream.py`). Where streaming is
+off or Slack refuses it, the same state is rendered into an ordinary message that is updated at
+a polite pace and carries its own Stop button (`message.py`). No message is ever posted only to
+be deleted again.
 """
 
 from __future__ import annotations
@@ -14,20 +16,12 @@ from collections.abc import Awaitable, Callable
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import SLACK_ERRORS
-from ..tasks import stop_tasks
-from .blocks import STOP_ACTION_ID, context, shows_stop_button, stop_button
+from .blocks import Block, context
 from .message import MessageRenderer
-from .state import WORKING_TEXT, Renderer, ReplyState, ReplyTarget, Step, final_status, words_so_far
-from .stream import StreamRenderer
+from .state import Renderer, ReplyState, ReplyTarget, Step, final_status, words_so_far
+from .stream import StreamRenderer, StreamSupport
 
 logger = logging.getLogger(__name__)
-
-# The Stop button's pieces travel with the offer that shows it.
-__all__ = ["STOP_ACTION_ID", "STOP_OFFER_SECONDS", "Reply", "ReplyTarget", "shows_stop_button", "stop_button"]
-
-# A streamed message cannot show a button while it streams: a turn still running after this
-# long gets a small message with a Stop button under its reply, deleted when the turn ends.
-STOP_OFFER_SECONDS = 3.0
 
 
 class Reply:
@@ -39,10 +33,14 @@ class Reply:
         target: ReplyTarget,
         *,
         streaming: bool,
+        support: StreamSupport | None = None,
         on_message: Callable[[str], Awaitable[None]] | None = None,
+        on_stopped: Callable[[], None] | None = None,
         stop_value: str | None = None,
+        feedback: Block | None = None,
     ) -> None:
-        """`stop_value`: the value of the reply's Stop button (none without it)."""
+        """`stop_value`: the value of the reply's Stop button (none without it); `on_stopped`:
+        the person stopped the reply in Slack; `feedback`: the buttons under the finished answer."""
         self.client = client
         self.target = target
         self.state = ReplyState()
@@ -50,24 +48,27 @@ class Reply:
         self._on_message = on_message
         self._reported_ts: str | None = None
         self._renderer: Renderer = (
-            StreamRenderer(client, target, stop_value=stop_value)
+            StreamRenderer(
+                client, target, support=support or StreamSupport(), on_stopped=on_stopped or (lambda: None),
+                stop_value=stop_value,
+            )
             if streaming and target.thread_ts
             else MessageRenderer(client, target, stop_value=stop_value)
         )
         self._opening: asyncio.Task[None] | None = None
         self._status: str | None = None
-        self._stop_value = stop_value
-        self._stop_offer: asyncio.Task[None] | None = None
-        self._stop_offer_ts: str | None = None
-        self._stop_offer_posting = False
+        self._feedback = feedback
+
+    @property
+    def stopped_in_slack(self) -> bool:
+        """The person stopped this reply with Slack's own control: it takes nothing more."""
+        return isinstance(self._renderer, StreamRenderer) and self._renderer.stopped
 
     def open(self) -> None:
         """Show the status and the reply without waiting for Slack: the model request goes out
         meanwhile, and anything it says before the reply is open waits for it."""
         if self._opening is None:
             self._opening = asyncio.create_task(self._open())
-            if self._stop_value and isinstance(self._renderer, StreamRenderer):
-                self._stop_offer = asyncio.create_task(self._offer_stop_later(self._stop_value))
 
     async def _open(self) -> None:
         await asyncio.gather(
@@ -101,46 +102,19 @@ class Reply:
 
     async def finish(self, notes: list[str] | None = None, *, failed: bool = False, usage: str = "") -> None:
         """End the reply; `notes` (errors, warnings) are appended after the answer, `usage`
-        to the closing status line."""
+        to the closing status line, and the feedback buttons under it all."""
         for step in self.state.steps.values():
             if step.status == "in_progress":  # the turn ended before this run reported back
                 step.status, step.output = "error", "no result"
                 await self._show(step)
-        self.state.summary = " · ".join(part for part in (final_status(self.state, failed), usage) if part)
+        summary = " · ".join(part for part in (final_status(self.state, failed), usage) if part)
+        self.state.closing = [context(summary)] if summary else []
+        if self._feedback is not None:
+            self.state.closing.append(self._feedback)
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
-        await self.withdraw_stop_button()
         await self._render(lambda renderer: renderer.finish(self.state, footer))
-
-    async def _offer_stop_later(self, value: str) -> None:
-        await asyncio.sleep(STOP_OFFER_SECONDS)  # a fallback to message edits withdraws it before
-        self._stop_offer_posting = True
-        try:
-            response = await self.client.chat_postMessage(
-                channel=self.target.channel_id,
-                thread_ts=self.target.thread_ts,
-                text="Working on it… (Stop ends this answer)",
-                blocks=[context(WORKING_TEXT), stop_button(value)],
-            )
-            self._stop_offer_ts = response["ts"]
-        except SLACK_ERRORS as error:
-            logger.debug("could not offer a Stop button: %s", error)
-
-    async def withdraw_stop_button(self) -> None:
-        """The turn has ended (or shows its button itself now): the separate Stop button goes."""
-        offer, self._stop_offer = self._stop_offer, None
-        if offer is not None:
-            if self._stop_offer_posting:
-                await asyncio.wait({offer})  # never leave a message we could not delete
-            else:
-                await stop_tasks([offer])
-        ts, self._stop_offer_ts = self._stop_offer_ts, None
-        if ts is not None:
-            try:
-                await self.client.chat_delete(channel=self.target.channel_id, ts=ts)
-            except SLACK_ERRORS as error:
-                logger.warning("could not remove the Stop button %s: %s", ts, error)
 
     async def _show(self, step: Step) -> None:
         await self._render(lambda renderer: renderer.step(self.state, step))
@@ -148,7 +122,7 @@ class Reply:
     async def set_status(self, status: str) -> None:
         """The thread's status line, set only when it changes; best effort (it exists only
         where Slack allows it)."""
-        if not self.target.thread_ts or status == self._status:
+        if not self.target.thread_ts or status == self._status or self.stopped_in_slack:
             return
         self._status = status
         try:
@@ -168,7 +142,6 @@ class Reply:
                 raise
             logger.warning("streaming unavailable (%s); falling back to message updates", error)
             self._renderer = await self._renderer.fallback()
-            await self.withdraw_stop_button()  # the message shows its own from now on
             await self._renderer.start(self.state)
             await action(self._renderer)
         finally:

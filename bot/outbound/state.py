@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from slack_sdk.models.messages.chunk import TaskUpdateChunk
 
@@ -60,7 +60,8 @@ class ReplyState:
     thinking: str = ""
     """Words Claude wrote since the last step (current models put those between runs here)."""
     steps: dict[str, Step] = field(default_factory=dict)
-    summary: str = ""
+    closing: list[dict[str, Any]] = field(default_factory=list)
+    """What ends a finished reply: its closing line, its feedback buttons."""
 
 
 class Renderer(Protocol):

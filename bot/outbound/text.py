@@ -35,12 +35,9 @@ def split_markdown(text: str, limit: int = MARKDOWN_BLOCK_LIMIT) -> list[str]:
             break
         cut = _cut_point(remaining, budget)
         head, remaining = remaining[:cut].rstrip(), remaining[cut:].lstrip("\n")
-        open_fence = _open_fence_after(head, fence)
         piece = prefix + head
-        if open_fence:
-            piece += "\n```"
-        pieces.append(piece)
-        fence = open_fence
+        fence = open_fence(piece)
+        pieces.append(f"{piece}\n{fence[:3]}" if fence else piece)
     return pieces or [""]
 
 
@@ -53,13 +50,12 @@ def _cut_point(text: str, budget: int) -> int:
     return budget
 
 
-def _open_fence_after(chunk: str, fence: str) -> str:
-    """The fence (e.g. "```python") still open after `chunk`, given the one open before it."""
-    for line in chunk.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            fence = "" if fence else stripped
-    return fence
+def open_fence(markdown: str) -> str:
+    """The fence line (e.g. "```python") of a code block `markdown` leaves open, or ""."""
+    guard = MarkdownGuard()
+    guard.feed(markdown)
+    guard.flush()
+    return guard.fence
 
 
 def notification_text(text: str) -> str:
@@ -103,10 +99,114 @@ def markup_as_words(text: str) -> str:
     return _MARKUP.sub(words, text)
 
 
-def defuse_mentions(markdown: str) -> str:
-    """Markdown (and plain titles) from the model, a container or a user's file, with Slack's
-    mention syntax broken by an invisible word joiner: it reads the same and pings no one."""
-    return _MENTION_START.sub("<" + WORD_JOINER, markdown)
+def defuse_mentions(text: str) -> str:
+    """Plain text from the model, a container or a user's file (a step's title, a file's
+    title), with Slack's mention syntax broken by an invisible word joiner: it reads the same
+    and pings no one. For Markdown use `defuse_markdown`, which leaves code as written."""
+    return _MENTION_START.sub("<" + WORD_JOINER, text)
+
+
+def defuse_markdown(markdown: str) -> str:
+    """Markdown with every mention Slack would act on defused, and code spans and fenced
+    blocks exactly as written (Slack pings no one from code)."""
+    guard = MarkdownGuard()
+    return guard.feed(markdown) + guard.flush()
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
+_BACKTICKS = re.compile(r"`+")
+
+
+class MarkdownGuard:
+    """Defuses mentions in Markdown that arrives in pieces (a streamed answer), outside code.
+
+    Whole lines are decided as they complete; a partial line is held back while it could
+    still open or close code (a backtick) or finish a mention (a `<`), so what goes out is
+    never changed by what follows. It also knows the code fence open at any point, so a
+    message that ends inside a code block can close it and the next can reopen it.
+    """
+
+    def __init__(self) -> None:
+        self.fence = ""
+        """The fence line (e.g. "```python") of the code block open now; "" outside one."""
+        self._partial = ""
+        self._line_open = False
+        """What went out so far ends inside a line."""
+
+    def feed(self, text: str) -> str:
+        """What of `text` (following all fed before) can go out now, defused."""
+        out = self._decide(text)
+        if out:
+            self._line_open = not out.endswith("\n")
+        return out
+
+    def _decide(self, text: str) -> str:
+        self._partial += text
+        lines = self._partial.split("\n")
+        self._partial = lines.pop()
+        out = "".join(self._line(line) + "\n" for line in lines)
+        if self._partial and not self.fence and not _FENCE.match(self._partial) and not (
+            "`" in self._partial or "<" in self._partial or self._partial.lstrip(" ") in ("", "`", "``", "~", "~~")
+        ):
+            out += _defuse_outside_spans(self._partial)
+            self._partial = ""
+        elif self._partial and self.fence and not _FENCE.match(self._partial) and len(self._partial) > 3:
+            out += self._partial  # inside a block, as written (it cannot be a closing fence)
+            self._partial = ""
+        return out
+
+    def flush(self) -> str:
+        """Everything held back, as if its line were complete."""
+        partial, self._partial = self._partial, ""
+        out = self._line(partial, complete=False) if partial else ""
+        if out:
+            self._line_open = not out.endswith("\n")
+        return out
+
+    def close(self) -> str:
+        """What ends the text here with no code block left open: what was held back, and a
+        closing fence when a block is open (the block stays open for text that follows)."""
+        held = self.flush()
+        if not self.fence:
+            return held
+        closing = ("\n" if self._line_open else "") + self.fence[:3] + "\n"
+        self._line_open = False
+        return held + closing
+
+    def _line(self, line: str, *, complete: bool = True) -> str:
+        fence = _FENCE.match(line)
+        if self.fence:
+            closes = fence is not None and fence.group(1)[0] == self.fence[0] and not fence.group(2).strip()
+            if closes:
+                self.fence = ""
+            return line
+        if fence and complete and not (fence.group(1)[0] == "`" and "`" in fence.group(2)):
+            self.fence = fence.group(1) + fence.group(2).strip()
+            return line
+        return _defuse_outside_spans(line)
+
+
+def _defuse_outside_spans(line: str) -> str:
+    """One line's mentions defused, its code spans (matched backtick runs) left as written."""
+    out: list[str] = []
+    plain_from, runs, index = 0, list(_BACKTICKS.finditer(line)), 0
+    while index < len(runs):
+        opener = runs[index]
+        closing = [i for i in range(index + 1, len(runs)) if len(runs[i].group()) == len(opener.group())]
+        if not closing:  # an unmatched run is a literal backtick
+            index += 1
+            continue
+        closer = runs[closing[0]]
+        out += [defuse_mentions(line[plain_from : opener.start()]), line[opener.start() : closer.end()]]
+        plain_from, index = closer.end(), closing[0] + 1
+    out.append(defuse_mentions(line[plain_from:]))
+    return "".join(out)
+
+
+def close_fence(markdown: str) -> str:
+    """`markdown`, with a code block it leaves open closed, so what follows is not code."""
+    fence = open_fence(markdown)
+    return f"{markdown.rstrip()}\n{fence[:3]}" if fence else markdown
 
 
 def quoted(text: str, bot_user_id: str, limit: int) -> str:

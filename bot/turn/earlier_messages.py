@@ -74,6 +74,27 @@ async def earlier_messages(workspace: Workspace, thread: ThreadKey, before_ts: s
     return "\n".join(lines)
 
 
+async def channel_messages(workspace: Workspace, channel_id: str, before_ts: str) -> str:
+    """A channel's most recent top-level messages before `before_ts`, oldest first, each with its
+    author's name, within `MAX_CONTEXT_CHARS`. Best effort, as `earlier_messages`."""
+    try:
+        response = await workspace.client.conversations_history(channel=channel_id, latest=before_ts, limit=PAGE_SIZE)
+    except SLACK_ERRORS as error:
+        logger.info("no recent messages for %s: %s", channel_id, error)
+        return ""
+    thread = ThreadKey(workspace.team_id, channel_id, "")
+    kept: list[dict[str, Any]] = []
+    size = 0
+    for message in response.get("messages") or []:  # newest first
+        if message.get("user") == workspace.bot_user_id or not await _may_be_read(message, workspace, thread):
+            continue
+        size += _length(message)
+        if size > MAX_CONTEXT_CHARS:
+            break
+        kept.append(message)
+    return "\n".join([await _line(message, workspace.access, MAX_ROOT_CHARS) for message in reversed(kept)])
+
+
 async def _may_be_read(message: dict[str, Any], workspace: Workspace, thread: ThreadKey) -> bool:
     """What people the policy refuses (guests, other organisations…) wrote never reaches the
     model; apps' posts (alerts) do."""

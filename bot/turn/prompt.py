@@ -3,6 +3,8 @@ the thread, and the files shared with it."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,8 +14,17 @@ from storage import InboxMessage, Store
 
 from ..threads import is_dm, mentions, plain_text, strip_mention
 from .context import TurnContext
-from .earlier_messages import earlier_messages
+from .earlier_messages import channel_messages, earlier_messages
 from .shared_files import ContainerFile
+
+# "this channel", "this thread", "the thread I'm looking at"…: a DM about what the person views.
+_ABOUT_THE_VIEW = re.compile(
+    r"\b(this|that|the current|the open)\s+(channel|thread|conversation|discussion)\b"
+    r"|\b(looking at|viewing|i'?m on)\b",
+    re.IGNORECASE,
+)
+# What a person looked at longer ago than this is not what "this channel" means now.
+VIEW_FRESH_SECONDS = 3600.0
 
 
 def request_text(turn: TurnContext) -> str:
@@ -34,12 +45,31 @@ class Prompts:
         message, workspace = turn.message, turn.workspace
         parts = []
         if _joins_thread_late(message, history, workspace.bot_user_id):
-            parts.append(await earlier_messages(workspace, message.thread, message.message_ts))
+            before = await earlier_messages(workspace, message.thread, message.message_ts)
+            parts.append(f"[Earlier messages in this thread:]\n{before}" if before else "")
+        parts.append(await self._what_they_view(turn))
         notes = await self._notes_since_last_answer(turn)
         if notes:
             said = [f"{await workspace.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes]
-            parts.append("\n".join(said))
+            parts.append("[Said in this thread since the last answer:]\n" + "\n".join(said))
         return "\n".join(part for part in parts if part), notes
+
+    async def _what_they_view(self, turn: TurnContext) -> str:
+        """In a DM about "this channel" or "this thread": what the person views beside the app
+        (Slack's `app_context_changed`), if they may see it — as a late mention reads a thread."""
+        message, workspace = turn.message, turn.workspace
+        if not is_dm(message.thread.channel_id) or not _ABOUT_THE_VIEW.search(message.text):
+            return ""
+        view = await self.store.viewing(message.thread.team_id, message.user_id, since=time.time() - VIEW_FRESH_SECONDS)
+        if view is None or not (await workspace.access.check_thread(message.user_id, view)).allowed:
+            return ""
+        if view.thread_ts:
+            said = await earlier_messages(workspace, view, _later_than(message.message_ts))
+            where = f"the thread they are viewing (in <#{view.channel_id}>)"
+        else:
+            said = await channel_messages(workspace, view.channel_id, message.message_ts)
+            where = f"the channel they are viewing (<#{view.channel_id}>)"
+        return f"[Recent messages in {where}:]\n{said}" if said else ""
 
     async def author(self, turn: TurnContext) -> str | None:
         """Where several people can talk, Claude is told who wrote each message."""
@@ -55,6 +85,14 @@ class Prompts:
         notes = await self.store.notes_before(turn.thread, turn.item.message_ts or "")
         access = turn.workspace.access
         return [n for n in notes if (await access.check(n.user_id, n.thread.channel_id)).allowed]
+
+
+def _later_than(ts: str) -> str:
+    """A Slack timestamp a moment after `ts` (a DM message's time), to read a thread up to now."""
+    try:
+        return f"{float(ts) + 1:.6f}"
+    except ValueError:
+        return f"{time.time():.6f}"
 
 
 def _joins_thread_late(message: InboxMessage, history: Sequence[Mapping[str, Any]], bot_user_id: str) -> bool:
@@ -76,7 +114,7 @@ def user_turn_content(
         text = f"{author}: {text}"
     content: list[ContentBlockParam] = []
     if earlier:
-        content.append({"type": "text", "text": f"Earlier messages in this Slack thread, for context:\n{earlier}"})
+        content.append({"type": "text", "text": f"For context, from Slack:\n{earlier}"})
     content.append({"type": "text", "text": text})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content

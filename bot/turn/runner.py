@@ -20,13 +20,14 @@ from ..model.transcript import stored, uploaded_file_ids
 from ..model.turns import ClaudeTurns, TurnResult
 from ..ops.logs import audit
 from ..ops.metrics import Metrics
+from ..outbound.blocks import feedback_buttons
 from ..outbound.reply import Reply
 from ..outbound.text import escape_mrkdwn
 from ..policy.usage import Prices, turn_footer
 from ..workspaces import Workspace
 from .checks import TurnChecks
 from .commands import InThreadCommands
-from .context import StopSignal, TurnContext
+from .context import StopSignal, TurnContext, feedback_value
 from .deliveries import OwedFiles
 from .prompt import Prompts, request_text, user_turn_content
 from .recovery import STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
@@ -126,15 +127,16 @@ class TurnRunner:
         async def remember_reply(ts: str) -> None:
             await self.store.set_reply_ts(turn.item.id, ts)
 
+        def stopped_in_slack() -> None:  # Slack's own stop control: as `!stop` by the person it answers
+            turn.stop.set(turn.target.user_id)
+
         reply = Reply(
-            turn.workspace.client, turn.target, streaming=self.streaming, on_message=remember_reply,
-            stop_value=turn.stop_value,
+            turn.workspace.client, turn.target, streaming=self.streaming, support=turn.workspace.streams,
+            on_message=remember_reply, on_stopped=stopped_in_slack, stop_value=turn.stop_value,
+            feedback=feedback_buttons(feedback_value(turn)),
         )
         reply.open()  # in parallel with what follows: no Slack round trip before the model request
-        try:
-            await self._run_model_turn(turn, reply)
-        finally:
-            await reply.withdraw_stop_button()
+        await self._run_model_turn(turn, reply)
 
     async def _run_model_turn(self, turn: TurnContext, reply: Reply) -> None:
         item, thread = turn.item, turn.thread

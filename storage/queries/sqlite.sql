@@ -154,6 +154,9 @@ UPDATE queue SET state = 'done', finished_at = :now, admitted = 0 WHERE id = :it
 -- name: set_reply_ts
 UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
 
+-- name: reply_thread
+SELECT thread_ts, user_id FROM queue WHERE team_id = :team AND channel_id = :channel AND reply_ts = :reply_ts LIMIT 1;
+
 -- name: note_stop_message
 INSERT INTO stop_requests (team_id, channel_id, message_ts, requested_at) VALUES (:team, :channel, :message_ts, :now)
 ON CONFLICT DO NOTHING
@@ -330,3 +333,23 @@ FROM usage WHERE team_id = :team AND recorded_at >= :since GROUP BY user_id;
 SELECT channel_id, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
        COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
 FROM usage WHERE team_id = :team AND recorded_at >= :since GROUP BY channel_id;
+
+-- === what people look at, and what they think of answers ===
+
+-- name: set_viewing
+INSERT INTO viewing (team_id, user_id, channel_id, thread_ts, seen_at)
+VALUES (:team, :user, :channel, :thread_ts, :now)
+ON CONFLICT (team_id, user_id)
+DO UPDATE SET channel_id = excluded.channel_id, thread_ts = excluded.thread_ts, seen_at = excluded.seen_at;
+
+-- name: viewing
+SELECT channel_id, thread_ts FROM viewing WHERE team_id = :team AND user_id = :user AND seen_at >= :since;
+
+-- name: record_feedback
+INSERT INTO feedback (team_id, channel_id, reply_ts, thread_ts, user_id, rating, model, item_id, recorded_at)
+VALUES (:team, :channel, :reply_ts, :thread_ts, :user, :rating, :model, :item_id, :now)
+ON CONFLICT (team_id, channel_id, reply_ts, user_id)
+DO UPDATE SET rating = excluded.rating, recorded_at = excluded.recorded_at;
+
+-- name: feedback_totals
+SELECT rating, COUNT(*) FROM feedback WHERE team_id = :team AND recorded_at >= :since GROUP BY rating;

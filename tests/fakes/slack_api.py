@@ -25,6 +25,8 @@ from urllib.parse import urlencode
 import yaml
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from .slack_rules import SUGGESTED_PROMPTS_LIMIT, RateTiers, manifest_problems, message_size_error
+
 CHUNK = 64 * 1024
 KEEP_LIMIT = 10 * 1024 * 1024
 """Uploaded bodies smaller than this are kept in memory (`content`); larger ones only hashed."""
@@ -35,10 +37,11 @@ _CHUNK_TYPES = ("markdown_text", "task_update", "plan_update", "blocks")
 
 # The bot scopes an install of manifest.yml is granted; `FakeSlack.scopes` can take some away.
 # The app's bot scopes are what `manifest.yml` asks for: the app as the admin installs it.
-GRANTED_SCOPES = tuple(
-    yaml.safe_load((Path(__file__).resolve().parents[2] / "manifest.yml").read_text(encoding="utf-8"))
-    ["oauth_config"]["scopes"]["bot"]
-)
+MANIFEST = yaml.safe_load((Path(__file__).resolve().parents[2] / "manifest.yml").read_text(encoding="utf-8"))
+GRANTED_SCOPES = tuple(MANIFEST["oauth_config"]["scopes"]["bot"])
+SUBSCRIBED_EVENTS = tuple(MANIFEST["settings"]["event_subscriptions"]["bot_events"])
+CONFIG_TOKEN = "xoxe.xoxp-config"
+"""The app configuration token `apps.manifest.*` takes."""
 # The scope a Web API method needs; without it Slack answers `missing_scope`.
 METHOD_SCOPES = {
     "chat.postMessage": "chat:write",
@@ -211,6 +214,14 @@ class FakeSlack:
         """... or after this long without an append (None: never)."""
         self.rate_limit_every = 0
         """Every Nth Web API call answers HTTP 429 `ratelimited` with `Retry-After` (0: never)."""
+        self.rate_tiers = RateTiers()
+        """Slack's per-method, per-workspace tiers: past them a call answers 429 with `Retry-After`."""
+        self.surface = "agent_view"
+        """The app's surface as installed: `agent_view` (new apps) or `assistant_view` (older installs)."""
+        self.subscribed_events: list[str] = list(SUBSCRIBED_EVENTS)
+        self.suggested_prompts: dict[str, list[dict[str, Any]]] = {}
+        """The prompts a DM shows, by channel (or `channel/thread_ts` under `assistant_view`)."""
+        self.manifests: list[dict[str, Any]] = []
         self.rate_limited: list[str] = []
         self._n_api = 0
         self._failures: dict[str, list[_Failure]] = {}
@@ -235,12 +246,14 @@ class FakeSlack:
             "chat.stopStream": self._stop_stream,
             "assistant.threads.setStatus": self._need("channel_id", "thread_ts", empty_ok=("status",)),
             "assistant.threads.setTitle": self._need("channel_id", "thread_ts", "title"),
-            "assistant.threads.setSuggestedPrompts": self._need("channel_id", "thread_ts", "prompts"),
+            "assistant.threads.setSuggestedPrompts": self._suggested_prompts,
+            "agents.sessions.setStatus": self._need("channel_id", "status"),
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.replies": self._replies,
+            "conversations.history": self._history,
             "conversations.members": self._members,
             "usergroups.users.list": self._usergroup_users,
             "views.publish": self._views_publish,
@@ -418,12 +431,20 @@ class FakeSlack:
             if token != self.app_token:
                 return web.json_response({"ok": False, "error": "invalid_auth"})
             return web.json_response({"ok": True, "url": f"ws://{self.root[len('http://'):]}/socket"})
+        if method in ("apps.manifest.validate", "apps.manifest.create"):
+            return web.json_response(self._manifest(token, args))
         if token != self.bot_token:
             return web.json_response({"ok": False, "error": "invalid_auth"})
         self._n_api += 1
         if self.rate_limit_every and self._n_api % self.rate_limit_every == 0:
             self.rate_limited.append(method)
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"})
+        wait = self.rate_tiers.retry_after(self.team_id, method, args)
+        if wait is not None:
+            self.rate_limited.append(method)
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(wait)}
+            )
         # Slack names the token's scopes on every answer to an authenticated call.
         scope_headers = {"x-oauth-scopes": ",".join(self.scopes)}
         needed = METHOD_SCOPES.get(method)
@@ -435,6 +456,11 @@ class FakeSlack:
             return web.json_response(
                 {"ok": False, "error": failure.error}, status=failure.status, headers={**scope_headers, **failure.headers}
             )
+        too_big = message_size_error(method, args)
+        if too_big is None and method.startswith("chat.") and not _blocks_within_limits(args.get("blocks") or []):
+            too_big = "invalid_blocks"
+        if too_big is not None:
+            return web.json_response(_err(too_big), headers=scope_headers)
         handler = self._handlers.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method"}, headers=scope_headers)
@@ -617,9 +643,12 @@ class FakeSlack:
         chunks = _stream_chunks(args)
         if chunks is None:
             return _err("invalid_arguments")
+        if args.get("is_stoppable") and "message_stream_stopped" not in self.subscribed_events:
+            return _err("not_subscribed_to_message_stream_stopped")
         msg = self._new_message(channel, self._next_ts(), thread_ts, "")
         now = time.monotonic()
         msg.update(stream=True, streaming=True, chunks=chunks, started_at=now, appended_at=now)
+        msg["stoppable"] = bool(args.get("is_stoppable"))
         for key in ("recipient_user_id", "recipient_team_id", "task_display_mode"):
             if key in args:
                 msg[key] = args[key]
@@ -663,6 +692,8 @@ class FakeSlack:
         msg = self.message(args["channel"], args["ts"])
         if msg is None or not msg.get("stream"):
             return None, "message_not_found"
+        if msg.get("stopped_by_user"):
+            return None, "stopped_by_user"
         if not self._still_streaming(msg):
             return None, "message_not_in_streaming_state"
         return msg, ""
@@ -677,6 +708,47 @@ class FakeSlack:
         if too_long or paused:
             msg["streaming"] = False  # what was streamed stays; buffered text is lost
         return bool(msg["streaming"])
+
+    def stop_by_user(self, channel: str, ts: str) -> None:
+        """The person presses Slack's own stop on a streaming message: it takes nothing more."""
+        msg = self.message(channel, ts)
+        assert msg is not None and msg.get("streaming"), "only a streaming message can be stopped"
+        msg.update(streaming=False, stopped_by_user=True)
+
+    def streaming_messages(self) -> list[dict[str, Any]]:
+        """Streams still open (a reply left open shows as still being written)."""
+        return [m for m in self.messages if m.get("stream") and self._still_streaming(m)]
+
+    def _suggested_prompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, prompts = args.get("channel_id"), args.get("prompts")
+        if not channel or not isinstance(prompts, list) or not 0 < len(prompts) <= SUGGESTED_PROMPTS_LIMIT:
+            return _err("invalid_arguments")
+        if self.surface == "agent_view":
+            if not args.get("thread_ts"):  # with a thread_ts the call "silently fails"
+                self.suggested_prompts[channel] = prompts
+            return {"ok": True}
+        if not args.get("thread_ts"):
+            return _err("invalid_arguments")
+        self.suggested_prompts[f"{channel}/{args['thread_ts']}"] = prompts
+        return {"ok": True}
+
+    def _manifest(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
+        """`apps.manifest.validate` / `create` for a new app, with the configuration token."""
+        if token != CONFIG_TOKEN:
+            return _err("invalid_auth")
+        manifest = args.get("manifest")
+        if isinstance(manifest, str):
+            try:
+                manifest = json.loads(manifest)
+            except ValueError:
+                return _err("invalid_manifest")
+        if not isinstance(manifest, dict):
+            return _err("invalid_manifest")
+        problems = manifest_problems(manifest)
+        if problems:
+            return {"ok": False, "error": "invalid_manifest", "errors": problems}
+        self.manifests.append(manifest)
+        return {"ok": True, "app_id": f"A{len(self.manifests):04d}"}
 
     def end_streams(self) -> None:
         """Slack ends every open stream server-side now."""
@@ -820,6 +892,25 @@ class FakeSlack:
             "response_metadata": {"next_cursor": cursor},
         }
 
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages, newest first, `limit` of them before `latest`."""
+        channel = args.get("channel")
+        if not channel:
+            return _err("channel_not_found")
+        try:
+            limit = min(int(args.get("limit") or 100), 999)
+        except ValueError:
+            return _err("invalid_limit")
+        latest = ts_key(str(args["latest"])) if args.get("latest") else None
+        top = [
+            m for m in self.messages
+            if m["channel"] == channel and m.get("thread_ts") in (None, m["ts"])
+            and (latest is None or ts_key(m["ts"]) < latest)
+        ]
+        top.sort(key=lambda m: ts_key(m["ts"]), reverse=True)
+        page = top[:limit]
+        return {"ok": True, "messages": [self._public(m) for m in page], "has_more": len(top) > limit}
+
     def _get_upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename, length = args.get("filename"), args.get("length")
         if not filename or length in (None, ""):
@@ -961,6 +1052,18 @@ def _blocks_within_limits(blocks: list[Any]) -> bool:
             if accessory is not None and accessory.get("type") == "button":
                 if not text_ok(accessory.get("text"), 75) or len(str(accessory.get("value", ""))) > 2000:
                     return False
+        if kind == "context_actions":
+            elements = block.get("elements") or []
+            if not 0 < len(elements) <= 5:
+                return False
+            for element in elements:
+                if element.get("type") == "feedback_buttons":
+                    buttons = [element.get("positive_button"), element.get("negative_button")]
+                    if not element.get("action_id") or not all(
+                        isinstance(b, dict) and text_ok(b.get("text"), 75) and len(str(b.get("value", ""))) <= 2000
+                        for b in buttons
+                    ):
+                        return False
         if kind == "context":
             elements = block.get("elements") or []
             if not 0 < len(elements) <= 10 or not all(text_ok(e, 3000) for e in elements):
