@@ -35,6 +35,7 @@ from .model.request import ModelSettings
 from .model.turns import ClaudeTurns
 from .ops.metrics import Metrics
 from .outbound.home import HomeTab
+from .outbound.pacing import PacedWebClient, SlackPacer
 from .outbound.waiting import WaitingSigns
 from .policy.access import AccessPolicy
 from .policy.budgets import Budgets
@@ -74,9 +75,11 @@ class Runtime:
         await self.store.close()
 
 
-def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
-    """The Web API client of the bot token: the SDK's retries, and every error counted."""
-    return AsyncWebClient(
+def slack_client(settings: Settings, metrics: Metrics, store: Store) -> AsyncWebClient:
+    """The Web API client of the bot token: paced within the workspace's rate budget (shared
+    with the other processes working there), the SDK's retries, and every error counted."""
+    return PacedWebClient(
+        pacer=SlackPacer(store.live_processes, on_wait=metrics.slack_waited),
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
         retry_handlers=[
@@ -169,7 +172,7 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
     limits = await configured_model(claude, settings)
     store = await open_store(settings.database_url)
     opened.push_async_callback(store.close)
-    slack = slack_client(settings, metrics)
+    slack = slack_client(settings, metrics, store)
     workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings, limits))
     await identify(workspaces, settings)
     http = aiohttp.ClientSession()
@@ -195,6 +198,7 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         commands=thread_commands(store, resets, settings.prices),
         metrics=metrics,
         streaming=settings.slack_streaming,
+        task_display=settings.task_display,
         show_usage=settings.show_usage,
         prices=settings.prices,
     )

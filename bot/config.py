@@ -61,6 +61,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_MESSAGE_CHARS", "20000", "longer messages get an explanation instead of a model call"),
     Setting("MAX_FILE_MB", "100", "largest file a user can share into a container"),
     Setting("SLACK_STREAMING", "true", "false posts and edits an ordinary message instead of streaming"),
+    Setting("SLACK_TASK_DISPLAY", "timeline", "plan shows a streamed answer's code runs together as one plan"),
     Setting("QUEUE_LEASE_SECONDS", "10", "how long a process holds a thread without renewing"),
     Setting("QUEUE_POLL_SECONDS", "10", "the slowest a process looks for work it was not told about"),
     Setting("MAX_CONCURRENT_TURNS", "10", "turns one process runs at once (in different threads)"),
@@ -117,6 +118,8 @@ class Settings:
     max_message_chars: int
     max_file_bytes: int
     slack_streaming: bool
+    task_display: str
+    """How a streamed answer shows its code runs: `timeline` (in the text) or `plan` (together)."""
     system_prompt: str
     queue_lease_seconds: float
     queue_poll_seconds: float
@@ -210,6 +213,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         max_message_chars=read("MAX_MESSAGE_CHARS", values.whole_number),
         max_file_bytes=read("MAX_FILE_MB", values.whole_number) * 1024 * 1024,
         slack_streaming=read("SLACK_STREAMING", values.boolean),
+        task_display=read("SLACK_TASK_DISPLAY", values.choice, ("timeline", "plan")),
         system_prompt=get("SYSTEM_PROMPT"),
         queue_lease_seconds=read("QUEUE_LEASE_SECONDS", values.positive),
         queue_poll_seconds=read("QUEUE_POLL_SECONDS", values.positive),

@@ -162,6 +162,11 @@ class QueueStore:
             await db.notify()
         return released
 
+    async def live_processes(self) -> int:
+        """How many processes hold a live lease now (they share Slack's rate budget)."""
+        row = await self.connector.one("live_processes", {"now": time.time()})
+        return int(row[0]) if row is not None else 0
+
     async def next_lease_expiry(self, owner: str) -> float | None:
         """Seconds until the first lease another process holds on a thread with open work runs
         out, if any (a lease left behind on a finished thread is nothing to wait for)."""

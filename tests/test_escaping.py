@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
+import pytest
+
+from bot.config import Settings
 from bot.outbound.text import defuse_mentions
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event
@@ -74,3 +78,38 @@ def test_code_keeps_its_html_while_every_ping_is_broken() -> None:
     assert "<" not in joined.replace("<\u2060", "")
     # A streamed piece may end where a mention begins; the next piece would complete it.
     assert defuse_mentions("say <!cha") == "say <\u2060!cha" and defuse_mentions("say <") == "say <\u2060"
+
+
+def long_code_answer() -> str:
+    """An answer whose one Python block runs far past a Slack message, with a mention in it."""
+    lines = "\n".join(f"row_{n} = fetch('<!channel>', {n})  # `<@U2>`" for n in range(420))
+    return f"Here is the script, <!here>:\n\n```python\n{lines}\n"
+
+
+def code_blocks(message_text: str) -> list[str]:
+    return re.findall(r"```(\w*)\n", message_text)
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streamed", "edited"])
+async def test_a_long_code_block_is_split_as_code_and_the_note_after_it_is_not_code(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, streaming: bool
+) -> None:
+    async with running_bot(replace(settings, slack_streaming=streaming), slack) as bot:
+        claude_api.enqueue(Reply([text(long_code_answer())], stop_reason="max_tokens"))
+        root = "1700000903.000100"
+        await bot.send_event(mention_event("write the script", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "length limit" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+    texts = slack.thread_texts(CHANNEL, root)
+    assert len(texts) >= 2, "the answer fits no single message"
+    for message_text in texts:
+        # Every message's code block is closed in it, and the ones after the first reopen it as Python.
+        assert message_text.count("```") % 2 == 0, message_text[-200:]
+    assert all(code_blocks(t)[:1] == ["python"] for t in texts)
+    last = texts[-1]
+    assert last.rindex("```") < last.index("length limit"), "the note landed inside the code block"
+    code = "".join(re.findall(r"```python\n(.*?)```", "\n".join(texts), re.S))
+    assert "\u2060" not in code and code.count("fetch('<!channel>'") == 420  # code as written, whole
+    assert "Here is the script, <\u2060!here>" in texts[0]  # outside code, a mention is defused
+    outside_code = [re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", t, flags=re.S)) for t in texts]
+    assert [PING.findall(t) for t in outside_code] == [[] for _ in texts]  # nothing outside code pings

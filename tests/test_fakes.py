@@ -249,6 +249,56 @@ async def test_slack_ends_streams_server_side_and_refuses_editing_a_live_one(sla
 
 
 @pytest.mark.asyncio
+async def test_slack_refuses_messages_and_stream_pieces_past_its_limits(slack: FakeSlack) -> None:
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.base_url)
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x"}}
+
+    async def refused(call: Any) -> str:
+        with pytest.raises(SlackApiError) as error:
+            await call
+        return str(error.value.response["error"])
+
+    assert await refused(client.chat_postMessage(channel="C1", text="x", blocks=[section] * 51)) == "msg_blocks_too_many"
+    assert await refused(client.chat_postMessage(channel="C1", text="x" * 40_001)) == "msg_too_long"
+    started = await client.chat_startStream(channel="C1", thread_ts=THREAD, recipient_team_id="T1",
+                                            recipient_user_id="U1")
+    ts = started["ts"]
+    assert await refused(client.chat_appendStream(channel="C1", ts=ts, markdown_text="x" * 12_001)) == "msg_too_long"
+    long_chunk = [{"type": "markdown_text", "text": "x" * 12_001}]
+    assert await refused(client.chat_appendStream(channel="C1", ts=ts, markdown_text="", chunks=long_chunk)) == "invalid_chunks"
+    bad_source = [{"type": "task_update", "id": "t1", "title": "run", "status": "complete",
+                   "sources": [{"type": "url", "url": "ftp://x", "text": "x"}]}]
+    assert await refused(client.chat_appendStream(channel="C1", ts=ts, markdown_text="", chunks=bad_source)) == "invalid_chunks"
+    feedback = {"type": "context_actions", "elements": [{"type": "feedback_buttons", "action_id": "f",
+                "positive_button": {"text": {"type": "plain_text", "text": "x" * 76}, "value": "g"},
+                "negative_button": {"text": {"type": "plain_text", "text": "Bad"}, "value": "b"}}]}
+    assert await refused(client.chat_stopStream(channel="C1", ts=ts, blocks=[feedback])) == "invalid_blocks"
+    await client.chat_appendStream(channel="C1", ts=ts, markdown_text="x" * 12_000)  # at the limit: taken
+
+    # The person stops the stream in Slack: it takes nothing more.
+    slack.stop_by_user("C1", ts)
+    assert await refused(client.chat_appendStream(channel="C1", ts=ts, markdown_text="more")) == "stopped_by_user"
+    assert await refused(client.chat_stopStream(channel="C1", ts=ts)) == "stopped_by_user"
+
+    # Slack's own stop control on a stream needs the `message_stream_stopped` subscription.
+    slack.subscribed_events.remove("message_stream_stopped")
+    assert await refused(client.chat_startStream(channel="C1", thread_ts=THREAD, recipient_team_id="T1",
+                                                 recipient_user_id="U1", is_stoppable=True)) == (
+        "not_subscribed_to_message_stream_stopped"
+    )
+
+
+async def test_suggested_prompts_under_agent_view_take_no_thread(slack: FakeSlack) -> None:
+    client = AsyncWebClient(token=slack.bot_token, base_url=slack.base_url)
+    prompts = [{"title": "a", "message": "b"}]
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D1", thread_ts=THREAD, prompts=prompts)
+    assert slack.suggested_prompts == {}  # answered ok, and silently dropped
+    await client.assistant_threads_setSuggestedPrompts(channel_id="D1", prompts=prompts)
+    assert slack.suggested_prompts == {"D1": prompts}
+    with pytest.raises(SlackApiError):
+        await client.assistant_threads_setSuggestedPrompts(channel_id="D1", prompts=prompts * 5)
+
+
 async def test_slack_rate_limits_now_and_then_with_retry_after(slack: FakeSlack) -> None:
     slack.rate_limit_every = 2
     bare = web_client(slack)

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.outbound import pacing
 from tests.conftest import BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
@@ -170,12 +171,14 @@ def requests(draw: st.DrawFn, response_url: str) -> tuple[str, str]:
 
 
 async def test_malformed_payloads_get_no_5xx_and_no_traceback(
-    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, caplog: pytest.LogCaptureFixture
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO)
     # Thousands of requests in seconds: far past any workspace's rate tiers, which are not what
-    # this test is about (tests/test_rate_limits.py is).
-    slack.rate_tiers.enabled = False
+    # this test is about (tests/test_rate_limits.py is). Slack's minute, and the bot's, are short.
+    slack.rate_tiers.window = 0.01
+    monkeypatch.setattr(pacing, "MINUTE_SECONDS", 0.01)
     response_url = slack.new_response_url()
     statuses: list[int] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -117,30 +118,37 @@ async def test_the_stop_button_on_a_reply_that_is_not_streamed(
     assert len(slack.thread(CHANNEL, root)) == 1
 
 
-async def stop_in_slack_and_wait(server: BotServer, root: str, *, event: bool) -> dict[str, Any]:
-    """The person presses Slack's own stop on the streaming reply (and, with `event`, Slack
-    sends `message_stream_stopped`); returns the reply once its turn has ended."""
+async def stop_in_slack_and_wait(server: BotServer, root: str, *, event: str | None) -> dict[str, Any]:
+    """The person presses Slack's own stop on the streaming reply (and Slack sends `event`, if
+    any); returns the reply once its turn has ended."""
     slack = server.slack
     await server.wait_for(lambda: "streamed words" in thread_text(slack, CHANNEL, root))
     [reply] = slack.thread(CHANNEL, root)
     slack.stop_by_user(CHANNEL, reply["ts"])
-    if event:
-        await server.send_event({"type": "message_stream_stopped", "channel": CHANNEL, "ts": reply["ts"],
-                                 "thread_ts": root, "user": "U1", "event_ts": reply["ts"]})
+    if event == "message_stream_stopped":
+        await server.send_event({"type": event, "channel": CHANNEL, "ts": reply["ts"], "thread_ts": root,
+                                 "user": "U1", "event_ts": reply["ts"]})
+    elif event == "agent_session_stopped":  # the session names its thread, not the message
+        await server.send_event({"type": event, "channel_id": CHANNEL, "thread_ts": root, "user_id": "U1"})
     await server.wait_for(lambda: server.runtime.metrics.registry.get_sample_value(
         "threadbox_turns_total", {"outcome": "stopped"}) == 1, timeout=5)
     await server.idle()
     return reply
 
 
-@pytest.mark.parametrize("event", [True, False], ids=["event", "refused-append"])
+@pytest.mark.parametrize(
+    "event", ["message_stream_stopped", "agent_session_stopped", None], ids=["stream-event", "session-event", "refused-append"]
+)
 async def test_slacks_own_stop_ends_the_turn_as_bang_stop_does(
-    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, event: bool
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, event: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bot.audit")
     root = "1700002004.000100"
     claude_api.enqueue(long_running_reply("streamed words"))
     await bot.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
     reply = await stop_in_slack_and_wait(bot, root, event=event)
+    requested = [r for r in caplog.records if r.name == "bot.audit" and r.getMessage().startswith("stop_requested")]
+    assert len(requested) == (1 if event else 0)  # the event itself asked for the stop, as `!stop` does
 
     [start] = slack.calls_to("chat.startStream")
     assert start["is_stoppable"] is True, "the stream offers Slack's own stop control"

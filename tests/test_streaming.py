@@ -6,6 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import Settings
+from bot.model.tools import tool_sources
+from bot.outbound.state import Step
 from tests.conftest import BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import ErrorReply, Reply, code_error, code_run, file_edit, text
@@ -242,3 +244,35 @@ async def test_a_title_slack_refuses_still_answers_slack_with_200(
     )
     assert status == 200  # a 5xx would have Slack send the message again
     await bot.wait_for(lambda: "Answered all the same." in thread_text(slack, dm, thread_ts))
+
+
+async def test_plan_view_shows_the_code_runs_together_under_one_plan(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(replace(settings, task_display="plan"), slack) as bot:
+        root = "1700000420.000100"
+        claude_api.enqueue(Reply([*code_run("python load.py", stdout="loaded"), *code_run("python fit.py", stdout="r2=0.9"),
+                                  text("Fitted.")]))
+        await bot.send_event(mention_event("fit it", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: bool(slack.calls_to("chat.stopStream")))
+        await bot.idle()
+    [start] = slack.calls_to("chat.startStream")
+    assert start["task_display_mode"] == "plan"
+    plans = [c["title"] for c in stream_chunks(slack) if c["type"] == "plan_update"]
+    assert plans == ["Running code", "Running code: 2 steps"]
+    [reply] = slack.thread(CHANNEL, root)
+    assert {t["status"] for t in slack.task_updates(reply).values()} == {"complete"}
+
+
+def test_a_step_names_the_pages_its_tool_read_as_sources() -> None:
+    result = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [
+        {"type": "web_search_result", "url": "https://example.com/a", "title": "Page <!channel> A"},
+        {"type": "web_search_result", "url": "https://example.com/b", "title": "B"},
+        {"type": "web_search_result", "url": "https://example.com/a", "title": "A again"},
+    ]}
+    sources = tool_sources(result)
+    assert sources == [("https://example.com/a", "Page <!channel> A"), ("https://example.com/b", "B")]
+    chunk = Step("srvtoolu_1", "web search", status="complete", sources=sources).chunk().to_dict()
+    assert [s["url"] for s in chunk["sources"]] == ["https://example.com/a", "https://example.com/b"]
+    assert "<!channel>" not in chunk["sources"][0]["text"]
+    assert tool_sources({"type": "bash_code_execution_tool_result", "content": {"stdout": "x"}}) == []

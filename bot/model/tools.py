@@ -18,6 +18,19 @@ def tool_title(name: str, tool_input: object) -> str:
     return name.replace("_", " ")
 
 
+def tool_sources(result_block: Mapping[str, Any], limit: int = 10) -> list[tuple[str, str]]:
+    """The pages a web tool's result read or found, as (url, title): a step shows them."""
+    content = result_block.get("content")
+    items = content if isinstance(content, list) else [content] if isinstance(content, dict) else []
+    found: dict[str, str] = {}
+    for item in items:
+        url = item.get("url") if isinstance(item, dict) else None
+        if isinstance(url, str) and url.startswith(("https://", "http://")):
+            title = item.get("title") or (item.get("content") or {}).get("title") if isinstance(item, dict) else None
+            found.setdefault(url, one_line(str(title or url), 120))
+    return list(found.items())[:limit]
+
+
 def tool_outcome(result_block: Mapping[str, Any], limit: int = 300) -> tuple[bool, str]:
     """(succeeded, short excerpt of output or the error) for a code-execution result block."""
     content = result_block.get("content") or {}

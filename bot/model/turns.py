@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -20,7 +21,7 @@ from storage import Usage
 from ..tasks import run_until
 from .errors import api_message, container_is_gone, describe_api_error, is_transient
 from .request import EPHEMERAL, ModelSettings
-from .tools import tool_outcome, tool_title
+from .tools import tool_outcome, tool_sources, tool_title
 from .transcript import (
     as_param,
     continuation,
@@ -52,7 +53,10 @@ class TurnObserver(Protocol):
 
     async def on_tool_start(self, tool_id: str, title: str) -> None: ...
 
-    async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None: ...
+    async def on_tool_end(
+        self, tool_id: str, ok: bool, excerpt: str, sources: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """A tool's result: whether it worked, an excerpt, and the pages it read (url, title)."""
 
 
 @dataclass
@@ -280,8 +284,9 @@ async def _report_block(block: ContentBlock, observer: TurnObserver) -> None:
     if block.type == "server_tool_use":
         await observer.on_tool_start(block.id, tool_title(block.name, block.input))
     elif block.type.endswith("_tool_result") and hasattr(block, "tool_use_id"):
-        ok, excerpt = tool_outcome(block.model_dump(mode="json", exclude_none=True))
-        await observer.on_tool_end(block.tool_use_id, ok, excerpt)
+        dumped = block.model_dump(mode="json", exclude_none=True)
+        ok, excerpt = tool_outcome(dumped)
+        await observer.on_tool_end(block.tool_use_id, ok, excerpt, tool_sources(dumped))
 
 
 def _long_idle(expires_at: float | None) -> bool:

@@ -6,6 +6,7 @@ Served as `GET /metrics` in the Prometheus text format (see README.md for exampl
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import anthropic
@@ -85,6 +86,10 @@ class Metrics:
             "threadbox_anthropic_api_errors", "Anthropic API error answers (retried ones included), by HTTP status"
             " and error type.", ["status", "type"], registry=r,
         )
+        self.slack_paced = Counter(
+            "threadbox_slack_paced_seconds", "Seconds Slack calls waited for their workspace's rate budget, by method.",
+            ["method"], registry=r,
+        )
         self.feedback = Counter(
             "threadbox_feedback", "Presses of the feedback buttons under answers, by rating (good, bad).",
             ["rating"], registry=r,
@@ -108,6 +113,9 @@ class Metrics:
             posted = now
         self.queue_wait_seconds.observe(max(0.0, now - posted))
         return time.monotonic()
+
+    def slack_waited(self, method: str, seconds: float) -> None:
+        self.slack_paced.labels(method).inc(seconds)
 
     def feedback_given(self, rating: str) -> None:
         self.feedback.labels(rating).inc()
@@ -177,8 +185,10 @@ class _FirstWordTimer:
     async def on_tool_start(self, tool_id: str, title: str) -> None:
         await self._observer.on_tool_start(tool_id, title)
 
-    async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None:
-        await self._observer.on_tool_end(tool_id, ok, excerpt)
+    async def on_tool_end(
+        self, tool_id: str, ok: bool, excerpt: str, sources: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        await self._observer.on_tool_end(tool_id, ok, excerpt, sources)
 
 
 class _SlackErrorCounter(AsyncRetryHandler):

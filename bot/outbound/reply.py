@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -33,6 +33,7 @@ class Reply:
         target: ReplyTarget,
         *,
         streaming: bool,
+        task_display: str = "timeline",
         support: StreamSupport | None = None,
         on_message: Callable[[str], Awaitable[None]] | None = None,
         on_stopped: Callable[[], None] | None = None,
@@ -50,7 +51,7 @@ class Reply:
         self._renderer: Renderer = (
             StreamRenderer(
                 client, target, support=support or StreamSupport(), on_stopped=on_stopped or (lambda: None),
-                stop_value=stop_value,
+                stop_value=stop_value, task_display=task_display,
             )
             if streaming and target.thread_ts
             else MessageRenderer(client, target, stop_value=stop_value)
@@ -94,10 +95,12 @@ class Reply:
         await self._show(step)
         await self.set_status("is running code…")
 
-    async def on_tool_end(self, tool_id: str, ok: bool, excerpt: str) -> None:
+    async def on_tool_end(
+        self, tool_id: str, ok: bool, excerpt: str, sources: Sequence[tuple[str, str]] = ()
+    ) -> None:
         # No status change here: the next step or the text that follows shows what happens.
         step = self.state.steps.setdefault(tool_id, Step(tool_id, "code"))
-        step.status, step.output = ("complete" if ok else "error"), excerpt
+        step.status, step.output, step.sources = ("complete" if ok else "error"), excerpt, list(sources)
         await self._show(step)
 
     async def finish(self, notes: list[str] | None = None, *, failed: bool = False, usage: str = "") -> None:

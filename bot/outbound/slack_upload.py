@@ -87,17 +87,24 @@ class SlackUpload:
             reason = escape_mrkdwn(str(error))
             raise FileRelayError(f"couldn't upload {code_span(self.filename)} to Slack: {reason}") from error
 
-    async def complete(self, channel_id: str, thread_ts: str | None, comment: str | None = None) -> None:
-        await within(
-            self.timeout,
-            self.slack.files_completeUploadExternal(
-                files=[{"id": self.file_id, "title": defuse_mentions(self.filename)}],
-                channel_id=channel_id,
-                thread_ts=thread_ts,
-                initial_comment=comment,
-            ),
-            f"couldn't finish the upload of {code_span(self.filename)}",
-        )
+
+
+async def complete_uploads(
+    slack: AsyncWebClient, uploads: list[SlackUpload], channel_id: str, thread_ts: str | None, timeout: float,
+    comment: str | None = None,
+) -> None:
+    """Share uploaded files in the thread, all in one `files.completeUploadExternal` call."""
+    names = ", ".join(code_span(upload.filename) for upload in uploads)
+    await within(
+        timeout,
+        slack.files_completeUploadExternal(
+            files=[{"id": upload.file_id, "title": defuse_mentions(upload.filename)} for upload in uploads],
+            channel_id=channel_id,
+            thread_ts=thread_ts,
+            initial_comment=comment,
+        ),
+        f"couldn't finish the upload of {names}",
+    )
 
 
 class CheckedBody:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from slack_sdk.models.blocks.block_elements import UrlSourceElement
 from slack_sdk.models.messages.chunk import TaskUpdateChunk
 
 from .text import code_span, defuse_mentions, escape_mrkdwn
@@ -32,6 +33,8 @@ class Step:
     output: str = ""
     details: str = ""
     """What Claude said it was about to do (its words before the run)."""
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    """The pages it read (url, title), shown as the step's sources."""
 
     def chunk(self) -> TaskUpdateChunk:
         return TaskUpdateChunk(
@@ -40,6 +43,7 @@ class Step:
             status=self.status,
             details=defuse_mentions(self.details) or None,
             output=defuse_mentions(self.output) or None,
+            sources=[UrlSourceElement(url=url, text=defuse_mentions(title)) for url, title in self.sources] or None,
         )
 
     def line(self) -> str:

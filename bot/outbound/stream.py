@@ -12,10 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.models.messages.chunk import TaskUpdateChunk
+from slack_sdk.models.messages.chunk import Chunk, PlanUpdateChunk, TaskUpdateChunk
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,6 +25,7 @@ from .state import ReplyState, ReplyTarget, Step
 from .text import MARKDOWN_BLOCK_LIMIT, MarkdownGuard
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Markdown streamed in one Slack message before the reply moves on to the next message.
 STREAM_MESSAGE_LIMIT = MARKDOWN_BLOCK_LIMIT
@@ -57,11 +58,15 @@ class StreamRenderer:
         support: StreamSupport,
         on_stopped: Callable[[], None],
         stop_value: str | None = None,
+        task_display: str = "timeline",
     ) -> None:
+        """`task_display`: `plan` shows the answer's code runs together as one plan, under a
+        title naming how many there are; `timeline` shows each where it ran."""
         self.client = client
         self.target = target
         self.support = support
         self.stop_value = stop_value
+        self.task_display = task_display
         self._on_stopped = on_stopped
         self.stopped = False
         """The person stopped the stream in Slack: nothing more is written to it."""
@@ -74,8 +79,11 @@ class StreamRenderer:
         # One Slack call at a time on the stream (the delayed flush runs on its own).
         self._lock = asyncio.Lock()
         self._ended: dict[str, Step] = {}
-        self._held = False
-        """Text or finished steps are waiting in the buffer for the next send."""
+        self._pending = ""
+        """The answer's words not yet handed to the stream."""
+        self._unsent = False
+        """The SDK's helper holds words not sent yet."""
+        self._failure: Exception | None = None
         self._last_send = 0.0
         self._words_shown = False
         """The answer's first words went out (they go at once; later ones at most once a second)."""
@@ -90,45 +98,38 @@ class StreamRenderer:
         await self._call(self._open_now())
 
     async def text(self, state: ReplyState, delta: str) -> None:
-        async with self._lock:
-            while delta and not self.stopped:
-                stream = await self._current()
-                piece, self._full = _next_piece(delta, self._streamed_chars)
-                self._streamed_chars += len(piece)
-                delta = delta[len(piece) :]
-                decided = self._guard.feed(piece)
-                if self._full:  # the message ends here: a code block open at the cut is closed
-                    decided += self._guard.close()
-                if decided:
-                    await self._call(stream.append(markdown_text=decided))
-                    self._held = True
-            first_words = self._streamed_chars and not self._words_shown
-            if self._held and (first_words or time.monotonic() - self._last_send >= APPEND_INTERVAL_SECONDS):
-                self._words_shown = True
+        """The words wait here; the first go out at once, later ones with the next send, which
+        runs on its own so the model's stream never waits for Slack's."""
+        self._raise_failure()
+        self._pending += delta
+        if not self._words_shown:
+            self._words_shown = True
+            async with self._lock:
                 await self._send()
-            elif self._held:
-                self._flush_later()
+        else:
+            self._flush_later()
 
     async def step(self, state: ReplyState, step: Step) -> None:
+        self._raise_failure()
         if step.status != "in_progress":
             # Finished: it rides along with what comes next, or goes alone in a moment.
             self._ended[step.id] = step
-            self._held = True
             self._flush_later()
             return
-        async with self._lock:
-            if not self.stopped:
-                stream = await self._current()
-                chunks = [*self._take_ended(), step.chunk()]
-                await self._call(stream.append(chunks=chunks))
-                self._sent()
+        async with self._lock:  # a run starting shows at once, after the words before it
+            if self.task_display == "plan":
+                await self._send(PlanUpdateChunk(title=plan_title(len(state.steps))), step.chunk())
+            else:
+                await self._send(step.chunk())
 
     async def finish(self, state: ReplyState, footer: str) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-        async with self._lock:
+        async with self._lock:  # after a send in flight; one still waiting is not needed now
+            if self._flusher is not None:
+                self._flusher.cancel()
+            self._raise_failure()
             if self.stopped:
                 return
+            await self._take_pending()
             stream = await self._current()
             closed = self._guard.close()  # a note after an answer cut inside code is not code
             ending = f"{closed}\n\n{footer}" if footer and (state.text.strip() or closed) else closed + footer
@@ -138,9 +139,10 @@ class StreamRenderer:
     async def fallback(self) -> MessageRenderer:
         """Carry on by editing the current message. Slack refuses `chat.update` on a message
         that is still streaming, so a stream it still holds open is stopped first."""
+        async with self._lock:
+            if self._flusher is not None:
+                self._flusher.cancel()
         ts = self._stream.ts if self._stream is not None else None
-        if self._flusher is not None:
-            self._flusher.cancel()
         if self._stream is not None and ts is not None:
             try:
                 await self.client.chat_stopStream(channel=self.target.channel_id, ts=ts)
@@ -153,7 +155,7 @@ class StreamRenderer:
     async def _open_now(self) -> None:
         """A new stream message, started at once (with Slack's stop control where it has one)."""
         self._message_start += self._streamed_chars
-        self._streamed_chars, self._full = 0, False
+        self._streamed_chars, self._full, self._unsent = 0, False, False
         reopened = self._guard.fence  # a code block cut at the last message goes on here
         while True:
             stoppable: dict[str, Any] = {"is_stoppable": True} if self.support.stoppable else {}
@@ -162,7 +164,7 @@ class StreamRenderer:
                 thread_ts=self.target.thread_ts or "",
                 recipient_team_id=self.target.team_id,
                 recipient_user_id=self.target.user_id,
-                task_display_mode="timeline",
+                task_display_mode=self.task_display,
                 buffer_size=STREAM_BUFFER_CHARS,
                 **stoppable,
             )
@@ -175,7 +177,7 @@ class StreamRenderer:
                     continue
                 raise
             self._stream = stream
-            self._sent()
+            self._last_send = time.monotonic()
             return
 
     async def _current(self) -> AsyncChatStream:
@@ -189,15 +191,29 @@ class StreamRenderer:
         assert self._stream is not None
         return self._stream
 
-    async def _send(self) -> None:
-        """What waits in the buffer (text, finished steps) goes out now."""
-        if self._stream is not None and self._held and not self.stopped:
-            stream, chunks = self._stream, self._take_ended()
-            await self._call(stream.append(chunks=chunks))
-            self._sent()
+    async def _take_pending(self) -> None:
+        """The words waiting here into the stream's buffer, a message at a time (under the lock)."""
+        delta, self._pending = self._pending, ""
+        while delta and not self.stopped:
+            stream = await self._current()
+            piece, self._full = _next_piece(delta, self._streamed_chars)
+            self._streamed_chars += len(piece)
+            delta = delta[len(piece) :]
+            decided = self._guard.feed(piece)
+            if self._full:  # the message ends here: a code block open at the cut is closed
+                decided += self._guard.close()
+            if decided:  # held by the SDK's helper until the next send (or a full buffer)
+                self._unsent = await self._call(stream.append(markdown_text=decided)) is None
 
-    def _sent(self) -> None:
-        self._held, self._last_send = False, time.monotonic()
+    async def _send(self, *more: Chunk) -> None:
+        """The words and finished steps waiting, and `more`, go out now in one call (under the lock)."""
+        await self._take_pending()
+        chunks: list[Chunk] = [*self._take_ended(), *more]
+        if self.stopped or (not chunks and not self._unsent):
+            return
+        stream = await self._current()
+        await self._call(stream.append(chunks=chunks))
+        self._unsent, self._last_send = False, time.monotonic()
 
     def _flush_later(self) -> None:
         if self._flusher is None or self._flusher.done():
@@ -208,21 +224,28 @@ class StreamRenderer:
         async with self._lock:
             try:
                 await self._send()
-            except SLACK_ERRORS as error:  # the next call falls back and shows everything
+            except SLACK_ERRORS as error:  # the turn's next call falls back and shows everything
                 logger.warning("stream update failed: %s", error)
+                self._failure = error
+
+    def _raise_failure(self) -> None:
+        """A send that failed on its own fails the turn's next call, which falls back."""
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
 
     def _take_ended(self) -> list[TaskUpdateChunk]:
         chunks = [step.chunk() for step in self._ended.values()]
         self._ended.clear()
         return chunks
 
-    async def _call(self, send: Coroutine[Any, Any, object]) -> None:
+    async def _call(self, send: Coroutine[Any, Any, T]) -> T | None:
         """One Slack call on the stream; `stopped_by_user` ends the stream here and tells the turn."""
         if self.stopped:
             send.close()
-            return
+            return None
         try:
-            await send
+            return await send
         except SlackApiError as error:
             if error.response.get("error") != STOPPED_BY_USER:
                 raise
@@ -231,6 +254,11 @@ class StreamRenderer:
             if self._flusher is not None and self._flusher is not asyncio.current_task():
                 self._flusher.cancel()
             self._on_stopped()
+            return None
+
+
+def plan_title(runs: int) -> str:
+    return "Running code" if runs == 1 else f"Running code: {runs} steps"
 
 
 def _next_piece(text: str, streamed: int) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ from anthropic.types import FileMetadata
 from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import FileRelayError
-from .slack_upload import SlackUpload, api_reason, download_failed
+from .slack_upload import SlackUpload, api_reason, complete_uploads, download_failed
 from .text import code_span
 
 CHUNK_BYTES = 256 * 1024
@@ -39,6 +39,14 @@ class RelayedFile:
     size: int
 
 
+@dataclass(frozen=True)
+class StagedFile:
+    """A file whose bytes are in Slack, waiting to be shared in the thread."""
+
+    upload: SlackUpload
+    relayed: RelayedFile
+
+
 async def relay_output_to_slack(
     claude: anthropic.AsyncAnthropic,
     slack: AsyncWebClient,
@@ -52,7 +60,38 @@ async def relay_output_to_slack(
     on_upload: Callable[[str], Awaitable[None]] | None = None,
     timeout: float,
 ) -> RelayedFile | None:
-    """Copy one file the code produced from the Files API into the thread, under its real name.
+    """Copy one file the code produced into the thread (`stage_output`, then its share)."""
+    staged = await stage_output(
+        claude, slack, http, file_id, upload_limit=upload_limit, skip=skip, on_upload=on_upload, timeout=timeout
+    )
+    if staged is None:
+        return None
+    await share_staged(slack, [staged], channel_id, thread_ts, timeout)
+    return staged.relayed
+
+
+async def share_staged(
+    slack: AsyncWebClient, staged: list[StagedFile], channel_id: str, thread_ts: str | None, timeout: float
+) -> None:
+    """Share staged files in the thread with one `files.completeUploadExternal` call (Slack
+    completes several files at once): one message, one notification, one call of the budget."""
+    if staged:
+        await complete_uploads(slack, [s.upload for s in staged], channel_id, thread_ts, timeout)
+
+
+async def stage_output(
+    claude: anthropic.AsyncAnthropic,
+    slack: AsyncWebClient,
+    http: aiohttp.ClientSession,
+    file_id: str,
+    *,
+    upload_limit: int = SLACK_UPLOAD_LIMIT_BYTES,
+    skip: Collection[tuple[str, int]] = (),
+    on_upload: Callable[[str], Awaitable[None]] | None = None,
+    timeout: float,
+) -> StagedFile | None:
+    """Copy one file the code produced from the Files API into Slack, under its real name,
+    not yet shared (`share_staged` shares it).
 
     Returns None for a file in `skip` (name, size): a user's own file copied back out.
     `on_upload` learns the Slack file id before the upload is completed, so a crash in
@@ -73,8 +112,7 @@ async def relay_output_to_slack(
             await upload.send(response.iter_bytes(CHUNK_BYTES))
     except (anthropic.APIError, httpx2.HTTPError) as error:
         raise download_failed(meta.filename, error) from error
-    await upload.complete(channel_id, thread_ts)
-    return RelayedFile(file_id=meta.id, filename=meta.filename, size=meta.size_bytes)
+    return StagedFile(upload, RelayedFile(file_id=meta.id, filename=meta.filename, size=meta.size_bytes))
 
 
 async def relay_outputs_as_zip(
@@ -118,7 +156,7 @@ async def relay_outputs_as_zip(
         upload = SlackUpload(slack, http, ZIP_NAME, size, timeout)
         await upload.open(on_upload)
         await upload.send(_read_chunks(spool))
-        await upload.complete(channel_id, thread_ts, comment=zip_listing(packed))
+        await complete_uploads(slack, [upload], channel_id, thread_ts, timeout, comment=zip_listing(packed))
     return problems, [meta.filename for meta in packed]
 
 

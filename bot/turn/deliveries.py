@@ -1,5 +1,5 @@
 """The files an answered turn owes its thread: each shared exactly once, even across a crash,
-one by one or (past `MAX_OUTPUT_FILES`) as one zip."""
+together in one message or (past `MAX_OUTPUT_FILES`) as one zip."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from storage import Delivery, Store
 from ..errors import SLACK_ERRORS, FileRelayError
 from ..ops.metrics import Metrics
 from ..outbound.text import escape_mrkdwn
-from ..outbound.uploads import relay_output_to_slack, relay_outputs_as_zip
+from ..outbound.uploads import StagedFile, relay_outputs_as_zip, share_staged, stage_output
 from .context import TurnContext
 
 logger = logging.getLogger(__name__)
@@ -49,38 +49,59 @@ class OwedFiles:
         if len(owed) > self.max_separate_files:
             failures = await self._deliver_zip(turn, owed, echoes, shared)
         else:
-            for delivery in owed:
-                failure = await self._deliver_one(turn, delivery, echoes, shared)
-                failures += [failure] if failure else []
+            failures = await self._deliver_together(turn, owed, echoes, shared)
         await turn.say_problems("Some files couldn't be shared:", failures)
         return shared
 
-    async def _deliver_one(
-        self, turn: TurnContext, delivery: Delivery, echoes: set[tuple[str, int]], shared: list[str]
+    async def _deliver_together(
+        self, turn: TurnContext, owed: list[Delivery], echoes: set[tuple[str, int]], shared: list[str]
+    ) -> list[str]:
+        """Each owed file's bytes into Slack, then all of them shared in one message; a failure
+        is a line for the thread, never an exception."""
+        staged: list[StagedFile] = []
+        failures: list[str] = []
+        for delivery in owed:
+            failure = await self._stage(turn, delivery, echoes, staged)
+            failures += [failure] if failure else []
+        try:
+            target = turn.target
+            await share_staged(turn.workspace.client, staged, target.channel_id, target.thread_ts, self.timeout)
+            for file in staged:
+                self.metrics.file_relayed("to_slack", file.relayed.size)
+                shared.append(file.relayed.filename)
+        except FileRelayError as error:
+            failures.append(str(error))
+        except (*SLACK_ERRORS, TimeoutError) as error:
+            logger.warning("sharing %d files failed: %s", len(staged), error)
+            names = ", ".join(f"`{file.relayed.filename}`" for file in staged)
+            reason = escape_mrkdwn(str(error) or "no answer in time")
+            failures.append(f"couldn't share {escape_mrkdwn(names)}: {reason}")
+        for delivery in owed:
+            await self.store.delivery_done(turn.item.id, delivery.position)
+        return failures
+
+    async def _stage(
+        self, turn: TurnContext, delivery: Delivery, echoes: set[tuple[str, int]], staged: list[StagedFile]
     ) -> str | None:
-        """One owed file into the thread; a failure is a line for the thread, never an exception."""
+        """One owed file's bytes into Slack, not shared yet; a failure is a line for the thread."""
         item_id = turn.item.id
 
         async def started(slack_file_id: str) -> None:
             await self.store.delivery_started(item_id, delivery.position, slack_file_id)
 
-        failure = None
         try:
-            relayed = await relay_output_to_slack(
-                self.claude, turn.workspace.client, self.http, delivery.file_id,
-                channel_id=turn.target.channel_id, thread_ts=turn.target.thread_ts, skip=echoes,
-                on_upload=started, timeout=self.timeout,
+            file = await stage_output(
+                self.claude, turn.workspace.client, self.http, delivery.file_id, skip=echoes, on_upload=started,
+                timeout=self.timeout,
             )
-            if relayed is not None:
-                self.metrics.file_relayed("to_slack", relayed.size)
-                shared.append(relayed.filename)
         except FileRelayError as error:
-            failure = str(error)
+            return str(error)
         except (*SLACK_ERRORS, TimeoutError) as error:
             logger.warning("file relay of %s failed: %s", delivery.file_id, error)
-            failure = f"couldn't upload file `{delivery.file_id}`: {escape_mrkdwn(str(error) or 'no answer in time')}"
-        await self.store.delivery_done(item_id, delivery.position)
-        return failure
+            return f"couldn't upload file `{delivery.file_id}`: {escape_mrkdwn(str(error) or 'no answer in time')}"
+        if file is not None:
+            staged.append(file)
+        return None
 
     async def _deliver_zip(
         self, turn: TurnContext, owed: list[Delivery], echoes: set[tuple[str, int]], shared: list[str]

@@ -77,6 +77,7 @@ class TurnRunner:
         commands: InThreadCommands,
         metrics: Metrics,
         streaming: bool,
+        task_display: str,
         show_usage: bool,
         prices: Prices,
     ) -> None:
@@ -89,6 +90,7 @@ class TurnRunner:
         self.commands = commands
         self.metrics = metrics
         self.streaming = streaming
+        self.task_display = task_display
         self.show_usage = show_usage
         self.prices = prices
 
@@ -131,7 +133,8 @@ class TurnRunner:
             turn.stop.set(turn.target.user_id)
 
         reply = Reply(
-            turn.workspace.client, turn.target, streaming=self.streaming, support=turn.workspace.streams,
+            turn.workspace.client, turn.target, streaming=self.streaming, task_display=self.task_display,
+            support=turn.workspace.streams,
             on_message=remember_reply, on_stopped=stopped_in_slack, stop_value=turn.stop_value,
             feedback=feedback_buttons(feedback_value(turn)),
         )

@@ -140,6 +140,9 @@ WHERE state != 'done' AND EXISTS (SELECT 1 FROM leases l WHERE l.owner = :owner 
 -- name: drop_leases
 DELETE FROM leases WHERE owner = :owner;
 
+-- name: live_processes
+SELECT COUNT(DISTINCT owner) FROM leases WHERE lease_until > :now;
+
 -- name: next_lease_expiry
 SELECT MIN(l.lease_until) - :now FROM leases l
 WHERE l.owner != :owner AND EXISTS (SELECT 1 FROM queue o WHERE o.team_id = l.team_id AND o.channel_id = l.channel_id

@@ -129,6 +129,8 @@ class SlackCall:
     method: str
     args: dict[str, Any]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (`time.monotonic()`)."""
 
 
 @dataclass
@@ -642,6 +644,8 @@ class FakeSlack:
             return _err("invalid_arguments")
         chunks = _stream_chunks(args)
         if chunks is None:
+            return _err("invalid_chunks")
+        if args.get("task_display_mode") not in (None, "timeline", "plan"):
             return _err("invalid_arguments")
         if args.get("is_stoppable") and "message_stream_stopped" not in self.subscribed_events:
             return _err("not_subscribed_to_message_stream_stopped")
@@ -681,7 +685,7 @@ class FakeSlack:
             return None, error
         chunks = _stream_chunks(args)
         if chunks is None:
-            return None, "invalid_arguments"
+            return None, "invalid_chunks"
         msg["chunks"].extend(chunks)
         msg["appended_at"] = time.monotonic()
         return msg, ""
@@ -1088,7 +1092,13 @@ def _stream_chunks(args: dict[str, Any]) -> list[dict[str, Any]] | None:
             return None
         if c["type"] == "task_update" and (
             not c.get("id") or not c.get("title") or c.get("status") not in _TASK_STATUSES
+            or not all(
+                isinstance(s, dict) and s.get("type") == "url" and str(s.get("url", "")).startswith(("https://", "http://"))
+                and s.get("text") for s in c.get("sources") or []
+            )
         ):
+            return None
+        if c["type"] == "plan_update" and not (isinstance(c.get("title"), str) and c["title"]):
             return None
         out.append(c)
     return out

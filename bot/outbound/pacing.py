@@ -1,0 +1,143 @@
+"""Slack's rate limits, kept before they are hit.
+
+Slack limits each Web API method per workspace and per app (Tier 2 about 20 calls a minute,
+Tier 3 about 50, Tier 4 about 100; `chat.postMessage` about one a second in each channel). Every
+answer running in a workspace shares that budget, so the pacing is the workspace's client's:
+each call waits for a token of its method's bucket, and a busy workspace slows its updates
+instead of collecting 429s. Processes sharing a database split each budget between the ones
+working in that workspace (a fair share each). The SDK's retry on 429 stays as the backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+# Calls a minute, per method, per workspace (docs.slack.dev/apis/web-api/rate-limits).
+TIER_2, TIER_3, TIER_4 = 20, 50, 100
+METHOD_TIERS = {
+    "chat.startStream": TIER_2,
+    "chat.stopStream": TIER_2,
+    "chat.appendStream": TIER_4,
+    "chat.update": TIER_3,
+    "chat.delete": TIER_3,
+    "chat.postEphemeral": TIER_4,
+    "reactions.add": TIER_3,
+    "reactions.remove": TIER_3,
+    "files.getUploadURLExternal": TIER_4,
+    "files.completeUploadExternal": TIER_4,
+    "files.info": TIER_4,
+    "conversations.replies": TIER_3,
+    "conversations.history": TIER_3,
+    "conversations.info": TIER_3,
+    "conversations.members": TIER_4,
+    "users.info": TIER_4,
+    "views.publish": TIER_4,
+    "assistant.threads.setStatus": TIER_3,
+    "assistant.threads.setTitle": TIER_3,
+    "assistant.threads.setSuggestedPrompts": TIER_3,
+    "agents.sessions.setStatus": TIER_3,
+}
+POST_MESSAGE_PER_CHANNEL = 60
+"""`chat.postMessage`: about one a second in each channel."""
+# The window Slack counts calls over, and the share of each limit used: the calls' arrival at
+# Slack varies a little from their start here.
+MINUTE_SECONDS = 60.0
+HEADROOM = 0.9
+# A bucket holds this share of its minute's calls: a short burst goes at once, and a burst plus
+# the refill never passes the minute's limit.
+BURST_SHARE = 0.2
+# How often the number of processes sharing the workspace is asked again.
+SHARE_SECONDS = 15.0
+
+ProcessCount = Callable[[], Awaitable[int]]
+
+
+class TokenBucket:
+    """Up to `per_minute` calls in any minute, a burst of `per_minute * BURST_SHARE` at once."""
+
+    def __init__(self, per_minute: float) -> None:
+        self.set_rate(per_minute)
+        self._tokens = self.capacity
+        self._at = time.monotonic()
+        self._lock = asyncio.Lock()  # first come, first served
+
+    def set_rate(self, per_minute: float) -> None:
+        usable = per_minute * HEADROOM
+        self.capacity = max(1.0, usable * BURST_SHARE)
+        self.per_second = max(usable - self.capacity, 1.0) / MINUTE_SECONDS
+
+    async def take(self) -> float:
+        """Wait for a token; returns how long the call waited."""
+        async with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_second)
+            self._at = now
+            wait = 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.per_second
+            if wait:
+                await asyncio.sleep(wait)
+                self._at = time.monotonic()
+                self._tokens = 1.0
+            self._tokens -= 1.0
+            return wait
+
+
+class SlackPacer:
+    """One workspace's buckets: one per tiered method, one per channel for `chat.postMessage`."""
+
+    def __init__(
+        self, processes: ProcessCount | None = None, on_wait: Callable[[str, float], None] | None = None
+    ) -> None:
+        """`processes`: how many processes share this workspace's budget (one when unset);
+        `on_wait`: told each time a call had to wait (method, seconds), for the metrics."""
+        self._processes = processes
+        self._on_wait = on_wait
+        self._share = 1
+        self._share_at = 0.0
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+
+    async def wait(self, method: str, args: dict[str, Any] | None) -> None:
+        """Return once `method` may be called without passing this process's share of the budget."""
+        if method == "chat.postMessage":
+            key, per_minute = (method, str((args or {}).get("channel", ""))), POST_MESSAGE_PER_CHANNEL
+        elif method in METHOD_TIERS:
+            key, per_minute = (method, ""), METHOD_TIERS[method]
+        else:
+            return
+        share = await self._current_share()
+        bucket = self._buckets.setdefault(key, TokenBucket(per_minute / share))
+        bucket.set_rate(per_minute / share)
+        waited = await bucket.take()
+        if waited and self._on_wait is not None:
+            self._on_wait(method, waited)
+
+    async def _current_share(self) -> int:
+        if self._processes is not None and time.monotonic() - self._share_at >= SHARE_SECONDS:
+            self._share_at = time.monotonic()
+            try:
+                self._share = max(1, await self._processes())
+            except Exception:  # noqa: BLE001 - the database away for a moment: keep the last share
+                pass
+        return self._share
+
+
+class PacedWebClient(AsyncWebClient):
+    """The SDK's client, each Web API call first waiting for its workspace's rate budget."""
+
+    def __init__(self, *, pacer: SlackPacer, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pacer = pacer
+
+    async def api_call(  # type: ignore[override]
+        self, api_method: str, *, params: dict[str, Any] | None = None, json: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> AsyncSlackResponse:
+        await self.pacer.wait(api_method, json if json is not None else data if isinstance(data, dict) else params)
+        response = await super().api_call(api_method, params=params, json=json, data=data, **kwargs)
+        assert isinstance(response, AsyncSlackResponse)
+        return response
