@@ -29,7 +29,9 @@ async def measure() -> dict[str, dict[str, Any]]:
         files = [b.claude.add_file(f"chart{n}.png", b"\x89PNG fake" * (n + 1)) for n in range(3)]
         answers = {
             "text, short": Reply([text("Forty-two.")]),
-            "text, over ten seconds": Reply([text(f"Sentence {n} of a long answer. ") for n in range(40)], chunk_delay=0.1),
+            "text, over ten seconds": Reply(
+                [text(f"Sentence {n} of a long answer. ") for n in range(40)], chunk_delay=0.1
+            ),
             "one code run": Reply([text("Running it."), *code_run("python run.py", stdout="ok"), text("Done.")]),
             "one code run, three files": Reply(
                 [text("Plotting."), *code_run("python plot.py", stdout="saved", file_ids=files), text("Three charts.")]

@@ -22,6 +22,7 @@ from aiohttp import web
 from bot.app import Runtime
 from bot.config import Settings, load_settings
 from bot.http import RUNTIME_KEY, build_web_app
+from bot.outbound import pacing
 from bot.tasks import stop_tasks
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
@@ -155,9 +156,15 @@ class BotServer:
         raise AssertionError("the bot never went idle")
 
 
+# Slack counts its rate tiers over a minute; the tests' Slack, and the bot they drive, over this.
+TEST_MINUTE_SECONDS = 3.0
+
+
 @pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
+async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeSlack]:
     fake = FakeSlack()
+    fake.rate_tiers.window = TEST_MINUTE_SECONDS
+    monkeypatch.setattr(pacing, "MINUTE_SECONDS", TEST_MINUTE_SECONDS)
     await fake.start()
     yield fake
     await fake.stop()

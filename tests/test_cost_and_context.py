@@ -192,10 +192,15 @@ async def test_usage_is_stored_per_turn_and_shown_by_usage_and_the_footer(
     said = thread_text(slack, CHANNEL, root)
     assert f"cache reads {thread.cache_read_input_tokens:,}" in said
     assert "estimated cost $" in said
-    footers = [m["blocks"][-1]["elements"][0]["text"] for m in slack.thread(CHANNEL, root) if m.get("blocks")]
+    footers = [closing_line(m) for m in slack.thread(CHANNEL, root) if m.get("blocks")]
     assert len(footers) == 3
     assert all("1 code run" in f and " in" in f and " out" in f and "~$" in f for f in footers)
     assert "cached" in footers[2] and "cached" not in footers[0]
+
+
+def closing_line(message: dict[str, Any]) -> str:
+    """A finished reply's closing line: its last context block (the feedback buttons follow it)."""
+    return str([b for b in message["blocks"] if b["type"] == "context"][-1]["elements"][0]["text"])
 
 
 async def test_usage_footer_is_off_by_default(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
@@ -203,7 +208,7 @@ async def test_usage_footer_is_off_by_default(bot: BotServer, slack: FakeSlack, 
     claude_api.enqueue(Reply([*code_run("ls"), text("ok")]))
     await say(bot, slack, root, 0, "list")
     [final] = [m for m in slack.thread(CHANNEL, root) if m.get("blocks")]
-    assert final["blocks"][-1]["elements"][0]["text"] == "✅ Done · 1 code run"
+    assert closing_line(final) == "✅ Done · 1 code run"
 
 
 async def test_the_model_request_goes_out_before_the_slack_reply_is_open(

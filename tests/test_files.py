@@ -219,7 +219,7 @@ async def test_a_stalled_output_download_is_reported_and_the_other_files_still_a
         assert [upload["title"] for upload in slack.uploads] == ["fine.txt"]
 
 
-async def test_a_slow_slack_while_sharing_outputs_ends_as_a_message_per_file(
+async def test_a_slow_slack_while_sharing_outputs_ends_as_one_line_naming_each_file(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     async with running_bot(replace(settings, file_timeout_seconds=0.5), slack) as bot:
@@ -232,8 +232,9 @@ async def test_a_slow_slack_while_sharing_outputs_ends_as_a_message_per_file(
         await bot.wait_for(lambda: "`two.txt`" in thread_text(slack, CHANNEL, root), timeout=30)
         await bot.idle()
         said = thread_text(slack, CHANNEL, root)
-        assert "couldn't finish the upload of `one.txt`: no answer within 0.5 seconds" in said
-        assert "couldn't finish the upload of `two.txt`" in said
+        # The two files are shared together, in one call: its failure names both.
+        assert "couldn't finish the upload of `one.txt`, `two.txt`: no answer within 0.5 seconds" in said
+        assert len(slack.calls_to("files.completeUploadExternal")) == 1
         assert "Made two." in said and "went wrong" not in said
 
 

@@ -176,7 +176,7 @@ async def test_malformed_payloads_get_no_5xx_and_no_traceback(
 ) -> None:
     caplog.set_level(logging.INFO)
     # Thousands of requests in seconds: far past any workspace's rate tiers, which are not what
-    # this test is about (tests/test_rate_limits.py is). Slack's minute, and the bot's, are short.
+    # this test is about (tests/test_rate_limits.py is). Slack's minute, and the bot's, are shorter still.
     slack.rate_tiers.window = 0.01
     monkeypatch.setattr(pacing, "MINUTE_SECONDS", 0.01)
     response_url = slack.new_response_url()

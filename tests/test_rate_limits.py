@@ -1,7 +1,8 @@
 """Slack's rate limits are per workspace: a busy workspace slows its updates, it collects no 429s.
 
-The fake counts each method's calls in a sliding window as Slack does; these tests shorten
-Slack's minute (and the bot's) so a burst of answers crosses the tiers in a few seconds.
+The fake counts each method's calls in a sliding window as Slack does; the tests' minute is
+short (`TEST_MINUTE_SECONDS`, for Slack and the bot alike), so a burst of answers crosses the
+tiers in a few seconds.
 """
 
 from __future__ import annotations
@@ -13,19 +14,18 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.outbound import pacing
 from bot.outbound.pacing import PacedWebClient, SlackPacer
-from tests.conftest import BotServer, thread_text
+from tests.conftest import TEST_MINUTE_SECONDS, BotServer, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event
 
-MINUTE = 3.0
+MINUTE = TEST_MINUTE_SECONDS
 
 
 @pytest.fixture
-def short_minute(slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slack's minute, and the bot's idea of it, both `MINUTE` seconds long."""
-    slack.rate_tiers.window = MINUTE
-    monkeypatch.setattr(pacing, "MINUTE_SECONDS", MINUTE)
+def short_minute(slack: FakeSlack) -> None:
+    """Slack's minute, and the bot's idea of it, both `MINUTE` seconds long (as in every test)."""
+    assert slack.rate_tiers.window == pacing.MINUTE_SECONDS == MINUTE
 
 
 async def start_streams(client: AsyncWebClient, count: int) -> list[str]:

@@ -3,7 +3,7 @@
 Slack limits each Web API method per workspace and per app (Tier 2 about 20 calls a minute,
 Tier 3 about 50, Tier 4 about 100; `chat.postMessage` about one a second in each channel). Every
 answer running in a workspace shares that budget, so the pacing is the workspace's client's:
-each call waits for a token of its method's bucket, and a busy workspace slows its updates
+each call waits for room in its method's minute, and a busy workspace slows its updates
 instead of collecting 429s. Processes sharing a database split each budget between the ones
 working in that workspace (a fair share each). The SDK's retry on 429 stays as the backstop.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -49,46 +50,39 @@ POST_MESSAGE_PER_CHANNEL = 60
 # Slack varies a little from their start here.
 MINUTE_SECONDS = 60.0
 HEADROOM = 0.9
-# A bucket holds this share of its minute's calls: a short burst goes at once, and a burst plus
-# the refill never passes the minute's limit.
-BURST_SHARE = 0.2
 # How often the number of processes sharing the workspace is asked again.
 SHARE_SECONDS = 15.0
 
 ProcessCount = Callable[[], Awaitable[int]]
 
 
-class TokenBucket:
-    """Up to `per_minute` calls in any minute, a burst of `per_minute * BURST_SHARE` at once."""
+class CallWindow:
+    """At most `per_minute` calls in any minute, as Slack counts them: a burst goes at once,
+    and a call past the limit waits until the oldest in the minute has left it."""
 
-    def __init__(self, per_minute: float) -> None:
-        self.set_rate(per_minute)
-        self._tokens = self.capacity
-        self._at = time.monotonic()
+    def __init__(self) -> None:
+        self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()  # first come, first served
 
-    def set_rate(self, per_minute: float) -> None:
-        usable = per_minute * HEADROOM
-        self.capacity = max(1.0, usable * BURST_SHARE)
-        self.per_second = max(usable - self.capacity, 1.0) / MINUTE_SECONDS
-
-    async def take(self) -> float:
-        """Wait for a token; returns how long the call waited."""
+    async def take(self, per_minute: float) -> float:
+        """Wait for room in the minute; returns how long the call waited."""
+        limit = max(1, int(per_minute * HEADROOM))
+        waited = 0.0
         async with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_second)
-            self._at = now
-            wait = 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.per_second
-            if wait:
-                await asyncio.sleep(wait)
-                self._at = time.monotonic()
-                self._tokens = 1.0
-            self._tokens -= 1.0
-            return wait
+            while True:
+                now = time.monotonic()
+                while self._starts and now - self._starts[0] >= MINUTE_SECONDS:
+                    self._starts.popleft()
+                if len(self._starts) < limit:
+                    self._starts.append(now)
+                    return waited
+                pause = self._starts[0] + MINUTE_SECONDS - now
+                await asyncio.sleep(pause)
+                waited += pause
 
 
 class SlackPacer:
-    """One workspace's buckets: one per tiered method, one per channel for `chat.postMessage`."""
+    """One workspace's call windows: one per tiered method, one per channel for `chat.postMessage`."""
 
     def __init__(
         self, processes: ProcessCount | None = None, on_wait: Callable[[str, float], None] | None = None
@@ -99,7 +93,7 @@ class SlackPacer:
         self._on_wait = on_wait
         self._share = 1
         self._share_at = 0.0
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._windows: dict[tuple[str, str], CallWindow] = {}
 
     async def wait(self, method: str, args: dict[str, Any] | None) -> None:
         """Return once `method` may be called without passing this process's share of the budget."""
@@ -110,9 +104,8 @@ class SlackPacer:
         else:
             return
         share = await self._current_share()
-        bucket = self._buckets.setdefault(key, TokenBucket(per_minute / share))
-        bucket.set_rate(per_minute / share)
-        waited = await bucket.take()
+        window = self._windows.setdefault(key, CallWindow())
+        waited = await window.take(per_minute / share)
         if waited and self._on_wait is not None:
             self._on_wait(method, waited)
 

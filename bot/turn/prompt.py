@@ -23,6 +23,7 @@ _ABOUT_THE_VIEW = re.compile(
     r"|\b(looking at|viewing|i'?m on)\b",
     re.IGNORECASE,
 )
+EARLIER_HEADING = "Earlier messages in this Slack thread, for context:"
 # What a person looked at longer ago than this is not what "this channel" means now.
 VIEW_FRESH_SECONDS = 3600.0
 
@@ -46,12 +47,12 @@ class Prompts:
         parts = []
         if _joins_thread_late(message, history, workspace.bot_user_id):
             before = await earlier_messages(workspace, message.thread, message.message_ts)
-            parts.append(f"[Earlier messages in this thread:]\n{before}" if before else "")
+            parts.append(f"{EARLIER_HEADING}\n{before}" if before else "")
         parts.append(await self._what_they_view(turn))
         notes = await self._notes_since_last_answer(turn)
         if notes:
             said = [f"{await workspace.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes]
-            parts.append("[Said in this thread since the last answer:]\n" + "\n".join(said))
+            parts.append(f"{EARLIER_HEADING}\n" + "\n".join(said))
         return "\n".join(part for part in parts if part), notes
 
     async def _what_they_view(self, turn: TurnContext) -> str:
@@ -69,7 +70,7 @@ class Prompts:
         else:
             said = await channel_messages(workspace, view.channel_id, message.message_ts)
             where = f"the channel they are viewing (<#{view.channel_id}>)"
-        return f"[Recent messages in {where}:]\n{said}" if said else ""
+        return f"Recent messages in {where}, for context:\n{said}" if said else ""
 
     async def author(self, turn: TurnContext) -> str | None:
         """Where several people can talk, Claude is told who wrote each message."""
@@ -114,7 +115,7 @@ def user_turn_content(
         text = f"{author}: {text}"
     content: list[ContentBlockParam] = []
     if earlier:
-        content.append({"type": "text", "text": f"For context, from Slack:\n{earlier}"})
+        content.append({"type": "text", "text": earlier})
     content.append({"type": "text", "text": text})
     content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
     return content
