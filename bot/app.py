@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 import anthropic
+from anthropic.types import SkillParams
 from prometheus_client import CollectorRegistry
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -32,6 +33,7 @@ from .listeners.errors import TolerantApp
 from .model.catalog import ModelLimits, model_limits
 from .model.errors import api_message
 from .model.request import ModelSettings
+from .model.skills import skills_in_use
 from .model.turns import ClaudeTurns
 from .ops.metrics import Metrics
 from .outbound.home import HomeTab
@@ -91,13 +93,15 @@ def slack_client(settings: Settings, metrics: Metrics, store: Store) -> AsyncWeb
     )
 
 
-def channel_defaults(settings: Settings, limits: ModelLimits) -> ChannelSettings:
+def channel_defaults(settings: Settings, limits: ModelLimits, skills: tuple[SkillParams, ...] = ()) -> ChannelSettings:
     """What every channel gets unless it has settings of its own."""
     model = ModelSettings(
         model=settings.anthropic_model,
         tool_version=settings.code_execution_tool,
         max_tokens=limits.max_tokens,
         system_prompt=settings.system_prompt,
+        web=settings.web,
+        skills=skills,
     )
     return ChannelSettings(model=model, follow_ups=settings.follow_ups)
 
@@ -172,8 +176,9 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
     limits = await configured_model(claude, settings)
     store = await open_store(settings.database_url)
     opened.push_async_callback(store.close)
+    skills = await skills_in_use(claude, store, settings.skills, settings.custom_skills_dir)
     slack = slack_client(settings, metrics, store)
-    workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings, limits))
+    workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings, limits, skills))
     await identify(workspaces, settings)
     http = aiohttp.ClientSession()
     opened.push_async_callback(http.close)

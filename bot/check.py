@@ -23,9 +23,10 @@ from storage.connector import migrations
 
 from .app import as_configured, channel_defaults
 from .config import DEFAULTS, Settings, load_settings
-from .errors import ConfigError
+from .errors import ConfigError, StartupError
 from .model.catalog import ModelLimits, ModelUnusable, model_limits
 from .model.errors import api_message
+from .model.skills import MAX_SKILLS, custom_folders
 
 # The bot scopes manifest.yml declares (a test holds the two together).
 BOT_SCOPES = (
@@ -128,7 +129,10 @@ async def check_anthropic(settings: Settings) -> list[CheckResult]:
         model, limits = await _check_model(client, settings)
         if limits is None:
             return [model]
-        return [model, await _check_tool(client, settings, limits), await _check_files(client)]
+        return [
+            model, await _check_tool(client, settings, limits), await _check_skills(client, settings),
+            await _check_files(client),
+        ]
     except anthropic.AuthenticationError as error:
         return [failed("anthropic key", f"refused ({api_message(error)})",
                        "put a valid key from console.anthropic.com in ANTHROPIC_API_KEY")]
@@ -175,6 +179,30 @@ async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings, limi
         return failed("code execution tool", f"{settings.code_execution_tool!r} refused ({api_message(error)})",
                       f"set CODE_EXECUTION_TOOL to a version the model supports, e.g. {newest}")
     return passed("code execution tool", f"{settings.code_execution_tool} accepted ({count.input_tokens} tokens)")
+
+
+async def _check_skills(client: anthropic.AsyncAnthropic, settings: Settings) -> CheckResult:
+    """The skills a new thread gets: Anthropic's, and each custom folder with its skill (or
+    that start-up uploads it). Nothing is uploaded here."""
+    try:
+        folders = await custom_folders(settings.custom_skills_dir)
+    except StartupError as error:
+        return failed("skills", str(error), "point CUSTOM_SKILLS_DIR at a folder of skill folders")
+    if len(settings.skills) + len(folders) > MAX_SKILLS:
+        return failed("skills", f"{len(settings.skills) + len(folders)} skills; the API takes at most {MAX_SKILLS}",
+                      "name fewer in SKILLS or keep fewer folders in CUSTOM_SKILLS_DIR")
+    uploaded: dict[str, str] = {}
+    if folders:
+        try:
+            uploaded = {skill.display_name or "": skill.id async for skill in client.skills.list()}
+        except anthropic.APIStatusError as error:
+            return failed("skills", f"the Skills API answered {error.status_code} ({api_message(error)})",
+                          "use a key of a workspace with Agent Skills enabled")
+    parts = [f"{name} (Anthropic's)" for name in settings.skills] + [
+        f"{f.name} ({uploaded[f.name]})" if f.name in uploaded else f"{f.name} (uploaded at start-up)"
+        for f in folders
+    ]
+    return passed("skills", ", ".join(parts) if parts else "none (SKILLS=none)")
 
 
 async def _check_files(client: anthropic.AsyncAnthropic) -> CheckResult:

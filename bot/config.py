@@ -19,6 +19,8 @@ from . import config_values as values
 from .errors import ConfigError
 from .model.catalog import DEFAULT_MODEL, prices_for
 from .model.request import DEFAULT_SYSTEM_PROMPT
+from .model.skills import ANTHROPIC_SKILLS
+from .model.web import WebTools
 from .policy.budgets import Budget
 from .policy.usage import Prices
 from .workspaces import FollowUps
@@ -93,6 +95,15 @@ SETTINGS: tuple[Setting, ...] = (
         "USAGE_PRICES", "", "US dollars per million tokens: input=…,cache_write=…,cache_read=…,output=… (any of them)",
         "the model's list prices",
     ),
+    Setting("SKILLS", "xlsx,pptx,docx,pdf", "Anthropic's skills in every new thread (none: no skills)"),
+    Setting("CUSTOM_SKILLS_DIR", "", "a folder of skill folders (each with a SKILL.md) uploaded once, pinned", "none"),
+    Setting("WEB_FETCH", "true", "Claude may read pages whose links people give (or a search found)"),
+    Setting("WEB_FETCH_MAX_USES", "5", "pages one turn may read"),
+    Setting("WEB_FETCH_MAX_CONTENT_TOKENS", "25000", "the most of one page Claude reads, in tokens"),
+    Setting("WEB_SEARCH", "false", "Claude may search the web (paid per search: see USAGE_PRICES)"),
+    Setting("WEB_SEARCH_MAX_USES", "5", "searches one turn may make"),
+    Setting("WEB_ALLOWED_DOMAINS", "", "the only domains the web tools may reach (comma-separated)", "any"),
+    Setting("WEB_BLOCKED_DOMAINS", "", "domains the web tools may not reach (not with WEB_ALLOWED_DOMAINS)", "none"),
     Setting("USER_DAILY_BUDGET", "", "per person and UTC day: tokens (500000) or estimated dollars ($5)", "none"),
     Setting("WORKSPACE_DAILY_BUDGET", "", "per workspace and UTC day: tokens or estimated dollars", "none"),
 )
@@ -120,6 +131,9 @@ class Settings:
     slack_streaming: bool
     task_display: str
     """How a streamed answer shows its code runs: `timeline` (in the text) or `plan` (together)."""
+    skills: tuple[str, ...]
+    custom_skills_dir: str | None
+    web: WebTools
     system_prompt: str
     queue_lease_seconds: float
     queue_poll_seconds: float
@@ -214,6 +228,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         max_file_bytes=read("MAX_FILE_MB", values.whole_number) * 1024 * 1024,
         slack_streaming=read("SLACK_STREAMING", values.boolean),
         task_display=read("SLACK_TASK_DISPLAY", values.choice, ("timeline", "plan")),
+        skills=read("SKILLS", values.skill_names, ANTHROPIC_SKILLS),
+        custom_skills_dir=get("CUSTOM_SKILLS_DIR") or None,
+        web=web_tools(read),
         system_prompt=get("SYSTEM_PROMPT"),
         queue_lease_seconds=read("QUEUE_LEASE_SECONDS", values.positive),
         queue_poll_seconds=read("QUEUE_POLL_SECONDS", values.positive),
@@ -241,6 +258,21 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         prices=read("USAGE_PRICES", values.prices, prices_for(get("ANTHROPIC_MODEL"))),
         user_daily_budget=read("USER_DAILY_BUDGET", values.budget),
         workspace_daily_budget=read("WORKSPACE_DAILY_BUDGET", values.budget),
+    )
+
+
+def web_tools(read: Callable[..., Any]) -> WebTools:
+    allowed, blocked = read("WEB_ALLOWED_DOMAINS", values.domains), read("WEB_BLOCKED_DOMAINS", values.domains)
+    if allowed and blocked:
+        raise ConfigError("WEB_ALLOWED_DOMAINS and WEB_BLOCKED_DOMAINS cannot both be set")
+    return WebTools(
+        fetch=read("WEB_FETCH", values.boolean),
+        search=read("WEB_SEARCH", values.boolean),
+        fetch_max_uses=read("WEB_FETCH_MAX_USES", values.whole_number),
+        search_max_uses=read("WEB_SEARCH_MAX_USES", values.whole_number),
+        max_content_tokens=read("WEB_FETCH_MAX_CONTENT_TOKENS", values.whole_number),
+        allowed_domains=allowed,
+        blocked_domains=blocked,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -95,6 +96,29 @@ def prices(value: str, name: str, base: Prices) -> Prices:
 
 def follow_ups(value: str, name: str) -> FollowUps:
     return "mention" if choice(value, name, ("all", "mention")) == "mention" else "all"
+
+
+def skill_names(value: str | None, name: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """`xlsx,pdf` -> those skills in that order; `none` -> none."""
+    names = tuple(dict.fromkeys(part.strip().lower() for part in (value or "").split(",") if part.strip()))
+    if names in ((), ("none",)):
+        return ()
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"{name}: unknown skill(s) {', '.join(unknown)} (use {', '.join(known)}, or none)")
+    return names
+
+
+_DOMAIN = re.compile(r"^(?!-)[a-z0-9-]+(\.[a-z0-9-]+)+$")
+
+
+def domains(value: str | None, name: str) -> tuple[str, ...]:
+    """`example.com, docs.python.org` -> those domains (lowercase, no scheme or path)."""
+    found = tuple(part.strip().lower() for part in (value or "").split(",") if part.strip())
+    bad = [d for d in found if not _DOMAIN.match(d)]
+    if bad:
+        raise ConfigError(f"{name}: not a domain: {', '.join(bad)} (write example.com, without https:// or a path)")
+    return found
 
 
 def boolean(value: str | None, name: str) -> bool:

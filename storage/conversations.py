@@ -34,6 +34,7 @@ class ConversationStore:
             container_id=row[0] if row else None,
             container_expires_at=float(expires) if expires is not None else None,
             history=history,
+            skills=json.loads(row[2]) if row and row[2] is not None else None,
         )
 
     async def save_turn(
@@ -47,6 +48,7 @@ class ConversationStore:
         user_files: list[tuple[str, int]],
         earlier_history: Sequence[Mapping[str, Any]] | None = None,
         owner: str | None = None,
+        skills: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
         files it still has to deliver, atomically: a crash later never runs the model again.
@@ -73,6 +75,8 @@ class ConversationStore:
             )
             container = {"container_id": container_id, "expires_at": container_expires_at}
             await db.execute("keep_container", {**key, **container})
+            if skills is not None:  # the thread's first list stays until it is reset
+                await db.execute("keep_skills", {**key, "skills": json.dumps(list(skills))})
             files = json.dumps([list(f) for f in user_files])
             await db.execute("mark_answered", {"item": item_id, "user_files": files})
             owed = [{"item": item_id, "position": n, "file_id": file_id} for n, file_id in enumerate(outputs)]

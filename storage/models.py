@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any, Literal
 
 from .connector import Row
@@ -153,6 +153,8 @@ class Conversation:
     container_id: str | None
     container_expires_at: float | None
     history: list[dict[str, Any]]
+    skills: list[dict[str, Any]] | None = None
+    """The skills the thread was first answered with (None: not answered since its last reset)."""
 
 
 @dataclass(frozen=True)
@@ -189,16 +191,11 @@ class Usage:
     output_tokens: int = 0
     code_runs: int = 0
     turns: int = 0
+    web_searches: int = 0
+    web_fetches: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens,
-            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
-            self.cache_read_input_tokens + other.cache_read_input_tokens,
-            self.output_tokens + other.output_tokens,
-            self.code_runs + other.code_runs,
-            self.turns + other.turns,
-        )
+        return Usage(*(mine + theirs for mine, theirs in zip(astuple(self), astuple(other), strict=True)))
 
     @property
     def prompt_tokens(self) -> int:

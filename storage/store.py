@@ -14,13 +14,14 @@ from .conversations import ConversationStore
 from .deliveries import DeliveryStore
 from .models import LeaseLost
 from .people import PeopleStore
+from .skills import SkillStore
 from .queue import QueueStore
 from .usage import UsageStore
 
 __all__ = ["LeaseLost", "Store", "migrations"]
 
 
-class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore):
+class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore):
     """Conversations, their history, the durable per-thread queue with its leases, usage, and
     what people look at and think of the answers."""
 

@@ -30,7 +30,8 @@ class UsageStore:
                 **thread_params(thread), "user": user_id, "model": model, "input_tokens": usage.input_tokens,
                 "cache_creation_input_tokens": usage.cache_creation_input_tokens,
                 "cache_read_input_tokens": usage.cache_read_input_tokens,
-                "output_tokens": usage.output_tokens, "code_runs": usage.code_runs, "now": time.time(),
+                "output_tokens": usage.output_tokens, "code_runs": usage.code_runs,
+                "web_searches": usage.web_searches, "web_fetches": usage.web_fetches, "now": time.time(),
             },
         )
 

@@ -44,6 +44,13 @@ def thread_text(slack: FakeSlack, channel: str, thread_ts: str) -> str:
     return "\n".join(slack.thread_texts(channel, thread_ts))
 
 
+def container_of(request: dict[str, Any]) -> str | None:
+    """The container a Messages request names: `container` is its id, or an object with its
+    `id` and the thread's skills."""
+    container = request.get("container")
+    return container.get("id") if isinstance(container, dict) else container
+
+
 def said_by(user_id: str, text: str) -> str:
     """A channel message as Claude receives it: the author's display name (the fake Slack's
     is the lowercased id), then the text."""

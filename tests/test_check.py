@@ -31,13 +31,15 @@ async def test_everything_green(settings: Settings, slack: FakeSlack, claude_api
     results = by_name(await run_checks(settings))
     assert all(result.ok for result in results.values()), [r.line() for r in results.values()]
     assert set(results) == {"slack bot token", "slack scopes", "anthropic model", "code execution tool",
-                            "anthropic files API", "database"}
+                            "skills", "anthropic files API", "database"}
+    assert results["skills"].detail == "xlsx (Anthropic's), pptx (Anthropic's), docx (Anthropic's), pdf (Anthropic's)"
     assert "Fake Workspace" in results["slack bot token"].detail
     assert "current" in results["database"].detail
     # A token count proves the key, model and tool; no paid turn was run.
     assert claude_api.requests == []
-    assert claude_api.count_token_requests[0]["tools"] == [{"type": settings.code_execution_tool,
-                                                            "name": "code_execution"}]
+    tools = claude_api.count_token_requests[0]["tools"]  # the tools exactly as a turn sends them
+    assert tools[0] == {"type": settings.code_execution_tool, "name": "code_execution"}
+    assert [t["name"] for t in tools[1:]] == ["web_fetch"]
 
 
 async def test_socket_mode_opens_a_connection(settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
@@ -120,7 +122,7 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_a_fai
 
     code, lines = await run(env)
     assert code == 0, lines
-    assert len(lines) == 7 and all(line.startswith("✓ ") for line in lines)
+    assert len(lines) == 8 and all(line.startswith("✓ ") for line in lines)
 
     slack.scopes.remove("files:read")
     code, lines = await run(env)
@@ -135,3 +137,16 @@ async def test_the_command_prints_one_line_per_check_and_exits_non_zero_on_a_fai
         "✗ settings: missing required setting(s): ANTHROPIC_API_KEY (see .env.example) → set it in .env or in"
         " the environment"
     ]
+
+
+async def test_the_check_lists_custom_skills_without_uploading_them(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, tmp_path: Path
+) -> None:
+    folder = tmp_path / "skills" / "house-style"
+    folder.mkdir(parents=True)
+    (folder / "SKILL.md").write_text("---\nname: house-style\ndescription: Our style.\n---\n")
+    results = by_name(await run_checks(replace(settings, skills=("pdf",), custom_skills_dir=str(folder.parent))))
+    assert results["skills"].ok and results["skills"].detail == "pdf (Anthropic's), house-style (uploaded at start-up)"
+    assert claude_api.skills.uploads == []
+    missing = by_name(await run_checks(replace(settings, custom_skills_dir=str(tmp_path / "nowhere"))))
+    assert not missing["skills"].ok and "CUSTOM_SKILLS_DIR" in missing["skills"].line()

@@ -3,7 +3,7 @@ as gone is replaced."""
 
 from __future__ import annotations
 
-from tests.conftest import BotServer, thread_text
+from tests.conftest import BotServer, container_of, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import ErrorReply, Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -37,7 +37,7 @@ async def test_a_container_past_its_expires_at_is_still_used_and_restored(
 
     claude_api.enqueue(Reply([text("data is still there")]))
     await follow_up(bot, slack, root, "1700000801.000200", "data is still there")
-    assert claude_api.requests[-1]["container"] == container
+    assert container_of(claude_api.requests[-1]) == container
     assert claude_api.restored == [container]
     assert GONE_NOTE not in thread_text(slack, CHANNEL, root)
 
@@ -52,15 +52,15 @@ async def test_a_container_the_api_refuses_as_gone_is_replaced_and_the_user_is_t
     claude_api.enqueue(Reply([text("fresh answer")]))
     await follow_up(bot, slack, root, "1700000802.000200", "fresh answer")
     assert GONE_NOTE in thread_text(slack, CHANNEL, root)
-    assert claude_api.requests[-2]["container"] == old
-    assert "container" not in claude_api.requests[-1]
+    assert container_of(claude_api.requests[-2]) == old
+    assert container_of(claude_api.requests[-1]) is None
     new = [c for c in claude_api.containers if c != old]
     assert new, "a fresh container was created"
 
     # The next follow-up uses the new container without another warning.
     claude_api.enqueue(Reply([text("third answer")]))
     await follow_up(bot, slack, root, "1700000802.000300", "third answer")
-    assert claude_api.requests[-1]["container"] == new[-1]
+    assert container_of(claude_api.requests[-1]) == new[-1]
     assert thread_text(slack, CHANNEL, root).count(GONE_NOTE) == 1
 
 
@@ -79,7 +79,7 @@ async def test_other_refusals_that_mention_a_container_keep_the_container(
 
     claude_api.enqueue(Reply([text("same box")]))
     await follow_up(bot, slack, root, "1700000803.000300", "same box")
-    assert claude_api.requests[-1]["container"] == container
+    assert container_of(claude_api.requests[-1]) == container
 
 
 async def test_a_refusal_about_the_container_that_does_not_say_it_is_gone_keeps_it(
@@ -95,7 +95,7 @@ async def test_a_refusal_about_the_container_that_does_not_say_it_is_gone_keeps_
 
     claude_api.enqueue(Reply([text("same box")]))
     await follow_up(bot, slack, root, "1700000808.000300", "same box")
-    assert claude_api.requests[-1]["container"] == container
+    assert container_of(claude_api.requests[-1]) == container
 
 
 async def test_an_answer_without_a_container_keeps_the_stored_one(
@@ -108,7 +108,7 @@ async def test_an_answer_without_a_container_keeps_the_stored_one(
 
     claude_api.enqueue(Reply([text("still the same box")]))
     await follow_up(bot, slack, root, "1700000804.000300", "still the same box")
-    assert claude_api.requests[-1]["container"] == container
+    assert container_of(claude_api.requests[-1]) == container
 
 
 async def test_a_long_idle_container_failing_with_server_errors_is_retried_once_fresh(
@@ -122,7 +122,7 @@ async def test_a_long_idle_container_failing_with_server_errors_is_retried_once_
     claude_api.enqueue(broken, broken, broken, Reply([text("ran fresh")]))  # the SDK retries twice
 
     await follow_up(bot, slack, root, "1700000805.000200", "ran fresh")
-    assert [r.get("container") for r in claude_api.requests[1:]] == [old, old, old, None]
+    assert [container_of(r) for r in claude_api.requests[1:]] == [old, old, old, None]
     assert GONE_NOTE in thread_text(slack, CHANNEL, root)
 
 
@@ -138,7 +138,7 @@ async def test_a_recently_used_container_failing_with_server_errors_is_kept(
     assert GONE_NOTE not in thread_text(slack, CHANNEL, root)
     claude_api.enqueue(Reply([text("back")]))
     await follow_up(bot, slack, root, "1700000806.000300", "back")
-    assert claude_api.requests[-1]["container"] == container
+    assert container_of(claude_api.requests[-1]) == container
 
 
 async def test_a_deleted_file_in_the_history_is_dropped_with_a_note(

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer, running_bot, said_by, thread_text
+from tests.conftest import BotServer, container_of, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -25,8 +25,9 @@ async def test_mention_answers_in_the_thread_with_the_code_execution_tool(
 
     [request] = claude_api.requests
     assert request["model"] == bot.settings.anthropic_model
-    assert request["tools"] == [{"type": "code_execution_20260521", "name": "code_execution"}]
-    assert "container" not in request
+    assert request["tools"][0] == {"type": "code_execution_20260521", "name": "code_execution"}
+    assert [tool["name"] for tool in request["tools"][1:]] == ["web_fetch"]  # WEB_SEARCH is off by default
+    assert container_of(request) is None and len(request["container"]["skills"]) == 4
     assert request["messages"] == [{"role": "user", "content": [{"type": "text", "text": said_by("U1", "what is 6*7?")}]}]
     assert request["stream"] is True
     # Nothing was posted outside the thread.
@@ -56,7 +57,7 @@ async def test_follow_up_continues_in_the_same_container_with_full_history(
     await bot.send_event(mention_event("save hi to a.txt", channel=CHANNEL, user="U1", ts=root))
     await bot.wait_for(lambda: "Saved a.txt." in thread_text(slack, CHANNEL, root))
     await bot.idle()
-    container = claude_api.requests[0].get("container") or next(iter(claude_api.containers))
+    container = container_of(claude_api.requests[0]) or next(iter(claude_api.containers))
 
     claude_api.enqueue(Reply([text("It says hi.")]))
     await bot.send_event(
@@ -65,7 +66,7 @@ async def test_follow_up_continues_in_the_same_container_with_full_history(
     await bot.wait_for(lambda: "It says hi." in thread_text(slack, CHANNEL, root))
 
     follow_up = claude_api.requests[1]
-    assert follow_up["container"] == container
+    assert container_of(follow_up) == container
     first_user, assistant, second_user = follow_up["messages"]
     assert first_user["content"][0]["text"] == said_by("U1", "save hi to a.txt")
     kinds = [block["type"] for block in assistant["content"]]
@@ -148,9 +149,9 @@ async def test_dm_top_level_is_one_conversation_and_dm_threads_are_their_own(
     await bot.idle()
 
     first, second, threaded = claude_api.requests
-    assert "container" not in first and second["container"] == next(iter(claude_api.containers))
+    assert container_of(first) is None and container_of(second) == next(iter(claude_api.containers))
     assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
-    assert "container" not in threaded
+    assert container_of(threaded) is None
     assert [m["role"] for m in threaded["messages"]] == ["user"]
     # Top-level DM answers are top-level; the DM thread's answer is in that thread.
     top_level = [m for m in slack.messages if m["channel"] == dm and not m.get("thread_ts")]
@@ -174,7 +175,7 @@ async def test_pause_turn_is_continued_until_the_turn_ends(
     assert len(claude_api.requests) == 3
     first_container = next(iter(claude_api.containers))
     for continuation in claude_api.requests[1:]:
-        assert continuation["container"] == first_container
+        assert container_of(continuation) == first_container
         assert continuation["messages"][-1]["role"] == "assistant"
     paused = claude_api.requests[2]["messages"][-1]["content"]
     assert [block["type"] for block in paused] == [
@@ -250,7 +251,7 @@ async def test_the_code_execution_tool_version_and_model_are_settings(
         await bot.wait_for(lambda: len(claude_api.requests) == 1)
         await bot.idle()
     [request] = claude_api.requests
-    assert request["tools"] == [{"type": "code_execution_20260120", "name": "code_execution"}]
+    assert request["tools"][0] == {"type": "code_execution_20260120", "name": "code_execution"}
     assert request["model"] == "claude-opus-5"
 
 

@@ -10,7 +10,7 @@ import aiohttp
 
 from bot.config import Settings
 from storage import ThreadKey
-from tests.conftest import long_running_reply, run_sql, running_bot, said_by, thread_text
+from tests.conftest import container_of, long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -55,7 +55,7 @@ async def test_a_reset_asked_during_a_turn_comes_before_messages_sent_after_it(
 
     first, second = claude_api.requests
     assert len(second["messages"]) == 1, "the message sent after the reset saw the old history"
-    assert second.get("container") != first.get("container") or "container" not in second
+    assert container_of(second) != container_of(first) or container_of(second) is None
     texts = slack.thread_texts(CHANNEL, root)
     [reset_at] = [i for i, t in enumerate(texts) if "Fresh start" in t and "<@U2>" in t]
     assert [i for i, t in enumerate(texts) if "first done" in t][0] < reset_at

@@ -46,6 +46,7 @@ from tests.fakes import (
     sign,
     text,
 )
+from tests.fakes.anthropic_web import web_search
 
 CODE_TOOL = {"type": "code_execution_20250825", "name": "code_execution"}
 MODEL = "claude-sonnet-5"  # not in the SDK's deprecated list (claude-sonnet-4-5 is)
@@ -830,3 +831,46 @@ async def test_each_code_run_returns_only_the_top_of_its_output_dir(claude_api: 
     runs = [block for block in answer.content if block.type == "bash_code_execution_tool_result"]
     names = [[claude_api.files[o.file_id].filename for o in run.content.content] for run in runs]
     assert names == [["b.csv"], ["a.png", "notes.md"]]  # nothing from /tmp or a subfolder, until copied
+
+
+async def test_the_fake_refuses_skills_the_api_refuses_and_serves_the_skills_api(
+    claude_api: FakeAnthropic, claude_client: Any
+) -> None:
+    client = claude_client()
+    ask = {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
+    xlsx = {"type": "anthropic", "skill_id": "xlsx", "version": "latest"}
+
+    async def refused(**more: Any) -> str:
+        with pytest.raises(anthropic.BadRequestError) as error:
+            await client.messages.create(**ask, **more)
+        return str(error.value)
+
+    assert "require the code execution tool" in await refused(container={"skills": [xlsx]})
+    assert "at most 20" in await refused(container={"skills": [xlsx] * 21}, tools=[CODE_TOOL])
+    unknown = {"type": "anthropic", "skill_id": "xlsm", "version": "latest"}
+    assert "not found" in await refused(container={"skills": [unknown]}, tools=[CODE_TOOL])
+    both = {"type": "web_fetch_20260318", "name": "web_fetch", "allowed_domains": ["a.com"], "blocked_domains": ["b.com"]}
+    assert "cannot both be set" in await refused(tools=[CODE_TOOL, both])
+
+    # The Skills API: a folder with a valid SKILL.md becomes a skill; a new version pins anew.
+    files = [("tidy/SKILL.md", b"---\nname: tidy\ndescription: Tidy tables.\n---\n"), ("tidy/run.py", b"print(1)")]
+    skill = await client.skills.create(files=files, display_name="tidy")
+    version = await client.skills.versions.create(skill.id, files=[*files[:1], ("tidy/run.py", b"print(2)")])
+    assert version.id != skill.latest_version_id
+    assert [s.id async for s in client.skills.list()] == [skill.id]
+    pinned = {"type": "custom", "skill_id": skill.id, "version": version.id}
+    await client.messages.create(**ask, container={"skills": [xlsx, pinned]}, tools=[CODE_TOOL])
+    with pytest.raises(anthropic.BadRequestError, match="SKILL.md"):
+        await client.skills.create(files=[("tidy/run.py", b"x")])
+    await client.skills.delete(skill.id)
+    assert "not found" in await refused(container={"skills": [pinned]}, tools=[CODE_TOOL])
+
+
+async def test_search_results_must_come_back_sealed(claude_api: FakeAnthropic, claude_client: Any) -> None:
+    client = claude_client()
+    use, result = web_search("q", [("https://a.example.com", "A")])
+    result["content"][0].pop("encrypted_content")
+    messages = [{"role": "user", "content": "search"}, {"role": "assistant", "content": [use, result]},
+                {"role": "user", "content": "and?"}]
+    with pytest.raises(anthropic.BadRequestError, match="encrypted_content"):
+        await client.messages.create(model=MODEL, max_tokens=64, messages=messages)

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.config import Settings
-from tests.conftest import BotServer, running_bot, said_by, thread_text
+from tests.conftest import BotServer, container_of, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -59,7 +59,7 @@ async def test_a_follow_up_file_joins_the_earlier_ones_in_the_same_container(
     await bot.idle()
 
     follow_up = claude_api.requests[1]
-    assert follow_up["container"] == next(iter(claude_api.containers))
+    assert container_of(follow_up) == next(iter(claude_api.containers))
     ids = {f["filename"]: f["id"] for f in claude_api.uploaded}
     assert uploads_in(follow_up) == [ids["b.txt"]]
     assert ids["a.txt"] in str(follow_up["messages"][0]["content"])  # still in the history

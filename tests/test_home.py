@@ -270,7 +270,8 @@ async def test_many_threads_are_bounded_most_recent_first(settings: Settings, sl
     rows = [(f"17000027{n:02d}.000100", now - n * 60) for n in range(25)]
     async with running_bot(settings, slack) as bot:
         await run_sql(settings.database_url, "".join(
-            f"INSERT INTO conversations VALUES ('T1', 'C1', '{ts}', NULL, NULL, {at}, {at});"
+            f"INSERT INTO conversations (team_id, channel_id, thread_ts, created_at, updated_at)"
+            f" VALUES ('T1', 'C1', '{ts}', {at}, {at});"
             f"INSERT INTO participants VALUES ('T1', 'C1', '{ts}', 'U1', 'question {ts}', {at});"
             for ts, at in rows
         ))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import long_running_reply, said_by, thread_text
+from tests.conftest import container_of, long_running_reply, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -74,7 +74,7 @@ async def test_quick_follow_ups_to_different_processes_run_in_order_in_one_conta
     ]
     assert b["messages"][-2]["content"][-1]["text"] == "answer A"  # B saw A's answer
     [container] = claude_api.containers
-    assert a["container"] == b["container"] == container
+    assert container_of(a) == container_of(b) == container
     assert max(claude_api.max_concurrent_per_container.values()) == 1
     texts = slack.thread_texts(CHANNEL, root)
     assert [i for i, t in enumerate(texts) if "answer A" in t][0] < [i for i, t in enumerate(texts) if "answer B" in t][0]
@@ -97,8 +97,8 @@ async def test_a_reset_sent_to_another_process_lands_between_two_messages(
         await wait_for(lambda: "fresh answer" in thread_text(slack, CHANNEL, root), timeout=30)
         await wait_for(lambda: any("Done" in r["text"] for r in slack.responses.get(response_url, [])), timeout=30)
     before, after = claude_api.requests
-    assert len(after["messages"]) == 1 and after.get("container") is None  # a fresh container
-    assert before.get("container") is None and len(claude_api.containers) == 2
+    assert len(after["messages"]) == 1 and container_of(after) is None  # a fresh container
+    assert container_of(before) is None and len(claude_api.containers) == 2
     texts = slack.thread_texts(CHANNEL, root)
     order = [next(i for i, t in enumerate(texts) if needle in t) for needle in ("state made", "Fresh start", "fresh answer")]
     assert order == sorted(order)

@@ -8,13 +8,16 @@ tiers in a few seconds.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.config import Settings
 from bot.outbound import pacing
 from bot.outbound.pacing import PacedWebClient, SlackPacer
-from tests.conftest import TEST_MINUTE_SECONDS, BotServer, thread_text
+from storage import TurnLimits
+from tests.conftest import TEST_MINUTE_SECONDS, BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event
@@ -70,8 +73,15 @@ async def test_the_budget_is_split_between_the_processes_working_the_workspace(
 
 
 async def test_a_busy_workspace_answers_everyone_without_a_429(
-    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, short_minute: None
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, short_minute: None
 ) -> None:
+    # Thirty answers at once (no cap holds them back): past Tier 2's starts in a minute.
+    busy = replace(settings, max_concurrent_turns=30, turn_limits=TurnLimits(per_person=None, overall=None))
+    async with running_bot(busy, slack) as bot:
+        await answer_thirty(bot, slack, claude_api)
+
+
+async def answer_thirty(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
     roots = [f"1700004100.{n:06d}" for n in range(30)]
     for n, _ in enumerate(roots):
         claude_api.enqueue(Reply([text(f"answer number {n}. " * 30)], chunk_delay=0.05))

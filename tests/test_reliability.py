@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 
 from bot.config import Settings
-from tests.conftest import BotServer, running_bot, said_by, thread_text
+from tests.conftest import BotServer, container_of, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import ErrorReply, Reply, code_run, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
@@ -117,7 +117,7 @@ async def test_a_restarted_bot_continues_every_thread_in_its_container(
             message_event("still there?", channel=CHANNEL, user="U1", ts="1700000105.000200", thread_ts=root)
         )
         await restarted.wait_for(lambda: "still here" in thread_text(slack, CHANNEL, root))
-        assert claude_api.requests[-1]["container"] == container
+        assert container_of(claude_api.requests[-1]) == container
         assert len(claude_api.requests[-1]["messages"]) == 3
 
 

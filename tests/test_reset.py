@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bot.config import Settings
-from tests.conftest import BotServer, run_sql, running_bot, said_by, thread_text
+from tests.conftest import BotServer, container_of, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -21,7 +21,7 @@ async def start_thread(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthrop
     await bot.send_event(mention_event(f"begin {root}", channel=CHANNEL, user=user, ts=root))
     await bot.wait_for(lambda: f"ready {root}" in thread_text(slack, CHANNEL, root))
     await bot.idle()
-    return claude_api.requests[-1].get("container") or list(claude_api.containers)[-1]
+    return container_of(claude_api.requests[-1]) or list(claude_api.containers)[-1]
 
 
 async def assert_fresh_next_turn(
@@ -34,7 +34,7 @@ async def assert_fresh_next_turn(
     expected = "after reset" if channel.startswith("D") else said_by("U1", "after reset")
     await bot.wait_for(lambda: claude_api.requests[-1]["messages"][-1]["content"][0]["text"] == expected)
     request = claude_api.requests[-1]
-    assert "container" not in request
+    assert container_of(request) is None
     assert [m["role"] for m in request["messages"]] == ["user"]
 
 

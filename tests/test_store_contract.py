@@ -448,3 +448,32 @@ async def test_feedback_is_one_rating_per_person_and_answer(store: Store) -> Non
     assert await store.feedback_totals("T1") == {"good": 1, "bad": 2}
     assert await store.feedback_totals("T1", since=time.time() + 60) == {}
     assert await store.feedback_totals("T2") == {}
+
+
+async def test_a_custom_skill_row_is_kept_by_name_and_replaced_by_a_new_version(store: Store) -> None:
+    assert await store.custom_skill("tidy") is None
+    await store.keep_custom_skill("tidy", "skill_1", "skver_1", "d1")
+    await store.keep_custom_skill("tidy", "skill_1", "skver_2", "d2")
+    assert await store.custom_skill("tidy") == ("skill_1", "skver_2", "d2")
+
+
+async def test_web_use_is_booked_and_summed_with_the_tokens(store: Store) -> None:
+    await store.record_usage(THREAD, "U1", "m", Usage(input_tokens=10, output_tokens=2, web_searches=2, web_fetches=1))
+    await store.record_usage(THREAD, "U1", "m", Usage(input_tokens=5, web_fetches=3))
+    spent = await store.thread_usage(THREAD)
+    assert (spent.turns, spent.input_tokens, spent.web_searches, spent.web_fetches) == (2, 15, 2, 4)
+    assert (await store.usage_by("T1", "person"))["U1"] == spent
+
+
+async def test_a_thread_keeps_the_skills_it_was_first_answered_with_until_a_reset(store: Store) -> None:
+    first = [{"type": "anthropic", "skill_id": "xlsx", "version": "latest"}]
+    turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
+    for n, skills in enumerate((first, [{"type": "anthropic", "skill_id": "pdf", "version": "latest"}])):
+        item = await store.enqueue_message(message(f"1700000001.00010{n}"), starts_conversation=n == 0)
+        assert item is not None
+        await store.save_turn(item.id, THREAD, turn, "cntr_1", None, [], [], skills=skills)
+    assert (await store.load_conversation(THREAD)).skills == first
+    assert (await store.load_conversation(OTHER)).skills is None
+    await store.reset(THREAD)
+    assert (await store.load_conversation(THREAD)).skills is None

@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.policy.budgets import Budget
 from bot.turn.resets import reset_outcome
 from storage import ThreadKey
-from tests.conftest import BotServer, run_sql, running_bot, said_by, thread_text, with_settings
+from tests.conftest import BotServer, container_of, run_sql, running_bot, said_by, thread_text, with_settings
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
 from tests.fakes.slack_api import mention_event, message_event
@@ -174,7 +174,7 @@ async def test_idle_threads_lose_their_files_and_history_after_the_retention_per
         await bot.wait_for(lambda: len(claude_api.requests) == 2)
         await bot.idle()
     assert len(claude_api.requests[-1]["messages"]) == 1  # the stored history is gone
-    assert "container" not in claude_api.requests[-1]
+    assert container_of(claude_api.requests[-1]) is None
 
 
 async def test_the_bot_token_goes_only_to_slack_file_hosts(

@@ -7,10 +7,12 @@ prompt cache keeps matching.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
-from anthropic.types import CacheControlEphemeralParam, TextBlockParam, ToolUnionParam
+from anthropic.types import CacheControlEphemeralParam, SkillParams, TextBlockParam, ToolUnionParam
+
+from .web import WebTools
 
 # Prompt caching: the system prompt, the previous request's end and the newest block.
 EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
@@ -24,8 +26,10 @@ DEFAULT_SYSTEM_PROMPT = (
     " one), and those are uploaded to the thread; a file written anywhere else stays in the"
     " container. A file you make with the text editor is shared the same way: copy it into"
     " $OUTPUT_DIR with a bash command. The files the user shares are already in the container;"
-    " do not copy those out unless asked. In shared threads each message starts with its"
-    " author's name. Answer in concise Markdown."
+    " do not copy those out unless asked. For spreadsheets, slide decks, Word documents and PDFs,"
+    " use the skills under /skills when they are there. The container has no network; pages are"
+    " read with the web tools when they are offered. In shared threads each message starts"
+    " with its author's name. Answer in concise Markdown."
 )
 
 
@@ -38,10 +42,13 @@ class ModelSettings:
     """The code execution tool's type, e.g. `code_execution_20250825`."""
     max_tokens: int
     system_prompt: str
+    web: WebTools = field(default_factory=WebTools)
+    skills: tuple[SkillParams, ...] = ()
+    """The skills a new thread starts with (a thread keeps the list it started with)."""
 
     def system(self) -> list[TextBlockParam]:
         return [{"type": "text", "text": self.system_prompt, "cache_control": EPHEMERAL}]
 
     def tools(self) -> list[ToolUnionParam]:
         # The version is a setting, so its type is a string the SDK's literals cannot know.
-        return [cast(ToolUnionParam, {"type": self.tool_version, "name": "code_execution"})]
+        return [cast(ToolUnionParam, {"type": self.tool_version, "name": "code_execution"}), *self.web.tools()]

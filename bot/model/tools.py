@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# The server tools that run code in the container (a code run each); the web tools run on
+# Anthropic's side.
+CODE_TOOL_NAMES = ("bash_code_execution", "text_editor_code_execution", "code_execution")
+
 
 def tool_title(name: str, tool_input: object) -> str:
-    """A short human title for a code run: the command, or the file edit."""
+    """A short human title for a code run (the command, or the file edit) or a web tool's use."""
     data = tool_input if isinstance(tool_input, dict) else {}
+    if name == "web_fetch":
+        return one_line(f"Reading {data.get('url', 'a page')}", 120)
+    if name == "web_search":
+        return one_line(f"Searching the web: {data.get('query', '')}", 120)
     if name == "bash_code_execution" and data.get("command"):
         return one_line(str(data["command"]), 120)
     if name == "text_editor_code_execution":

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import anthropic
-from anthropic.types import ContentBlock, ContentBlockParam, Message, MessageParam
+from anthropic import Omit
+from anthropic.types import ContainerParams, ContentBlock, ContentBlockParam, Message, MessageParam, SkillParams
 
 from storage import Usage
 
 from ..tasks import run_until
 from .errors import api_message, container_is_gone, describe_api_error, is_transient
 from .request import EPHEMERAL, ModelSettings
-from .tools import tool_outcome, tool_sources, tool_title
+from .tools import CODE_TOOL_NAMES, tool_outcome, tool_sources, tool_title
 from .transcript import (
     as_param,
     continuation,
@@ -51,7 +52,8 @@ class TurnObserver(Protocol):
     async def on_thinking(self, delta: str) -> None:
         """Words the model writes for itself (on current models, also those between tool calls)."""
 
-    async def on_tool_start(self, tool_id: str, title: str) -> None: ...
+    async def on_tool_start(self, tool_id: str, title: str, kind: str = "code") -> None:
+        """A tool call begins: a code run (`code`) or a web tool's use (`web`)."""
 
     async def on_tool_end(
         self, tool_id: str, ok: bool, excerpt: str, sources: Sequence[tuple[str, str]] = ()
@@ -103,13 +105,13 @@ class ClaudeTurns:
         self.deadline_seconds = deadline_seconds
         self.context_window = context_window
         # One per distinct request settings: what each learned of the API's counting is kept.
-        self._windows: dict[ModelSettings, ContextWindow] = {}
+        self._windows: dict[str, ContextWindow] = {}
 
     def window(self, settings: ModelSettings) -> ContextWindow:
-        if settings not in self._windows:
-            overhead = len(json.dumps([settings.system(), settings.tools()]))
-            self._windows[settings] = ContextWindow(self.context_window, overhead_chars=overhead)
-        return self._windows[settings]
+        key = json.dumps([settings.model, settings.system(), settings.tools(), settings.skills])
+        if key not in self._windows:
+            self._windows[key] = ContextWindow(self.context_window, overhead_chars=len(key))
+        return self._windows[key]
 
     async def run(
         self,
@@ -218,7 +220,7 @@ class ClaudeTurns:
             system=settings.system(),
             messages=with_cache_anchor(messages),
             tools=settings.tools(),
-            container=result.container_id or anthropic.omit,
+            container=container_param(result.container_id, settings.skills),
             cache_control=EPHEMERAL,
         ) as stream:
             started, finished, shown = False, 0, False
@@ -271,18 +273,29 @@ class ClaudeTurns:
 
 def message_usage(message: Message) -> Usage:
     """What one response used, as the API reports it (while streaming: as reported so far)."""
+    server = message.usage.server_tool_use
     return Usage(
         input_tokens=message.usage.input_tokens,
         cache_creation_input_tokens=message.usage.cache_creation_input_tokens or 0,
         cache_read_input_tokens=message.usage.cache_read_input_tokens or 0,
         output_tokens=message.usage.output_tokens,
-        code_runs=sum(block.type == "server_tool_use" for block in message.content),
+        code_runs=sum(block.type == "server_tool_use" and block.name in CODE_TOOL_NAMES for block in message.content),
+        web_searches=server.web_search_requests if server is not None else 0,
+        web_fetches=server.web_fetch_requests if server is not None else 0,
     )
+
+
+def container_param(container_id: str | None, skills: Sequence[SkillParams]) -> ContainerParams | str | Omit:
+    """The request's `container`: the thread's, with its skills (the same list every turn)."""
+    if skills:
+        return {"id": container_id, "skills": list(skills)} if container_id else {"skills": list(skills)}
+    return container_id or anthropic.omit
 
 
 async def _report_block(block: ContentBlock, observer: TurnObserver) -> None:
     if block.type == "server_tool_use":
-        await observer.on_tool_start(block.id, tool_title(block.name, block.input))
+        kind = "code" if block.name in CODE_TOOL_NAMES else "web"
+        await observer.on_tool_start(block.id, tool_title(block.name, block.input), kind)
     elif block.type.endswith("_tool_result") and hasattr(block, "tool_use_id"):
         dumped = block.model_dump(mode="json", exclude_none=True)
         ok, excerpt = tool_outcome(dumped)

@@ -182,8 +182,8 @@ class _FirstWordTimer:
     async def on_thinking(self, delta: str) -> None:
         await self._observer.on_thinking(delta)
 
-    async def on_tool_start(self, tool_id: str, title: str) -> None:
-        await self._observer.on_tool_start(tool_id, title)
+    async def on_tool_start(self, tool_id: str, title: str, kind: str = "code") -> None:
+        await self._observer.on_tool_start(tool_id, title, kind)
 
     async def on_tool_end(
         self, tool_id: str, ok: bool, excerpt: str, sources: Sequence[tuple[str, str]] = ()

@@ -19,7 +19,7 @@ from storage import PersonThread, Store, ThreadKey, Usage
 from ..errors import SLACK_ERRORS
 from ..policy.access import AccessControl
 from ..policy.budgets import DAY_SECONDS, Budgets, start_of_utc_day
-from ..policy.usage import Prices, dollars
+from ..policy.usage import Prices, dollars, web_words
 from ..threads import is_dm
 from ..workspaces import Workspace
 from .blocks import context, header, reset_button, section
@@ -241,7 +241,7 @@ def usage_words(usage: Usage, prices: Prices, *, turns: bool = True) -> str:
     words = f"{usage.total_tokens:,} tokens (~{dollars(prices.cost(usage))})"
     if turns:
         words += f" · {usage.turns} answer{'s' if usage.turns != 1 else ''}"
-    return words
+    return "".join([words, *(f" · {part}" for part in web_words(usage))])
 
 
 def notice_text(notice: Notice, titles: dict[ThreadKey, str]) -> str:

@@ -11,6 +11,7 @@ working in that workspace (a fair share each). The SDK's retry on 429 stays as t
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -56,27 +57,40 @@ SHARE_SECONDS = 15.0
 ProcessCount = Callable[[], Awaitable[int]]
 
 
+class Slot:
+    """One call's place in its minute: in the minute while it is in flight, and counted from
+    when its answer came back (Slack saw it no later than that, however slow the way there)."""
+
+    def __init__(self) -> None:
+        self.at = math.inf
+
+    def done(self) -> None:
+        self.at = time.monotonic()
+
+
 class CallWindow:
     """At most `per_minute` calls in any minute, as Slack counts them: a burst goes at once,
     and a call past the limit waits until the oldest in the minute has left it."""
 
     def __init__(self) -> None:
-        self._starts: deque[float] = deque()
+        self._slots: deque[Slot] = deque()
         self._lock = asyncio.Lock()  # first come, first served
 
-    async def take(self, per_minute: float) -> float:
-        """Wait for room in the minute; returns how long the call waited."""
+    async def take(self, per_minute: float) -> tuple[Slot, float]:
+        """Wait for room in the minute; the call's slot, and how long it waited."""
         limit = max(1, int(per_minute * HEADROOM))
         waited = 0.0
         async with self._lock:
             while True:
                 now = time.monotonic()
-                while self._starts and now - self._starts[0] >= MINUTE_SECONDS:
-                    self._starts.popleft()
-                if len(self._starts) < limit:
-                    self._starts.append(now)
-                    return waited
-                pause = self._starts[0] + MINUTE_SECONDS - now
+                while self._slots and now - self._slots[0].at >= MINUTE_SECONDS:
+                    self._slots.popleft()
+                if len(self._slots) < limit:
+                    slot = Slot()
+                    self._slots.append(slot)
+                    return slot, waited
+                oldest = self._slots[0].at
+                pause = oldest + MINUTE_SECONDS - now if oldest != math.inf else MINUTE_SECONDS / 100
                 await asyncio.sleep(pause)
                 waited += pause
 
@@ -95,19 +109,21 @@ class SlackPacer:
         self._share_at = 0.0
         self._windows: dict[tuple[str, str], CallWindow] = {}
 
-    async def wait(self, method: str, args: dict[str, Any] | None) -> None:
-        """Return once `method` may be called without passing this process's share of the budget."""
+    async def wait(self, method: str, args: dict[str, Any] | None) -> Slot | None:
+        """Return once `method` may be called without passing this process's share of the
+        budget: the call's slot, to mark `done()` when its answer is back (None: not paced)."""
         if method == "chat.postMessage":
             key, per_minute = (method, str((args or {}).get("channel", ""))), POST_MESSAGE_PER_CHANNEL
         elif method in METHOD_TIERS:
             key, per_minute = (method, ""), METHOD_TIERS[method]
         else:
-            return
+            return None
         share = await self._current_share()
         window = self._windows.setdefault(key, CallWindow())
-        waited = await window.take(per_minute / share)
+        slot, waited = await window.take(per_minute / share)
         if waited and self._on_wait is not None:
             self._on_wait(method, waited)
+        return slot
 
     async def _current_share(self) -> int:
         if self._processes is not None and time.monotonic() - self._share_at >= SHARE_SECONDS:
@@ -130,7 +146,12 @@ class PacedWebClient(AsyncWebClient):
         self, api_method: str, *, params: dict[str, Any] | None = None, json: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None, **kwargs: Any,
     ) -> AsyncSlackResponse:
-        await self.pacer.wait(api_method, json if json is not None else data if isinstance(data, dict) else params)
-        response = await super().api_call(api_method, params=params, json=json, data=data, **kwargs)
+        args = json if json is not None else data if isinstance(data, dict) else params
+        slot = await self.pacer.wait(api_method, args)
+        try:
+            response = await super().api_call(api_method, params=params, json=json, data=data, **kwargs)
+        finally:
+            if slot is not None:
+                slot.done()
         assert isinstance(response, AsyncSlackResponse)
         return response

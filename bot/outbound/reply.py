@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..errors import SLACK_ERRORS
 from .blocks import Block, context
 from .message import MessageRenderer
-from .state import Renderer, ReplyState, ReplyTarget, Step, final_status, words_so_far
+from .state import Renderer, ReplyState, ReplyTarget, Step, final_status, sources_line, words_so_far
 from .stream import StreamRenderer, StreamSupport
 
 logger = logging.getLogger(__name__)
@@ -89,11 +89,11 @@ class Reply:
         """Between code runs current models write to themselves: the next step shows it."""
         self.state.thinking += delta
 
-    async def on_tool_start(self, tool_id: str, title: str) -> None:
+    async def on_tool_start(self, tool_id: str, title: str, kind: str = "code") -> None:
         details, self.state.thinking = words_so_far(self.state.thinking), ""
-        step = self.state.steps[tool_id] = Step(tool_id, title, details=details)
+        step = self.state.steps[tool_id] = Step(tool_id, title, details=details, kind=kind)
         await self._show(step)
-        await self.set_status("is running code…")
+        await self.set_status("is running code…" if kind == "code" else "is reading the web…")
 
     async def on_tool_end(
         self, tool_id: str, ok: bool, excerpt: str, sources: Sequence[tuple[str, str]] = ()
@@ -112,6 +112,9 @@ class Reply:
                 await self._show(step)
         summary = " · ".join(part for part in (final_status(self.state, failed), usage) if part)
         self.state.closing = [context(summary)] if summary else []
+        pages = sources_line(self.state)
+        if pages:
+            self.state.closing.insert(0, context(pages))
         if self._feedback is not None:
             self.state.closing.append(self._feedback)
         footer = "\n\n".join(notes or [])

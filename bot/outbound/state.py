@@ -35,6 +35,8 @@ class Step:
     """What Claude said it was about to do (its words before the run)."""
     sources: list[tuple[str, str]] = field(default_factory=list)
     """The pages it read (url, title), shown as the step's sources."""
+    kind: str = "code"
+    """`code` (a run in the container) or `web` (a web tool's use)."""
 
     def chunk(self) -> TaskUpdateChunk:
         return TaskUpdateChunk(
@@ -84,10 +86,28 @@ class Renderer(Protocol):
     async def finish(self, state: ReplyState, footer: str) -> None: ...
 
 
+# Links under an answer to the pages it read; the rest are counted.
+SOURCES_SHOWN = 8
+
+
+def sources_line(state: ReplyState) -> str:
+    """"Sources: <link|title>, …": the pages the turn's web tools read or found ("" for none)."""
+    pages = dict(source for step in state.steps.values() for source in step.sources)
+    if not pages:
+        return ""
+    links = [
+        f"<{url.replace('>', '%3E').replace('|', '%7C')}|{escape_mrkdwn(title.replace('|', '/'))}>"
+        for url, title in list(pages.items())[:SOURCES_SHOWN]
+    ]
+    more = f" and {len(pages) - SOURCES_SHOWN} more" if len(pages) > SOURCES_SHOWN else ""
+    return "*Sources:* " + ", ".join(links) + more
+
+
 def final_status(state: ReplyState, failed: bool) -> str:
     """The line that closes a reply: how the turn ended and how much code ran."""
-    runs = len(state.steps)
-    errors = sum(step.status == "error" for step in state.steps.values())
+    code = [step for step in state.steps.values() if step.kind == "code"]
+    runs = len(code)
+    errors = sum(step.status == "error" for step in code)
     ran = f"{runs} code run{'s' if runs != 1 else ''}" + (f", {errors} with errors" if errors else "")
     if failed:
         return f"⚠️ Stopped early · {ran}" if runs else "⚠️ Stopped early"

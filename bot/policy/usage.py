@@ -11,12 +11,16 @@ MILLION = 1_000_000
 
 @dataclass(frozen=True)
 class Prices:
-    """US dollars per million tokens (`USAGE_PRICES`; its default is in `bot/config.py`)."""
+    """US dollars per million tokens, and per web search (`USAGE_PRICES`; the model's list
+    prices are in `bot/model/catalog.py`). Web fetches cost only the tokens they read, and a
+    request with a web tool pays no code-execution charge, so none is counted."""
 
     input: float
     cache_write: float
     cache_read: float
     output: float
+    web_search: float = 0.01
+    """$10 per 1,000 searches."""
 
     def cost(self, usage: Usage) -> float:
         return (
@@ -24,7 +28,7 @@ class Prices:
             + usage.cache_creation_input_tokens * self.cache_write
             + usage.cache_read_input_tokens * self.cache_read
             + usage.output_tokens * self.output
-        ) / MILLION
+        ) / MILLION + usage.web_searches * self.web_search
 
 
 def parse_prices(text: str, base: Prices | None = None) -> Prices:
@@ -35,9 +39,9 @@ def parse_prices(text: str, base: Prices | None = None) -> Prices:
         name, _, number = item.partition("=")
         name = name.strip()
         if name not in Prices.__dataclass_fields__:
-            raise ValueError(f"unknown price {name!r} (use input, cache_write, cache_read, output)")
+            raise ValueError(f"unknown price {name!r} (use input, cache_write, cache_read, output, web_search)")
         values[name] = float(number)
-    missing = [name for name in Prices.__dataclass_fields__ if name not in values]
+    missing = [name for name in ("input", "cache_write", "cache_read", "output") if name not in values]
     if missing:
         raise ValueError(f"missing price(s) {', '.join(missing)}")
     return Prices(**values)
@@ -61,10 +65,21 @@ def dollars(amount: float) -> str:
 def turn_footer(usage: Usage, prices: Prices) -> str:
     """The part of a reply's last line that says what the turn used."""
     cached = f" ({tokens(usage.cache_read_input_tokens)} cached)" if usage.cache_read_input_tokens else ""
+    web = "".join(f" · {part}" for part in web_words(usage))
     return (
-        f"{tokens(usage.prompt_tokens)} in{cached} · {tokens(usage.output_tokens)} out"
+        f"{tokens(usage.prompt_tokens)} in{cached} · {tokens(usage.output_tokens)} out{web}"
         f" · ~{dollars(prices.cost(usage))}"
     )
+
+
+def web_words(usage: Usage) -> list[str]:
+    """"2 web searches", "1 page read": what the web tools did ([] when nothing)."""
+    parts = []
+    if usage.web_searches:
+        parts.append(f"{usage.web_searches} web search{'es' if usage.web_searches != 1 else ''}")
+    if usage.web_fetches:
+        parts.append(f"{usage.web_fetches} page{'s' if usage.web_fetches != 1 else ''} read")
+    return parts
 
 
 def usage_report(thread: Usage, person: Usage, prices: Prices) -> str:
@@ -74,6 +89,7 @@ def usage_report(thread: Usage, person: Usage, prices: Prices) -> str:
         f" {thread.code_runs} code run{'s' if thread.code_runs != 1 else ''}):",
         f"• input {thread.input_tokens:,} · cache writes {thread.cache_creation_input_tokens:,}"
         f" · cache reads {thread.cache_read_input_tokens:,} · output {thread.output_tokens:,} tokens",
+        *([f"• {' · '.join(web_words(thread))}"] if web_words(thread) else []),
         f"• estimated cost {dollars(prices.cost(thread))}",
         f"_Yours across all threads: {person.turns} turns, about {dollars(prices.cost(person))}._",
     ]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
+
+from anthropic.types import SkillParams
 
 from storage import LeaseLost, QueueItem, Store
 
@@ -153,7 +156,11 @@ class TurnRunner:
         earlier, notes_used = await self.prompts.earlier(turn, conversation.history)
         user_content = user_turn_content(text, arrived, earlier, await self.prompts.author(turn))
         user_files = [(f.filename, f.size) for f in arrived]  # never sent back as outputs
+        # A thread keeps the skills it started with until it is reset: the same list on every
+        # turn keeps its prompt cache and its container as they were.
         model = turn.settings.model
+        if conversation.skills is not None:
+            model = replace(model, skills=tuple(cast(list[SkillParams], conversation.skills)))
         result = await self.claude.run(
             model,
             stored(conversation.history),
@@ -192,6 +199,7 @@ class TurnRunner:
                 user_files=user_files,
                 earlier_history=result.earlier_history,
                 owner=item.owner,
+                skills=list(model.skills),
             )
         if notes_used:
             await self.store.drop_notes(thread, [note.message_ts for note in notes_used])

@@ -197,7 +197,7 @@ DELETE FROM stop_requests WHERE requested_at < :cutoff;
 SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: conversation
-SELECT container_id, container_expires_at FROM conversations
+SELECT container_id, container_expires_at, skills FROM conversations
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: history
@@ -213,6 +213,11 @@ SELECT COALESCE(MAX(seq), 0) FROM history WHERE team_id = :team AND channel_id =
 -- name: append_history
 INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
 VALUES (:team, :channel, :thread_ts, :seq, :role, :content);
+
+-- name: keep_skills
+-- The first list a thread is answered with stays until a reset forgets the conversation's container.
+UPDATE conversations SET skills = COALESCE(skills, :skills)
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: keep_container
 INSERT INTO conversations (team_id, channel_id, thread_ts, container_id, container_expires_at, created_at, updated_at)
@@ -233,7 +238,7 @@ UPDATE queue SET answered = 1 WHERE id = :item;
 INSERT INTO deliveries (item_id, position, file_id) VALUES (:item, :position, :file_id);
 
 -- name: drop_container
-UPDATE conversations SET container_id = NULL, container_expires_at = NULL, updated_at = :now
+UPDATE conversations SET container_id = NULL, container_expires_at = NULL, skills = NULL, updated_at = :now
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: add_note
@@ -261,7 +266,7 @@ WHERE updated_at < :cutoff
 ORDER BY updated_at LIMIT :limit;
 
 -- name: forget_container
-UPDATE conversations SET container_id = NULL, container_expires_at = NULL
+UPDATE conversations SET container_id = NULL, container_expires_at = NULL, skills = NULL
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: forget_participants
@@ -308,33 +313,38 @@ UPDATE deliveries SET delivered = 1 WHERE item_id = :item AND position = :positi
 
 -- name: record_usage
 INSERT INTO usage (team_id, channel_id, thread_ts, user_id, model, input_tokens, cache_creation_input_tokens,
-                   cache_read_input_tokens, output_tokens, code_runs, recorded_at)
+                   cache_read_input_tokens, output_tokens, code_runs, web_searches, web_fetches, recorded_at)
 VALUES (:team, :channel, :thread_ts, :user, :model, :input_tokens, :cache_creation_input_tokens,
-        :cache_read_input_tokens, :output_tokens, :code_runs, :now);
+        :cache_read_input_tokens, :output_tokens, :code_runs, :web_searches, :web_fetches, :now);
 
 -- name: thread_usage
 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
-       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
+       COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
 FROM usage WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: user_usage
 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
-       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
+       COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
 FROM usage WHERE team_id = :team AND user_id = :user AND recorded_at >= :since;
 
 -- name: team_usage
 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
-       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
+       COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
 FROM usage WHERE team_id = :team AND recorded_at >= :since;
 
 -- name: usage_by_person
 SELECT user_id, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
-       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
+       COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
 FROM usage WHERE team_id = :team AND recorded_at >= :since GROUP BY user_id;
 
 -- name: usage_by_channel
 SELECT channel_id, COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
-       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*)
+       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
+       COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
 FROM usage WHERE team_id = :team AND recorded_at >= :since GROUP BY channel_id;
 
 -- === what people look at, and what they think of answers ===
@@ -356,3 +366,12 @@ DO UPDATE SET rating = excluded.rating, recorded_at = excluded.recorded_at;
 
 -- name: feedback_totals
 SELECT rating, COUNT(*) FROM feedback WHERE team_id = :team AND recorded_at >= :since GROUP BY rating;
+
+-- === custom skills ===
+
+-- name: custom_skill
+SELECT skill_id, version, digest FROM custom_skills WHERE name = :name;
+
+-- name: keep_custom_skill
+INSERT INTO custom_skills (name, skill_id, version, digest) VALUES (:name, :skill_id, :version, :digest)
+ON CONFLICT (name) DO UPDATE SET skill_id = excluded.skill_id, version = excluded.version, digest = excluded.digest;

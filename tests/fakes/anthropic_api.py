@@ -35,6 +35,15 @@ from .anthropic_books import (
     count_tokens,
     value_tokens,
 )
+from .anthropic_skills import SkillsAPI
+from .anthropic_web import (
+    fetch_error,
+    fetch_refusal,
+    sealed_field_problem,
+    searched_urls,
+    server_tool_counts,
+    web_tool_problem,
+)
 from .slack_api import CHUNK, KEEP_LIMIT, pattern_chunks, pattern_sha256
 
 CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
@@ -348,6 +357,8 @@ class FakeAnthropic:
         self._n_req = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.skills = SkillsAPI(self._error)
+        """The Skills API, and what `container.skills` may name."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -362,6 +373,7 @@ class FakeAnthropic:
         app.router.add_get("/v1/files/{file_id}", self._metadata)
         app.router.add_delete("/v1/files/{file_id}", self._delete_file)
         app.router.add_get("/v1/files/{file_id}/content", self._download)
+        self.skills.routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -511,6 +523,9 @@ class FakeAnthropic:
             isinstance(t, dict) and str(t.get("type", "")).startswith(CODE_EXECUTION_TOOL_PREFIX)
             for t in body.get("tools") or []
         )
+        problem = self.skills.container_problem(body, uses_code)
+        if problem:
+            return self._error(request, 400, "invalid_request_error", problem)
         prompt, applied, problem = self._prompt(request, body)
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
@@ -520,7 +535,7 @@ class FakeAnthropic:
                 e = answer
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
             cid = answer.container_id or requested or (self.new_container() if uses_code else None)
-            answer = self._as_written(answer, self.models[body["model"]], cid)
+            answer = self._as_written(answer, self.models[body["model"]], cid, body)
             if answer.stop_reason == "refusal":
                 self._refused_turns.add(_key(body["messages"][-1].get("content")))
             booked = self._bill(prompt, applied, answer)
@@ -548,6 +563,9 @@ class FakeAnthropic:
                 continue
             if block.get("type") == "thinking" and self._signatures.get(str(block.get("signature"))) != block.get("thinking"):
                 return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+            sealed = sealed_field_problem(i, j, block)
+            if sealed:
+                return sealed
             if block.get("type") == "server_tool_use" and block.get("id") not in results:
                 return (
                     f"messages.{i}.content.{j}: `server_tool_use` block with id `{block.get('id')}` was found without"
@@ -562,6 +580,9 @@ class FakeAnthropic:
         tools = body.get("tools") or []
         if not isinstance(tools, list):
             return "tools: Input should be a valid list"
+        problem = web_tool_problem(tools)
+        if problem:
+            return problem
         for i, tool in enumerate(tools):
             kind = str(tool.get("type", "")) if isinstance(tool, dict) else ""
             if kind.startswith(CODE_EXECUTION_TOOL_PREFIX) and kind not in CODE_EXECUTION_TOOL_VERSIONS:
@@ -621,6 +642,9 @@ class FakeAnthropic:
             "output_tokens": max(1, output),
             "service_tier": "standard",
         }
+        counts = server_tool_counts(answer.content)
+        if any(counts.values()):
+            usage["server_tool_use"] = counts
         usage.update(answer.usage)  # a test may set the counts it needs
         booked: dict[str, Any] = {"usage": usage}
         if "context_management" in prompt:
@@ -711,13 +735,24 @@ class FakeAnthropic:
             return Reply([], stop_reason="refusal", stop_details={"type": "refusal", "category": None, "explanation": None})
         return None
 
-    def _as_written(self, answer: Reply, spec: ModelSpec, cid: str | None) -> Reply:
+    def _as_written(self, answer: Reply, spec: ModelSpec, cid: str | None, body: dict[str, Any]) -> Reply:
         """The scripted answer as the API would send it: output files from what the code wrote,
-        and on 5.x models the words before a tool call as signed `thinking` blocks."""
+        fetches the tool settings refuse as errors, and on 5.x models the words before a tool
+        call as signed `thinking` blocks."""
         commands: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        searched = searched_urls(body)
         content: list[dict[str, Any]] = []
         for block in answer.content:
             block = dict(block)
+            if block.get("type") == "web_search_tool_result":
+                searched |= {r.get("url") for r in block.get("content") or [] if isinstance(r, dict)}
+            if block.get("type") == "server_tool_use" and block.get("name") == "web_fetch":
+                code = fetch_refusal(body, str((block.get("input") or {}).get("url", "")), searched)
+                if code is not None:
+                    refused[str(block.get("id"))] = code
+            elif block.get("type") == "web_fetch_tool_result" and block.get("tool_use_id") in refused:
+                block = fetch_error(str(block["tool_use_id"]), refused[str(block["tool_use_id"])])
             if block.get("type") == "server_tool_use":
                 data = block.get("input") or {}
                 commands[str(block.get("id"))] = str(data.get("command", ""))
@@ -830,7 +865,11 @@ class FakeAnthropic:
         for index, block in enumerate(answer.content):
             kind = block.get("type")
             if kind == "text":
-                yield {"type": "content_block_start", "index": index, "content_block": {**block, "text": ""}}
+                started = {**block, "text": ""} | ({"citations": []} if block.get("citations") else {})
+                yield {"type": "content_block_start", "index": index, "content_block": started}
+                for citation in block.get("citations") or []:
+                    yield {"type": "content_block_delta", "index": index,
+                           "delta": {"type": "citations_delta", "citation": citation}}
                 for piece in _pieces(block.get("text", "")):
                     yield {
                         "type": "content_block_delta",
@@ -877,6 +916,7 @@ class FakeAnthropic:
                 "input_tokens": usage["input_tokens"],
                 "cache_creation_input_tokens": usage["cache_creation_input_tokens"],
                 "cache_read_input_tokens": usage["cache_read_input_tokens"],
+                **({"server_tool_use": usage["server_tool_use"]} if "server_tool_use" in usage else {}),
             },
         }
         if management is not None:
