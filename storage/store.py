@@ -14,8 +14,8 @@ from .conversations import ConversationStore
 from .deliveries import DeliveryStore
 from .models import LeaseLost
 from .people import PeopleStore
-from .skills import SkillStore
 from .queue import QueueStore
+from .skills import SkillStore
 from .usage import UsageStore
 
 __all__ = ["LeaseLost", "Store", "migrations"]
