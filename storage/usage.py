@@ -47,6 +47,21 @@ class UsageStore:
         """Everything a workspace's turns used since `since` (epoch seconds)."""
         return _usage(await self.connector.one("team_usage", {"team": team_id, "since": since}))
 
+    async def reserve(self, item_id: int, team_id: str, user_id: str, input_tokens: int) -> None:
+        """Book what a running turn's next request will read, before it goes out."""
+        await self.connector.execute(
+            "reserve", {"item": item_id, "team": team_id, "user": user_id, "tokens": input_tokens, "now": time.time()}
+        )
+
+    async def release_reservation(self, item_id: int) -> None:
+        """The turn is over: what it used is in its usage now."""
+        await self.connector.execute("release_reservation", {"item": item_id})
+
+    async def reserved_input(self, team_id: str, user_id: str | None = None, *, excluding: int | None = None) -> int:
+        """Input tokens running turns (of one person, or the workspace) have booked, but for `excluding`."""
+        row = await self.connector.one("reserved_input", {"team": team_id, "user": user_id, "excluding": excluding})
+        return int(row[0]) if row is not None else 0
+
     async def usage_by(self, team_id: str, group: UsageGroup, since: float = 0.0) -> dict[str, Usage]:
         """A workspace's usage since `since` (epoch seconds), summed per person (user id) or per
         channel (channel id); who or what used nothing is absent."""

@@ -477,3 +477,20 @@ async def test_a_thread_keeps_the_skills_it_was_first_answered_with_until_a_rese
     assert (await store.load_conversation(OTHER)).skills is None
     await store.reset(THREAD)
     assert (await store.load_conversation(THREAD)).skills is None
+
+
+async def test_reservations_count_only_turns_not_done(store: Store) -> None:
+    first = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    other = await store.enqueue_message(message("1700000002.000100", thread=OTHER, user="U2"), starts_conversation=True)
+    assert first is not None and other is not None
+    await store.reserve(first.id, "T1", "U1", 1000)
+    await store.reserve(first.id, "T1", "U1", 1200)  # a continuation books anew
+    await store.reserve(other.id, "T1", "U2", 300)
+    assert await store.reserved_input("T1", "U1") == 1200
+    assert await store.reserved_input("T1") == 1500
+    assert await store.reserved_input("T1", excluding=first.id) == 300
+    assert await store.reserved_input("T2") == 0
+    await store.finish_item(other.id)  # a turn that ended (or crashed and was settled) reserves nothing
+    assert await store.reserved_input("T1") == 1200
+    await store.release_reservation(first.id)
+    assert await store.reserved_input("T1") == 0

@@ -304,3 +304,44 @@ async def test_a_late_mention_never_hands_the_model_what_refused_people_wrote(
     sent = str(claude_api.requests[0]["messages"])
     assert "The build is red" in sent and "I'll look at it" in sent
     assert "secret plan" not in sent
+
+
+async def test_a_burst_is_held_to_the_budget_by_what_running_turns_reserve(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """Three questions at once: each running turn has booked its input before its request, so
+    the budget sees them before any usage is recorded (before, all three ran)."""
+    question = "Summarize this: " + "lorem ipsum dolor sit amet " * 150  # about 1,000 tokens
+    limited = with_settings(settings, user_daily_budget=Budget(2500))
+    async with running_bot(limited, slack) as bot:
+        roots = [f"1700001130.00{n}100" for n in range(3)]
+        for n, root in enumerate(roots[:2]):
+            claude_api.enqueue(Reply([text(f"answer {n}")], delay=3.0))
+            await bot.send_event(mention_event(question, channel=CHANNEL, user="U1", ts=root))
+            await bot.wait_for(lambda n=n: len(claude_api.requests) == n + 1)
+        assert await bot.runtime.store.reserved_input("T1", "U1") > 2000
+        await bot.send_event(mention_event("usage", channel=CHANNEL, user="U1", ts="1700001130.009100"))
+        await bot.wait_for(lambda: "Reserved by your answers running now" in thread_text(slack, CHANNEL, "1700001130.009100"))
+        await bot.send_event(mention_event(question, channel=CHANNEL, user="U1", ts=roots[2]))
+        await bot.wait_for(lambda: "Your daily threadbox budget" in thread_text(slack, CHANNEL, roots[2]))
+        await bot.wait_for(lambda: all(f"answer {n}" in thread_text(slack, CHANNEL, roots[n]) for n in range(2)))
+        await bot.idle()
+        assert await bot.runtime.store.reserved_input("T1") == 0  # released as the turns finished
+    assert len(claude_api.requests) == 2
+
+
+async def test_a_turn_whose_continuation_would_pass_the_budget_ends_there_with_words(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    limited = with_settings(settings, user_daily_budget=Budget(5000))
+    paused = {"input_tokens": 4000, "output_tokens": 1500, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    root = "1700001131.000100"
+    async with running_bot(limited, slack) as bot:
+        claude_api.enqueue(Reply([*code_run("python long.py", stdout="step 1 done")], stop_reason="pause_turn",
+                                 usage=paused))
+        await bot.send_event(mention_event("a long job", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "I stopped here" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+        spent = await bot.runtime.store.thread_usage(ThreadKey("T1", CHANNEL, root))
+    assert len(claude_api.requests) == 1  # the continuation never went out
+    assert spent.input_tokens == 4000 and spent.code_runs == 1  # what was done is booked and kept

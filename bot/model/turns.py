@@ -61,6 +61,16 @@ class TurnObserver(Protocol):
         """A tool's result: whether it worked, an excerpt, and the pages it read (url, title)."""
 
 
+class SpendGuard(Protocol):
+    """Holds a turn to the budgets: books each request's input before it goes out, and may end
+    a turn whose continuations would pass a budget."""
+
+    async def reserve(self, input_tokens: int) -> None: ...
+
+    async def may_continue(self, used: Usage) -> str | None:
+        """None to go on after a turn has used `used`; else the words that end it there."""
+
+
 @dataclass
 class TurnResult:
     """What a finished (or failed) turn leaves behind."""
@@ -81,6 +91,8 @@ class TurnResult:
     earlier_history: list[MessageParam] | None = None
     """The thread's history as this turn sent it, when it had to leave out files the Files API
     no longer has: stored in its place, so later turns do not hit the same refusal."""
+    budget_stop: str | None = None
+    """The turn was ended before a continuation because a budget would be passed: why."""
     refusal: str | None = None
     """Claude refused (`stop_reason: "refusal"`): its explanation for the person, if it gave one,
     else "". The refused exchange is not kept: replayed, it would be refused again."""
@@ -122,6 +134,7 @@ class ClaudeTurns:
         container_expires_at: float | None,
         observer: TurnObserver,
         stop: asyncio.Event,
+        spend: SpendGuard | None = None,
     ) -> TurnResult:
         """Answer one user message. Never raises for API failures: they land in `result.error`.
         Setting `stop` ends the turn early; what it did until then stays in the result.
@@ -134,7 +147,7 @@ class ClaudeTurns:
         messages: list[MessageParam] = [*history, {"role": "user", "content": user_content}]
         try:
             async with asyncio.timeout(self.deadline_seconds):
-                work = self._run_until_done(settings, messages, result, observer)
+                work = self._run_until_done(settings, messages, result, observer, spend)
                 result.stopped = await run_until(stop, work)
         except TimeoutError:
             result.error = (
@@ -144,7 +157,8 @@ class ClaudeTurns:
         return result
 
     async def _run_until_done(
-        self, settings: ModelSettings, base: list[MessageParam], result: TurnResult, observer: TurnObserver
+        self, settings: ModelSettings, base: list[MessageParam], result: TurnResult, observer: TurnObserver,
+        spend: SpendGuard | None,
     ) -> None:
         window = self.window(settings)
         idle_retry = _long_idle(result.container_expires_at)
@@ -157,6 +171,11 @@ class ClaudeTurns:
             messages = plan.messages
             if result.assistant_content:
                 messages = [*plan.messages, {"role": "assistant", "content": result.assistant_content}]
+            if spend is not None:
+                if result.usage.prompt_tokens and (note := await spend.may_continue(result.usage)):
+                    result.budget_stop = note
+                    return
+                await spend.reserve(int(window.estimate(messages)))
             try:
                 message = await self._stream_once(settings, messages, result, observer)
             except InterruptedAnswer as cut:

@@ -52,12 +52,25 @@ class BudgetStop:
 
     @property
     def note(self) -> str:
-        whose = "Your" if self.scope == "person" else "This workspace's"
-        when = time.strftime("%H:%M UTC", time.gmtime(self.resets_at))
+        budget = self.budget.describe()
+        return f":money_with_wings: {self._whose} daily threadbox budget ({budget}) is used up. {self._reset}"
+
+    @property
+    def note_during_turn(self) -> str:
+        """Why a running turn ended before its next step."""
         return (
-            f":money_with_wings: {whose} daily threadbox budget ({self.budget.describe()}) is used up."
-            f" It resets at {when} (in {_hours_minutes(self.resets_at - time.time())})."
+            f":money_with_wings: I stopped here: going on would pass {self._whose.lower()} daily threadbox budget"
+            f" ({self.budget.describe()}). What was done so far stays. {self._reset}"
         )
+
+    @property
+    def _whose(self) -> str:
+        return "Your" if self.scope == "person" else "This workspace's"
+
+    @property
+    def _reset(self) -> str:
+        when = time.strftime("%H:%M UTC", time.gmtime(self.resets_at))
+        return f"It resets at {when} (in {_hours_minutes(self.resets_at - time.time())})."
 
 
 class Budgets:
@@ -69,19 +82,32 @@ class Budgets:
         self.per_person = per_person
         self.per_workspace = per_workspace
 
-    async def stop_for(self, team_id: str, user_id: str) -> BudgetStop | None:
-        """None when the person may start a turn now."""
+    async def stop_for(
+        self, team_id: str, user_id: str, *, item_id: int | None = None, running: Usage | None = None
+    ) -> BudgetStop | None:
+        """None when the person may start (or, with `running`, go on with) a turn now.
+
+        Counted: today's booked usage, what the other running turns have reserved (their next
+        request's input, booked before it goes out), and `running`, what turn `item_id` has
+        used so far."""
         day_start = start_of_utc_day(time.time())
         resets_at = day_start + DAY_SECONDS
+        so_far = running or Usage()
         if self.per_person is not None:
             mine = await self.store.user_usage(team_id, user_id, since=day_start)
-            if self.per_person.spent(mine, self.prices) >= self.per_person.amount:
+            reserved = Usage(input_tokens=await self.store.reserved_input(team_id, user_id, excluding=item_id))
+            if self.per_person.spent(mine + so_far + reserved, self.prices) >= self.per_person.amount:
                 return BudgetStop("person", self.per_person, resets_at)
         if self.per_workspace is not None:
             ours = await self.store.team_usage(team_id, since=day_start)
-            if self.per_workspace.spent(ours, self.prices) >= self.per_workspace.amount:
+            reserved = Usage(input_tokens=await self.store.reserved_input(team_id, excluding=item_id))
+            if self.per_workspace.spent(ours + so_far + reserved, self.prices) >= self.per_workspace.amount:
                 return BudgetStop("workspace", self.per_workspace, resets_at)
         return None
+
+    @property
+    def any(self) -> bool:
+        return self.per_person is not None or self.per_workspace is not None
 
 
 def start_of_utc_day(now: float) -> float:

@@ -82,8 +82,9 @@ def web_words(usage: Usage) -> list[str]:
     return parts
 
 
-def usage_report(thread: Usage, person: Usage, prices: Prices) -> str:
-    """The answer to `!usage`: the thread's totals, and the asker's own across every thread."""
+def usage_report(thread: Usage, person: Usage, prices: Prices, *, reserved: int = 0) -> str:
+    """The answer to `!usage`: the thread's totals, the asker's own across every thread, and
+    what their answers running now have reserved of their budget."""
     lines = [
         f"*Usage in this thread* ({thread.turns} turn{'s' if thread.turns != 1 else ''},"
         f" {thread.code_runs} code run{'s' if thread.code_runs != 1 else ''}):",
@@ -93,4 +94,7 @@ def usage_report(thread: Usage, person: Usage, prices: Prices) -> str:
         f"• estimated cost {dollars(prices.cost(thread))}",
         f"_Yours across all threads: {person.turns} turns, about {dollars(prices.cost(person))}._",
     ]
+    if reserved:
+        running = dollars(prices.cost(Usage(input_tokens=reserved)))
+        lines.append(f"_Reserved by your answers running now: {tokens(reserved)} input tokens (about {running})._")
     return "\n".join(lines)

@@ -69,7 +69,8 @@ class TurnChecks:
         message = turn.message
         if turn.workspace.access.is_admin(message.user_id):
             return False
-        spent = await self.budgets.stop_for(message.thread.team_id, message.user_id)
+        # What turns running now have reserved counts too: a burst is held as its usage will be.
+        spent = await self.budgets.stop_for(message.thread.team_id, message.user_id, item_id=turn.item.id)
         if spent is None:
             return False
         audit("budget_stop", message.thread, scope=spent.scope, user=message.user_id)

@@ -48,6 +48,7 @@ def thread_commands(store: Store, resets: Resets, prices: Prices) -> InThreadCom
     async def usage(turn: TurnContext) -> None:
         thread = await store.thread_usage(turn.thread)
         person = await store.user_usage(turn.thread.team_id, turn.item.user_id)
-        await turn.say(usage_report(thread, person, prices))
+        reserved = await store.reserved_input(turn.thread.team_id, turn.item.user_id, excluding=turn.item.id)
+        await turn.say(usage_report(thread, person, prices, reserved=reserved))
 
     return InThreadCommands([Command("reset", reset), Command("usage", usage)])

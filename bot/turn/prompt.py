@@ -41,18 +41,17 @@ class Prompts:
 
     async def earlier(self, turn: TurnContext, history: Sequence[Mapping[str, Any]]) -> tuple[str, list[InboxMessage]]:
         """What Claude should read before the message: the thread so far when the bot joins it
-        late, and (FOLLOW_UPS=mention) what people said since the last answer; with the
-        kept notes it used, to drop once the turn is stored."""
+        late and (FOLLOW_UPS=mention) what people said since the last answer, under one
+        heading; in a DM, what the person views beside the app. With the kept notes it used,
+        to drop once the turn is stored."""
         message, workspace = turn.message, turn.workspace
-        parts = []
+        in_thread = []
         if _joins_thread_late(message, history, workspace.bot_user_id):
-            before = await earlier_messages(workspace, message.thread, message.message_ts)
-            parts.append(f"{EARLIER_HEADING}\n{before}" if before else "")
-        parts.append(await self._what_they_view(turn))
+            in_thread.append(await earlier_messages(workspace, message.thread, message.message_ts))
         notes = await self._notes_since_last_answer(turn)
-        if notes:
-            said = [f"{await workspace.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes]
-            parts.append(f"{EARLIER_HEADING}\n" + "\n".join(said))
+        in_thread += [f"{await workspace.access.name(note.user_id)}: {plain_text(note.text)}" for note in notes]
+        said = "\n".join(line for line in in_thread if line)
+        parts = [f"{EARLIER_HEADING}\n{said}" if said else "", await self._what_they_view(turn)]
         return "\n".join(part for part in parts if part), notes
 
     async def _what_they_view(self, turn: TurnContext) -> str:

@@ -35,6 +35,7 @@ from .deliveries import OwedFiles
 from .prompt import Prompts, request_text, user_turn_content
 from .recovery import STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
 from .shared_files import FileIntake
+from .spending import spending
 from .unshared_files import unshared_files, unshared_note
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class TurnRunner:
         model = turn.settings.model
         if conversation.skills is not None:
             model = replace(model, skills=tuple(cast(list[SkillParams], conversation.skills)))
+        guard = spending(self.store, self.checks.budgets, turn)
         result = await self.claude.run(
             model,
             stored(conversation.history),
@@ -169,7 +171,10 @@ class TurnRunner:
             conversation.container_expires_at,
             self.metrics.first_word(reply, turn.started),
             turn.stop.requested,
+            guard,
         )
+        if guard is not None:
+            await guard.release()
         notes = turn_notes(result)
         if result.stopped:
             name = await turn.workspace.access.name(turn.stop.by)
@@ -243,6 +248,8 @@ def turn_notes(result: TurnResult) -> list[str]:
         notes.append(WINDOW_TRIMMED_NOTE)
     if result.refusal is not None:
         notes.append(f"{REFUSED_NOTE} {escape_mrkdwn(result.refusal)}".strip())
+    if result.budget_stop is not None:
+        notes.append(result.budget_stop)
     if result.stop_reason in STOP_REASON_NOTES:
         notes.append(STOP_REASON_NOTES[result.stop_reason or ""])
     if result.error:

@@ -376,3 +376,19 @@ SELECT skill_id, version, digest FROM custom_skills WHERE name = :name;
 -- name: keep_custom_skill
 INSERT INTO custom_skills (name, skill_id, version, digest) VALUES (:name, :skill_id, :version, :digest)
 ON CONFLICT (name) DO UPDATE SET skill_id = excluded.skill_id, version = excluded.version, digest = excluded.digest;
+
+-- === reservations: what running turns are about to spend ===
+
+-- name: reserve
+INSERT INTO reservations (item_id, team_id, user_id, input_tokens, reserved_at)
+VALUES (:item, :team, :user, :tokens, now())
+ON CONFLICT (item_id) DO UPDATE SET input_tokens = excluded.input_tokens, reserved_at = excluded.reserved_at;
+
+-- name: release_reservation
+DELETE FROM reservations WHERE item_id = :item;
+
+-- name: reserved_input
+-- Only turns not yet done count (a reservation a crash left behind counts no longer).
+SELECT COALESCE(SUM(r.input_tokens), 0) FROM reservations r JOIN queue q ON q.id = r.item_id
+WHERE r.team_id = :team AND (CAST(:user AS text) IS NULL OR r.user_id = :user) AND q.state != 'done'
+  AND (CAST(:excluding AS bigint) IS NULL OR r.item_id != :excluding);
