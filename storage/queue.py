@@ -231,12 +231,17 @@ class QueueStore:
         row = await self.connector.one("count_waiting")
         return int(row[0]) if row else 0
 
-    async def prune(self, older_than_seconds: float) -> int:
-        """Forget finished items of threads idle that long; never those of live threads."""
+    async def prune(self, older_than_seconds: float, known_for_seconds: float | None = None) -> int:
+        """Forget finished items, stop records, expired leases, lapsed reservations and views
+        that old; with `known_for_seconds`, also the rows of threads emptied by retention and
+        untouched that long (a follow-up there then needs a mention again). Returns the items."""
         age = {"seconds": older_than_seconds, "cutoff": time.time() - older_than_seconds}
         async with self.connector.transaction() as db:
             pruned = await db.execute("prune_items", age)
-            await db.execute("prune_stop_messages", age)
+            for query in ("prune_stop_messages", "prune_leases", "prune_reservations", "prune_viewing"):
+                await db.execute(query, age)
+            if known_for_seconds is not None:
+                await db.execute("prune_known_threads", {"known_cutoff": time.time() - known_for_seconds})
         return pruned
 
 

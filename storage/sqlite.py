@@ -88,8 +88,14 @@ class SQLiteConnector:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         self._db.row_factory = aiosqlite.Row
         for pragma in ("busy_timeout=10000", "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
-            await self._db.execute(f"PRAGMA {pragma}")
+            await self._pragma(pragma)
         await self._migrate()
+
+    async def _pragma(self, pragma: str) -> None:
+        """A PRAGMA, its answer read to the end: a statement left open holds a read lock, and
+        SQLite then refuses this connection's next write at once instead of waiting its turn."""
+        async with self.db.execute(f"PRAGMA {pragma}") as cursor:
+            await cursor.fetchall()
 
     async def close(self) -> None:
         if self._db is not None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from storage import (
@@ -494,3 +496,33 @@ async def test_reservations_count_only_turns_not_done(store: Store) -> None:
     assert await store.reserved_input("T1") == 1200
     await store.release_reservation(first.id)
     assert await store.reserved_input("T1") == 0
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    """A table's rows, read behind the store's back."""
+    if database_url.startswith("sqlite:"):
+        with sqlite3.connect(database_url[len("sqlite:///") :]) as connection:
+            return int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    connection = await asyncpg.connect(database_url)
+    try:
+        return int(await connection.fetchval(f"SELECT COUNT(*) FROM {table}"))
+    finally:
+        await connection.close()
+
+
+async def test_pruning_bounds_leases_reservations_views_and_emptied_threads(store: Store, database_url: str) -> None:
+    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    assert item is not None
+    assert await store.claim_thread("p1", 0.01, exclude=()) == THREAD  # a lease a dead process left
+    await store.reserve(item.id, "T1", "U1", 100)
+    await store.set_viewing("T1", "U1", OTHER)
+    await store.finish_item(item.id)
+    await asyncio.sleep(0.05)
+    assert await count_rows(database_url, "leases") == 1
+    await store.prune(older_than_seconds=0.01)
+    assert await count_rows(database_url, "leases") == 0  # the row is gone, not only expired
+    assert await store.reserved_input("T1") == 0 and await store.viewing("T1", "U1") is None
+    assert await store.has_conversation(THREAD)  # known still, without a container or history
+
+    await store.prune(older_than_seconds=0.01, known_for_seconds=0.01)
+    assert not await store.has_conversation(THREAD)

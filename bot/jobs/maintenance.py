@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 # Slack stops retrying an event after about an hour; a day of answered rows is plenty.
 QUEUE_RETENTION_SECONDS = 24 * 3600
+# A thread retention emptied is still known (a follow-up there is answered) for this many
+# retention periods, then forgotten entirely.
+KNOWN_THREAD_PERIODS = 4
 
 
 async def forget_idle_threads(store: Store, claude: anthropic.AsyncAnthropic, idle_seconds: float) -> int:
@@ -39,7 +42,7 @@ async def maintain(
     """Run the housekeeping now and then every `interval_seconds`; failures are retried next time."""
     while True:
         try:
-            pruned = await store.prune(QUEUE_RETENTION_SECONDS)
+            pruned = await store.prune(QUEUE_RETENTION_SECONDS, KNOWN_THREAD_PERIODS * retention_seconds)
             forgotten = await forget_idle_threads(store, claude, retention_seconds)
             if pruned or forgotten:
                 logger.info("housekeeping: %d queue row(s) pruned, %d idle thread(s) forgotten", pruned, forgotten)

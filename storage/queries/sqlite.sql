@@ -191,6 +191,25 @@ DELETE FROM queue WHERE state = 'done' AND finished_at < :cutoff;
 -- name: prune_stop_messages
 DELETE FROM stop_requests WHERE requested_at < :cutoff;
 
+-- name: prune_leases
+-- Leases a process left behind (it died, or its thread was finished elsewhere), long expired.
+DELETE FROM leases WHERE lease_until < :cutoff;
+
+-- name: prune_reservations
+DELETE FROM reservations WHERE item_id NOT IN (SELECT id FROM queue WHERE state != 'done');
+
+-- name: prune_viewing
+DELETE FROM viewing WHERE seen_at < :cutoff;
+
+-- name: prune_known_threads
+-- Threads retention emptied long ago: nothing of them is kept but the row that they existed.
+DELETE FROM conversations
+WHERE updated_at < :known_cutoff AND container_id IS NULL
+  AND NOT EXISTS (SELECT 1 FROM history h WHERE h.team_id = conversations.team_id
+                  AND h.channel_id = conversations.channel_id AND h.thread_ts = conversations.thread_ts)
+  AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = conversations.team_id
+                  AND o.channel_id = conversations.channel_id AND o.thread_ts = conversations.thread_ts);
+
 -- === conversations ===
 
 -- name: has_conversation
