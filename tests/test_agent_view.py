@@ -70,33 +70,36 @@ def context_changed(entities: list[dict[str, object]], *, user: str = "U1") -> s
     return json.dumps(body)
 
 
+async def ask_in_dm(bot: BotServer, claude_api: FakeAnthropic, words: str, *, user: str, ts: str) -> str:
+    """A DM from `user` to the app, answered; what Claude was asked."""
+    asked = len(claude_api.requests)
+    claude_api.enqueue(Reply([text("Answered.")]))
+    await bot.send_event(message_event(words, channel=f"D{user[1:]}", user=user, ts=ts, channel_type="im"))
+    await bot.wait_for(lambda: len(claude_api.requests) > asked)
+    await bot.idle()
+    return str(claude_api.requests[-1]["messages"][-1]["content"])
+
+
+async def views(bot: BotServer, entity: dict[str, object], *, user: str = "U1") -> None:
+    status, _ = await bot.post(context_changed([entity], user=user), "application/json")
+    assert status == 200
+
+
 async def test_a_dm_about_this_channel_reads_the_channel_the_person_views(
     bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     slack.add_message("C4", "The deploy failed with error 137 on node-7", user="U2", ts="1700000500.000100")
     slack.add_message("C4", "memory limit is 512Mi", user="U3", ts="1700000500.000200")
-    status, _ = await bot.post(context_changed([{"type": "slack#/types/channel_id", "value": "C4", "team_id": "T1"}]),
-                               "application/json")
-    assert status == 200
-    claude_api.enqueue(Reply([text("Error 137 is an out-of-memory kill.")]))
-    await bot.send_event(message_event("what went wrong in this channel?", channel="D1", user="U1",
-                                       ts="1700000600.000100", channel_type="im"))
-    await bot.wait_for(lambda: bool(claude_api.requests))
-    await bot.idle()
-    asked = str(claude_api.requests[-1]["messages"][-1]["content"])
+    await views(bot, {"type": "slack#/types/channel_id", "value": "C4", "team_id": "T1"})
+    asked = await ask_in_dm(bot, claude_api, "what went wrong in this channel?", user="U1", ts="1700000600.000100")
     assert "error 137 on node-7" in asked and "memory limit is 512Mi" in asked
     assert asked.index("error 137") < asked.index("512Mi")  # oldest first
 
     # Someone who is not in the channel they name gets nothing of it.
     slack.members["C4"] = ["UBOT", "U2", "U3"]
-    status, _ = await bot.post(context_changed([{"type": "slack#/types/channel_id", "value": "C4"}], user="U9"),
-                               "application/json")
-    claude_api.enqueue(Reply([text("I can't see that channel.")]))
-    await bot.send_event(message_event("summarize this channel", channel="D9", user="U9", ts="1700000600.000200",
-                                       channel_type="im"))
-    await bot.wait_for(lambda: len(claude_api.requests) == 2)
-    await bot.idle()
-    assert "error 137" not in str(claude_api.requests[-1]["messages"][-1]["content"])
+    await views(bot, {"type": "slack#/types/channel_id", "value": "C4"}, user="U9")
+    asked = await ask_in_dm(bot, claude_api, "summarize this channel", user="U9", ts="1700000600.000200")
+    assert "error 137" not in asked
 
 
 async def test_a_dm_about_this_thread_reads_the_thread_the_person_views(
@@ -105,20 +108,10 @@ async def test_a_dm_about_this_thread_reads_the_thread_the_person_views(
     root = "1700000700.000100"
     slack.add_message("C5", "Should we ship on Friday?", user="U2", ts=root)
     slack.add_message("C5", "Only after the load test passes", user="U3", ts="1700000700.000200", thread_ts=root)
-    entity = {"type": "slack#/types/message_context", "value": {"channel_id": "C5", "thread_ts": root}}
-    await bot.post(context_changed([entity]), "application/json")
-    claude_api.enqueue(Reply([text("They ship after the load test.")]))
-    await bot.send_event(message_event("what did they decide in this thread?", channel="D1", user="U1",
-                                       ts="1700000800.000100", channel_type="im"))
-    await bot.wait_for(lambda: bool(claude_api.requests))
-    await bot.idle()
-    asked = str(claude_api.requests[-1]["messages"][-1]["content"])
+    await views(bot, {"type": "slack#/types/message_context", "value": {"channel_id": "C5", "thread_ts": root}})
+    asked = await ask_in_dm(bot, claude_api, "what did they decide in this thread?", user="U1", ts="1700000800.000100")
     assert "Should we ship on Friday?" in asked and "Only after the load test passes" in asked
 
     # A DM that is not about what they view reads nothing of it.
-    claude_api.enqueue(Reply([text("4")]))
-    await bot.send_event(message_event("what is 2+2?", channel="D1", user="U1", ts="1700000800.000200",
-                                       channel_type="im"))
-    await bot.wait_for(lambda: len(claude_api.requests) == 2)
-    await bot.idle()
-    assert "Friday" not in str(claude_api.requests[-1]["messages"][-1]["content"])
+    asked = await ask_in_dm(bot, claude_api, "what is 2+2?", user="U1", ts="1700000800.000200")
+    assert "Friday" not in asked
