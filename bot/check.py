@@ -26,7 +26,7 @@ from .config import DEFAULTS, Settings, load_settings
 from .errors import ConfigError, StartupError
 from .model.catalog import ModelLimits, ModelUnusable, model_limits
 from .model.errors import api_message
-from .model.skills import MAX_SKILLS, custom_folders
+from .model.skills import custom_folders, too_many
 
 # The bot scopes manifest.yml declares (a test holds the two together).
 BOT_SCOPES = (
@@ -188,9 +188,9 @@ async def _check_skills(client: anthropic.AsyncAnthropic, settings: Settings) ->
         folders = await custom_folders(settings.custom_skills_dir)
     except StartupError as error:
         return failed("skills", str(error), "point CUSTOM_SKILLS_DIR at a folder of skill folders")
-    if len(settings.skills) + len(folders) > MAX_SKILLS:
-        return failed("skills", f"{len(settings.skills) + len(folders)} skills; the API takes at most {MAX_SKILLS}",
-                      "name fewer in SKILLS or keep fewer folders in CUSTOM_SKILLS_DIR")
+    problem = too_many(len(settings.skills) + len(folders))
+    if problem:
+        return failed("skills", problem, "name fewer in SKILLS or keep fewer folders in CUSTOM_SKILLS_DIR")
     uploaded: dict[str, str] = {}
     if folders:
         try:

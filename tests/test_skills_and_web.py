@@ -107,7 +107,7 @@ async def test_a_custom_skill_is_uploaded_once_across_restarts_and_again_when_it
 
 
 async def test_a_broken_custom_skill_stops_start_up_naming_its_folder(
-    settings: Settings, tmp_path: Path
+    settings: Settings, claude_api: FakeAnthropic, tmp_path: Path
 ) -> None:
     folder = write_skill(tmp_path / "skills", "Bad_Name")
     with pytest.raises(StartupError) as refused:
@@ -119,6 +119,7 @@ async def test_a_broken_custom_skill_stops_start_up_naming_its_folder(
         write_skill(tmp_path / "many", f"skill-{n}")
     with pytest.raises(StartupError, match="at most 20"):
         await create_runtime(many)
+    assert claude_api.skills.uploads == []  # too many is found before anything is uploaded
 
 
 async def test_a_linked_page_is_read_and_shown_as_a_source(

@@ -45,13 +45,20 @@ def anthropic_skills(names: tuple[str, ...]) -> list[SkillParams]:
 async def skills_in_use(
     claude: anthropic.AsyncAnthropic, store: Store, names: tuple[str, ...], custom_dir: str | None
 ) -> tuple[SkillParams, ...]:
-    """Every skill a new thread gets; a broken custom skill, or more than `MAX_SKILLS`, stops start-up."""
-    skills = anthropic_skills(names)
-    for folder in await custom_folders(custom_dir):
-        skills.append(await uploaded(claude, store, folder))
-    if len(skills) > MAX_SKILLS:
-        raise StartupError(f"{len(skills)} skills (SKILLS and CUSTOM_SKILLS_DIR): the API takes at most {MAX_SKILLS}")
-    return tuple(skills)
+    """Every skill a new thread gets; a broken custom skill, or more than `MAX_SKILLS` (found
+    before anything is uploaded), stops start-up."""
+    folders = await custom_folders(custom_dir)
+    problem = too_many(len(names) + len(folders))
+    if problem:
+        raise StartupError(problem)
+    return (*anthropic_skills(names), *[await uploaded(claude, store, folder) for folder in folders])
+
+
+def too_many(count: int) -> str | None:
+    """Why `count` skills cannot go into a request, or None when they can."""
+    if count <= MAX_SKILLS:
+        return None
+    return f"{count} skills (SKILLS and CUSTOM_SKILLS_DIR): the API takes at most {MAX_SKILLS}"
 
 
 async def custom_folders(custom_dir: str | None) -> list[CustomSkill]:

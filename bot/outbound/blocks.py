@@ -69,10 +69,10 @@ def stop_button(value: str) -> Block:
     }
 
 
-def feedback_buttons(value: str) -> Block:
-    """Slack's thumbs under a finished answer; each carries its rating and `value` (the turn)."""
+def feedback_buttons(thread: ThreadKey, item_id: int, model: str) -> Block:
+    """Slack's thumbs under a finished answer; each carries its rating, the turn, its thread and model."""
     def button(rating: str, text: str) -> FeedbackButtonObject:
-        return FeedbackButtonObject(text=text, value=json.dumps({**json.loads(value), "rating": rating}))
+        return FeedbackButtonObject(text=text, value=thread_value(thread, item=item_id, model=model, rating=rating))
 
     element = FeedbackButtonsElement(
         action_id=FEEDBACK_ACTION_ID, positive_button=button("good", "Good answer"),

@@ -72,11 +72,8 @@ class MessageRenderer:
         # A note after an answer cut inside a code block must not read as code.
         body = "\n\n".join(part for part in (close_fence(state.text[self._text_offset :].strip()), footer) if part)
         pieces = split_markdown(body)
-        if len(pieces) == 1:
-            await self._update(state, pieces[0], final=True)
-            return
         # The closing line and the buttons go with the answer's last message.
-        await self._update(state, pieces[0], final=True, closing=False)
+        await self._update(state, pieces[0], final=True, closing=len(pieces) == 1)
         await post_markdown(self.client, self.target, pieces[1:], closing=state.closing)
 
     def _schedule(self, state: ReplyState) -> None:
@@ -123,9 +120,8 @@ async def close_reply(
 ) -> None:
     """Close a reply message an interrupted turn left behind: stop its stream, then either add
     `text` (Markdown) to what it shows or (`replace_text`) show `text` instead. Best effort."""
-    text = defuse_markdown(text)
     try:
-        added = None if replace_text else f"\n\n{text}"
+        added = None if replace_text else f"\n\n{defuse_markdown(text)}"
         await client.chat_stopStream(channel=target.channel_id, ts=ts, markdown_text=added)
         if not replace_text:
             return
@@ -134,7 +130,8 @@ async def close_reply(
     pieces = split_markdown(text)
     try:
         await client.chat_update(
-            channel=target.channel_id, ts=ts, text=notification_text(pieces[0]), blocks=[markdown(pieces[0])]
+            channel=target.channel_id, ts=ts, text=notification_text(pieces[0]),
+            blocks=[markdown(defuse_markdown(pieces[0]))],
         )
     except SLACK_ERRORS as error:
         logger.warning("could not close the interrupted reply %s: %s", ts, error)
@@ -148,7 +145,9 @@ async def post_markdown(
     """The rest of a long answer, one message a piece after the reply; `closing` blocks (the
     closing line, the feedback buttons) under the last."""
     for number, piece in enumerate(pieces, 1):
-        blocks = [markdown(defuse_markdown(piece)), *(closing or [] if number == len(pieces) else [])]
+        blocks = [markdown(defuse_markdown(piece))]
+        if number == len(pieces):
+            blocks += closing or []
         await client.chat_postMessage(
             channel=target.channel_id, thread_ts=target.thread_ts, text=notification_text(piece), blocks=blocks
         )

@@ -47,8 +47,8 @@ METHOD_TIERS = {
 }
 POST_MESSAGE_PER_CHANNEL = 60
 """`chat.postMessage`: about one a second in each channel."""
-# The window Slack counts calls over, and the share of each limit used: the calls' arrival at
-# Slack varies a little from their start here.
+# The window Slack counts calls over, and the share of each limit used (Slack's tiers are
+# approximate: "about" 20, 50, 100 a minute).
 MINUTE_SECONDS = 60.0
 HEADROOM = 0.9
 # How often the number of processes sharing the workspace is asked again.

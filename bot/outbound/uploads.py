@@ -66,17 +66,8 @@ async def relay_output_to_slack(
     )
     if staged is None:
         return None
-    await share_staged(slack, [staged], channel_id, thread_ts, timeout)
+    await complete_uploads(slack, [staged.upload], channel_id, thread_ts, timeout)
     return staged.relayed
-
-
-async def share_staged(
-    slack: AsyncWebClient, staged: list[StagedFile], channel_id: str, thread_ts: str | None, timeout: float
-) -> None:
-    """Share staged files in the thread with one `files.completeUploadExternal` call (Slack
-    completes several files at once): one message, one notification, one call of the budget."""
-    if staged:
-        await complete_uploads(slack, [s.upload for s in staged], channel_id, thread_ts, timeout)
 
 
 async def stage_output(
@@ -91,7 +82,7 @@ async def stage_output(
     timeout: float,
 ) -> StagedFile | None:
     """Copy one file the code produced from the Files API into Slack, under its real name,
-    not yet shared (`share_staged` shares it).
+    not yet shared (`complete_uploads` shares it, with the turn's other files).
 
     Returns None for a file in `skip` (name, size): a user's own file copied back out.
     `on_upload` learns the Slack file id before the upload is completed, so a crash in

@@ -75,11 +75,6 @@ class TurnContext:
         await say_problems(self.workspace.client, self.target.channel_id, self.target.thread_ts, heading, problems)
 
 
-def feedback_value(turn: TurnContext) -> str:
-    """What the feedback buttons under an answer carry: its turn, thread and model."""
-    return thread_value(turn.item.thread, item=turn.item.id, model=turn.settings.model.model)
-
-
 def stop_value(item: QueueItem) -> str:
     """What a Stop button carries: the turn it stops, and its thread."""
     return thread_value(item.thread, item=item.id)

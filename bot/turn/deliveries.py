@@ -13,8 +13,9 @@ from storage import Delivery, Store
 
 from ..errors import SLACK_ERRORS, FileRelayError
 from ..ops.metrics import Metrics
+from ..outbound.slack_upload import complete_uploads
 from ..outbound.text import escape_mrkdwn
-from ..outbound.uploads import StagedFile, relay_outputs_as_zip, share_staged, stage_output
+from ..outbound.uploads import StagedFile, relay_outputs_as_zip, stage_output
 from .context import TurnContext
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,11 @@ class OwedFiles:
             failure = await self._stage(turn, delivery, echoes, staged)
             failures += [failure] if failure else []
         try:
-            target = turn.target
-            await share_staged(turn.workspace.client, staged, target.channel_id, target.thread_ts, self.timeout)
+            if staged:  # one `files.completeUploadExternal` for all: one message, one notification
+                uploads, target = [file.upload for file in staged], turn.target
+                await complete_uploads(
+                    turn.workspace.client, uploads, target.channel_id, target.thread_ts, self.timeout
+                )
             for file in staged:
                 self.metrics.file_relayed("to_slack", file.relayed.size)
                 shared.append(file.relayed.filename)

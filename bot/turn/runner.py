@@ -30,7 +30,7 @@ from ..policy.usage import Prices, turn_footer
 from ..workspaces import Workspace
 from .checks import TurnChecks
 from .commands import InThreadCommands
-from .context import StopSignal, TurnContext, feedback_value
+from .context import StopSignal, TurnContext
 from .deliveries import OwedFiles
 from .prompt import Prompts, request_text, user_turn_content
 from .recovery import STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
@@ -140,7 +140,7 @@ class TurnRunner:
             turn.workspace.client, turn.target, streaming=self.streaming, task_display=self.task_display,
             support=turn.workspace.streams,
             on_message=remember_reply, on_stopped=stopped_in_slack, stop_value=turn.stop_value,
-            feedback=feedback_buttons(feedback_value(turn)),
+            feedback=feedback_buttons(turn.thread, turn.item.id, turn.settings.model.model),
         )
         reply.open()  # in parallel with what follows: no Slack round trip before the model request
         await self._run_model_turn(turn, reply)
