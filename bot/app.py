@@ -174,7 +174,9 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
     claude = anthropic.AsyncAnthropic(api_key=settings.anthropic_api_key, http_client=metrics.anthropic_http_client())
     opened.push_async_callback(claude.close)
     limits = await configured_model(claude, settings)
-    store = await open_store(settings.database_url)
+    store = await open_store(
+        settings.database_url, pool_size=settings.database_pool_size, acquire_seconds=settings.database_acquire_seconds
+    )
     opened.push_async_callback(store.close)
     skills = await skills_in_use(claude, store, settings.skills, settings.custom_skills_dir)
     slack = slack_client(settings, metrics, store)

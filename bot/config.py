@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from dotenv import find_dotenv, load_dotenv
 
-from storage import TurnLimits
+from storage import ACQUIRE_SECONDS, POOL_SIZE, TurnLimits
 
 from . import config_values as values
 from .errors import ConfigError
@@ -54,6 +54,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ANTHROPIC_MAX_TOKENS", "", "output limit of one model call (thinking included)", "the model's"),
     Setting("SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT, "replaces the built-in system prompt", "built in"),
     Setting("DATABASE_URL", "sqlite:///threadbox.db", "sqlite:///relative/path, sqlite:////absolute/path or postgresql://…"),
+    Setting("DATABASE_POOL_SIZE", str(POOL_SIZE), "PostgreSQL connections one process keeps open at most"),
+    Setting(
+        "DATABASE_ACQUIRE_SECONDS", f"{ACQUIRE_SECONDS:g}", "the longest a call waits for a free PostgreSQL connection"
+    ),
     Setting("PORT", "3000", "HTTP mode port"),
     Setting("HOST", "0.0.0.0", "the interface HTTP listens on (127.0.0.1: this machine only)"),
     Setting(
@@ -66,7 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SLACK_TASK_DISPLAY", "timeline", "plan shows a streamed answer's code runs together as one plan"),
     Setting("QUEUE_LEASE_SECONDS", "10", "how long a process holds a thread without renewing"),
     Setting("QUEUE_POLL_SECONDS", "10", "the slowest a process looks for work it was not told about"),
-    Setting("MAX_CONCURRENT_TURNS", "10", "turns one process runs at once (in different threads)"),
+    Setting("MAX_CONCURRENT_TURNS", "200", "turns one process runs at once (in different threads)"),
     Setting(
         "MAX_TURNS_PER_PERSON", "3", "turns one person may have running at once, over every process (none: no cap)"
     ),
@@ -122,6 +126,8 @@ class Settings:
     max_tokens: int | None
     """None: the model's own output limit."""
     database_url: str
+    database_pool_size: int
+    database_acquire_seconds: float
     port: int
     host: str
     metrics_token: str | None
@@ -220,6 +226,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         code_execution_tool=get("CODE_EXECUTION_TOOL"),
         max_tokens=read("ANTHROPIC_MAX_TOKENS", values.optional_whole_number),
         database_url=get("DATABASE_URL"),
+        database_pool_size=read("DATABASE_POOL_SIZE", values.whole_number),
+        database_acquire_seconds=read("DATABASE_ACQUIRE_SECONDS", values.positive),
         port=port,
         host=get("HOST"),
         metrics_token=get("METRICS_TOKEN") or None,

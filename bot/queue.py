@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage import (
+    Claim,
     Enqueued,
     InboxMessage,
     LeaseLost,
     QueueItem,
+    QueueNotice,
     ResetRequest,
     StopOutcome,
     Store,
@@ -31,6 +33,7 @@ from storage import (
     TurnLimits,
 )
 
+from .ops.logs import log_failure
 from .outbound.waiting import WaitingSigns, remove_queued_reaction
 from .tasks import stop_tasks
 from .turn.context import StopSignal
@@ -100,16 +103,32 @@ class TurnQueue:
 
     async def start(self) -> None:
         """Begin claiming work: whatever is queued already (a restart) is picked up at once."""
-        await self.store.listen(self.wake)
+        await self.store.listen(self._heard)
         self._loops = [asyncio.create_task(self._dispatch()), asyncio.create_task(self._keep_leases())]
         self.wake()
 
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def submit(self, message: InboxMessage, *, starts_conversation: bool) -> bool:
-        """Store a Slack message for an answer; False if it was stored before (retry/twin)."""
-        queued = await self.store.enqueue_message(message, starts_conversation=starts_conversation)
+    def _heard(self, payload: str) -> None:
+        """Another process changed the queue: look again only if it concerns this one."""
+        notice = QueueNotice.decode(payload)
+        if notice.kind == "stop":
+            if notice.item_id in self._stops:
+                self._spawn(self._honour_stops())
+            return
+        if notice.kind == "queued" and notice.thread in self._threads:
+            return  # its worker here reads on until the thread is empty
+        if notice.kind == "room" and not self.settings.limits.any:
+            return  # nothing waits for room without caps
+        if len(self._threads) >= self.settings.max_turns:
+            return  # no room here: this process looks again when one of its turns ends
+        self.wake()
+
+    async def submit(self, message: InboxMessage, *, addressed: bool) -> bool:
+        """Store a Slack message for an answer; False if it was stored before (retry/twin).
+        `addressed`: a mention or DM, whose turn makes the thread the bot's."""
+        queued = await self.store.enqueue_message(message, addressed=addressed)
         if queued is None:
             return False
         self.wake()
@@ -164,8 +183,8 @@ class TurnQueue:
         await stop_tasks(self._background)
         try:
             await self.store.hand_back(self.owner)
-        except Exception:  # noqa: BLE001 - the leases then simply run out
-            logger.warning("could not hand work back; it is taken over when the leases end", exc_info=True)
+        except Exception as error:  # noqa: BLE001 - the leases then simply run out
+            log_failure("could not hand work back; it is taken over when the leases end", error, logger)
 
     # --- claiming ------------------------------------------------------------------------
 
@@ -181,8 +200,8 @@ class TurnQueue:
                 timeout = await self._next_look()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the database may come back: keep trying
-                logger.exception("could not claim work; retrying")
+            except Exception as error:  # noqa: BLE001 - the database may come back: keep trying
+                log_failure("could not claim work; retrying", error, logger)
                 timeout = RETRY_SECONDS
             finally:
                 self._dispatching = False
@@ -196,13 +215,11 @@ class TurnQueue:
 
     async def _claim_what_fits(self) -> None:
         while len(self._threads) < self.settings.max_turns:
-            thread = await self.store.claim_thread(
-                self.owner, self.settings.lease_seconds, exclude=set(self._threads), limits=self.settings.limits
-            )
-            if thread is None:
+            claim = await self.store.claim_thread(self.owner, self.settings.lease_seconds, self.settings.limits)
+            if claim is None:
                 return
-            self._claimed_at[thread] = time.monotonic()  # after the claim's commit
-            self._threads[thread] = asyncio.create_task(self._work(thread))
+            self._claimed_at[claim.thread] = time.monotonic()  # after the claim's commit
+            self._threads[claim.thread] = asyncio.create_task(self._work(claim))
 
     async def _next_look(self) -> float:
         """When to look again without a wake-up: as soon as another process's lease runs out."""
@@ -228,8 +245,8 @@ class TurnQueue:
                 self._last_renewal = asked  # the lease runs from the statement, which came after
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a timeout too
-                logger.exception("could not renew leases")
+            except Exception as error:  # noqa: BLE001 - a timeout too
+                log_failure("could not renew leases", error, logger)
                 if time.monotonic() + interval + limit < self._last_renewal + lease:
                     continue
                 held = set()  # the leases may end before the next try: stop before another process starts
@@ -242,8 +259,8 @@ class TurnQueue:
                 await self._honour_stops()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - asked again at the next renewal
-                logger.exception("could not read stop requests")
+            except Exception as error:  # noqa: BLE001 - asked again at the next renewal
+                log_failure("could not read stop requests", error, logger)
 
     async def _honour_stops(self) -> None:
         """Stop the turns running here that someone asked to stop."""
@@ -256,39 +273,48 @@ class TurnQueue:
 
     # --- one thread --------------------------------------------------------------------
 
-    async def _work(self, thread: ThreadKey) -> None:
-        lease = self.settings.lease_seconds
+    async def _work(self, claim: Claim) -> None:
+        thread, lease = claim.thread, claim.lease
         try:
             while not self._closing:
-                item = await self.store.next_item(thread, self.owner, lease)
+                item = await self.store.next_item(thread, lease, self.settings.lease_seconds)
                 if item is None:
-                    if await self.store.release_thread(thread, self.owner):
+                    if await self.store.release_thread(thread, lease):
                         return
                     continue
-                if not await self._admitted(item, thread):
+                if not await self._admitted(item):
                     return  # it waits for room; whichever process has room claims it then
                 await self._run(item)
-                await self.store.finish_item(item.id, self.owner)
+                await self.store.finish_item(item.id, lease)
                 if self.settings.limits.any:
                     self.wake()  # room under the caps: a waiting thread may run now
         except LeaseLost:
             logger.warning("the lease of %s ended while it was worked on", thread)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the item stays open: claimed again, up to MAX_ATTEMPTS
-            logger.exception("work on %s stopped", thread)
+        except Exception as error:  # noqa: BLE001 - the item stays open: claimed again, up to MAX_ATTEMPTS
+            log_failure(f"work on {thread} stopped", error, logger)
+            await self._let_go(claim)
         finally:
             del self._threads[thread]
             self._claimed_at.pop(thread, None)
             self.wake()  # room for another thread; and work may have arrived as this one let go
 
-    async def _admitted(self, item: QueueItem, thread: ThreadKey) -> bool:
+    async def _let_go(self, claim: Claim) -> None:
+        """After a failure, free the thread at once for whichever process claims next (or, if
+        the database is what failed, when the lease runs out)."""
+        try:
+            await self.store.drop_lease(claim.thread, claim.lease)
+        except Exception:  # noqa: BLE001 - the lease then simply runs out
+            logger.warning("could not let go of %s; it is free when its lease ends", claim.thread)
+
+    async def _admitted(self, item: QueueItem) -> bool:
         """Whether a new turn fits under the caps (the thread's first was admitted as it was
         claimed, the ones after it are admitted here); resets and owed files always go ahead."""
         goes_ahead = item.admitted or item.kind != "message" or item.answered or item.stop_requested_by
         if goes_ahead or not self.settings.limits.any:
             return True
-        return await self.store.admit(item.id, thread, self.owner, self.settings.limits)
+        return await self.store.admit(item, self.settings.limits)
 
     async def _run(self, item: QueueItem) -> None:
         workspace = await self.workspaces.resolve(item.thread.team_id)

@@ -2,8 +2,9 @@
 
 One implementation per driver (`sqlite.py`, `postgres.py`). The store calls queries by name;
 each dialect keeps its SQL in `queries/<dialect>.sql`, written with `:name` parameters. A query
-takes the parameters it names, so a caller may pass more (say `now` for SQLite, which keeps
-times as epoch seconds, while PostgreSQL asks its own clock).
+takes the parameters it names, so a caller may pass more. Times come from the database side
+as each statement runs (PostgreSQL's `clock_timestamp()`; for SQLite, which keeps epoch seconds,
+the connector binds `:now`), so a lease never starts before the lock that grants it.
 """
 
 from __future__ import annotations
@@ -44,11 +45,14 @@ class Connection(Protocol):
 
     async def all(self, query: str, params: Params | None = None) -> list[Row]: ...
 
-    async def notify(self) -> None:
-        """Wake the other processes' `listen` when this transaction commits (where the driver can)."""
+    async def notify(self, payload: str = "") -> None:
+        """Tell the other processes' `listen` (at commit, where the driver can) what changed."""
 
     async def lock(self, key: int) -> None:
         """Hold an advisory lock until this transaction ends: callers of one key take turns."""
+
+    async def try_lock(self, key: int) -> bool:
+        """`lock` without waiting: False when another transaction holds it."""
 
 
 class Connector(Connection, Protocol):
@@ -66,8 +70,9 @@ class Connector(Connection, Protocol):
     def transaction(self, *, readonly: bool = False) -> AbstractAsyncContextManager[Connection]:
         """All or nothing: any failure, COMMIT's own included, rolls back."""
 
-    async def listen(self, wake: Callable[[], None]) -> None:
-        """Call `wake` whenever another process `notify`s (a no-op where the driver cannot)."""
+    async def listen(self, wake: Callable[[str], None]) -> None:
+        """Call `wake` with the payload whenever another process `notify`s (a no-op where the
+        driver cannot)."""
 
 
 def opened(handle: T | None) -> T:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .connector import Connector
-from .models import Conversation, InboxMessage, LeaseLost, PersonThread, ThreadKey, ThreadSummary, Usage
+from .models import Conversation, InboxMessage, Lease, LeaseLost, PersonThread, ThreadKey, ThreadSummary, Usage
 from .queue import thread_params
 
 
@@ -21,7 +21,18 @@ class ConversationStore:
     connector: Connector
 
     async def has_conversation(self, thread: ThreadKey) -> bool:
+        """The bot's thread, or one that becomes it if its queued first message's person is
+        let in when its turn comes."""
         return await self.connector.one("has_conversation", thread_params(thread)) is not None
+
+    async def open_conversation(self, thread: ThreadKey) -> bool:
+        """Make the thread the bot's (a turn of an addressed message, its person let in);
+        True if it was not before."""
+        return await self.connector.execute("start_conversation", thread_params(thread)) == 1
+
+    async def owns_conversation(self, thread: ThreadKey) -> bool:
+        """The thread is the bot's now (not only about to be)."""
+        return await self.connector.one("owns_conversation", thread_params(thread)) is not None
 
     async def load_conversation(self, thread: ThreadKey) -> Conversation:
         key = thread_params(thread)
@@ -47,19 +58,19 @@ class ConversationStore:
         outputs: list[str],
         user_files: list[tuple[str, int]],
         earlier_history: Sequence[Mapping[str, Any]] | None = None,
-        owner: str | None = None,
+        lease: Lease | None = None,
         skills: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
         files it still has to deliver, atomically: a crash later never runs the model again.
 
         `earlier_history`: the thread's history before this turn, stored in place of the old
-        (the turn found files in it that the Files API no longer has). `owner`: only while it
-        holds the thread's lease, else `LeaseLost` and nothing is stored.
+        (the turn found files in it that the Files API no longer has). `lease`: only while it
+        still holds the thread, else `LeaseLost` and nothing is stored.
         """
         key = thread_params(thread)
         async with self.connector.transaction() as db:
-            if owner is not None and await db.one("holds_lease", {**key, "owner": owner}) is None:
+            if lease is not None and await db.one("holds_lease", {**key, **lease.params()}) is None:
                 raise LeaseLost(str(thread))
             if earlier_history is not None:
                 await db.execute("delete_history", key)

@@ -20,6 +20,46 @@ class LeaseLost(Exception):
 
 
 @dataclass(frozen=True)
+class Lease:
+    """One claim of a thread: the process, and the claim's generation (each claim of the
+    thread counts one up), which every write of the turn checks."""
+
+    owner: str
+    generation: int
+
+    def params(self) -> dict[str, Any]:
+        return {"owner": self.owner, "generation": self.generation}
+
+
+NoticeKind = Literal["queued", "stop", "room", "any"]
+
+
+@dataclass(frozen=True)
+class QueueNotice:
+    """What a notification between processes says changed, so each can tell whether it cares:
+    work queued in a thread, a stop asked for a running item, room under the caps, or (an
+    empty or unknown payload) anything."""
+
+    kind: NoticeKind
+    thread: ThreadKey | None = None
+    item_id: int | None = None
+
+    def encode(self) -> str:
+        thread = astuple(self.thread) if self.thread else None
+        return json.dumps([self.kind, thread, self.item_id])
+
+    @classmethod
+    def decode(cls, payload: str) -> QueueNotice:
+        try:
+            kind, thread, item_id = json.loads(payload)
+            if kind not in ("queued", "stop", "room"):
+                raise ValueError(kind)
+            return cls(kind, ThreadKey(*thread) if thread else None, int(item_id) if item_id is not None else None)
+        except (ValueError, TypeError):
+            return cls("any")
+
+
+@dataclass(frozen=True)
 class ThreadKey:
     """One conversation: a Slack thread, or (thread_ts == "") the top level of a DM."""
 
@@ -70,6 +110,14 @@ class TurnLimits:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A thread this process took, under `lease`."""
+
+    thread: ThreadKey
+    lease: Lease
+
+
+@dataclass(frozen=True)
 class Enqueued:
     """A newly queued item, and whether it waits behind other work of its thread."""
 
@@ -99,13 +147,15 @@ class QueueItem:
     attempts: int = 0
     user_files: list[tuple[str, int]] = field(default_factory=list)
     stop_requested_by: str | None = None
+    addressed: bool = False
+    """A mention or DM: its turn makes the thread the bot's (its person let in)."""
     admitted: bool = False
     """Counted against the caps on concurrent turns (when it was claimed, or since)."""
-    owner: str | None = None
-    """The process holding the thread's lease as it took the item: the turn's writes check it."""
+    lease: Lease | None = None
+    """The claim under which the item was taken: the turn's writes check it."""
 
     @classmethod
-    def from_row(cls, thread: ThreadKey, row: Row, owner: str | None = None) -> QueueItem:
+    def from_row(cls, thread: ThreadKey, row: Row, lease: Lease | None = None, *, admitted: bool = False) -> QueueItem:
         """The head item as a backend reads it, before it is marked running (JSON columns may
         arrive as text or already decoded)."""
 
@@ -128,8 +178,9 @@ class QueueItem:
             attempts=row["attempts"] + 1,
             user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],
             stop_requested_by=row["stop_requested_by"],
-            admitted=bool(row["admitted"]),
-            owner=owner,
+            addressed=bool(row["addressed"]),
+            admitted=admitted,
+            lease=lease,
         )
 
     def as_message(self) -> InboxMessage:

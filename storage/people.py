@@ -5,8 +5,6 @@ Written once over a `Connector`; the SQL of each query is in `queries/<dialect>.
 
 from __future__ import annotations
 
-import time
-
 from .connector import Connector
 from .models import Feedback, ThreadKey
 
@@ -21,7 +19,7 @@ class PeopleStore:
         channel, thread_ts = (viewing.channel_id, viewing.thread_ts) if viewing is not None else ("", "")
         await self.connector.execute(
             "set_viewing",
-            {"team": team_id, "user": user_id, "channel": channel, "thread_ts": thread_ts, "now": time.time()},
+            {"team": team_id, "user": user_id, "channel": channel, "thread_ts": thread_ts},
         )
 
     async def viewing(self, team_id: str, user_id: str, since: float = 0.0) -> ThreadKey | None:
@@ -39,7 +37,7 @@ class PeopleStore:
             {
                 "team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts,
                 "reply_ts": feedback.reply_ts, "user": feedback.user_id, "rating": feedback.rating,
-                "model": feedback.model, "item_id": feedback.item_id, "now": time.time(),
+                "model": feedback.model, "item_id": feedback.item_id,
             },
         )
 

@@ -23,6 +23,9 @@ CHANNEL = "threadbox_queue"
 # Any constant: every process takes this advisory lock to migrate, one after the other.
 MIGRATION_LOCK = 0x7468726561640001
 LISTEN_RETRY_SECONDS = 2.0
+# The pool's defaults: connections one process keeps at most, and the longest a call waits for one.
+POOL_SIZE = 10
+ACQUIRE_SECONDS = 5.0
 
 
 class _Query:
@@ -70,11 +73,14 @@ class _Statements:
         compiled = self._queries[query]
         return list(await self._connection.fetch(compiled.sql, *compiled.args(params)))
 
-    async def notify(self) -> None:
-        await self._connection.execute("SELECT pg_notify($1, '')", CHANNEL)
+    async def notify(self, payload: str = "") -> None:
+        await self._connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
     async def lock(self, key: int) -> None:
         await self._connection.execute("SELECT pg_advisory_xact_lock($1)", key)
+
+    async def try_lock(self, key: int) -> bool:
+        return bool(await self._connection.fetchval("SELECT pg_try_advisory_xact_lock($1)", key))
 
 
 class PostgresConnector:
@@ -82,10 +88,10 @@ class PostgresConnector:
 
     dialect = "postgres"
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(self, dsn: str, *, max_size: int = POOL_SIZE, acquire_seconds: float = ACQUIRE_SECONDS) -> None:
         self.dsn = dsn
-        self._min_size = min_size
-        self._max_size = max_size
+        self._max_size = max(1, max_size)
+        self._acquire_seconds = acquire_seconds
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncio.Task[None] | None = None
         self._queries = {name: _Query(sql) for name, sql in load_queries(self.dialect).items()}
@@ -95,7 +101,7 @@ class PostgresConnector:
         return opened(self._pool)
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.dsn, min_size=self._min_size, max_size=self._max_size)
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=0, max_size=self._max_size)
         await self._migrate()
 
     async def close(self) -> None:
@@ -107,11 +113,15 @@ class PostgresConnector:
             await self._pool.close()
             self._pool = None
 
+    def _acquire(self) -> Any:
+        """A pooled connection, waited for at most `acquire_seconds` (then `TimeoutError`)."""
+        return self.pool.acquire(timeout=self._acquire_seconds)
+
     async def schema_version(self) -> int:
         return int(await self.pool.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
 
     async def _migrate(self) -> None:
-        async with self.pool.acquire() as connection, connection.transaction():
+        async with self._acquire() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await connection.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY,"
@@ -127,39 +137,42 @@ class PostgresConnector:
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
         """A pooled connection in a transaction; `readonly` ones see one snapshot throughout."""
         isolation = "repeatable_read" if readonly else None
-        async with self.pool.acquire() as connection, connection.transaction(isolation=isolation, readonly=readonly):
+        async with self._acquire() as connection, connection.transaction(isolation=isolation, readonly=readonly):
             yield _Statements(connection, self._queries)
 
     async def execute(self, query: str, params: Params | None = None) -> int:
-        async with self.pool.acquire() as connection:
+        async with self._acquire() as connection:
             return await _Statements(connection, self._queries).execute(query, params)
 
     async def execute_many(self, query: str, rows: Sequence[Params]) -> None:
-        async with self.pool.acquire() as connection:
+        async with self._acquire() as connection:
             await _Statements(connection, self._queries).execute_many(query, rows)
 
     async def one(self, query: str, params: Params | None = None) -> Row | None:
-        async with self.pool.acquire() as connection:
+        async with self._acquire() as connection:
             return await _Statements(connection, self._queries).one(query, params)
 
     async def all(self, query: str, params: Params | None = None) -> list[Row]:
-        async with self.pool.acquire() as connection:
+        async with self._acquire() as connection:
             return await _Statements(connection, self._queries).all(query, params)
 
-    async def notify(self) -> None:
-        await self.pool.execute("SELECT pg_notify($1, '')", CHANNEL)
+    async def notify(self, payload: str = "") -> None:
+        await self.pool.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
 
     async def lock(self, key: int) -> None:
         """Outside a transaction an advisory lock would end at once: take it in `transaction`."""
         raise RuntimeError("take an advisory lock inside a transaction")
 
-    async def listen(self, wake: Callable[[], None]) -> None:
+    async def try_lock(self, key: int) -> bool:
+        raise RuntimeError("take an advisory lock inside a transaction")
+
+    async def listen(self, wake: Callable[[str], None]) -> None:
         """Keep one connection listening for the whole life of the store, reconnecting as needed."""
         ready = asyncio.Event()
         self._listener = asyncio.create_task(self._listen_forever(wake, ready))
         await asyncio.wait_for(ready.wait(), timeout=30)
 
-    async def _listen_forever(self, wake: Callable[[], None], ready: asyncio.Event) -> None:
+    async def _listen_forever(self, wake: Callable[[str], None], ready: asyncio.Event) -> None:
         while True:
             try:
                 connection = await asyncpg.connect(self.dsn)
@@ -171,9 +184,9 @@ class PostgresConnector:
             lost = asyncio.Event()
             connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
             try:
-                await connection.add_listener(CHANNEL, lambda *_args: wake())
+                await connection.add_listener(CHANNEL, lambda _c, _pid, _channel, payload: wake(payload))
                 ready.set()
-                wake()  # whatever was queued while nobody listened
+                wake("")  # whatever was queued while nobody listened: look at everything
                 await lost.wait()
                 logger.warning("queue notifications lost; reconnecting")
             except (OSError, asyncpg.PostgresError) as error:

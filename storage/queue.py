@@ -5,36 +5,76 @@ Written once over a `Connector`; the SQL of each query is in `queries/<dialect>.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 from .connector import Connection, Connector
 from .models import (
+    Claim,
     Enqueued,
     InboxMessage,
+    Lease,
     LeaseLost,
     QueueItem,
+    QueueNotice,
     ResetRequest,
     StopOutcome,
     ThreadKey,
     TurnLimits,
 )
 
-# Every process takes this advisory lock to admit a turn under the caps, so two processes
-# never both take the last place.
+# The overall cap is counted under this advisory lock (taken before any per-person lock), so
+# two processes never both take its last place; each person's cap under a lock of their own.
 ADMISSION_LOCK = 0x7468726561640002
 NO_LIMITS = TurnLimits()
+# Free threads one claim looks at, and how often it looks again when another claimer held
+# the lock of a person it needed.
+CLAIM_BATCH = 8
+CLAIM_TRIES = 5
 
 
 def thread_params(thread: ThreadKey) -> dict[str, Any]:
-    """A thread's key as query parameters, with the time (SQLite keeps times as epoch seconds)."""
-    return {"team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts, "now": time.time()}
+    """A thread's key as query parameters."""
+    return {"team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
 
 
-def cap_params(limits: TurnLimits) -> dict[str, Any]:
-    return {"per_person": limits.per_person, "overall": limits.overall, "now": time.time()}
+def person_lock(team_id: str, user_id: str) -> int:
+    """The advisory lock under which a person's turns are admitted (a signed 64-bit key)."""
+    digest = hashlib.blake2b(f"{team_id}:{user_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(frozen=True)
+class BusyTurns:
+    """The turns that count against the caps now, by person (read from the claims alone)."""
+
+    by_person: dict[tuple[str, str], int]
+
+    @classmethod
+    async def read(cls, db: Connection) -> BusyTurns:
+        return cls({(str(team), str(user)): int(n) for team, user, n in await db.all("busy_turns")})
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_person.values())
+
+    def full(self, limits: TurnLimits) -> bool:
+        return limits.overall is not None and self.total >= limits.overall
+
+    def capped(self, limits: TurnLimits) -> list[dict[str, str]]:
+        """The people at the per-person cap, as the queries take them."""
+        if limits.per_person is None:
+            return []
+        return [{"team_id": t, "user_id": u} for (t, u), n in self.by_person.items() if n >= limits.per_person]
+
+    def fits(self, team_id: str, user_id: str, limits: TurnLimits) -> bool:
+        mine = self.by_person.get((team_id, user_id), 0)
+        return not self.full(limits) and (limits.per_person is None or mine < limits.per_person)
 
 
 class QueueStore:
@@ -42,116 +82,155 @@ class QueueStore:
 
     connector: Connector
 
-    async def enqueue_message(self, message: InboxMessage, *, starts_conversation: bool) -> Enqueued | None:
-        """Store a message for answering (and the thread as the bot's when it starts one).
+    async def enqueue_message(self, message: InboxMessage, *, addressed: bool) -> Enqueued | None:
+        """Store a message for answering; `addressed` (a mention, a DM): its turn makes the
+        thread the bot's, if its person passes the policy then.
 
         None when the same Slack message was stored before (a retry, or the twin event).
         """
         key = thread_params(message.thread)
         async with self.connector.transaction() as db:
+            await db.execute("lock_thread", key)
             row = await db.one(
                 "enqueue_message",
                 {**key, "message_ts": message.message_ts, "user": message.user_id, "text": message.text,
-                 "files": json.dumps(message.files)},
+                 "files": json.dumps(message.files), "addressed": addressed},
             )
             if row is None:
                 return None
-            if starts_conversation:
-                await db.execute("start_conversation", key)
             await db.execute("touch_participant", {**key, "user": message.user_id, "text": message.text})
-            return await _queued(db, key, int(row[0]))
+            return await _queued(db, message.thread, int(row[0]), message.user_id)
 
     async def enqueue_reset(self, request: ResetRequest) -> Enqueued:
         key = thread_params(request.thread)
         async with self.connector.transaction() as db:
+            await db.execute("lock_thread", key)
             row = await db.one(
                 "enqueue_reset",
                 {**key, "user": request.user_id, "response_url": request.response_url,
                  "replace_original": request.replace_original},
             )
             assert row is not None
-            return await _queued(db, key, int(row[0]))
+            return await _queued(db, request.thread, int(row[0]), request.user_id)
 
-    async def claim_thread(
-        self, owner: str, lease_seconds: float, exclude: Collection[ThreadKey], limits: TurnLimits = NO_LIMITS
-    ) -> ThreadKey | None:
-        """Take the lease of the thread with the oldest open work that no live lease holds,
-        passing over threads whose next turn `limits` holds back."""
-        async with self.connector.transaction() as db:
-            if limits.any:  # claims that count against the caps go one at a time
-                await db.lock(ADMISSION_LOCK)
-            candidates = await db.all(
-                "claimable_threads", {**cap_params(limits), "owner": owner, "limit": len(exclude) + 5}
-            )
-            for team, channel, thread_ts, head in candidates:
-                thread = ThreadKey(team, channel, thread_ts)
-                if thread in exclude:
-                    continue
-                # The upsert is the claim: only the first of concurrent claimers finds it free.
-                lease = {**thread_params(thread), "owner": owner, "seconds": lease_seconds}
-                lease["until"] = lease["now"] + lease_seconds
-                if await db.one("take_lease", lease) is None:
-                    continue
-                if limits.any:  # its head counts against the caps from now on
-                    await db.execute("admit_head", {"item": head})
-                return thread
+    async def claim_thread(self, owner: str, lease_seconds: float, limits: TurnLimits = NO_LIMITS) -> Claim | None:
+        """Take the lease of the free thread with the oldest head, passing over threads whose
+        next turn `limits` holds back.
+
+        Claimers never wait on each other: a thread another process is claiming is skipped,
+        and a claim that found every candidate taken looks again. Only the overall cap, when
+        set, makes claims take one lock in turn."""
+        for attempt in range(CLAIM_TRIES):
+            async with self.connector.transaction() as db:
+                claimed, contended = await self._claim_one(db, owner, lease_seconds, limits)
+            if claimed is not None or not contended:
+                return claimed
+            await asyncio.sleep(0.005 * (attempt + 1))  # another claimer admits that person now
         return None
 
-    async def next_item(self, thread: ThreadKey, owner: str, lease_seconds: float) -> QueueItem | None:
+    async def _claim_one(
+        self, db: Connection, owner: str, lease_seconds: float, limits: TurnLimits
+    ) -> tuple[Claim | None, bool]:
+        if limits.overall is not None:
+            await db.lock(ADMISSION_LOCK)
+        busy = await BusyTurns.read(db) if limits.any else BusyTurns({})
+        candidates = await db.all(
+            "claimable_threads",
+            {"full": busy.full(limits), "capped": json.dumps(busy.capped(limits)), "limit": CLAIM_BATCH},
+        )
+        contended = False
+        for team, channel, thread_ts in candidates:
+            thread = ThreadKey(team, channel, thread_ts)
+            free = await db.one("lock_claim", thread_params(thread))
+            if free is None:  # another claimer is taking it, or took it
+                contended = True
+                continue
+            head_user, counts = free
+            admit = bool(counts) and limits.any
+            if admit and limits.per_person is not None:
+                if not await db.try_lock(person_lock(team, head_user)):
+                    contended = True
+                    continue
+                if not (await BusyTurns.read(db)).fits(team, head_user, limits):
+                    continue
+            lease = {**thread_params(thread), "owner": owner, "seconds": lease_seconds, "admit": admit}
+            taken = await db.one("take_lease", lease)
+            assert taken is not None  # the row is locked by this transaction
+            return Claim(thread, Lease(owner, int(taken[0]))), False
+        return None, contended
+
+    async def next_item(self, thread: ThreadKey, lease: Lease, lease_seconds: float) -> QueueItem | None:
         """The thread's oldest open item, now running; None when there is none.
 
-        Raises `LeaseLost` when `owner` no longer holds the thread.
+        Raises `LeaseLost` when `lease` no longer holds the thread.
         """
         key = thread_params(thread)
         async with self.connector.transaction() as db:
-            renewal = {**key, "owner": owner, "seconds": lease_seconds, "until": key["now"] + lease_seconds}
-            if await db.one("renew_lease", renewal) is None:
+            renewed = await db.one("renew_lease", {**key, **lease.params(), "seconds": lease_seconds})
+            if renewed is None:
                 raise LeaseLost(str(thread))
             row = await db.one("head_item", key)
             if row is None:
                 return None
             await db.execute("start_item", {"item": row["id"]})
-        return QueueItem.from_row(thread, row, owner)
+        return QueueItem.from_row(thread, row, lease, admitted=renewed[0] is not None)
 
-    async def admit(self, item_id: int, thread: ThreadKey, owner: str, limits: TurnLimits) -> bool:
-        """Count a running turn against `limits`, one admission at a time across processes.
+    async def admit(self, item: QueueItem, limits: TurnLimits) -> bool:
+        """Count a running turn against `limits`, one admission at a time per person (and
+        overall, when that cap is set) across processes.
 
-        False when a cap is full: the item is pending again and `owner` gives the thread up,
-        so whichever process has room claims it once a turn ends.
+        False when a cap is full: the item is pending again and its process gives the thread
+        up, so whichever process has room claims it once a turn ends.
         """
+        assert item.lease is not None
+        key = {**thread_params(item.thread), **item.lease.params()}
         async with self.connector.transaction() as db:
-            await db.lock(ADMISSION_LOCK)
-            fits = await db.one("item_fits", {**cap_params(limits), "item": item_id})
-            if fits and fits[0]:
-                await db.execute("admit_item", {"item": item_id})
+            if limits.overall is not None:
+                await db.lock(ADMISSION_LOCK)
+            if limits.per_person is not None:
+                await db.lock(person_lock(item.thread.team_id, item.user_id))
+            if await db.execute("admit_turn", {**key, "user": None}) != 1:  # counted afresh, if at all
+                raise LeaseLost(str(item.thread))
+            if (await BusyTurns.read(db)).fits(item.thread.team_id, item.user_id, limits):
+                await db.execute("admit_turn", {**key, "user": item.user_id})
                 return True
-            await db.execute("hold_back_item", {"item": item_id})
-            await db.execute("drop_lease", {**thread_params(thread), "owner": owner})
+            await db.execute("hold_back_item", {"item": item.id})
+            await db.execute("drop_lease", key)
         return False
 
     async def running_turns(self, team_id: str, user_id: str) -> tuple[int, int]:
         """Admitted turns running now: (the person's, everyone's)."""
-        row = await self.connector.one("running_turns", {"team": team_id, "user": user_id, "now": time.time()})
-        return (int(row[0]), int(row[1])) if row else (0, 0)
+        async with self.connector.transaction(readonly=True) as db:
+            busy = await BusyTurns.read(db)
+        return busy.by_person.get((team_id, user_id), 0), busy.total
 
     async def held_back(self, limits: TurnLimits, limit: int = 20) -> list[InboxMessage]:
-        """New turns at the head of a free thread that a full cap holds back, not yet marked queued."""
-        rows = await self.connector.all("held_back", {**cap_params(limits), "limit": limit})
+        """New turns at the head of a free thread that a full cap holds back, not yet marked
+        queued. Costs nothing while nobody is at a cap."""
+        async with self.connector.transaction(readonly=True) as db:
+            busy = await BusyTurns.read(db)
+            if busy.full(limits):
+                rows = await db.all("held_back_all", {"limit": limit})
+            elif capped := busy.capped(limits):
+                rows = await db.all("held_back_of", {"people": json.dumps(capped), "limit": limit})
+            else:
+                return []
         return [
             InboxMessage(ThreadKey(team, channel, thread_ts), message_ts, user, text, id=item_id)
             for team, channel, thread_ts, message_ts, user, text, item_id in rows
         ]
 
-    async def release_thread(self, thread: ThreadKey, owner: str) -> bool:
+    async def release_thread(self, thread: ThreadKey, lease: Lease) -> bool:
         """Give the lease up; False (lease kept) when work arrived in the meantime."""
-        return await self.connector.execute("release_lease", {**thread_params(thread), "owner": owner}) == 1
+        return await self.connector.execute("release_lease", {**thread_params(thread), **lease.params()}) == 1
+
+    async def drop_lease(self, thread: ThreadKey, lease: Lease) -> None:
+        """Give the lease up though work is left (its turn failed): any process may claim it."""
+        await self.connector.execute("drop_lease", {**thread_params(thread), **lease.params()})
 
     async def renew_leases(self, owner: str, lease_seconds: float) -> set[ThreadKey]:
         """Extend every lease `owner` holds; returns the threads it still holds."""
-        now = time.time()
-        rows = await self.connector.all(
-            "renew_leases", {"owner": owner, "now": now, "seconds": lease_seconds, "until": now + lease_seconds}
-        )
+        rows = await self.connector.all("renew_leases", {"owner": owner, "seconds": lease_seconds})
         return {ThreadKey(*row) for row in rows}
 
     async def hand_back(self, owner: str) -> int:
@@ -159,30 +238,38 @@ class QueueStore:
         async with self.connector.transaction() as db:
             await db.execute("hand_back_items", {"owner": owner})
             released = await db.execute("drop_leases", {"owner": owner})
-            await db.notify()
+            await db.notify(QueueNotice("any").encode())
         return released
 
     async def live_processes(self) -> int:
         """How many processes hold a live lease now (they share Slack's rate budget)."""
-        row = await self.connector.one("live_processes", {"now": time.time()})
+        row = await self.connector.one("live_processes")
         return int(row[0]) if row is not None else 0
 
     async def next_lease_expiry(self, owner: str) -> float | None:
         """Seconds until the first lease another process holds on a thread with open work runs
         out, if any (a lease left behind on a finished thread is nothing to wait for)."""
-        row = await self.connector.one("next_lease_expiry", {"owner": owner, "now": time.time()})
+        row = await self.connector.one("next_lease_expiry", {"owner": owner})
         if row is None or row[0] is None:
             return None
         return max(0.0, float(row[0]))
 
-    async def finish_item(self, item_id: int, owner: str | None = None) -> None:
-        """Done; the other processes hear of it, as a turn waiting for room under a cap may now run.
+    async def finish_item(self, item_id: int, lease: Lease | None = None) -> None:
+        """Done: the thread's next item becomes its head, and the other processes hear that
+        there is room (a turn waiting under a cap may now run).
 
-        With `owner`, only while it holds the thread's lease: else `LeaseLost`, and nothing changes."""
+        With `lease`, only while it holds the thread: else `LeaseLost`, and nothing changes."""
         async with self.connector.transaction() as db:
-            if await db.execute("finish_item", {"item": item_id, "now": time.time(), "owner": owner}) != 1 and owner:
-                raise LeaseLost(f"item {item_id}")
-            await db.notify()
+            row = await db.one("finish_item", {"item": item_id})
+            if row is None:
+                if lease is not None:
+                    raise LeaseLost(f"item {item_id}")
+                return
+            thread = ThreadKey(*row)
+            fence = lease.params() if lease is not None else {"owner": None, "generation": None}
+            if await db.execute("advance_head", {**thread_params(thread), **fence}) != 1 and lease is not None:
+                raise LeaseLost(str(thread))
+            await db.notify(QueueNotice("room", thread).encode())
 
     async def reply_thread(self, team_id: str, channel_id: str, reply_ts: str) -> tuple[ThreadKey, str] | None:
         """The thread whose running turn is writing the reply message `reply_ts`, and the person
@@ -205,9 +292,10 @@ class QueueStore:
         async with self.connector.transaction() as db:
             if message_ts is not None and await db.one("note_stop_message", {**key, "message_ts": message_ts}) is None:
                 return "duplicate"
-            if await db.one("request_stop", {**key, "user": user_id, "item": item_id}) is None:
+            stopping = await db.one("request_stop", {**key, "user": user_id, "item": item_id})
+            if stopping is None:
                 return "idle"
-            await db.notify()
+            await db.notify(QueueNotice("stop", thread, int(stopping[0])).encode())
         return "stopping"
 
     async def stop_requests(self, item_ids: Collection[int]) -> dict[int, str]:
@@ -235,18 +323,21 @@ class QueueStore:
         """Forget finished items, stop records, expired leases, lapsed reservations and views
         that old; with `known_for_seconds`, also the rows of threads emptied by retention and
         untouched that long (a follow-up there then needs a mention again). Returns the items."""
-        age = {"seconds": older_than_seconds, "cutoff": time.time() - older_than_seconds}
+        now = time.time()
+        age = {"seconds": older_than_seconds, "cutoff": now - older_than_seconds}
         async with self.connector.transaction() as db:
             pruned = await db.execute("prune_items", age)
-            for query in ("prune_stop_messages", "prune_leases", "prune_reservations", "prune_viewing"):
+            for query in ("prune_stop_messages", "prune_claims", "prune_reservations", "prune_viewing"):
                 await db.execute(query, age)
             if known_for_seconds is not None:
-                await db.execute("prune_known_threads", {"known_cutoff": time.time() - known_for_seconds})
+                await db.execute("prune_known_threads", {"known_cutoff": now - known_for_seconds})
         return pruned
 
 
-async def _queued(db: Connection, key: dict[str, Any], item_id: int) -> Enqueued:
-    """Tell the other processes (at commit), and whether the item waits behind others."""
-    await db.notify()
-    waits = await db.one("item_waits", {**key, "item": item_id})
-    return Enqueued(item_id, waits is not None)
+async def _queued(db: Connection, thread: ThreadKey, item_id: int, user_id: str) -> Enqueued:
+    """The item is the thread's head unless it waits behind others; the other processes hear
+    of it at commit."""
+    key = thread_params(thread)
+    heads = await db.execute("set_head", {**key, "item": item_id, "user": user_id})
+    await db.notify(QueueNotice("queued", thread).encode())
+    return Enqueued(item_id, waits=heads == 0)

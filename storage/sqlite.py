@@ -2,13 +2,14 @@
 
 One connection per process, statements taking turns under a lock. Several processes on one
 host may share the file (leases work through it; they wake each other by polling only).
-Times are epoch seconds, passed in by the store as `now`.
+Times are epoch seconds, bound as `:now` when each statement runs (after the lock is held).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -43,26 +44,34 @@ class _Statements:
         self._queries = queries
 
     async def execute(self, query: str, params: Params | None = None) -> int:
-        async with self._db.execute(self._queries[query], dict(params or {})) as cursor:
+        async with self._db.execute(self._queries[query], _bound(params)) as cursor:
             return cursor.rowcount
 
     async def execute_many(self, query: str, rows: Sequence[Params]) -> None:
-        await self._db.executemany(self._queries[query], [dict(row) for row in rows])
+        await self._db.executemany(self._queries[query], [_bound(row) for row in rows])
 
     async def one(self, query: str, params: Params | None = None) -> Row | None:
-        async with self._db.execute(self._queries[query], dict(params or {})) as cursor:
+        async with self._db.execute(self._queries[query], _bound(params)) as cursor:
             row: Row | None = await cursor.fetchone()
             return row
 
     async def all(self, query: str, params: Params | None = None) -> list[Row]:
-        async with self._db.execute(self._queries[query], dict(params or {})) as cursor:
+        async with self._db.execute(self._queries[query], _bound(params)) as cursor:
             return list(await cursor.fetchall())
 
-    async def notify(self) -> None:
+    async def notify(self, payload: str = "") -> None:
         """SQLite cannot notify: other processes on the file find work by polling."""
 
     async def lock(self, key: int) -> None:
         """Every write transaction is BEGIN IMMEDIATE: they already take turns."""
+
+    async def try_lock(self, key: int) -> bool:
+        return True
+
+
+def _bound(params: Params | None) -> dict[str, object]:
+    """The parameters, with `now` read as the statement runs (the lock is held by then)."""
+    return {**(params or {}), "now": time.time()}
 
 
 class SQLiteConnector:
@@ -154,13 +163,16 @@ class SQLiteConnector:
     async def all(self, query: str, params: Params | None = None) -> list[Row]:
         return await self._alone(lambda s: s.all(query, params))
 
-    async def notify(self) -> None:
+    async def notify(self, payload: str = "") -> None:
         """Nothing to wake: see `_Statements.notify`."""
 
     async def lock(self, key: int) -> None:
         """Nothing to take: see `_Statements.lock`."""
 
-    async def listen(self, wake: Callable[[], None]) -> None:
+    async def try_lock(self, key: int) -> bool:
+        return True
+
+    async def listen(self, wake: Callable[[str], None]) -> None:
         """SQLite has no notifications: other processes on the file are found by polling."""
 
 

@@ -6,7 +6,6 @@ contract test suite (`tests/test_store_contract.py`) holds the store to the same
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from .connector import Connector, migrations
@@ -39,8 +38,9 @@ class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStor
 
     async def check_writable(self) -> None:
         """Raise when the database cannot take a write (the health check)."""
-        await self.connector.execute("check_writable", {"now": time.time()})
+        await self.connector.execute("check_writable")
 
-    async def listen(self, wake: Callable[[], None]) -> None:
-        """Call `wake` when another process queues or hands back work (where the backend can)."""
+    async def listen(self, wake: Callable[[str], None]) -> None:
+        """Call `wake` with a `QueueNotice` payload when another process changes the queue
+        (where the backend can)."""
         await self.connector.listen(wake)

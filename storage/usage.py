@@ -6,8 +6,6 @@ Written once over a `Connector`; the SQL of each query is in `queries/<dialect>.
 
 from __future__ import annotations
 
-import time
-
 from .connector import Connector, Row
 from .models import ThreadKey, Usage, UsageGroup
 from .queue import thread_params
@@ -31,7 +29,7 @@ class UsageStore:
                 "cache_creation_input_tokens": usage.cache_creation_input_tokens,
                 "cache_read_input_tokens": usage.cache_read_input_tokens,
                 "output_tokens": usage.output_tokens, "code_runs": usage.code_runs,
-                "web_searches": usage.web_searches, "web_fetches": usage.web_fetches, "now": time.time(),
+                "web_searches": usage.web_searches, "web_fetches": usage.web_fetches,
             },
         )
 
@@ -50,7 +48,7 @@ class UsageStore:
     async def reserve(self, item_id: int, team_id: str, user_id: str, input_tokens: int) -> None:
         """Book what a running turn's next request will read, before it goes out."""
         await self.connector.execute(
-            "reserve", {"item": item_id, "team": team_id, "user": user_id, "tokens": input_tokens, "now": time.time()}
+            "reserve", {"item": item_id, "team": team_id, "user": user_id, "tokens": input_tokens}
         )
 
     async def release_reservation(self, item_id: int) -> None:

@@ -102,7 +102,7 @@ class BotServer:
         its leases are gone (as once they run out), so the next process takes over at once."""
         engine = self.runtime.engine
         await stop_tasks([*engine._loops, *engine._threads.values()])
-        await run_sql(self.settings.database_url, "DELETE FROM leases")
+        await run_sql(self.settings.database_url, "UPDATE claims SET owner = NULL, lease_until = NULL, admitted_user = NULL")
         await self.stop()
 
     async def post(

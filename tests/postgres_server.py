@@ -39,9 +39,35 @@ class PostgresUnavailable(RuntimeError):
     """No PostgreSQL server binaries here, or the server did not start."""
 
 
+class PostgresServer:
+    """A running throwaway server: its DSN, and a restart (as after a crash: `immediate`)."""
+
+    def __init__(self, dsn: str, pg_ctl: str, data: Path, log: Path, options: str) -> None:
+        self.dsn, self._pg_ctl, self._data, self._log, self._options = dsn, pg_ctl, data, log, options
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_server_user([self._pg_ctl, "-D", str(self._data), "-m", "immediate", "-w", "stop"]), capture_output=True
+        )
+
+    def start(self) -> None:
+        subprocess.run(
+            _as_server_user([self._pg_ctl, "-D", str(self._data), "-l", str(self._log), "-o", self._options,
+                             "-w", "-t", "60", "start"]),
+            check=True, capture_output=True, text=True,
+        )
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Start a throwaway server; yields the DSN of its `postgres` database."""
+    with running_postgres() as server:
+        yield server.dsn
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """Start a throwaway server; yields it."""
     initdb, pg_ctl = _binary("initdb"), _binary("pg_ctl")
     if not initdb or not pg_ctl:
         raise PostgresUnavailable("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -57,18 +83,14 @@ def postgres_server() -> Iterator[str]:
             check=True, capture_output=True, text=True,
         )
         options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=200"
-        subprocess.run(
-            _as_server_user([pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"]),
-            check=True, capture_output=True, text=True,
-        )
+        server = PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", pg_ctl, data, log, options)
+        server.start()
     except (subprocess.CalledProcessError, KeyError, OSError) as error:
         detail = getattr(error, "stderr", "") or str(error)
         shutil.rmtree(root, ignore_errors=True)
         raise PostgresUnavailable(f"PostgreSQL did not start: {detail.strip()}") from error
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run(
-            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]), capture_output=True
-        )
+        server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -230,7 +230,7 @@ async def test_a_graceful_shutdown_keeps_its_leases_while_turns_finish(
         shutdown = asyncio.create_task(bot.runtime.engine.shutdown(settings.shutdown_grace_seconds))
         await asyncio.sleep(2.5)  # well past the 1 s lease
         assert not shutdown.done()
-        assert await store.claim_thread("another-process", 1.0, exclude=()) is None
+        assert await store.claim_thread("another-process", 1.0) is None
         await shutdown
     assert "…its end" in thread_text(slack, CHANNEL, root) and len(claude_api.requests) == 1
 
@@ -321,7 +321,7 @@ async def test_a_turn_whose_lease_another_process_took_stores_nothing(
         claude_api.enqueue(Reply([text("first words " * 60), text("and the rest")], chunk_delay=0.3))
         await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
         await bot.wait_for(lambda: "first words" in thread_text(slack, CHANNEL, root))
-        await run_sql(url, "UPDATE leases SET owner = 'another-process'")  # it lost the thread meanwhile
+        await run_sql(url, "UPDATE claims SET owner = 'another-process'")  # it lost the thread meanwhile
         await bot.wait_for(lambda: not bot.runtime.engine._threads)
         history = (await bot.runtime.store.load_conversation(ThreadKey("T1", CHANNEL, root))).history
     assert history == []  # the stale process changed nothing

@@ -26,7 +26,7 @@ async def lease_holder(bots: list[HttpBot], postgres_url: str, thread_ts: str) -
     """The process whose lease holds the thread (a lease's owner names its pid)."""
     connection = await asyncpg.connect(postgres_url)
     try:
-        owner = await connection.fetchval("SELECT owner FROM leases WHERE thread_ts = $1", thread_ts)
+        owner = await connection.fetchval("SELECT owner FROM claims WHERE thread_ts = $1", thread_ts)
     finally:
         await connection.close()
     [holder] = [bot for bot in bots if bot.process.pid == int(owner.split(":")[1])]

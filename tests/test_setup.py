@@ -135,7 +135,7 @@ async def test_storage_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
     assert await store.schema_version() == len(migrations("sqlite"))
     async with store.db.execute("PRAGMA journal_mode") as cursor:
         assert (await cursor.fetchone())[0] == "wal"
-    queued = await store.enqueue_message(InboxMessage(thread, "1.1", "U1", "hi"), starts_conversation=True)
+    queued = await store.enqueue_message(InboxMessage(thread, "1.1", "U1", "hi"), addressed=True)
     assert queued is not None
     await store.save_turn(queued.id, thread, [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "cont_1", 123.0, [], [])
     await store.close()
@@ -144,7 +144,7 @@ async def test_storage_is_wal_versioned_and_reopens(tmp_path: Path) -> None:
     conversation = await reopened.load_conversation(thread)
     assert conversation.container_id == "cont_1" and conversation.container_expires_at == 123.0
     assert conversation.history[0]["content"][0]["text"] == "hi"
-    assert await reopened.claim_thread("p", 10, exclude=()) == thread  # its delivery is still owed
+    assert (await reopened.claim_thread("p", 10)) is not None  # its delivery is still owed
     await reopened.close()
 
     with pytest.raises(ValueError, match="mysql"):
@@ -165,9 +165,10 @@ async def test_a_database_of_the_first_schema_is_upgraded_with_its_inbox(tmp_pat
     store = await open_store(f"sqlite:///{path}")
     try:
         thread = ThreadKey("T1", "C1", "5.0")
-        assert await store.enqueue_message(InboxMessage(thread, "5.0", "U1", "answered"), starts_conversation=True) is None
-        assert await store.claim_thread("p", 10, exclude=()) == thread
-        item = await store.next_item(thread, "p", 10)
+        assert await store.enqueue_message(InboxMessage(thread, "5.0", "U1", "answered"), addressed=True) is None
+        claim = await store.claim_thread("p", 10)
+        assert claim is not None and claim.thread == thread
+        item = await store.next_item(thread, claim.lease, 10)
         assert item is not None and item.text == "waiting"
         [summary] = await store.active_threads("T1", "C1", "U1")
         assert summary.last_text == "waiting"

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from storage import (
+    Enqueued,
     Feedback,
     InboxMessage,
+    Lease,
     LeaseLost,
+    QueueItem,
     ResetRequest,
     Store,
     ThreadKey,
@@ -26,10 +30,54 @@ from storage import (
 THREAD = ThreadKey("T1", "C1", "1700000001.000100")
 OTHER = ThreadKey("T1", "C1", "1700000002.000100")
 LEASE = 30.0
+NO_LIMITS = TurnLimits()
 
 
 def message(ts: str, thread: ThreadKey = THREAD, user: str = "U1", text: str = "hi") -> InboxMessage:
     return InboxMessage(thread, ts, user, text, [{"id": "F1", "name": "a.csv"}])
+
+
+class Claimer:
+    """Claims threads as one process does, keeping each claim's lease for what it does next."""
+
+    def __init__(self, store: Store, owner: str, seconds: float) -> None:
+        self.store, self.owner, self.seconds = store, owner, seconds
+        self.leases: dict[ThreadKey, Lease] = {}
+
+    async def claim(self, limits: TurnLimits = NO_LIMITS) -> ThreadKey | None:
+        claimed = await self.store.claim_thread(self.owner, self.seconds, limits)
+        if claimed is None:
+            return None
+        self.leases[claimed.thread] = claimed.lease
+        return claimed.thread
+
+    def lease(self, thread: ThreadKey) -> Lease:
+        return self.leases.get(thread, Lease(self.owner, 0))
+
+    async def next_item(self, thread: ThreadKey) -> QueueItem | None:
+        return await self.store.next_item(thread, self.lease(thread), self.seconds)
+
+    async def release(self, thread: ThreadKey) -> bool:
+        return await self.store.release_thread(thread, self.lease(thread))
+
+
+_claimers: weakref.WeakKeyDictionary[Store, dict[str, Claimer]] = weakref.WeakKeyDictionary()
+
+
+def claimer(store: Store, owner: str, seconds: float = LEASE) -> Claimer:
+    """The process named `owner` on this store (the same one each time it is named)."""
+    named = _claimers.setdefault(store, {})
+    if owner not in named:
+        named[owner] = Claimer(store, owner, seconds)
+    named[owner].seconds = seconds
+    return named[owner]
+
+
+async def ask(store: Store, asked: InboxMessage) -> Enqueued | None:
+    """A message addressed to the bot, its thread made the bot's (as its turn does)."""
+    queued = await store.enqueue_message(asked, addressed=True)
+    await store.open_conversation(asked.thread)
+    return queued
 
 
 @pytest.fixture
@@ -40,94 +88,94 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 
 async def test_a_message_is_queued_once_and_the_second_waits(store: Store) -> None:
-    first = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    first = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert first is not None and not first.waits
-    assert await store.enqueue_message(message("1700000001.000100"), starts_conversation=True) is None
-    second = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert await store.enqueue_message(message("1700000001.000100"), addressed=True) is None
+    second = await store.enqueue_message(message("1700000001.000200"), addressed=False)
     assert second is not None and second.waits and second.id > first.id
     assert await store.has_conversation(THREAD)
     assert not await store.has_conversation(OTHER)
 
 
 async def test_one_lease_per_thread_and_items_in_order(store: Store) -> None:
-    await store.enqueue_message(message("1700000001.000100", text="A"), starts_conversation=True)
+    await store.enqueue_message(message("1700000001.000100", text="A"), addressed=True)
     await store.enqueue_reset(ResetRequest(THREAD, "U2", "https://hooks.example/r", True))
-    await store.enqueue_message(message("1700000001.000300", text="B"), starts_conversation=False)
+    await store.enqueue_message(message("1700000001.000300", text="B"), addressed=False)
 
-    assert await store.claim_thread("p1", LEASE, exclude=()) == THREAD
-    assert await store.claim_thread("p2", LEASE, exclude=()) is None  # held by p1
+    assert await claimer(store, "p1", LEASE).claim() == THREAD
+    assert await claimer(store, "p2", LEASE).claim() is None  # held by p1
 
-    first = await store.next_item(THREAD, "p1", LEASE)
+    first = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert first is not None and (first.kind, first.text, first.files) == ("message", "A", [{"id": "F1", "name": "a.csv"}])
     assert first.attempts == 1
     assert await store.item_state(first.id) == "running"
     # The head stays the head until it is finished: a second look is the same item, now retried.
-    again = await store.next_item(THREAD, "p1", LEASE)
+    again = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert again is not None and again.id == first.id and again.attempts == 2
     await store.finish_item(first.id)
 
-    reset = await store.next_item(THREAD, "p1", LEASE)
+    reset = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert reset is not None and reset.kind == "reset"
     assert (reset.user_id, reset.response_url, reset.replace_original) == ("U2", "https://hooks.example/r", True)
     await store.finish_item(reset.id)
-    last = await store.next_item(THREAD, "p1", LEASE)
+    last = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert last is not None and last.text == "B"
-    assert not await store.release_thread(THREAD, "p1")  # B is still open: the lease is kept
+    assert not await claimer(store, "p1").release(THREAD)  # B is still open: the lease is kept
     await store.finish_item(last.id)
-    assert await store.next_item(THREAD, "p1", LEASE) is None
-    assert await store.release_thread(THREAD, "p1")
+    assert await claimer(store, "p1", LEASE).next_item(THREAD) is None
+    assert await claimer(store, "p1").release(THREAD)
     with pytest.raises(LeaseLost):
-        await store.next_item(THREAD, "p1", LEASE)
+        await claimer(store, "p1", LEASE).next_item(THREAD)
 
 
 async def test_an_expired_lease_is_taken_over_and_the_item_shows_it_was_interrupted(store: Store) -> None:
-    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    item = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert item is not None
-    assert await store.claim_thread("dead", 0.2, exclude=()) == THREAD
-    running = await store.next_item(THREAD, "dead", 0.2)
+    assert await claimer(store, "dead", 0.2).claim() == THREAD
+    running = await claimer(store, "dead", 0.2).next_item(THREAD)
     assert running is not None
     await store.set_reply_ts(running.id, "1700000001.000555")
-    assert await store.claim_thread("alive", LEASE, exclude=()) is None
+    assert await claimer(store, "alive", LEASE).claim() is None
     expiry = await store.next_lease_expiry("alive")
     assert expiry is not None and expiry <= 0.2
     await asyncio.sleep(0.4)
     assert await store.renew_leases("dead", LEASE) == set()  # too late to renew
-    assert await store.claim_thread("alive", LEASE, exclude=()) == THREAD
-    taken = await store.next_item(THREAD, "alive", LEASE)
+    assert await claimer(store, "alive", LEASE).claim() == THREAD
+    taken = await claimer(store, "alive", LEASE).next_item(THREAD)
     assert taken is not None and taken.id == running.id
     assert taken.reply_ts == "1700000001.000555" and taken.attempts == 2
     with pytest.raises(LeaseLost):
-        await store.next_item(THREAD, "dead", LEASE)
+        await claimer(store, "dead", LEASE).next_item(THREAD)
     assert await store.renew_leases("alive", LEASE) == {THREAD}
 
 
 async def test_hand_back_frees_the_thread_at_once(store: Store) -> None:
-    await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
-    await store.enqueue_message(message("1700000002.000100", thread=OTHER), starts_conversation=True)
-    assert await store.claim_thread("p1", LEASE, exclude=()) == THREAD
-    assert await store.claim_thread("p1", LEASE, exclude={THREAD}) == OTHER
-    item = await store.next_item(THREAD, "p1", LEASE)
+    await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    await store.enqueue_message(message("1700000002.000100", thread=OTHER), addressed=True)
+    assert await claimer(store, "p1", LEASE).claim() == THREAD
+    assert await claimer(store, "p1", LEASE).claim() == OTHER
+    item = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert item is not None
     assert await store.hand_back("p1") == 2
     assert await store.item_state(item.id) == "pending"
-    assert await store.claim_thread("p2", LEASE, exclude=()) == THREAD
+    assert await claimer(store, "p2", LEASE).claim() == THREAD
     # A graceful hand-back is no interruption: deploys never use up a message's attempts.
-    again = await store.next_item(THREAD, "p2", LEASE)
+    again = await claimer(store, "p2", LEASE).next_item(THREAD)
     assert again is not None and again.id == item.id and again.attempts == 1
 
 
 async def test_queued_mark_only_while_pending(store: Store) -> None:
-    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    item = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert item is not None
     assert await store.mark_queued(item.id)
-    await store.claim_thread("p1", LEASE, exclude=())
-    head = await store.next_item(THREAD, "p1", LEASE)
+    await claimer(store, "p1", LEASE).claim()
+    head = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert head is not None and head.marked_queued
     assert not await store.mark_queued(item.id)
 
 
 async def test_a_saved_turn_keeps_history_container_and_owed_files(store: Store) -> None:
-    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    item = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert item is not None
     turn = [
         {"role": "user", "content": [{"type": "text", "text": "hi ü"}]},
@@ -137,8 +185,8 @@ async def test_a_saved_turn_keeps_history_container_and_owed_files(store: Store)
     conversation = await store.load_conversation(THREAD)
     assert conversation.history == turn
     assert (conversation.container_id, conversation.container_expires_at) == ("cntr_1", 1900000000.5)
-    await store.claim_thread("p1", LEASE, exclude=())
-    head = await store.next_item(THREAD, "p1", LEASE)
+    await claimer(store, "p1", LEASE).claim()
+    head = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert head is not None and head.answered and head.user_files == [("a.csv", 12)]
 
     owed = await store.pending_deliveries(item.id)
@@ -150,7 +198,7 @@ async def test_a_saved_turn_keeps_history_container_and_owed_files(store: Store)
     assert (left.file_id, left.slack_file_id) == ("file_b", "F0002")
 
     # A turn may store the earlier history anew (a file the Files API lost, left out of it).
-    second = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    second = await store.enqueue_message(message("1700000001.000200"), addressed=False)
     assert second is not None
     earlier = [{**turn[0], "content": [{"type": "text", "text": "hi, the file is gone"}]}, turn[1]]
     latest = [{"role": "user", "content": [{"type": "text", "text": "more"}]},
@@ -165,22 +213,24 @@ async def test_a_saved_turn_keeps_history_container_and_owed_files(store: Store)
 
 
 async def test_the_reset_picker_lists_threads_from_participants(store: Store) -> None:
-    await store.enqueue_message(message("1700000001.000100", text="first"), starts_conversation=True)
-    await store.enqueue_message(message("1700000002.000100", thread=OTHER, user="U2"), starts_conversation=True)
+    await store.enqueue_message(message("1700000001.000100", text="first"), addressed=True)
+    await store.enqueue_message(message("1700000002.000100", thread=OTHER, user="U2"), addressed=True)
+    await store.open_conversation(THREAD)  # as each message's turn does, its person let in
+    await store.open_conversation(OTHER)
     [mine] = await store.active_threads("T1", "C1", "U1")
     assert (mine.thread, mine.last_text) == (THREAD, "first")
     assert [s.thread for s in await store.active_threads("T1", "C1", "U2")] == [OTHER]
 
 
 async def test_pruning_forgets_old_answered_rows_even_of_busy_threads(store: Store) -> None:
-    old = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    old = await ask(store, message("1700000001.000100"))
     assert old is not None
-    await store.claim_thread("p1", LEASE, exclude=())
-    await store.next_item(THREAD, "p1", LEASE)
+    await claimer(store, "p1", LEASE).claim()
+    await claimer(store, "p1", LEASE).next_item(THREAD)
     await store.finish_item(old.id)
     assert await store.prune(older_than_seconds=3600) == 0  # recent: a retry is still recognised
-    assert await store.enqueue_message(message("1700000001.000100"), starts_conversation=True) is None
-    waiting = await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    assert await ask(store, message("1700000001.000100")) is None
+    waiting = await store.enqueue_message(message("1700000001.000200"), addressed=False)
     assert waiting is not None
     await asyncio.sleep(0.05)
     assert await store.prune(older_than_seconds=0.01) == 1  # a thread used every day is pruned too
@@ -205,7 +255,7 @@ async def test_the_health_check_writes(store: Store) -> None:
 
 
 async def test_idle_threads_are_found_and_forgotten(store: Store) -> None:
-    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    item = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert item is not None
     turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     await store.save_turn(item.id, THREAD, turn, "cntr_1", None, [], [])
@@ -233,12 +283,12 @@ async def test_notes_are_kept_in_order_until_dropped(store: Store) -> None:
 
 async def test_waiting_items_are_counted_across_threads_until_they_start(store: Store) -> None:
     assert await store.count_waiting() == 0
-    await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
-    await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    await store.enqueue_message(message("1700000001.000200"), addressed=False)
     await store.enqueue_reset(ResetRequest(OTHER, "U2"))
     assert await store.count_waiting() == 3
-    assert await store.claim_thread("p1", LEASE, exclude=()) is not None
-    item = await store.next_item(THREAD, "p1", LEASE)
+    assert await claimer(store, "p1", LEASE).claim() is not None
+    item = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert item is not None and await store.count_waiting() == 2  # running is no longer waiting
     await store.finish_item(item.id)
     assert await store.count_waiting() == 2
@@ -257,13 +307,13 @@ async def test_usage_is_booked_per_thread_and_per_person_and_survives_a_reset(st
 
 
 async def test_a_stop_request_marks_only_the_running_turn_and_twins_count_once(store: Store) -> None:
-    await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
-    await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    await store.enqueue_message(message("1700000001.000200"), addressed=False)
     assert await store.request_stop(THREAD, "U2", message_ts="1700000001.000900") == "idle"  # nothing runs yet
     assert await store.request_stop(THREAD, "U2", message_ts="1700000001.000900") == "duplicate"
 
-    assert await store.claim_thread("p1", LEASE, exclude=()) == THREAD
-    running = await store.next_item(THREAD, "p1", LEASE)
+    assert await claimer(store, "p1", LEASE).claim() == THREAD
+    running = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert running is not None and running.stop_requested_by is None
     assert await store.request_stop(THREAD, "U3", item_id=running.id + 1) == "idle"  # a button of another turn
     assert await store.stop_requests([running.id, running.id + 1]) == {}
@@ -273,10 +323,10 @@ async def test_a_stop_request_marks_only_the_running_turn_and_twins_count_once(s
     assert await store.request_stop(OTHER, "U3") == "idle"
 
     # A retry of the stopped turn (its process died) knows it was stopped; the next item does not.
-    again = await store.next_item(THREAD, "p1", LEASE)
+    again = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert again is not None and again.id == running.id and again.stop_requested_by == "U3"
     await store.finish_item(running.id)
-    following = await store.next_item(THREAD, "p1", LEASE)
+    following = await claimer(store, "p1", LEASE).next_item(THREAD)
     assert following is not None and following.stop_requested_by is None
     assert await store.stop_requests([]) == {}
 
@@ -284,35 +334,35 @@ async def test_a_stop_request_marks_only_the_running_turn_and_twins_count_once(s
 async def test_caps_admit_turns_per_person_and_overall_and_hold_back_the_rest(store: Store) -> None:
     threads = [ThreadKey("T1", "C1", f"1700000010.00{i}100") for i in range(4)]
     for i, thread in enumerate(threads):
-        await store.enqueue_message(message(thread.thread_ts, thread, user="U1" if i < 3 else "U2"), starts_conversation=True)
+        await store.enqueue_message(message(thread.thread_ts, thread, user="U1" if i < 3 else "U2"), addressed=True)
     limits = TurnLimits(per_person=2, overall=3)
 
     # A claimed thread's first turn counts at once, before it starts: U1's third is passed over.
-    assert await store.claim_thread("p1", LEASE, exclude=(), limits=limits) == threads[0]
-    assert await store.claim_thread("p2", LEASE, exclude=(), limits=limits) == threads[1]
+    assert await claimer(store, "p1", LEASE).claim(limits) == threads[0]
+    assert await claimer(store, "p2", LEASE).claim(limits) == threads[1]
     assert await store.running_turns("T1", "U1") == (2, 2)
     assert [m.message_ts for m in await store.held_back(limits)] == [threads[2].thread_ts]
-    assert await store.claim_thread("p2", LEASE, exclude=(), limits=limits) == threads[3]
+    assert await claimer(store, "p2", LEASE).claim(limits) == threads[3]
     assert await store.running_turns("T1", "U2") == (1, 3)
     for thread, owner in ((threads[0], "p1"), (threads[1], "p2")):
-        item = await store.next_item(thread, owner, LEASE)
-        assert item is not None and item.admitted and await store.admit(item.id, thread, owner, limits)
+        item = await claimer(store, owner, LEASE).next_item(thread)
+        assert item is not None and item.admitted and await store.admit(item, limits)
 
     # A turn that was not counted when claimed is refused when the caps are full, and waits.
-    assert await store.claim_thread("p3", LEASE, exclude=(), limits=TurnLimits()) == threads[2]
-    late = await store.next_item(threads[2], "p3", LEASE)
-    assert late is not None and not late.admitted and not await store.admit(late.id, threads[2], "p3", limits)
+    assert await claimer(store, "p3", LEASE).claim(TurnLimits()) == threads[2]
+    late = await claimer(store, "p3", LEASE).next_item(threads[2])
+    assert late is not None and not late.admitted and not await store.admit(late, limits)
     assert await store.item_state(late.id) == "pending"
-    assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) is None
+    assert await claimer(store, "p3", LEASE).claim(limits) is None
 
     # Room again once a turn ends; the refused attempt does not count as one.
-    first = await store.next_item(threads[0], "p1", LEASE)
+    first = await claimer(store, "p1", LEASE).next_item(threads[0])
     assert first is not None
     await store.finish_item(first.id)
-    assert await store.claim_thread("p3", LEASE, exclude=(), limits=limits) == threads[2]
-    again = await store.next_item(threads[2], "p3", LEASE)
+    assert await claimer(store, "p3", LEASE).claim(limits) == threads[2]
+    again = await claimer(store, "p3", LEASE).next_item(threads[2])
     assert again is not None and again.attempts == 1
-    assert await store.admit(again.id, threads[2], "p3", limits)
+    assert await store.admit(again, limits)
     assert await store.running_turns("T1", "U1") == (2, 3)
     assert await store.held_back(limits) == []
 
@@ -324,14 +374,14 @@ async def test_caps_admit_turns_per_person_and_overall_and_hold_back_the_rest(st
 async def test_a_persons_threads_come_most_recent_first_with_what_each_thread_used(store: Store) -> None:
     dm = ThreadKey("T1", "D1", "")
     elsewhere = ThreadKey("T2", "C1", "1700000003.000100")
-    first = await store.enqueue_message(message("1700000001.000100", text="first thread"), starts_conversation=True)
+    first = await ask(store, message("1700000001.000100", text="first thread"))
     assert first is not None
     await asyncio.sleep(0.02)
-    await store.enqueue_message(message("1700000002.000100", thread=OTHER, text="second"), starts_conversation=True)
-    await store.enqueue_message(message("1700000002.000200", thread=OTHER, user="U2", text="theirs"), starts_conversation=False)
+    await ask(store, message("1700000002.000100", thread=OTHER, text="second"))
+    await store.enqueue_message(message("1700000002.000200", thread=OTHER, user="U2", text="theirs"), addressed=False)
     await asyncio.sleep(0.02)
-    await store.enqueue_message(message("1700000004.000100", thread=dm, text="in a DM"), starts_conversation=True)
-    await store.enqueue_message(message("1700000003.000100", thread=elsewhere, text="other workspace"), starts_conversation=True)
+    await ask(store, message("1700000004.000100", thread=dm, text="in a DM"))
+    await ask(store, message("1700000003.000100", thread=elsewhere, text="other workspace"))
     await store.record_usage(THREAD, "U1", "m", Usage(10, 20, 30, 5, 1))
     await store.record_usage(THREAD, "U2", "m", Usage(1, 0, 0, 1, 0))
     await store.record_usage(elsewhere, "U1", "m", Usage(1000, 0, 0, 1000, 0))
@@ -390,42 +440,42 @@ async def test_work_cancelled_at_any_point_leaves_the_store_usable(store: Store)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await store.check_writable()
-        assert await store.enqueue_message(message(f"1700000001.0{ticks:05d}"), starts_conversation=True) is not None
+        assert await store.enqueue_message(message(f"1700000001.0{ticks:05d}"), addressed=True) is not None
 
 
 async def test_a_lease_left_on_a_finished_thread_is_nothing_to_wait_for(store: Store) -> None:
     """A process that died between finishing its last item and letting go leaves its lease row:
     the others must not keep waking up for it."""
-    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    item = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert item is not None
-    assert await store.claim_thread("dead", 0.2, exclude=()) == THREAD
-    assert await store.next_item(THREAD, "dead", 0.2) is not None
+    assert await claimer(store, "dead", 0.2).claim() == THREAD
+    assert await claimer(store, "dead", 0.2).next_item(THREAD) is not None
     await store.finish_item(item.id)
     await asyncio.sleep(0.4)
     assert await store.next_lease_expiry("alive") is None
-    await store.enqueue_message(message("1700000001.000200"), starts_conversation=False)
+    await store.enqueue_message(message("1700000001.000200"), addressed=False)
     assert await store.next_lease_expiry("alive") == 0.0  # open work behind an expired lease: look now
 
 
 async def test_a_process_that_lost_its_lease_can_no_longer_write(store: Store) -> None:
-    queued = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+    queued = await store.enqueue_message(message("1700000001.000100"), addressed=True)
     assert queued is not None
-    assert await store.claim_thread("stale", 0.05, exclude=()) == THREAD
-    item = await store.next_item(THREAD, "stale", 0.05)
-    assert item is not None and item.owner == "stale"
+    assert await claimer(store, "stale", 0.05).claim() == THREAD
+    item = await claimer(store, "stale", 0.05).next_item(THREAD)
+    assert item is not None and item.lease == claimer(store, "stale").lease(THREAD)
     await asyncio.sleep(0.1)  # its lease ran out; another process takes the thread over
-    assert await store.claim_thread("fresh", LEASE, exclude=()) == THREAD
+    assert await claimer(store, "fresh", LEASE).claim() == THREAD
     turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     with pytest.raises(LeaseLost):
-        await store.save_turn(item.id, THREAD, turn, "cntr_stale", None, ["file_1"], [], owner="stale")
+        await store.save_turn(item.id, THREAD, turn, "cntr_stale", None, ["file_1"], [], lease=claimer(store, "stale").lease(THREAD))
     with pytest.raises(LeaseLost):
-        await store.finish_item(item.id, owner="stale")
+        await store.finish_item(item.id, lease=claimer(store, "stale").lease(THREAD))
     assert (await store.load_conversation(THREAD)).history == []  # nothing of the stale turn
     assert await store.pending_deliveries(item.id) == [] and await store.item_state(item.id) == "running"
-    again = await store.next_item(THREAD, "fresh", LEASE)
+    again = await claimer(store, "fresh", LEASE).next_item(THREAD)
     assert again is not None and again.id == item.id and not again.answered
-    await store.save_turn(again.id, THREAD, turn, "cntr_fresh", None, [], [], owner="fresh")
-    await store.finish_item(again.id, owner="fresh")
+    await store.save_turn(again.id, THREAD, turn, "cntr_fresh", None, [], [], lease=claimer(store, "fresh").lease(THREAD))
+    await store.finish_item(again.id, lease=claimer(store, "fresh").lease(THREAD))
     assert await store.item_state(item.id) == "done"
 
 
@@ -472,7 +522,7 @@ async def test_a_thread_keeps_the_skills_it_was_first_answered_with_until_a_rese
     turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]},
             {"role": "assistant", "content": [{"type": "text", "text": "hello"}]}]
     for n, skills in enumerate((first, [{"type": "anthropic", "skill_id": "pdf", "version": "latest"}])):
-        item = await store.enqueue_message(message(f"1700000001.00010{n}"), starts_conversation=n == 0)
+        item = await store.enqueue_message(message(f"1700000001.00010{n}"), addressed=n == 0)
         assert item is not None
         await store.save_turn(item.id, THREAD, turn, "cntr_1", None, [], [], skills=skills)
     assert (await store.load_conversation(THREAD)).skills == first
@@ -482,8 +532,8 @@ async def test_a_thread_keeps_the_skills_it_was_first_answered_with_until_a_rese
 
 
 async def test_reservations_count_only_turns_not_done(store: Store) -> None:
-    first = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
-    other = await store.enqueue_message(message("1700000002.000100", thread=OTHER, user="U2"), starts_conversation=True)
+    first = await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    other = await store.enqueue_message(message("1700000002.000100", thread=OTHER, user="U2"), addressed=True)
     assert first is not None and other is not None
     await store.reserve(first.id, "T1", "U1", 1000)
     await store.reserve(first.id, "T1", "U1", 1200)  # a continuation books anew
@@ -510,17 +560,17 @@ async def count_rows(database_url: str, table: str) -> int:
         await connection.close()
 
 
-async def test_pruning_bounds_leases_reservations_views_and_emptied_threads(store: Store, database_url: str) -> None:
-    item = await store.enqueue_message(message("1700000001.000100"), starts_conversation=True)
+async def test_pruning_bounds_claims_reservations_views_and_emptied_threads(store: Store, database_url: str) -> None:
+    item = await ask(store, message("1700000001.000100"))
     assert item is not None
-    assert await store.claim_thread("p1", 0.01, exclude=()) == THREAD  # a lease a dead process left
+    assert await claimer(store, "p1", 0.01).claim() == THREAD  # a lease a dead process left
     await store.reserve(item.id, "T1", "U1", 100)
     await store.set_viewing("T1", "U1", OTHER)
     await store.finish_item(item.id)
     await asyncio.sleep(0.05)
-    assert await count_rows(database_url, "leases") == 1
+    assert await count_rows(database_url, "claims") == 1
     await store.prune(older_than_seconds=0.01)
-    assert await count_rows(database_url, "leases") == 0  # the row is gone, not only expired
+    assert await count_rows(database_url, "claims") == 0  # the row is gone, not only expired
     assert await store.reserved_input("T1") == 0 and await store.viewing("T1", "U1") is None
     assert await store.has_conversation(THREAD)  # known still, without a container or history
 

@@ -99,7 +99,7 @@ async def test_a_user_group_slack_could_not_list_is_asked_again_not_taken_as_emp
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     slack.usergroups["S1"] = ["U3"]
-    slack.fail("usergroups.users.list", times=2)  # at intake, then when its turn runs
+    slack.fail("usergroups.users.list", times=1)  # when its turn runs (intake asks Slack nothing)
     async with running_bot(with_settings(settings, allowed_users=frozenset({"S1"})), slack) as bot:
         await bot.send_event(mention_event("hi", channel=CHANNEL, user="U3", ts="1700001111.000100"))
         await bot.wait_for(lambda: len(slack.ephemerals) == 1)

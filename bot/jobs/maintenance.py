@@ -11,7 +11,7 @@ from storage import Store
 
 from ..model.files import delete_files
 from ..model.transcript import thread_file_ids
-from ..ops.logs import audit
+from ..ops.logs import audit, log_failure
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,6 @@ async def maintain(
                 logger.info("housekeeping: %d queue row(s) pruned, %d idle thread(s) forgotten", pruned, forgotten)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - tried again at the next interval
-            logger.warning("housekeeping failed", exc_info=True)
+        except Exception as error:  # noqa: BLE001 - tried again at the next interval
+            log_failure("housekeeping failed", error, logger)
         await asyncio.sleep(interval_seconds)

@@ -61,8 +61,8 @@ def register(app: AsyncApp, intake: Intake) -> None:
         if message is None or await handled_as_stop(intake, workspace, message):
             return
         is_new = not await intake.store.has_conversation(message.thread)
-        opens = await opens_conversation(workspace, message)
-        if await intake.queue.submit(message, starts_conversation=opens) and is_new and opens:
+        queued = await intake.queue.submit(message, addressed=True)
+        if queued and is_new and await opens_conversation(workspace, message):
             try:  # the message is stored: a title Slack refuses must not make it send the event again
                 await set_title(thread_title(message.text))
             except SLACK_ERRORS as error:

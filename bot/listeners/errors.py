@@ -13,6 +13,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
+from storage import DATABASE_OUTAGES
+
 from .payloads import payload_kind
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,9 @@ async def on_unhandled_error(error: Exception, body: dict[str, Any]) -> BoltResp
     if isinstance(error, SHAPE_ERRORS):
         _log_malformed(body, error)
         return BoltResponse(status=200, body="")
+    if isinstance(error, DATABASE_OUTAGES):  # answered 500: Slack sends it again
+        logger.warning("could not store a %s payload, the database is away (%s)", payload_kind(body), error)
+        return None
     logger.error("failed to handle a %s payload", payload_kind(body), exc_info=error)
     return None
 

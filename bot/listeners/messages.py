@@ -12,7 +12,7 @@ from storage import InboxMessage
 from ..threads import is_dm, mentions, thread_of
 from ..workspaces import Workspace
 from . import payloads
-from .intake import Intake, opens_conversation, team_id_of
+from .intake import Intake, team_id_of
 from .stops import handled_as_stop
 
 # Message subtypes that are a person talking; edits, joins, deletions and bot posts are not.
@@ -27,7 +27,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
         message = inbox_message(event, context, workspace)
         if message is None or await handled_as_stop(intake, workspace, message):
             return
-        await intake.queue.submit(message, starts_conversation=await opens_conversation(workspace, message))
+        await intake.queue.submit(message, addressed=True)
 
     @app.event(MESSAGE_EVENT)
     async def on_message(event: dict[str, Any], context: AsyncBoltContext, workspace: Workspace) -> None:
@@ -48,8 +48,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
         if in_our_thread and workspace.settings_for(message.thread.channel_id).follow_ups == "mention":
             await intake.store.add_note(message)  # context for the next message that mentions the bot
         else:
-            opens = addressed and await opens_conversation(workspace, message)
-            await intake.queue.submit(message, starts_conversation=opens)
+            await intake.queue.submit(message, addressed=addressed)
 
 
 def is_from_a_person(event: dict[str, Any], bot_user_id: str | None) -> bool:

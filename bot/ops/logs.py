@@ -10,7 +10,7 @@ import logging
 import time
 from typing import Any
 
-from storage import ThreadKey
+from storage import DATABASE_OUTAGES, ThreadKey
 
 AUDIT_LOGGER = "bot.audit"
 # What a LogRecord carries that is not a caller's `extra` field.
@@ -49,3 +49,12 @@ def audit(event: str, thread: ThreadKey | None = None, **fields: str | int | boo
         fields = {"team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts, **fields}
     described = " ".join(f"{key}={value}" for key, value in fields.items())
     logging.getLogger(AUDIT_LOGGER).info("%s %s", event, described, extra={"audit": {"event": event, **fields}})
+
+
+def log_failure(what: str, error: BaseException, log: logging.Logger | None = None) -> None:
+    """One line for a database that is away for a moment; a traceback for anything else."""
+    log = log or logging.getLogger("bot")
+    if isinstance(error, DATABASE_OUTAGES):
+        log.warning("%s: the database is away (%s: %s)", what, type(error).__name__, error)
+    else:
+        log.error(what, exc_info=error)

@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import SLACK_ERRORS
 from .blocks import Block, context, markdown, stop_button
+from .pacing import has_room
 from .state import WORKING_TEXT, ReplyState, ReplyTarget, Step
 from .text import MARKDOWN_BLOCK_LIMIT, close_fence, defuse_markdown, notification_text, split_markdown
 
@@ -21,7 +22,11 @@ UPDATE_INTERVAL_SECONDS = 1.0
 
 
 class MessageRenderer:
-    """Posts one message and edits it as the turn goes; long answers continue in new messages."""
+    """Posts one message and edits it as the turn goes; long answers continue in new messages.
+
+    `lazy`: no "working" message first; the reply is posted with its first words or code run
+    (a busy minute, when every edit saved counts). Progress edits are made only when Slack's
+    budget has room at once; the final one waits for it."""
 
     def __init__(
         self,
@@ -31,10 +36,12 @@ class MessageRenderer:
         ts: str | None = None,
         text_offset: int = 0,
         stop_value: str | None = None,
+        lazy: bool = False,
     ) -> None:
         self.client = client
         self.target = target
         self.stop_value = stop_value
+        self.lazy = lazy
         self._ts = ts
         self._text_offset = text_offset
         self._last_update = 0.0
@@ -46,16 +53,8 @@ class MessageRenderer:
         return self._ts
 
     async def start(self, state: ReplyState) -> None:
-        if self._ts is not None:
-            return
-        response = await self.client.chat_postMessage(
-            channel=self.target.channel_id,
-            thread_ts=self.target.thread_ts,
-            text=WORKING_TEXT,
-            blocks=self._blocks(state, WORKING_TEXT, final=False),
-        )
-        self._ts = response["ts"]
-        self._last_update = time.monotonic()
+        if self._ts is None and not self.lazy:
+            await self._post(state, WORKING_TEXT, final=False)
 
     async def text(self, state: ReplyState, delta: str) -> None:
         if not self._text_shown:  # the first words go out at once, later ones at a polite pace
@@ -84,6 +83,10 @@ class MessageRenderer:
         wait = self._last_update + UPDATE_INTERVAL_SECONDS - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
+        if self._ts is not None and not has_room(self.client, "chat.update"):
+            self._last_update = time.monotonic()  # a busy minute: a later edit shows it all
+            self._pending = asyncio.create_task(self._delayed_update(state))
+            return
         text = state.text[self._text_offset :].strip()
         if len(text) > MARKDOWN_BLOCK_LIMIT - 100:
             text = "…" + text[-(MARKDOWN_BLOCK_LIMIT - 100) :]
@@ -92,9 +95,20 @@ class MessageRenderer:
         except SLACK_ERRORS as error:
             logger.warning("progress update failed: %s", error)
 
+    async def _post(self, state: ReplyState, text: str, *, final: bool, closing: bool = True) -> None:
+        response = await self.client.chat_postMessage(
+            channel=self.target.channel_id,
+            thread_ts=self.target.thread_ts,
+            text=notification_text(text),
+            blocks=self._blocks(state, text, final=final, closing=closing),
+        )
+        self._ts = response["ts"]
+        self._last_update = time.monotonic()
+
     async def _update(self, state: ReplyState, text: str, *, final: bool, closing: bool = True) -> None:
         if self._ts is None:
-            await self.start(state)
+            await self._post(state, text, final=final, closing=closing)
+            return
         self._last_update = time.monotonic()
         await self.client.chat_update(
             channel=self.target.channel_id,

@@ -76,6 +76,14 @@ class CallWindow:
         self._slots: deque[Slot] = deque()
         self._lock = asyncio.Lock()  # first come, first served
 
+    def has_room(self, per_minute: float) -> bool:
+        """Whether a call now would go at once (nobody waiting, and a place in the minute)."""
+        if self._lock.locked():
+            return False
+        now = time.monotonic()
+        in_minute = sum(1 for slot in self._slots if now - slot.at < MINUTE_SECONDS)
+        return in_minute < max(1, int(per_minute * HEADROOM))
+
     async def take(self, per_minute: float) -> tuple[Slot, float]:
         """Wait for room in the minute; the call's slot, and how long it waited."""
         limit = max(1, int(per_minute * HEADROOM))
@@ -109,21 +117,38 @@ class SlackPacer:
         self._share_at = 0.0
         self._windows: dict[tuple[str, str], CallWindow] = {}
 
+    def has_room(self, method: str, args: dict[str, Any] | None = None) -> bool:
+        """Whether `method` would be called at once now: what a call that is worth making only
+        without a wait (a status line, a progress edit, a stream in a busy minute) asks first."""
+        budget = self._budget(method, args)
+        if budget is None:
+            return True
+        key, per_minute = budget
+        window = self._windows.get(key)
+        return window is None or window.has_room(per_minute / self._share)
+
     async def wait(self, method: str, args: dict[str, Any] | None) -> Slot | None:
         """Return once `method` may be called without passing this process's share of the
         budget: the call's slot, to mark `done()` when its answer is back (None: not paced)."""
-        if method == "chat.postMessage":
-            key, per_minute = (method, str((args or {}).get("channel", ""))), POST_MESSAGE_PER_CHANNEL
-        elif method in METHOD_TIERS:
-            key, per_minute = (method, ""), METHOD_TIERS[method]
-        else:
+        budget = self._budget(method, args)
+        if budget is None:
             return None
+        key, per_minute = budget
         share = await self._current_share()
         window = self._windows.setdefault(key, CallWindow())
         slot, waited = await window.take(per_minute / share)
         if waited and self._on_wait is not None:
             self._on_wait(method, waited)
         return slot
+
+    @staticmethod
+    def _budget(method: str, args: dict[str, Any] | None) -> tuple[tuple[str, str], int] | None:
+        """The window a call counts in, and its calls a minute; None for a method not paced."""
+        if method == "chat.postMessage":
+            return (method, str((args or {}).get("channel", ""))), POST_MESSAGE_PER_CHANNEL
+        if method in METHOD_TIERS:
+            return (method, ""), METHOD_TIERS[method]
+        return None
 
     async def _current_share(self) -> int:
         if self._processes is not None and time.monotonic() - self._share_at >= SHARE_SECONDS:
@@ -155,3 +180,8 @@ class PacedWebClient(AsyncWebClient):
                 slot.done()
         assert isinstance(response, AsyncSlackResponse)
         return response
+
+
+def has_room(client: AsyncWebClient, method: str, args: dict[str, Any] | None = None) -> bool:
+    """`SlackPacer.has_room` for a client that is paced; any other client always has room."""
+    return not isinstance(client, PacedWebClient) or client.pacer.has_room(method, args)

@@ -5,6 +5,11 @@ Preferred: Slack's streaming surface (`chat.startStream`/`appendStream`/`stopStr
 off or Slack refuses it, the same state is rendered into an ordinary message that is updated at
 a polite pace and carries its own Stop button (`message.py`). No message is ever posted only to
 be deleted again.
+
+A workspace can start only about 20 streams a minute (and edit about 50 messages): when this
+minute's streams are used up, a reply is an ordinary message instead, posted with its first
+words (`chat.postMessage` is counted per channel), so a burst of people is answered at the
+model's pace rather than Slack's.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..errors import SLACK_ERRORS
 from .blocks import Block, context
 from .message import MessageRenderer
+from .pacing import has_room
 from .state import Renderer, ReplyState, ReplyTarget, Step, final_status, sources_line, words_so_far
 from .stream import StreamRenderer, StreamSupport
 
@@ -48,14 +54,16 @@ class Reply:
         # Told each reply message's ts as soon as it exists, so a crash never leaves it open.
         self._on_message = on_message
         self._reported_ts: str | None = None
+        self._streaming = streaming and bool(target.thread_ts)
         self._renderer: Renderer = (
             StreamRenderer(
                 client, target, support=support or StreamSupport(), on_stopped=on_stopped or (lambda: None),
                 stop_value=stop_value, task_display=task_display,
             )
-            if streaming and target.thread_ts
+            if self._streaming
             else MessageRenderer(client, target, stop_value=stop_value)
         )
+        self._stop_value = stop_value
         self._opening: asyncio.Task[None] | None = None
         self._status: str | None = None
         self._feedback = feedback
@@ -72,6 +80,10 @@ class Reply:
             self._opening = asyncio.create_task(self._open())
 
     async def _open(self) -> None:
+        busy = not all(has_room(self.client, method) for method in ("chat.startStream", "chat.stopStream"))
+        if self._streaming and busy:
+            logger.info("this minute's streams are used up; the reply is a message posted with its first words")
+            self._renderer = MessageRenderer(self.client, self.target, stop_value=self._stop_value, lazy=True)
         await asyncio.gather(
             self.set_status("is thinking…"), self._render(lambda renderer: renderer.start(self.state), opened=True)
         )
@@ -130,6 +142,8 @@ class Reply:
         where Slack allows it)."""
         if not self.target.thread_ts or status == self._status or self.stopped_in_slack:
             return
+        if not has_room(self.client, "assistant.threads.setStatus"):
+            return  # a busy minute: the reply itself shows the progress
         self._status = status
         try:
             await self.client.assistant_threads_setStatus(

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from anthropic.types import SkillParams
 
-from storage import LeaseLost, QueueItem, Store
+from storage import DATABASE_OUTAGES, LeaseLost, QueueItem, Store
 
 from ..errors import SLACK_ERRORS
 from ..model.files import delete_files
@@ -115,7 +115,9 @@ class TurnRunner:
             if item.answered:
                 await self.owed.deliver(turn, item.user_files)
                 return
-            if await self.checks.access(turn) or await self.checks.attempts(turn):
+            if await self.checks.access(turn) or not await self._in_bots_thread(turn):
+                return
+            if await self.checks.attempts(turn):
                 return
             if await self.commands.run(turn):
                 return
@@ -124,10 +126,21 @@ class TurnRunner:
             await self._run_turn(turn)
         except (asyncio.CancelledError, LeaseLost):  # another process has the thread now
             raise
+        except DATABASE_OUTAGES:  # the item stays open: taken again once the database is back
+            raise
         except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
             logger.exception("turn for %s failed", item.thread)
             self.metrics.turn_finished("crashed", turn.started)
             await turn.say(CRASHED_NOTE)
+
+    async def _in_bots_thread(self, turn: TurnContext) -> bool:
+        """A message addressed to the bot makes its thread the bot's (its person was just let
+        in); a plain reply is answered only in a thread that is the bot's already (one whose
+        first message was refused never became it)."""
+        if turn.item.addressed:
+            await self.store.open_conversation(turn.item.thread)
+            return True
+        return await self.store.owns_conversation(turn.item.thread)
 
     async def _run_turn(self, turn: TurnContext) -> None:
         async def remember_reply(ts: str) -> None:
@@ -203,7 +216,7 @@ class TurnRunner:
                 outputs=[f for f in dict.fromkeys(result.output_file_ids) if f not in user_file_ids],
                 user_files=user_files,
                 earlier_history=result.earlier_history,
-                owner=item.owner,
+                lease=item.lease,
                 skills=list(model.skills),
             )
         if notes_used:

@@ -1,6 +1,6 @@
 -- The store's queries for SQLite. Times are epoch seconds (REAL), passed in as :now.
--- A thread is (:team, :channel, :thread_ts). "Busy" turns count against the caps: admitted,
--- not done, and their process's lease alive. A thread's head is its oldest item not done.
+-- A thread is (:team, :channel, :thread_ts). Its claim row holds its head (oldest open item),
+-- its lease, and the person whose running turn counts against the caps.
 
 -- name: check_writable
 INSERT INTO health (id, checked_at) VALUES (1, :now)
@@ -9,8 +9,8 @@ ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at;
 -- === the queue ===
 
 -- name: enqueue_message
-INSERT INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id, text, files, received_at)
-VALUES (:team, :channel, :thread_ts, 'message', :message_ts, :user, :text, :files, :now)
+INSERT INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id, text, files, addressed, received_at)
+VALUES (:team, :channel, :thread_ts, 'message', :message_ts, :user, :text, :files, :addressed, :now)
 ON CONFLICT (team_id, channel_id, message_ts) DO NOTHING
 RETURNING id;
 
@@ -30,129 +30,135 @@ VALUES (:team, :channel, :thread_ts, :user, :text, :now)
 ON CONFLICT (team_id, channel_id, thread_ts, user_id)
 DO UPDATE SET last_text = excluded.last_text, last_at = excluded.last_at;
 
--- name: item_waits
-SELECT 1 FROM queue
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done' AND id < :item
-LIMIT 1;
+-- name: lock_thread
+-- An enqueue takes its thread's claim row before its item is numbered: a thread's items are
+-- then numbered in the order they commit, and its head is always its oldest.
+INSERT INTO claims (team_id, channel_id, thread_ts) VALUES (:team, :channel, :thread_ts)
+ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET head_id = claims.head_id;
+
+-- name: set_head
+UPDATE claims SET head_id = :item, head_user = :user
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND head_id IS NULL;
+
+-- name: busy_turns
+-- The running turns that count against the caps, by person: one claim row per running turn.
+SELECT team_id, admitted_user, COUNT(*) FROM claims
+WHERE admitted_user IS NOT NULL AND lease_until >= :now
+GROUP BY team_id, admitted_user;
 
 -- name: claimable_threads
--- Each thread by its head; a new turn whose person (or everyone) is at a cap waits.
-WITH busy AS (
-    SELECT r.id, r.team_id, r.user_id FROM queue r
-    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
-    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now
-)
-SELECT q.team_id, q.channel_id, q.thread_ts, q.id FROM queue q
-LEFT JOIN leases l ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts
-WHERE q.state != 'done' AND (l.owner IS NULL OR l.lease_until < :now OR l.owner = :owner)
-  AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id
-              AND h.thread_ts = q.thread_ts AND h.state != 'done')
-  AND (q.kind != 'message' OR q.answered OR q.state = 'running'
-       OR ((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id) < :per_person)
-           AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall)))
-ORDER BY q.id LIMIT :limit;
+-- Free threads by their head, oldest first; a new turn of someone at a cap (:capped, or
+-- everyone when :full) waits. `lock_claim` then takes the one chosen.
+SELECT c.team_id, c.channel_id, c.thread_ts
+FROM claims c JOIN queue q ON q.id = c.head_id
+WHERE c.head_id IS NOT NULL AND (c.owner IS NULL OR c.lease_until < :now)
+  AND NOT (q.kind = 'message' AND NOT q.answered AND q.state != 'running'
+           AND (:full OR EXISTS (SELECT 1 FROM json_each(:capped) p
+                                 WHERE json_extract(p.value, '$.team_id') = c.team_id
+                                   AND json_extract(p.value, '$.user_id') = c.head_user)))
+ORDER BY c.head_id LIMIT :limit;
+
+-- name: lock_claim
+-- One candidate, if it is still free; a row another claimer is taking is skipped, not waited for.
+SELECT c.head_user, (q.kind = 'message' AND NOT q.answered AND q.state != 'running') AS counts
+FROM claims c JOIN queue q ON q.id = c.head_id
+WHERE c.team_id = :team AND c.channel_id = :channel AND c.thread_ts = :thread_ts
+  AND (c.owner IS NULL OR c.lease_until < :now);
 
 -- name: take_lease
-INSERT INTO leases (team_id, channel_id, thread_ts, owner, lease_until)
-VALUES (:team, :channel, :thread_ts, :owner, :until)
-ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE
-SET owner = excluded.owner, lease_until = excluded.lease_until
-WHERE leases.lease_until < :now OR leases.owner = excluded.owner
-RETURNING 1;
+-- Lease times run from the statement (the connector sets :now as it runs it), not from before the lock.
+UPDATE claims SET owner = :owner, lease_until = :now + :seconds,
+    generation = generation + 1, admitted_user = CASE WHEN :admit THEN head_user END
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+RETURNING generation;
 
--- name: admit_head
-UPDATE queue SET admitted = 1 WHERE id = :item AND kind = 'message' AND NOT answered;
+-- name: admit_turn
+UPDATE claims SET admitted_user = :user
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner AND generation = :generation;
 
 -- name: renew_lease
-UPDATE leases SET lease_until = :until
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner AND lease_until >= :now
-RETURNING 1;
+UPDATE claims SET lease_until = :now + :seconds
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner
+  AND generation = :generation AND lease_until >= :now
+RETURNING admitted_user;
 
 -- name: head_item
 SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts, answered,
-       marked_queued, attempts, user_files, stop_requested_by, admitted
+       marked_queued, attempts, user_files, stop_requested_by, addressed
 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done'
 ORDER BY id LIMIT 1;
 
 -- name: start_item
 UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = :item;
 
--- name: item_fits
-WITH busy AS (
-    SELECT r.id, r.team_id, r.user_id FROM queue r
-    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
-    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now AND r.id != :item
-)
-SELECT ((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id) < :per_person)
-        AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall))
-FROM queue q WHERE q.id = :item;
-
--- name: admit_item
-UPDATE queue SET admitted = 1 WHERE id = :item;
-
 -- name: hold_back_item
-UPDATE queue SET state = 'pending', admitted = 0, attempts = attempts - 1 WHERE id = :item AND state = 'running';
+UPDATE queue SET state = 'pending', attempts = attempts - 1 WHERE id = :item AND state = 'running';
 
 -- name: drop_lease
-DELETE FROM leases WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner;
+UPDATE claims SET owner = NULL, lease_until = NULL, admitted_user = NULL
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner AND generation = :generation;
 
--- name: running_turns
-WITH busy AS (
-    SELECT r.id, r.team_id, r.user_id FROM queue r
-    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
-    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now
-)
-SELECT COUNT(*) FILTER (WHERE team_id = :team AND user_id = :user), COUNT(*) FROM busy;
+-- name: held_back_of
+-- The free threads whose head is a new turn of one of :people (each at the per-person cap).
+SELECT c.team_id, c.channel_id, c.thread_ts, q.message_ts, q.user_id, q.text, q.id
+FROM json_each(:people) p
+JOIN claims c ON c.team_id = json_extract(p.value, '$.team_id') AND c.head_user = json_extract(p.value, '$.user_id')
+  AND c.head_id IS NOT NULL
+JOIN queue q ON q.id = c.head_id
+WHERE (c.owner IS NULL OR c.lease_until < :now)
+  AND q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued
+ORDER BY c.head_id LIMIT :limit;
 
--- name: held_back
-WITH busy AS (
-    SELECT r.id, r.team_id, r.user_id FROM queue r
-    JOIN leases rl ON rl.team_id = r.team_id AND rl.channel_id = r.channel_id AND rl.thread_ts = r.thread_ts
-    WHERE r.state != 'done' AND r.admitted = 1 AND rl.lease_until >= :now
-)
-SELECT q.team_id, q.channel_id, q.thread_ts, q.message_ts, q.user_id, q.text, q.id FROM queue q
-LEFT JOIN leases l ON l.team_id = q.team_id AND l.channel_id = q.channel_id AND l.thread_ts = q.thread_ts
-WHERE q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued
-  AND (l.owner IS NULL OR l.lease_until < :now)
-  AND q.id = (SELECT MIN(h.id) FROM queue h WHERE h.team_id = q.team_id AND h.channel_id = q.channel_id
-              AND h.thread_ts = q.thread_ts AND h.state != 'done')
-  AND NOT ((:per_person IS NULL OR (SELECT COUNT(*) FROM busy b WHERE b.team_id = q.team_id AND b.user_id = q.user_id) < :per_person)
-           AND (:overall IS NULL OR (SELECT COUNT(*) FROM busy) < :overall))
-ORDER BY q.id LIMIT :limit;
+-- name: held_back_all
+-- Every free thread whose head is a new turn (the overall cap is full).
+SELECT c.team_id, c.channel_id, c.thread_ts, q.message_ts, q.user_id, q.text, q.id
+FROM claims c JOIN queue q ON q.id = c.head_id
+WHERE c.head_id IS NOT NULL AND (c.owner IS NULL OR c.lease_until < :now)
+  AND q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued
+ORDER BY c.head_id LIMIT :limit;
 
 -- name: release_lease
-DELETE FROM leases
+-- Only once the thread is empty: an enqueue holds the row until its item is the head.
+DELETE FROM claims
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner
-  AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = :team AND o.channel_id = :channel
-                  AND o.thread_ts = :thread_ts AND o.state != 'done');
+  AND generation = :generation AND head_id IS NULL;
 
 -- name: renew_leases
-UPDATE leases SET lease_until = :until WHERE owner = :owner AND lease_until >= :now
+UPDATE claims SET lease_until = :now + :seconds
+WHERE owner = :owner AND lease_until >= :now
 RETURNING team_id, channel_id, thread_ts;
 
 -- name: hand_back_items
 -- A graceful hand-back is no interruption: the attempt it cut short is not counted.
-UPDATE queue SET state = 'pending', admitted = 0,
+UPDATE queue SET state = 'pending',
     attempts = CASE WHEN state = 'running' AND attempts > 0 THEN attempts - 1 ELSE attempts END
-WHERE state != 'done' AND EXISTS (SELECT 1 FROM leases l WHERE l.owner = :owner AND l.team_id = queue.team_id
-                                  AND l.channel_id = queue.channel_id AND l.thread_ts = queue.thread_ts);
+WHERE state != 'done' AND EXISTS (SELECT 1 FROM claims c WHERE c.owner = :owner AND c.team_id = queue.team_id
+                                  AND c.channel_id = queue.channel_id AND c.thread_ts = queue.thread_ts);
 
 -- name: drop_leases
-DELETE FROM leases WHERE owner = :owner;
+UPDATE claims SET owner = NULL, lease_until = NULL, admitted_user = NULL WHERE owner = :owner;
 
 -- name: live_processes
-SELECT COUNT(DISTINCT owner) FROM leases WHERE lease_until > :now;
+SELECT COUNT(DISTINCT owner) FROM claims WHERE owner IS NOT NULL AND lease_until > :now;
 
 -- name: next_lease_expiry
-SELECT MIN(l.lease_until) - :now FROM leases l
-WHERE l.owner != :owner AND EXISTS (SELECT 1 FROM queue o WHERE o.team_id = l.team_id AND o.channel_id = l.channel_id
-                                    AND o.thread_ts = l.thread_ts AND o.state != 'done');
+SELECT MIN(lease_until) - :now FROM claims
+WHERE owner IS NOT NULL AND owner != :owner AND head_id IS NOT NULL;
 
 -- name: finish_item
--- Only by the lease's holder, when one is named (a process that lost it changes nothing).
-UPDATE queue SET state = 'done', finished_at = :now, admitted = 0 WHERE id = :item
-  AND (:owner IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.team_id = queue.team_id
-       AND l.channel_id = queue.channel_id AND l.thread_ts = queue.thread_ts AND l.owner = :owner));
+UPDATE queue SET state = 'done', finished_at = :now WHERE id = :item AND state != 'done'
+RETURNING team_id, channel_id, thread_ts;
+
+-- name: advance_head
+-- The thread's next open item becomes its head; only by the lease's holder, when one is
+-- named (a process that lost the lease changes nothing).
+UPDATE claims SET admitted_user = NULL,
+    head_id = (SELECT MIN(o.id) FROM queue o WHERE o.team_id = claims.team_id AND o.channel_id = claims.channel_id
+               AND o.thread_ts = claims.thread_ts AND o.state != 'done'),
+    head_user = (SELECT o.user_id FROM queue o WHERE o.team_id = claims.team_id AND o.channel_id = claims.channel_id
+                 AND o.thread_ts = claims.thread_ts AND o.state != 'done' ORDER BY o.id LIMIT 1)
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+  AND (:owner IS NULL OR (owner = :owner AND generation = :generation));
 
 -- name: set_reply_ts
 UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
@@ -191,9 +197,9 @@ DELETE FROM queue WHERE state = 'done' AND finished_at < :cutoff;
 -- name: prune_stop_messages
 DELETE FROM stop_requests WHERE requested_at < :cutoff;
 
--- name: prune_leases
--- Leases a process left behind (it died, or its thread was finished elsewhere), long expired.
-DELETE FROM leases WHERE lease_until < :cutoff;
+-- name: prune_claims
+-- Claims of emptied threads whose lease ended long ago (its process died, or left it behind).
+DELETE FROM claims WHERE head_id IS NULL AND (lease_until IS NULL OR lease_until < :cutoff);
 
 -- name: prune_reservations
 DELETE FROM reservations WHERE item_id NOT IN (SELECT id FROM queue WHERE state != 'done');
@@ -213,6 +219,14 @@ WHERE updated_at < :known_cutoff AND container_id IS NULL
 -- === conversations ===
 
 -- name: has_conversation
+-- The bot's thread, or one that becomes it if its queued first message's person is let in.
+SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+UNION ALL
+SELECT 1 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+  AND addressed AND state != 'done'
+LIMIT 1;
+
+-- name: owns_conversation
 SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: conversation
@@ -248,7 +262,8 @@ ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET container_id = exclud
 UPDATE queue SET answered = 1, user_files = :user_files WHERE id = :item;
 
 -- name: holds_lease
-SELECT 1 FROM leases WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner;
+SELECT 1 FROM claims WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+  AND owner = :owner AND generation = :generation;
 
 -- name: settle_item
 UPDATE queue SET answered = 1 WHERE id = :item;

@@ -44,6 +44,7 @@ from .anthropic_web import (
     server_tool_counts,
     web_tool_problem,
 )
+from .faults import Faults
 from .slack_api import CHUNK, KEEP_LIMIT, pattern_chunks, pattern_sha256
 
 CODE_EXECUTION_TOOL_PREFIX = "code_execution_"
@@ -323,6 +324,8 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.responder: Responder = _default_responder
+        self.faults: Faults | None = None
+        """Random failures of message requests (a chaos run)."""
         self.models: dict[str, ModelSpec] = dict(KNOWN_MODELS)
         """Model id -> what it is; requests naming any other model get 404 `not_found_error`."""
         self.count_token_requests: list[dict[str, Any]] = []
@@ -530,7 +533,7 @@ class FakeAnthropic:
         if problem:
             return self._error(request, 400, "invalid_request_error", problem)
         async with _InFlight(self, requested) as slot:
-            answer = self._refused_again(body) or await self._next_answer(body)
+            answer = self._refused_again(body) or self._fault(body) or await self._next_answer(body)
             if isinstance(answer, ErrorReply):
                 e = answer
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
@@ -553,6 +556,21 @@ class FakeAnthropic:
                 return self._error(request, e.status, e.type, e.message, e.headers, e.details)
             message = self._message(body, answer, container, booked)
             return web.json_response(message, headers={"request-id": request[REQUEST_ID]})
+
+    def _fault(self, body: dict[str, Any]) -> Reply | ErrorReply | None:
+        """With `faults` set: now and then a rate limit, a server error, an overload, or a
+        stream cut before its first words (each request at most once)."""
+        if self.faults is None or not self.faults.strike(json.dumps(body.get("messages"), sort_keys=True)):
+            return None
+        kinds = ["429", "500", "529", *(["cut stream"] if body.get("stream") else [])]
+        kind = self.faults.pick(kinds)
+        if kind == "429":
+            return ErrorReply(429, "rate_limit_error", "Number of requests has exceeded your rate limit",
+                              headers={"retry-after": "1"})
+        if kind == "500":
+            return ErrorReply(500, "api_error", "Internal server error")
+        overloaded = ErrorReply(529, "overloaded_error", "Overloaded")
+        return Reply([], stream_error=overloaded) if kind == "cut stream" else overloaded
 
     def _assistant_problem(self, i: int, content: list[Any]) -> str:
         """What the API refuses in an assistant message sent back: a thinking block changed (its

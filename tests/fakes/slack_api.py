@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 import yaml
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from .faults import Faults
 from .slack_rules import SUGGESTED_PROMPTS_LIMIT, RateTiers, manifest_problems, message_size_error
 
 CHUNK = 64 * 1024
@@ -228,6 +229,8 @@ class FakeSlack:
         self._n_api = 0
         self._failures: dict[str, list[_Failure]] = {}
         self._delays: dict[str, float] = {}
+        self.faults: Faults | None = None
+        """Random 429s and 500s on Web API calls (a chaos run)."""
         self._user_files: dict[str, tuple[dict[str, Any], _Blob]] = {}
         self._download_failures: dict[str, int] = {}
         self._pending: dict[str, _PendingUpload] = {}
@@ -422,6 +425,10 @@ class FakeSlack:
         method = request.match_info["method"]
         args = await _read_args(request)
         self.calls.append(SlackCall(method, args, dict(request.headers)))
+        if self.faults is not None and self.faults.strike(f"{method} {sorted(args.items())!r}"):
+            if self.faults.pick(["429", "500"]) == "429":
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+            return web.Response(status=500, text="internal error")
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
         auth = request.headers.get("Authorization", "")

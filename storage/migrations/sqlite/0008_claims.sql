@@ -1,0 +1,40 @@
+-- One row per thread with open work or a lease: the claim a process takes, the thread's head
+-- (its oldest open item), the generation that fences a process that lost the lease, and the
+-- person whose running turn counts against the caps. Claims and caps read these rows, never
+-- the waiting queue.
+CREATE TABLE claims (
+    team_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    thread_ts TEXT NOT NULL,
+    head_id INTEGER,
+    head_user TEXT,
+    owner TEXT,
+    lease_until REAL,
+    generation INTEGER NOT NULL DEFAULT 0,
+    admitted_user TEXT,
+    PRIMARY KEY (team_id, channel_id, thread_ts)
+);
+CREATE INDEX claims_head ON claims (head_id) WHERE head_id IS NOT NULL;
+CREATE INDEX claims_head_user ON claims (team_id, head_user, head_id) WHERE head_id IS NOT NULL;
+CREATE INDEX claims_owner ON claims (owner) WHERE owner IS NOT NULL;
+CREATE INDEX claims_admitted ON claims (team_id, admitted_user) WHERE admitted_user IS NOT NULL;
+
+INSERT INTO claims (team_id, channel_id, thread_ts, head_id, head_user, owner, lease_until, admitted_user)
+SELECT h.team_id, h.channel_id, h.thread_ts, h.id, h.user_id, l.owner, l.lease_until,
+       CASE WHEN h.admitted = 1 THEN h.user_id END
+FROM queue h
+LEFT JOIN leases l ON l.team_id = h.team_id AND l.channel_id = h.channel_id AND l.thread_ts = h.thread_ts
+WHERE h.state != 'done' AND h.id = (SELECT MIN(o.id) FROM queue o WHERE o.team_id = h.team_id
+                                    AND o.channel_id = h.channel_id AND o.thread_ts = h.thread_ts AND o.state != 'done');
+
+INSERT INTO claims (team_id, channel_id, thread_ts, owner, lease_until)
+SELECT team_id, channel_id, thread_ts, owner, lease_until FROM leases
+WHERE true ON CONFLICT DO NOTHING;
+
+DROP TABLE leases;
+DROP INDEX queue_admitted;
+ALTER TABLE queue DROP COLUMN admitted;
+
+-- A message addressed to the bot (a mention, a DM): its thread becomes the bot's when its turn
+-- comes and its person passes the policy, so no Slack look-up holds up the acknowledgement.
+ALTER TABLE queue ADD COLUMN addressed INTEGER NOT NULL DEFAULT 0;
