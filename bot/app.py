@@ -194,7 +194,7 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
             deadline_seconds=settings.turn_timeout_seconds,
         ),
         intake=FileIntake(
-            claude, http, metrics, max_bytes=settings.max_file_bytes, timeout=settings.file_timeout_seconds
+            claude, http, metrics, store, max_bytes=settings.max_file_bytes, timeout=settings.file_timeout_seconds
         ),
         owed=OwedFiles(
             store, claude, http, metrics, timeout=settings.file_timeout_seconds,

@@ -149,6 +149,8 @@ class QueueItem:
     stop_requested_by: str | None = None
     addressed: bool = False
     """A mention or DM: its turn makes the thread the bot's (its person let in)."""
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    """The Files API copies an earlier attempt made of its files (`note_upload`)."""
     admitted: bool = False
     """Counted against the caps on concurrent turns (when it was claimed, or since)."""
     lease: Lease | None = None
@@ -179,6 +181,7 @@ class QueueItem:
             user_files=[(str(name), int(size)) for name, size in decoded(row["user_files"])],
             stop_requested_by=row["stop_requested_by"],
             addressed=bool(row["addressed"]),
+            uploads=decoded(row["uploads"]),
             admitted=admitted,
             lease=lease,
         )

@@ -277,6 +277,19 @@ class QueueStore:
         row = await self.connector.one("reply_thread", {"team": team_id, "channel": channel_id, "reply_ts": reply_ts})
         return (ThreadKey(team_id, channel_id, str(row[0])), str(row[1])) if row is not None else None
 
+    async def note_upload(self, item_id: int, upload: dict[str, Any]) -> None:
+        """A Files API copy of one of the item's files, made as soon as it exists: a later
+        attempt uses it again, and housekeeping deletes it if no answer ever used it."""
+        await self.connector.execute("note_upload", {"item": item_id, "upload": json.dumps(upload)})
+
+    async def leftover_uploads(self, limit: int = 100) -> dict[int, list[str]]:
+        """Files API copies of finished items that no stored answer took in: item -> file ids."""
+        rows = await self.connector.all("leftover_uploads", {"limit": limit})
+        return {int(item): [str(u["file_id"]) for u in json.loads(uploads)] for item, uploads in rows}
+
+    async def clear_uploads(self, item_id: int) -> None:
+        await self.connector.execute("clear_uploads", {"item": item_id})
+
     async def set_reply_ts(self, item_id: int, reply_ts: str | None) -> None:
         """The reply message a running turn is writing; None once it is finished."""
         await self.connector.execute("set_reply_ts", {"item": item_id, "reply_ts": reply_ts})

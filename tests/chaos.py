@@ -250,7 +250,8 @@ async def chaos_run(server: PostgresServer, work: Path, plan: ChaosPlan) -> Chao
             for root, wanted in expected.items():
                 got = answers(root)
                 if got != wanted:
-                    report.problems.append(f"thread {root}: answers {got}, expected {wanted}")
+                    rows = await queue_rows(url, root)
+                    report.problems.append(f"thread {root}: answers {got}, expected {wanted}; queue: {rows}")
             for msg in slack.streaming_messages():
                 report.problems.append(f"left streaming: {msg.get('ts')} {slack.rendered_text(msg)[:60]!r}")
             for root in expected:
@@ -275,13 +276,28 @@ async def chaos_run(server: PostgresServer, work: Path, plan: ChaosPlan) -> Chao
     return report
 
 
+async def queue_rows(url: str, thread_ts: str) -> list[tuple[Any, ...]]:
+    """A thread's queue rows and claim, to say why a thread is not answered as it should be."""
+    connection = await asyncpg.connect(url)
+    try:
+        items = await connection.fetch(
+            "SELECT id, message_ts, state, attempts, answered, addressed FROM queue WHERE thread_ts = $1 ORDER BY id",
+            thread_ts,
+        )
+        claims = await connection.fetch("SELECT head_id, owner, lease_until FROM claims WHERE thread_ts = $1", thread_ts)
+    finally:
+        await connection.close()
+    return [tuple(row) for row in [*items, *claims]]
+
+
 async def orphaned_files(url: str, claude: FakeAnthropic) -> list[str]:
     """Files API files that no thread's history names (each shared file's copy is referenced by
     the turn that used it; a copy made by an attempt that died must have been deleted)."""
     connection = await asyncpg.connect(url)
     try:
         history = " ".join(str(row[0]) for row in await connection.fetch("SELECT content FROM history"))
-        owed = " ".join(str(row[0]) for row in await connection.fetch("SELECT user_files FROM queue"))
+        # Copies noted on their message: used by its next attempt, or deleted by housekeeping.
+        noted = " ".join(str(row[0]) for row in await connection.fetch("SELECT uploads FROM queue"))
     finally:
         await connection.close()
-    return [f"orphaned Files API file {file_id}" for file_id in claude.files if file_id not in history + owed]
+    return [f"orphaned Files API file {file_id}" for file_id in claude.files if file_id not in history + noted]

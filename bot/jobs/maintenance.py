@@ -42,6 +42,7 @@ async def maintain(
     """Run the housekeeping now and then every `interval_seconds`; failures are retried next time."""
     while True:
         try:
+            await delete_leftover_uploads(store, claude)
             pruned = await store.prune(QUEUE_RETENTION_SECONDS, KNOWN_THREAD_PERIODS * retention_seconds)
             forgotten = await forget_idle_threads(store, claude, retention_seconds)
             if pruned or forgotten:
@@ -51,3 +52,14 @@ async def maintain(
         except Exception as error:  # noqa: BLE001 - tried again at the next interval
             log_failure("housekeeping failed", error, logger)
         await asyncio.sleep(interval_seconds)
+
+
+async def delete_leftover_uploads(store: Store, claude: anthropic.AsyncAnthropic) -> int:
+    """Files API copies made for messages that ended without a stored answer (given up, or
+    refused): no thread will ever use them."""
+    deleted = 0
+    for item_id, file_ids in (await store.leftover_uploads()).items():
+        if await delete_files(claude, file_ids) == len(file_ids):
+            await store.clear_uploads(item_id)
+            deleted += len(file_ids)
+    return deleted

@@ -53,6 +53,9 @@ MINUTE_SECONDS = 60.0
 HEADROOM = 0.9
 # How often the number of processes sharing the workspace is asked again.
 SHARE_SECONDS = 15.0
+# A place reserved for a later call (`SlackPacer.reserve`) that never came is given back after
+# this long (its reply ended without making the call).
+RESERVATION_SECONDS = 300.0
 
 ProcessCount = Callable[[], Awaitable[int]]
 
@@ -63,9 +66,17 @@ class Slot:
 
     def __init__(self) -> None:
         self.at = math.inf
+        self.taken = time.monotonic()
 
     def done(self) -> None:
         self.at = time.monotonic()
+
+    def counts(self, now: float) -> bool:
+        """Still in the minute: answered less than a minute ago, or in flight (or reserved)
+        for less than `RESERVATION_SECONDS`."""
+        if self.at == math.inf:
+            return now - self.taken < RESERVATION_SECONDS
+        return now - self.at < MINUTE_SECONDS
 
 
 class CallWindow:
@@ -76,13 +87,25 @@ class CallWindow:
         self._slots: deque[Slot] = deque()
         self._lock = asyncio.Lock()  # first come, first served
 
+    def _in_minute(self) -> int:
+        now = time.monotonic()
+        self._slots = deque(slot for slot in self._slots if slot.counts(now))
+        return len(self._slots)
+
     def has_room(self, per_minute: float) -> bool:
         """Whether a call now would go at once (nobody waiting, and a place in the minute)."""
-        if self._lock.locked():
-            return False
-        now = time.monotonic()
-        in_minute = sum(1 for slot in self._slots if now - slot.at < MINUTE_SECONDS)
-        return in_minute < max(1, int(per_minute * HEADROOM))
+        return not self._lock.locked() and self._in_minute() < max(1, int(per_minute * HEADROOM))
+
+    def try_take(self, per_minute: float) -> Slot | None:
+        """A place in the minute now, or None (never waits)."""
+        if not self.has_room(per_minute):
+            return None
+        slot = Slot()
+        self._slots.append(slot)
+        return slot
+
+    def give_back(self, slot: Slot) -> None:
+        self._slots = deque(s for s in self._slots if s is not slot)
 
     async def take(self, per_minute: float) -> tuple[Slot, float]:
         """Wait for room in the minute; the call's slot, and how long it waited."""
@@ -90,15 +113,13 @@ class CallWindow:
         waited = 0.0
         async with self._lock:
             while True:
-                now = time.monotonic()
-                while self._slots and now - self._slots[0].at >= MINUTE_SECONDS:
-                    self._slots.popleft()
-                if len(self._slots) < limit:
+                if self._in_minute() < limit:
                     slot = Slot()
                     self._slots.append(slot)
                     return slot, waited
-                oldest = self._slots[0].at
-                pause = oldest + MINUTE_SECONDS - now if oldest != math.inf else MINUTE_SECONDS / 100
+                now = time.monotonic()
+                answered = [slot.at for slot in self._slots if slot.at != math.inf]
+                pause = min(answered) + MINUTE_SECONDS - now if answered else MINUTE_SECONDS / 100
                 await asyncio.sleep(pause)
                 waited += pause
 
@@ -116,6 +137,7 @@ class SlackPacer:
         self._share = 1
         self._share_at = 0.0
         self._windows: dict[tuple[str, str], CallWindow] = {}
+        self._reserved: dict[tuple[str, str], list[Slot]] = {}
 
     def has_room(self, method: str, args: dict[str, Any] | None = None) -> bool:
         """Whether `method` would be called at once now: what a call that is worth making only
@@ -127,6 +149,28 @@ class SlackPacer:
         window = self._windows.get(key)
         return window is None or window.has_room(per_minute / self._share)
 
+    async def reserve(self, *methods: str) -> bool:
+        """Take a place now for a later call of each of `methods` (a stream's start, and its
+        stop when it ends), or for none of them: False when one has no room this minute. The
+        next call of each method uses its place, without waiting."""
+        share = await self._current_share()
+        taken: list[tuple[tuple[str, str], CallWindow, Slot]] = []
+        for method in methods:
+            budget = self._budget(method, None)
+            if budget is None:
+                continue
+            key, per_minute = budget
+            window = self._windows.setdefault(key, CallWindow())
+            slot = window.try_take(per_minute / share)
+            if slot is None:
+                for _, earlier_window, earlier in taken:
+                    earlier_window.give_back(earlier)
+                return False
+            taken.append((key, window, slot))
+        for key, _, slot in taken:
+            self._reserved.setdefault(key, []).append(slot)
+        return True
+
     async def wait(self, method: str, args: dict[str, Any] | None) -> Slot | None:
         """Return once `method` may be called without passing this process's share of the
         budget: the call's slot, to mark `done()` when its answer is back (None: not paced)."""
@@ -134,6 +178,12 @@ class SlackPacer:
         if budget is None:
             return None
         key, per_minute = budget
+        now = time.monotonic()
+        while self._reserved.get(key):
+            slot = self._reserved[key].pop(0)
+            if slot.counts(now):  # a place taken for this call: it goes at once
+                slot.taken = now
+                return slot
         share = await self._current_share()
         window = self._windows.setdefault(key, CallWindow())
         slot, waited = await window.take(per_minute / share)
@@ -185,3 +235,8 @@ class PacedWebClient(AsyncWebClient):
 def has_room(client: AsyncWebClient, method: str, args: dict[str, Any] | None = None) -> bool:
     """`SlackPacer.has_room` for a client that is paced; any other client always has room."""
     return not isinstance(client, PacedWebClient) or client.pacer.has_room(method, args)
+
+
+async def reserve(client: AsyncWebClient, *methods: str) -> bool:
+    """`SlackPacer.reserve` for a client that is paced; any other client always has room."""
+    return not isinstance(client, PacedWebClient) or await client.pacer.reserve(*methods)

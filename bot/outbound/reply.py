@@ -22,12 +22,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from ..errors import SLACK_ERRORS
 from .blocks import Block, context
-from .message import MessageRenderer
-from .pacing import has_room
+from .message import MessageRenderer, close_reply
+from .pacing import has_room, reserve
 from .state import Renderer, ReplyState, ReplyTarget, Step, final_status, sources_line, words_so_far
 from .stream import StreamRenderer, StreamSupport
 
 logger = logging.getLogger(__name__)
+
+# The most an interrupted turn spends closing its reply.
+INTERRUPT_SECONDS = 5.0
 
 
 class Reply:
@@ -80,8 +83,7 @@ class Reply:
             self._opening = asyncio.create_task(self._open())
 
     async def _open(self) -> None:
-        busy = not all(has_room(self.client, method) for method in ("chat.startStream", "chat.stopStream"))
-        if self._streaming and busy:
+        if self._streaming and not await reserve(self.client, "chat.startStream", "chat.stopStream"):
             logger.info("this minute's streams are used up; the reply is a message posted with its first words")
             self._renderer = MessageRenderer(self.client, self.target, stop_value=self._stop_value, lazy=True)
         await asyncio.gather(
@@ -133,6 +135,20 @@ class Reply:
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
         await self._render(lambda renderer: renderer.finish(self.state, footer))
+
+    async def interrupt(self, note: str) -> None:
+        """The turn ended early and runs again: close the reply with `note`, in a few seconds
+        at most (best effort: a process that is shutting down may not have more)."""
+        if self._opening is not None and not self._opening.done():
+            self._opening.cancel()
+        ts = self._renderer.message_ts
+        if ts is None:
+            return
+        try:
+            async with asyncio.timeout(INTERRUPT_SECONDS):
+                await close_reply(self.target, self.client, ts, note, replace_text=False)
+        except TimeoutError:
+            logger.warning("could not close the interrupted reply %s in time", ts)
 
     async def _show(self, step: Step) -> None:
         await self._render(lambda renderer: renderer.step(self.state, step))

@@ -33,12 +33,16 @@ from .commands import InThreadCommands
 from .context import StopSignal, TurnContext
 from .deliveries import OwedFiles
 from .prompt import Prompts, request_text, user_turn_content
-from .recovery import STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
+from .recovery import INTERRUPTED_NOTE, STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
 from .shared_files import FileIntake
 from .spending import spending
 from .unshared_files import unshared_files, unshared_note
 
 logger = logging.getLogger(__name__)
+
+# What ends a turn that then runs again: its process shuts down or lost the thread, or the
+# database is away for a moment.
+INTERRUPTIONS: tuple[type[BaseException], ...] = (asyncio.CancelledError, LeaseLost, *DATABASE_OUTAGES)
 
 CONTAINER_REPLACED_NOTE = (
     "_Note: this thread's container could not be restored, so this ran in a fresh one."
@@ -144,7 +148,7 @@ class TurnRunner:
 
     async def _run_turn(self, turn: TurnContext) -> None:
         async def remember_reply(ts: str) -> None:
-            await self.store.set_reply_ts(turn.item.id, ts)
+            await persist("the reply's message", self.store.set_reply_ts, turn.item.id, ts)
 
         def stopped_in_slack() -> None:  # Slack's own stop control: as `!stop` by the person it answers
             turn.stop.set(turn.target.user_id)
@@ -156,7 +160,13 @@ class TurnRunner:
             feedback=feedback_buttons(turn.thread, turn.item.id, turn.settings.model.model),
         )
         reply.open()  # in parallel with what follows: no Slack round trip before the model request
-        await self._run_model_turn(turn, reply)
+        try:
+            await self._run_model_turn(turn, reply)
+        except INTERRUPTIONS:
+            # The turn runs again (here or elsewhere) and says so below; this reply must not stay
+            # open, least of all one whose message the database may not know.
+            await asyncio.shield(reply.interrupt(INTERRUPTED_NOTE))
+            raise
 
     async def _run_model_turn(self, turn: TurnContext, reply: Reply) -> None:
         item, thread = turn.item, turn.thread

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import IO, Any
 from urllib.parse import urlparse
 
 import aiohttp
 import anthropic
 from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import Store
 
 from ..errors import SLACK_ERRORS, FileRelayError
 from ..ops.metrics import Metrics
@@ -129,10 +131,11 @@ class FileIntake:
     """The files shared with a turn's message, into the Files API; what could not go is said."""
 
     def __init__(
-        self, claude: anthropic.AsyncAnthropic, http: aiohttp.ClientSession, metrics: Metrics, *, max_bytes: int,
-        timeout: float,
+        self, claude: anthropic.AsyncAnthropic, http: aiohttp.ClientSession, metrics: Metrics, store: Store, *,
+        max_bytes: int, timeout: float,
     ) -> None:
         self.claude = claude
+        self.store = store
         self.http = http
         self.metrics = metrics
         self.max_bytes = max_bytes
@@ -141,7 +144,12 @@ class FileIntake:
     async def take_in(self, turn: TurnContext) -> list[ContainerFile]:
         arrived: list[ContainerFile] = []
         refused: list[str] = []
+        # An earlier attempt's copies are used again: a retry never leaves a copy behind.
+        earlier = {str(u["slack_id"]): ContainerFile(u["file_id"], u["filename"], u["size"]) for u in turn.item.uploads}
         for slack_file in turn.item.files:
+            if (copy := earlier.get(str(slack_file.get("id")))) is not None:
+                arrived.append(copy)
+                continue
             try:
                 arrived.append(
                     await relay_slack_file_to_claude(
@@ -149,6 +157,8 @@ class FileIntake:
                         max_bytes=self.max_bytes, timeout=self.timeout,
                     )
                 )
+                noted = {"slack_id": str(slack_file.get("id")), **asdict(arrived[-1])}
+                await self.store.note_upload(turn.item.id, noted)
                 self.metrics.file_relayed("to_container", arrived[-1].size)
             except FileRelayError as error:
                 refused.append(str(error))

@@ -84,7 +84,8 @@ RETURNING admitted_user;
 
 -- name: head_item
 SELECT id, kind, user_id, message_ts, text, files::text AS files, response_url, replace_original, reply_ts, answered,
-       marked_queued, attempts, user_files::text AS user_files, stop_requested_by, addressed
+       marked_queued, attempts, user_files::text AS user_files, stop_requested_by, addressed,
+       uploads::text AS uploads
 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state <> 'done'
 ORDER BY id LIMIT 1 FOR UPDATE;
 
@@ -158,6 +159,15 @@ UPDATE claims SET admitted_user = NULL,
                  AND o.thread_ts = claims.thread_ts AND o.state <> 'done' ORDER BY o.id LIMIT 1)
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
   AND (:owner::text IS NULL OR (owner = :owner AND generation = :generation));
+
+-- name: note_upload
+UPDATE queue SET uploads = uploads || :upload::jsonb WHERE id = :item;
+
+-- name: leftover_uploads
+SELECT id, uploads::text FROM queue WHERE state = 'done' AND uploads <> '[]'::jsonb LIMIT :limit;
+
+-- name: clear_uploads
+UPDATE queue SET uploads = '[]' WHERE id = :item;
 
 -- name: set_reply_ts
 UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
@@ -259,7 +269,7 @@ ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET container_id = exclud
     container_expires_at = excluded.container_expires_at, updated_at = excluded.updated_at;
 
 -- name: mark_answered
-UPDATE queue SET answered = true, user_files = :user_files::jsonb WHERE id = :item;
+UPDATE queue SET answered = true, user_files = :user_files::jsonb, uploads = '[]' WHERE id = :item;
 
 -- name: holds_lease
 SELECT 1 FROM claims WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts

@@ -84,7 +84,7 @@ RETURNING admitted_user;
 
 -- name: head_item
 SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts, answered,
-       marked_queued, attempts, user_files, stop_requested_by, addressed
+       marked_queued, attempts, user_files, stop_requested_by, addressed, uploads
 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done'
 ORDER BY id LIMIT 1;
 
@@ -159,6 +159,15 @@ UPDATE claims SET admitted_user = NULL,
                  AND o.thread_ts = claims.thread_ts AND o.state != 'done' ORDER BY o.id LIMIT 1)
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
   AND (:owner IS NULL OR (owner = :owner AND generation = :generation));
+
+-- name: note_upload
+UPDATE queue SET uploads = json_insert(uploads, '$[#]', json(:upload)) WHERE id = :item;
+
+-- name: leftover_uploads
+SELECT id, uploads FROM queue WHERE state = 'done' AND uploads != '[]' LIMIT :limit;
+
+-- name: clear_uploads
+UPDATE queue SET uploads = '[]' WHERE id = :item;
 
 -- name: set_reply_ts
 UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
@@ -259,7 +268,7 @@ ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET container_id = exclud
     container_expires_at = excluded.container_expires_at, updated_at = excluded.updated_at;
 
 -- name: mark_answered
-UPDATE queue SET answered = 1, user_files = :user_files WHERE id = :item;
+UPDATE queue SET answered = 1, user_files = :user_files, uploads = '[]' WHERE id = :item;
 
 -- name: holds_lease
 SELECT 1 FROM claims WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts

@@ -38,3 +38,7 @@ ALTER TABLE queue DROP COLUMN admitted;
 -- A message addressed to the bot (a mention, a DM): its thread becomes the bot's when its turn
 -- comes and its person passes the policy, so no Slack look-up holds up the acknowledgement.
 ALTER TABLE queue ADD COLUMN addressed boolean NOT NULL DEFAULT false;
+
+-- The files an attempt put into the Files API for its message: a later attempt uses them
+-- again, and housekeeping deletes those of a message that ended without an answer.
+ALTER TABLE queue ADD COLUMN uploads jsonb NOT NULL DEFAULT '[]';
