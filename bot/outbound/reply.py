@@ -136,6 +136,11 @@ class Reply:
             footer = "_(no text in the answer)_"
         await self._render(lambda renderer: renderer.finish(self.state, footer))
 
+    @property
+    def message_ts(self) -> str | None:
+        """The reply's (first) message, once it exists."""
+        return self._renderer.message_ts
+
     async def interrupt(self, note: str) -> None:
         """The turn ended early and runs again: close the reply with `note`, in a few seconds
         at most (best effort: a process that is shutting down may not have more)."""

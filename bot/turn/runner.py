@@ -147,8 +147,11 @@ class TurnRunner:
         return await self.store.owns_conversation(turn.item.thread)
 
     async def _run_turn(self, turn: TurnContext) -> None:
+        recorded: set[str] = set()
+
         async def remember_reply(ts: str) -> None:
             await persist("the reply's message", self.store.set_reply_ts, turn.item.id, ts)
+            recorded.add(ts)
 
         def stopped_in_slack() -> None:  # Slack's own stop control: as `!stop` by the person it answers
             turn.stop.set(turn.target.user_id)
@@ -163,9 +166,10 @@ class TurnRunner:
         try:
             await self._run_model_turn(turn, reply)
         except INTERRUPTIONS:
-            # The turn runs again (here or elsewhere) and says so below; this reply must not stay
-            # open, least of all one whose message the database may not know.
-            await asyncio.shield(reply.interrupt(INTERRUPTED_NOTE))
+            # The turn runs again, and that attempt closes the reply whose message is stored;
+            # one the database never heard of (it was away) only this turn can close.
+            if reply.message_ts is not None and reply.message_ts not in recorded:
+                await asyncio.shield(reply.interrupt(INTERRUPTED_NOTE))
             raise
 
     async def _run_model_turn(self, turn: TurnContext, reply: Reply) -> None:
