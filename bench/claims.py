@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from storage import Store, TurnLimits, open_store  # noqa: E402
-from tests.postgres_server import postgres_server  # noqa: E402
+from tests.postgres_server import new_database, postgres_server  # noqa: E402
 
 DEFAULT_CAPS = TurnLimits(per_person=3)
 SEED = """
@@ -39,12 +39,7 @@ ON CONFLICT DO NOTHING;
 
 
 async def seeded(dsn: str, name: str, backlog: int) -> str:
-    admin = await asyncpg.connect(dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = dsn.rsplit("/", 1)[0] + f"/{name}"
+    url = await new_database(dsn, name)
     store = await open_store(url)  # the schema
     await store.close()
     connection = await asyncpg.connect(url)

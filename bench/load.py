@@ -64,6 +64,7 @@ async def burst(bot: HttpBot, slack: FakeSlack, claude: FakeAnthropic, people: i
                 ) -> dict[str, float]:
     claude.enqueue(*(Reply([text("done")], delay=model_seconds) for _ in range(people)))
     threads = [(f"C{round_}{i:04d}", f"17{round_}0{40000 + i}.000100") for i in range(people)]
+    slack.directory += [f"U{round_}{i:04d}" for i in range(people)]  # the workspace's people
     pid = bot.process.pid
     idle = resident_kb(pid)
     peak = idle

@@ -30,19 +30,10 @@ from tests.conftest import long_running_reply, thread_text  # noqa: E402
 from tests.fakes import FakeAnthropic, FakeSlack  # noqa: E402
 from tests.fakes.anthropic_api import Reply, text  # noqa: E402
 from tests.fakes.slack_api import mention_event  # noqa: E402
-from tests.postgres_server import postgres_server  # noqa: E402
+from tests.postgres_server import new_database, postgres_server  # noqa: E402
 from tests.processes import bot_process_env, http_bots, wait_for  # noqa: E402
 
 CHANNEL = "C1"
-
-
-async def new_database(dsn: str, name: str) -> str:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 def answered(slack: FakeSlack, root: str) -> bool:
@@ -90,7 +81,7 @@ async def takeover(dsn: str, work: Path) -> dict[str, float]:
             await wait_for(lambda: "long" in thread_text(slack, CHANNEL, root), timeout=60)
             connection = await asyncpg.connect(url)
             try:
-                owner = await connection.fetchval("SELECT owner FROM leases")
+                owner = await connection.fetchval("SELECT owner FROM claims WHERE owner IS NOT NULL")
             finally:
                 await connection.close()
             killed = time.monotonic()

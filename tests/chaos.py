@@ -32,7 +32,7 @@ from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
 from tests.fakes.faults import Faults
 from tests.fakes.slack_api import mention_event, message_event
-from tests.postgres_server import PostgresServer
+from tests.postgres_server import PostgresServer, new_database
 from tests.processes import HttpBot, bot_process, bot_process_env, free_port
 
 ASKED = re.compile(r"job (m\d+-\d+)")
@@ -121,15 +121,6 @@ def asked_token(body: dict[str, Any]) -> str:
     users = [m for m in body.get("messages", []) if m.get("role") == "user"]
     found = ASKED.findall(json.dumps(users[-1]["content"])) if users else []
     return found[-1] if found else "?"
-
-
-async def new_database(dsn: str, name: str) -> str:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return dsn.rsplit("/", 1)[0] + f"/{name}"
 
 
 async def deliver(fleet: Fleet, rng: random.Random, event: dict[str, Any], event_id: str, deadline: float) -> None:

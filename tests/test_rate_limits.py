@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.outbound import pacing
 from bot.outbound.pacing import PacedWebClient, SlackPacer
+from bot.policy.access import AccessControl, AccessPolicy
 from storage import TurnLimits
 from tests.conftest import TEST_MINUTE_SECONDS, BotServer, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
@@ -117,3 +118,18 @@ async def test_a_turns_output_files_are_shared_in_one_call(
     [complete] = slack.calls_to("files.completeUploadExternal")
     assert [f["title"] for f in complete["files"]] == ["chart0.png", "chart1.png", "chart2.png"]
     assert complete["thread_ts"] == root
+
+
+async def test_a_burst_of_new_people_is_looked_up_a_page_at_a_time(slack: FakeSlack) -> None:
+    """When this minute's `users.info` calls are used up, the policy reads the directory
+    (`users.list`, hundreds of people a call) instead of making each new person wait."""
+    slack.directory = [f"U{n}" for n in range(300)]
+    slack.users["UGUEST"] = {"is_restricted": True}
+    client = PacedWebClient(pacer=SlackPacer(), token=slack.bot_token, base_url=slack.base_url)
+    access = AccessControl(client, AccessPolicy(), slack.team_id)
+    assert (await access.check("U1", "C1")).allowed  # room: users.info, as always
+    while await client.pacer.reserve("users.info"):
+        pass  # this minute's users.info calls are taken
+    decisions = await asyncio.gather(*(access.check(f"U{n}", "C1") for n in range(2, 300)), access.check("UGUEST", "C1"))
+    assert all(d.allowed for d in decisions[:-1]) and decisions[-1].reason == "guest"
+    assert len(slack.calls_to("users.info")) == 1 and len(slack.calls_to("users.list")) == 1

@@ -19,14 +19,18 @@ logger = logging.getLogger(__name__)
 
 # chat.update is rate limited per message; one edit a second keeps well inside it.
 UPDATE_INTERVAL_SECONDS = 1.0
+# A lazy reply's first message waits this long for more of the answer: most answers are whole
+# by then and cost one message, no edit.
+LAZY_POST_SECONDS = 3.0
 
 
 class MessageRenderer:
     """Posts one message and edits it as the turn goes; long answers continue in new messages.
 
-    `lazy`: no "working" message first; the reply is posted with its first words or code run
-    (a busy minute, when every edit saved counts). Progress edits are made only when Slack's
-    budget has room at once; the final one waits for it."""
+    `lazy`: no "working" message first; the reply is posted `LAZY_POST_SECONDS` after its first
+    words or code run, or whole when it ends sooner (a busy minute, when every edit saved
+    counts). Progress edits are made only when Slack's budget has room at once; the final one
+    waits for it."""
 
     def __init__(
         self,
@@ -80,6 +84,8 @@ class MessageRenderer:
             self._pending = asyncio.create_task(self._delayed_update(state))
 
     async def _delayed_update(self, state: ReplyState) -> None:
+        if self._ts is None and self.lazy and not self._last_update:
+            self._last_update = time.monotonic() + LAZY_POST_SECONDS - UPDATE_INTERVAL_SECONDS
         wait = self._last_update + UPDATE_INTERVAL_SECONDS - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)

@@ -15,6 +15,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -39,6 +40,7 @@ METHOD_TIERS = {
     "conversations.info": TIER_3,
     "conversations.members": TIER_4,
     "users.info": TIER_4,
+    "users.list": TIER_2,
     "views.publish": TIER_4,
     "assistant.threads.setStatus": TIER_3,
     "assistant.threads.setTitle": TIER_3,
@@ -53,9 +55,9 @@ MINUTE_SECONDS = 60.0
 HEADROOM = 0.9
 # How often the number of processes sharing the workspace is asked again.
 SHARE_SECONDS = 15.0
-# A place reserved for a later call (`SlackPacer.reserve`) that never came is given back after
-# this long (its reply ended without making the call).
-RESERVATION_SECONDS = 300.0
+# A place reserved for a later call (`SlackPacer.reserve`) that its reply never gave back is
+# freed after this long (the longest a turn may run is 15 minutes by default).
+RESERVATION_SECONDS = 1200.0
 
 ProcessCount = Callable[[], Awaitable[int]]
 
@@ -124,6 +126,30 @@ class CallWindow:
                 waited += pause
 
 
+class Reservation:
+    """Places in their minutes taken ahead for one reply's later calls; what it did not use
+    goes back with `release`."""
+
+    def __init__(self) -> None:
+        self.places: dict[tuple[str, str], tuple[CallWindow, Slot]] = {}
+
+    def use(self, key: tuple[str, str]) -> Slot | None:
+        window_slot = self.places.pop(key, None)
+        if window_slot is None:
+            return None
+        window_slot[1].taken = time.monotonic()
+        return window_slot[1]
+
+    def release(self) -> None:
+        for window, slot in self.places.values():
+            window.give_back(slot)
+        self.places.clear()
+
+
+RESERVED: ContextVar[Reservation | None] = ContextVar("threadbox_reserved", default=None)
+"""The reservation of the reply whose calls are being made."""
+
+
 class SlackPacer:
     """One workspace's call windows: one per tiered method, one per channel for `chat.postMessage`."""
 
@@ -137,7 +163,6 @@ class SlackPacer:
         self._share = 1
         self._share_at = 0.0
         self._windows: dict[tuple[str, str], CallWindow] = {}
-        self._reserved: dict[tuple[str, str], list[Slot]] = {}
 
     def has_room(self, method: str, args: dict[str, Any] | None = None) -> bool:
         """Whether `method` would be called at once now: what a call that is worth making only
@@ -149,12 +174,12 @@ class SlackPacer:
         window = self._windows.get(key)
         return window is None or window.has_room(per_minute / self._share)
 
-    async def reserve(self, *methods: str) -> bool:
+    async def reserve(self, *methods: str) -> Reservation | None:
         """Take a place now for a later call of each of `methods` (a stream's start, and its
-        stop when it ends), or for none of them: False when one has no room this minute. The
-        next call of each method uses its place, without waiting."""
+        stop when it ends), or for none of them: None when one has no room this minute. Calls
+        made while the reservation is `RESERVED` use its places without waiting."""
         share = await self._current_share()
-        taken: list[tuple[tuple[str, str], CallWindow, Slot]] = []
+        reservation = Reservation()
         for method in methods:
             budget = self._budget(method, None)
             if budget is None:
@@ -163,13 +188,10 @@ class SlackPacer:
             window = self._windows.setdefault(key, CallWindow())
             slot = window.try_take(per_minute / share)
             if slot is None:
-                for _, earlier_window, earlier in taken:
-                    earlier_window.give_back(earlier)
-                return False
-            taken.append((key, window, slot))
-        for key, _, slot in taken:
-            self._reserved.setdefault(key, []).append(slot)
-        return True
+                reservation.release()
+                return None
+            reservation.places[key] = (window, slot)
+        return reservation
 
     async def wait(self, method: str, args: dict[str, Any] | None) -> Slot | None:
         """Return once `method` may be called without passing this process's share of the
@@ -178,12 +200,9 @@ class SlackPacer:
         if budget is None:
             return None
         key, per_minute = budget
-        now = time.monotonic()
-        while self._reserved.get(key):
-            slot = self._reserved[key].pop(0)
-            if slot.counts(now):  # a place taken for this call: it goes at once
-                slot.taken = now
-                return slot
+        reservation = RESERVED.get()
+        if reservation is not None and (slot := reservation.use(key)) is not None:
+            return slot  # a place taken for this call: it goes at once
         share = await self._current_share()
         window = self._windows.setdefault(key, CallWindow())
         slot, waited = await window.take(per_minute / share)
@@ -237,6 +256,6 @@ def has_room(client: AsyncWebClient, method: str, args: dict[str, Any] | None = 
     return not isinstance(client, PacedWebClient) or client.pacer.has_room(method, args)
 
 
-async def reserve(client: AsyncWebClient, *methods: str) -> bool:
+async def reserve(client: AsyncWebClient, *methods: str) -> Reservation | None:
     """`SlackPacer.reserve` for a client that is paced; any other client always has room."""
-    return not isinstance(client, PacedWebClient) or await client.pacer.reserve(*methods)
+    return await client.pacer.reserve(*methods) if isinstance(client, PacedWebClient) else Reservation()

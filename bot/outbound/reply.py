@@ -23,7 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from ..errors import SLACK_ERRORS
 from .blocks import Block, context
 from .message import MessageRenderer, close_reply
-from .pacing import has_room, reserve
+from .pacing import RESERVED, Reservation, has_room, reserve
 from .state import Renderer, ReplyState, ReplyTarget, Step, final_status, sources_line, words_so_far
 from .stream import StreamRenderer, StreamSupport
 
@@ -67,6 +67,8 @@ class Reply:
             else MessageRenderer(client, target, stop_value=stop_value)
         )
         self._stop_value = stop_value
+        self._reservation: Reservation | None = None
+        """The places this reply's stream took in Slack's minute (its start and its stop)."""
         self._opening: asyncio.Task[None] | None = None
         self._status: str | None = None
         self._feedback = feedback
@@ -83,7 +85,9 @@ class Reply:
             self._opening = asyncio.create_task(self._open())
 
     async def _open(self) -> None:
-        if self._streaming and not await reserve(self.client, "chat.startStream", "chat.stopStream"):
+        if self._streaming:
+            self._reservation = await reserve(self.client, "chat.startStream", "chat.stopStream")
+        if self._streaming and self._reservation is None:
             logger.info("this minute's streams are used up; the reply is a message posted with its first words")
             self._renderer = MessageRenderer(self.client, self.target, stop_value=self._stop_value, lazy=True)
         await asyncio.gather(
@@ -134,7 +138,15 @@ class Reply:
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
-        await self._render(lambda renderer: renderer.finish(self.state, footer))
+        try:
+            await self._render(lambda renderer: renderer.finish(self.state, footer))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give back the places in Slack's minute this reply took and did not use."""
+        if self._reservation is not None:
+            self._reservation.release()
 
     @property
     def message_ts(self) -> str | None:
@@ -148,12 +160,17 @@ class Reply:
             self._opening.cancel()
         ts = self._renderer.message_ts
         if ts is None:
+            self.release()
             return
+        reserved = RESERVED.set(self._reservation)
         try:
             async with asyncio.timeout(INTERRUPT_SECONDS):
                 await close_reply(self.target, self.client, ts, note, replace_text=False)
         except TimeoutError:
             logger.warning("could not close the interrupted reply %s in time", ts)
+        finally:
+            RESERVED.reset(reserved)
+            self.release()
 
     async def _show(self, step: Step) -> None:
         await self._render(lambda renderer: renderer.step(self.state, step))
@@ -176,6 +193,7 @@ class Reply:
     async def _render(self, action: Callable[[Renderer], Awaitable[None]], *, opened: bool = False) -> None:
         if not opened:
             await self._opened()
+        reserved = RESERVED.set(self._reservation)
         try:
             await action(self._renderer)
         except SLACK_ERRORS as error:
@@ -186,6 +204,7 @@ class Reply:
             await self._renderer.start(self.state)
             await action(self._renderer)
         finally:
+            RESERVED.reset(reserved)
             await self._report_message()
 
     async def _report_message(self) -> None:

@@ -1,25 +1,27 @@
 """Who may use threadbox, and who may reset which thread.
 
 The policy comes from settings (allowlists of channels, people and user groups; guests and
-Slack Connect people refused unless allowed). People are looked up with `users.info` and
-channel members with `conversations.members`, each cached briefly, so a busy thread costs
-no extra Slack calls.
+Slack Connect people refused unless allowed). People are looked up with `users.info` (or, when a
+burst of new people leaves it no room, in pages of `users.list`) and channel members with
+`conversations.members`, each cached briefly, so a busy thread costs no extra Slack calls.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import ThreadKey
 
 from ..errors import SLACK_ERRORS
+from ..outbound.pacing import has_room
 from ..threads import is_dm
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 PEOPLE_TTL_SECONDS = 300.0
 MEMBERS_TTL_SECONDS = 60.0
+# When `users.info` has no room (many new people at once), the directory is read instead:
+# a page of this many people a call, at most once this often.
+DIRECTORY_PAGE = 1000
+DIRECTORY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -71,16 +77,22 @@ class _TTLCache(Generic[T]):
     _entries: dict[str, tuple[float, T]] = field(default_factory=dict)
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
-        now = time.monotonic()
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self.peek(key)
+        if hit is not None:
+            return hit
         value = await load()
+        self.put(key, value)
+        return value
+
+    def peek(self, key: str) -> T | None:
+        hit = self._entries.get(key)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def put(self, key: str, value: T) -> None:
         self._entries.pop(key, None)
-        self._entries[key] = (now + self.ttl, value)
+        self._entries[key] = (time.monotonic() + self.ttl, value)
         if len(self._entries) > self.max_entries:  # the oldest entry goes first
             del self._entries[next(iter(self._entries))]
-        return value
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,19 @@ class Person:
     team_id: str
     is_guest: bool
     name: str
+
+
+def person_of(user: dict[str, Any]) -> Person:
+    """What the policy needs of a Slack user object (`users.info`, or one of `users.list`)."""
+    profile = user.get("profile") or {}
+    return Person(
+        team_id=str(user.get("team_id") or ""),
+        is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+        name=str(
+            profile.get("display_name") or profile.get("real_name") or user.get("real_name")
+            or user.get("name") or user.get("id") or ""
+        ),
+    )
 
 
 class AccessControl:
@@ -100,6 +125,8 @@ class AccessControl:
         self._people: _TTLCache[Person] = _TTLCache(PEOPLE_TTL_SECONDS)
         self._groups: _TTLCache[frozenset[str]] = _TTLCache(PEOPLE_TTL_SECONDS)
         self._members: _TTLCache[frozenset[str]] = _TTLCache(MEMBERS_TTL_SECONDS)
+        self._directory: asyncio.Future[None] | None = None
+        self._directory_at = 0.0
 
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.policy.admin_users
@@ -161,19 +188,37 @@ class AccessControl:
         return user_id in members
 
     async def _person(self, user_id: str) -> Person:
-        return await self._people.get(user_id, lambda: self._look_up(user_id))
+        known = self._people.peek(user_id)
+        if known is None and not has_room(self.slack, "users.info"):
+            await self._read_directory()  # many new people at once: one page holds hundreds
+            known = self._people.peek(user_id)
+        return known or await self._people.get(user_id, lambda: self._look_up(user_id))
 
     async def _look_up(self, user_id: str) -> Person:
-        user = (await self.slack.users_info(user=user_id))["user"]
-        profile = user.get("profile") or {}
-        return Person(
-            team_id=str(user.get("team_id") or ""),
-            is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
-            name=str(
-                profile.get("display_name") or profile.get("real_name") or user.get("real_name")
-                or user.get("name") or user_id
-            ),
-        )
+        return person_of((await self.slack.users_info(user=user_id))["user"])
+
+    async def _read_directory(self) -> None:
+        """Everyone in the workspace into the cache (`users.list`, a page of up to 1,000 people a
+        call), at most once per `DIRECTORY_SECONDS`, however many turns ask at once."""
+        stale = time.monotonic() - self._directory_at > DIRECTORY_SECONDS
+        if self._directory is None or (self._directory.done() and stale):
+            self._directory_at = time.monotonic()
+            self._directory = asyncio.ensure_future(self._read_pages())
+        try:
+            await asyncio.shield(self._directory)
+        except SLACK_ERRORS as error:
+            logger.info("users.list failed (%s); asking users.info", error)
+
+    async def _read_pages(self) -> None:
+        cursor = None
+        while True:
+            page = await self.slack.users_list(limit=DIRECTORY_PAGE, cursor=cursor)
+            for user in page.get("members") or []:
+                if user.get("id"):
+                    self._people.put(str(user["id"]), person_of(user))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return
 
     async def _listed(self, user_id: str) -> bool:
         if user_id in self.policy.allowed_users:

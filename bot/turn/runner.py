@@ -171,6 +171,8 @@ class TurnRunner:
             if reply.message_ts is not None and reply.message_ts not in recorded:
                 await asyncio.shield(reply.interrupt(INTERRUPTED_NOTE))
             raise
+        finally:
+            reply.release()
 
     async def _run_model_turn(self, turn: TurnContext, reply: Reply) -> None:
         item, thread = turn.item, turn.thread

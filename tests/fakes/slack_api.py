@@ -61,6 +61,7 @@ METHOD_SCOPES = {
     "files.completeUploadExternal": "files:write",
     "files.info": "files:read",
     "users.info": "users:read",
+    "users.list": "users:read",
     "usergroups.users.list": "usergroups:read",
 }
 
@@ -196,6 +197,8 @@ class FakeSlack:
         self.uploads: list[dict[str, Any]] = []
         self.responses: dict[str, list[Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.directory: list[str] = []
+        """More of the workspace's people, as `users.list` lists them (besides those in `users`)."""
         self.channels: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
         """Members by conversation. Unset: a channel has the bot and U1–U3; DM `Dn` is with `Un`."""
@@ -256,6 +259,7 @@ class FakeSlack:
             "reactions.add": self._reaction_add,
             "reactions.remove": self._reaction_remove,
             "users.info": self._users_info,
+            "users.list": self._users_list,
             "conversations.info": self._conversations_info,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
@@ -793,10 +797,26 @@ class FakeSlack:
         self.reactions.remove(key)
         return {"ok": True}
 
+    def _users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The workspace's people (`directory` and those given in `users`), a page at a time."""
+        try:
+            limit, start = int(args.get("limit") or 0) or 1000, int(args.get("cursor") or 0)
+        except ValueError:
+            return _err("invalid_cursor")
+        if limit > 1000:
+            return _err("invalid_limit")
+        everyone = list(dict.fromkeys([*self.directory, *self.users]))
+        page = [self._user(user_id) for user_id in everyone[start : start + limit]]
+        more = start + limit < len(everyone)
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": str(start + limit) if more else ""}}
+
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user_id = args.get("user")
         if not user_id:
             return _err("user_not_found")
+        return {"ok": True, "user": self._user(user_id)}
+
+    def _user(self, user_id: str) -> dict[str, Any]:
         name = user_id.lower()
         user = {
             "id": user_id,
@@ -810,7 +830,7 @@ class FakeSlack:
             "profile": {"display_name": name, "real_name": name.title(), "team": self.team_id},
         }
         user.update(self.users.get(user_id, {}))
-        return {"ok": True, "user": user}
+        return user
 
     def _members(self, args: dict[str, Any]) -> dict[str, Any]:
         """Members of a conversation, paged as Slack pages them (`limit`, `cursor`)."""

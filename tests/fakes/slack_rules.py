@@ -27,6 +27,7 @@ RATE_TIERS = {
     "conversations.info": TIER_3,
     "conversations.members": TIER_4,
     "users.info": TIER_4,
+    "users.list": TIER_2,
     "views.publish": TIER_4,
     "assistant.threads.setStatus": TIER_3,
     "assistant.threads.setTitle": TIER_3,
