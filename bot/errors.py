@@ -24,5 +24,10 @@ class StartupError(ThreadboxError):
     """The bot cannot start; the message is one line for the operator, saying what to do."""
 
 
+class NotStored(ThreadboxError):
+    """A finished turn's answer could not be stored, however often it was asked: its message
+    stays open and runs again (its reply says the attempt was interrupted)."""
+
+
 class FileRelayError(ThreadboxError):
     """A file could not be relayed; the message is meant for the thread (already escaped)."""

@@ -54,6 +54,8 @@ class ChaosPlan:
     seed: int = 1
     files_every: int = 7
     """Every so many messages shares a file (its Files API copy must be known to its thread)."""
+    channels: int = 20
+    """Threads spread over this many channels (Slack posts about one message a second in each)."""
     timeout: float = 300.0
 
 
@@ -185,9 +187,9 @@ async def chaos_run(server: PostgresServer, work: Path, plan: ChaosPlan) -> Chao
                     files = [slack.add_user_file(f"data-{n}-{k}.csv", b"a,b\n1,2\n")] if (n + k) % plan.files_every == 0 else None
                     ts = root if k == 0 else f"17100{n:05d}.{k + 1:06d}"
                     event = (
-                        mention_event(words, channel=f"C{n % 7}", user=f"U{n % 11}", ts=root, files=files)
+                        mention_event(words, channel=f"C{n % plan.channels}", user=f"U{n % 11}", ts=root, files=files)
                         if k == 0
-                        else message_event(words, channel=f"C{n % 7}", user=f"U{n % 11}", ts=ts, thread_ts=root,
+                        else message_event(words, channel=f"C{n % plan.channels}", user=f"U{n % 11}", ts=ts, thread_ts=root,
                                            files=files)
                     )
                     await deliver(fleet, rng, event, f"Ev{n:05d}{k:03d}", deadline)
@@ -222,7 +224,7 @@ async def chaos_run(server: PostgresServer, work: Path, plan: ChaosPlan) -> Chao
             watcher = asyncio.create_task(watch_memory())
             await asyncio.gather(*(one_thread(n) for n in range(plan.threads)), havoc())
             expected = {roots[n]: [f"m{n}-{k}" for k in range(plan.messages_per_thread)] for n in range(plan.threads)}
-            channels = {roots[n]: f"C{n % 7}" for n in range(plan.threads)}
+            channels = {roots[n]: f"C{n % plan.channels}" for n in range(plan.threads)}
 
             def answers(root: str) -> list[str]:
                 found = []

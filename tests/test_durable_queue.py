@@ -7,8 +7,10 @@ import asyncio
 from dataclasses import replace
 
 import aiohttp
+import pytest
 
 from bot.config import Settings
+from bot.turn import runner
 from storage import ThreadKey
 from tests.conftest import container_of, long_running_reply, run_sql, running_bot, said_by, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
@@ -283,6 +285,36 @@ async def test_an_answer_the_database_cannot_store_for_a_moment_is_stored_once_i
     assert [upload["title"] for upload in slack.uploads] == ["report.csv"]
     assert len(claude_api.requests) == 2 and len(claude_api.requests[1]["messages"]) == 3  # the answer was stored
     await asyncio.gather(*mended)
+
+
+async def test_an_answer_that_cannot_be_stored_at_all_leaves_its_message_to_run_again(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past every retry of the write, the message is not finished with a crash note (its answer
+    would be lost): it stays open, and once the database takes writes again it is answered."""
+    monkeypatch.setattr(runner, "PERSIST_RETRY_SECONDS", (0.05, 0.05))
+    url = settings.database_url
+    root = "1700000916.000100"
+    refuse, allow = refusing_inserts(url, "history", "read-only")
+    attempts: list[int] = []
+
+    async def answer(body: dict) -> Reply:
+        attempts.append(1)
+        if len(attempts) == 1:
+            await run_sql(url, refuse)
+        else:
+            await run_sql(url, allow)
+        return Reply([text(f"Answer {len(attempts)}.")])
+
+    async with running_bot(settings, slack) as bot:
+        claude_api.responder = answer
+        await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: "Answer 2." in thread_text(slack, CHANNEL, root), timeout=30)
+        await bot.idle()
+        history = (await bot.runtime.store.load_conversation(ThreadKey("T1", CHANNEL, root))).history
+    said = thread_text(slack, CHANNEL, root)
+    assert "went wrong" not in said and "interrupted" in said  # the first reply says it runs again
+    assert len(attempts) == 2 and history[-1]["content"][0]["text"] == "Answer 2."
 
 
 async def test_a_claim_that_lands_during_a_renewal_is_not_taken_for_a_lost_lease(

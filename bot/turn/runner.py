@@ -17,7 +17,7 @@ from anthropic.types import SkillParams
 
 from storage import DATABASE_OUTAGES, LeaseLost, QueueItem, Store
 
-from ..errors import SLACK_ERRORS
+from ..errors import SLACK_ERRORS, NotStored
 from ..model.files import delete_files
 from ..model.transcript import stored, uploaded_file_ids
 from ..model.turns import ClaudeTurns, TurnResult
@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 # What ends a turn that then runs again: its process shuts down or lost the thread, or the
 # database is away for a moment.
-INTERRUPTIONS: tuple[type[BaseException], ...] = (asyncio.CancelledError, LeaseLost, *DATABASE_OUTAGES)
+KEPT_OPEN: tuple[type[BaseException], ...] = (NotStored, *DATABASE_OUTAGES)
+INTERRUPTIONS: tuple[type[BaseException], ...] = (asyncio.CancelledError, LeaseLost, *KEPT_OPEN)
 
 CONTAINER_REPLACED_NOTE = (
     "_Note: this thread's container could not be restored, so this ran in a fresh one."
@@ -130,7 +131,7 @@ class TurnRunner:
             await self._run_turn(turn)
         except (asyncio.CancelledError, LeaseLost):  # another process has the thread now
             raise
-        except DATABASE_OUTAGES:  # the item stays open: taken again once the database is back
+        except KEPT_OPEN:  # the item stays open: taken again once the database is back
             raise
         except Exception:  # noqa: BLE001 - the worker must survive anything one turn does
             logger.exception("turn for %s failed", item.thread)
@@ -254,8 +255,8 @@ class TurnRunner:
 
 async def persist(what: str, write: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any) -> None:
     """A write of a finished turn, asked again while the database is away for a moment: the
-    answer is shown already, and running the model again would show it twice. The last
-    failure is raised, and the turn ends as any turn that crashed."""
+    answer is shown already, and running the model again would show it twice. When it still
+    fails, `NotStored`: the message stays open and runs again, nothing is lost."""
     for delay in PERSIST_RETRY_SECONDS:
         try:
             await write(*args, **kwargs)
@@ -265,7 +266,12 @@ async def persist(what: str, write: Callable[..., Awaitable[None]], *args: Any, 
         except Exception as error:  # noqa: BLE001 - any driver's failure; asked again below
             logger.warning("could not store %s (%s); trying again in %g s", what, error, delay)
             await asyncio.sleep(delay)
-    await write(*args, **kwargs)
+    try:
+        await write(*args, **kwargs)
+    except (asyncio.CancelledError, LeaseLost):
+        raise
+    except Exception as error:  # noqa: BLE001 - any driver's failure
+        raise NotStored(what) from error
 
 
 def turn_notes(result: TurnResult) -> list[str]:
