@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage import (
+    DATABASE_OUTAGES,
     Claim,
     Enqueued,
     InboxMessage,
@@ -98,6 +99,9 @@ class TurnQueue:
         self._closing = False
         """Shutting down: a thread's worker stops after the turn it runs."""
         self._last_renewal = time.monotonic()
+        self._forgiven: set[int] = set()
+        """Items whose attempt here ended with this process alive (the database away, the lease
+        in doubt): given back, like a hand-back, once the database answers."""
 
     # --- entry points --------------------------------------------------------------------
 
@@ -193,6 +197,7 @@ class TurnQueue:
             self._dispatching = True
             self._wakeup.clear()
             try:
+                await self._forgive_attempts()
                 await self._claim_what_fits()
                 await self._honour_stops()
                 for held in await self.waiting.newly_held_back(self.settings.limits):
@@ -262,6 +267,16 @@ class TurnQueue:
             except Exception as error:  # noqa: BLE001 - asked again at the next renewal
                 log_failure("could not read stop requests", error, logger)
 
+    async def _forgive_attempts(self) -> None:
+        """Only interruptions by dying processes count towards a message's attempts."""
+        if self._forgiven:
+            forgiven, self._forgiven = self._forgiven, set()
+            try:
+                await self.store.forgive_attempts(forgiven)
+            except Exception:
+                self._forgiven |= forgiven
+                raise
+
     async def _honour_stops(self) -> None:
         """Stop the turns running here that someone asked to stop."""
         if not self._stops:
@@ -275,8 +290,10 @@ class TurnQueue:
 
     async def _work(self, claim: Claim) -> None:
         thread, lease = claim.thread, claim.lease
+        item: QueueItem | None = None
         try:
             while not self._closing:
+                item = None
                 item = await self.store.next_item(thread, lease, self.settings.lease_seconds)
                 if item is None:
                     if await self.store.release_thread(thread, lease):
@@ -291,9 +308,13 @@ class TurnQueue:
         except LeaseLost:
             logger.warning("the lease of %s ended while it was worked on", thread)
         except asyncio.CancelledError:
+            if item is not None and not self._closing:  # its lease was in doubt: no death, no attempt
+                self._forgiven.add(item.id)
             raise
         except Exception as error:  # noqa: BLE001 - the item stays open: claimed again, up to MAX_ATTEMPTS
             log_failure(f"work on {thread} stopped", error, logger)
+            if item is not None and isinstance(error.__cause__ or error, DATABASE_OUTAGES):
+                self._forgiven.add(item.id)  # the database was away: the attempt does not count
             await self._let_go(claim)
         finally:
             del self._threads[thread]

@@ -318,6 +318,11 @@ class QueueStore:
         rows = await self.connector.all("stop_requests", {"items": json.dumps(list(item_ids))})
         return {int(item_id): str(user_id) for item_id, user_id in rows}
 
+    async def forgive_attempts(self, item_ids: Collection[int]) -> None:
+        """Give back one attempt of each open item (its attempt was cut short by an outage,
+        not by a process that died)."""
+        await self.connector.execute("forgive_attempts", {"items": json.dumps(list(item_ids))})
+
     async def mark_queued(self, item_id: int) -> bool:
         """Note that the item shows the "queued" reaction; False when it is no longer pending, or
         was marked already (by this process or another)."""

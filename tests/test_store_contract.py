@@ -576,3 +576,16 @@ async def test_pruning_bounds_claims_reservations_views_and_emptied_threads(stor
 
     await store.prune(older_than_seconds=0.01, known_for_seconds=0.01)
     assert not await store.has_conversation(THREAD)
+
+
+async def test_an_attempt_cut_short_by_an_outage_is_given_back(store: Store) -> None:
+    await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    assert await claimer(store, "p1").claim() == THREAD
+    first = await claimer(store, "p1").next_item(THREAD)
+    assert first is not None and first.attempts == 1
+    await store.forgive_attempts({first.id})  # the database was away; the process did not die
+    again = await claimer(store, "p1").next_item(THREAD)
+    assert again is not None and again.attempts == 1
+    await store.finish_item(again.id)
+    await store.forgive_attempts({again.id})  # a finished item keeps its count
+    assert await store.item_state(again.id) == "done"

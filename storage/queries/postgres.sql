@@ -190,6 +190,10 @@ RETURNING id;
 SELECT id, stop_requested_by FROM queue
 WHERE id IN (SELECT jsonb_array_elements_text(:items::jsonb)::bigint) AND stop_requested_by IS NOT NULL;
 
+-- name: forgive_attempts
+UPDATE queue SET attempts = attempts - 1
+WHERE id IN (SELECT jsonb_array_elements_text(:items::jsonb)::bigint) AND attempts > 0 AND state <> 'done';
+
 -- name: mark_queued
 UPDATE queue SET marked_queued = true WHERE id = :item AND state = 'pending' AND NOT marked_queued;
 
