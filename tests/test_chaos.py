@@ -17,7 +17,7 @@ async def test_kills_deploys_a_database_restart_and_api_faults_lose_and_double_n
     except PostgresUnavailable as error:
         pytest.skip(str(error))
     try:
-        report = await chaos_run(server, tmp_path, ChaosPlan(threads=12, messages_per_thread=3, kills=1, stops=1))
+        report = await chaos_run(server, tmp_path, ChaosPlan(threads=12, messages_per_thread=3, kills=1, stops=1, timeout=480))
     finally:
         server_context.__exit__(None, None, None)
     assert report.problems == []
