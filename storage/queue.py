@@ -6,13 +6,12 @@ Written once over a `Connector`; the SQL of each query is in `queries/<dialect>.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import Any
 
+from .caps import BusyTurns, person_lock
 from .connector import Connection, Connector
 from .models import (
     Claim,
@@ -41,40 +40,6 @@ CLAIM_TRIES = 5
 def thread_params(thread: ThreadKey) -> dict[str, Any]:
     """A thread's key as query parameters."""
     return {"team": thread.team_id, "channel": thread.channel_id, "thread_ts": thread.thread_ts}
-
-
-def person_lock(team_id: str, user_id: str) -> int:
-    """The advisory lock under which a person's turns are admitted (a signed 64-bit key)."""
-    digest = hashlib.blake2b(f"{team_id}:{user_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-@dataclass(frozen=True)
-class BusyTurns:
-    """The turns that count against the caps now, by person (read from the claims alone)."""
-
-    by_person: dict[tuple[str, str], int]
-
-    @classmethod
-    async def read(cls, db: Connection) -> BusyTurns:
-        return cls({(str(team), str(user)): int(n) for team, user, n in await db.all("busy_turns")})
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_person.values())
-
-    def full(self, limits: TurnLimits) -> bool:
-        return limits.overall is not None and self.total >= limits.overall
-
-    def capped(self, limits: TurnLimits) -> list[dict[str, str]]:
-        """The people at the per-person cap, as the queries take them."""
-        if limits.per_person is None:
-            return []
-        return [{"team_id": t, "user_id": u} for (t, u), n in self.by_person.items() if n >= limits.per_person]
-
-    def fits(self, team_id: str, user_id: str, limits: TurnLimits) -> bool:
-        mine = self.by_person.get((team_id, user_id), 0)
-        return not self.full(limits) and (limits.per_person is None or mine < limits.per_person)
 
 
 class QueueStore:

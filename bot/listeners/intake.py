@@ -24,9 +24,9 @@ class Intake:
 
 
 async def opens_conversation(workspace: Workspace, message: InboxMessage) -> bool:
-    """Whether a message addressed to the bot may make its thread the bot's: only from someone
-    the policy lets use threadbox there (a refused person's message is still queued, to be told
-    why, but no one's later replies there become paid follow-ups)."""
+    """Whether the person may use threadbox there: what the legacy assistant view asks before
+    titling a new thread (a thread itself becomes the bot's when its first turn lets its
+    person in)."""
     return (await workspace.access.check(message.user_id, message.thread.channel_id)).allowed
 
 

@@ -138,10 +138,7 @@ class Reply:
         footer = "\n\n".join(notes or [])
         if not self.state.text.strip() and not footer:
             footer = "_(no text in the answer)_"
-        try:
-            await self._render(lambda renderer: renderer.finish(self.state, footer))
-        finally:
-            self.release()
+        await self._render(lambda renderer: renderer.finish(self.state, footer))
 
     def release(self) -> None:
         """Give back the places in Slack's minute this reply took and did not use."""
@@ -160,7 +157,6 @@ class Reply:
             self._opening.cancel()
         ts = self._renderer.message_ts
         if ts is None:
-            self.release()
             return
         reserved = RESERVED.set(self._reservation)
         try:
@@ -170,7 +166,6 @@ class Reply:
             logger.warning("could not close the interrupted reply %s in time", ts)
         finally:
             RESERVED.reset(reserved)
-            self.release()
 
     async def _show(self, step: Step) -> None:
         await self._render(lambda renderer: renderer.step(self.state, step))
