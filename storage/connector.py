@@ -67,8 +67,9 @@ class Connector(Connection, Protocol):
 
     async def schema_version(self) -> int: ...
 
-    def transaction(self, *, readonly: bool = False) -> AbstractAsyncContextManager[Connection]:
-        """All or nothing: any failure, COMMIT's own included, rolls back."""
+    def transaction(self, *, readonly: bool = False, urgent: bool = False) -> AbstractAsyncContextManager[Connection]:
+        """All or nothing: any failure, COMMIT's own included, rolls back. `urgent`: Slack waits
+        for it (the listeners' writes), so where callers take turns it goes before the others."""
 
     async def listen(self, wake: Callable[[str], None]) -> None:
         """Call `wake` with the payload whenever another process `notify`s (a no-op where the

@@ -22,8 +22,9 @@ class ConversationStore:
 
     async def has_conversation(self, thread: ThreadKey) -> bool:
         """The bot's thread, or one that becomes it if its queued first message's person is
-        let in when its turn comes."""
-        return await self.connector.one("has_conversation", thread_params(thread)) is not None
+        let in when its turn comes. Asked before Slack's acknowledgement: urgent."""
+        async with self.connector.transaction(readonly=True, urgent=True) as db:
+            return await db.one("has_conversation", thread_params(thread)) is not None
 
     async def open_conversation(self, thread: ThreadKey) -> bool:
         """Make the thread the bot's (a turn of an addressed message, its person let in);
@@ -108,11 +109,12 @@ class ConversationStore:
 
     async def add_note(self, message: InboxMessage) -> None:
         """Keep a thread message that did not ask the bot anything, for the next turn's context."""
-        await self.connector.execute(
-            "add_note",
-            {**thread_params(message.thread), "message_ts": message.message_ts, "user": message.user_id,
-             "text": message.text},
-        )
+        async with self.connector.transaction(urgent=True) as db:
+            await db.execute(
+                "add_note",
+                {**thread_params(message.thread), "message_ts": message.message_ts, "user": message.user_id,
+                 "text": message.text},
+            )
 
     async def notes_before(self, thread: ThreadKey, before_ts: str) -> list[InboxMessage]:
         """The kept messages of a thread older than `before_ts`, oldest first (Slack timestamps

@@ -134,8 +134,9 @@ class PostgresConnector:
                     await connection.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
 
     @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
-        """A pooled connection in a transaction; `readonly` ones see one snapshot throughout."""
+    async def transaction(self, *, readonly: bool = False, urgent: bool = False) -> AsyncIterator[Connection]:
+        """A pooled connection in a transaction; `readonly` ones see one snapshot throughout.
+        Connections do not take turns here: `urgent` changes nothing."""
         isolation = "repeatable_read" if readonly else None
         async with self._acquire() as connection, connection.transaction(isolation=isolation, readonly=readonly):
             yield _Statements(connection, self._queries)

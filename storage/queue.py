@@ -54,7 +54,7 @@ class QueueStore:
         None when the same Slack message was stored before (a retry, or the twin event).
         """
         key = thread_params(message.thread)
-        async with self.connector.transaction() as db:
+        async with self.connector.transaction(urgent=True) as db:
             await db.execute("lock_thread", key)
             row = await db.one(
                 "enqueue_message",
@@ -68,7 +68,7 @@ class QueueStore:
 
     async def enqueue_reset(self, request: ResetRequest) -> Enqueued:
         key = thread_params(request.thread)
-        async with self.connector.transaction() as db:
+        async with self.connector.transaction(urgent=True) as db:
             await db.execute("lock_thread", key)
             row = await db.one(
                 "enqueue_reset",
@@ -267,7 +267,7 @@ class QueueStore:
         `message_ts`: the Slack message that asked; its twin event is then a "duplicate".
         """
         key = thread_params(thread)
-        async with self.connector.transaction() as db:
+        async with self.connector.transaction(urgent=True) as db:
             if message_ts is not None and await db.one("note_stop_message", {**key, "message_ts": message_ts}) is None:
                 return "duplicate"
             stopping = await db.one("request_stop", {**key, "user": user_id, "item": item_id})

@@ -100,7 +100,8 @@ class HttpBot:
 @asynccontextmanager
 async def http_bots(count: int, env: dict[str, str], cwd: Path) -> AsyncIterator[list[HttpBot]]:
     """`count` processes on one database, started at the same moment."""
-    async with aiohttp.ClientSession() as session:
+    # Slack opens as many connections as it has events to send: no client-side limit.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         bots: list[HttpBot] = []
         managers = []
         try:

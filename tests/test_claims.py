@@ -42,8 +42,8 @@ class GatedCommits:
         return getattr(self.inner, name)
 
     @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[Connection]:
-        async with self.inner.transaction(readonly=readonly) as db:
+    async def transaction(self, *, readonly: bool = False, urgent: bool = False) -> AsyncIterator[Connection]:
+        async with self.inner.transaction(readonly=readonly, urgent=urgent) as db:
             yield db
             self.waiting.set()
             await self.gate.wait()

@@ -248,7 +248,7 @@ async def test_a_renewal_that_hangs_stops_the_turn_before_its_lease_can_end(
         engine = bot.runtime.engine
         assert engine._threads
         # The database stops answering this process (its one SQLite connection is held).
-        async with bot.runtime.store.connector._lock:
+        async with bot.runtime.store.connector.transaction():
             # Stopped while the database is still silent: no waiting for a renewal that hangs.
             await bot.wait_for(lambda: not engine._threads, timeout=5)
 

@@ -7,6 +7,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -589,3 +590,72 @@ async def test_an_attempt_cut_short_by_an_outage_is_given_back(store: Store) -> 
     await store.finish_item(again.id)
     await store.forgive_attempts({again.id})  # a finished item keeps its count
     assert await store.item_state(again.id) == "done"
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await open_store(f"sqlite:///{tmp_path / 'one.db'}")
+    yield opened
+    await opened.close()
+
+
+async def held_transaction(store: Store, release: asyncio.Event) -> asyncio.Task[None]:
+    """A transaction that keeps SQLite's one connection until `release` is set."""
+    holding = asyncio.Event()
+
+    async def hold() -> None:
+        async with store.connector.transaction() as db:
+            await db.one("count_waiting")
+            holding.set()
+            await release.wait()
+
+    task = asyncio.create_task(hold())
+    await holding.wait()
+    return task
+
+
+async def test_on_sqlite_a_message_slack_waits_on_goes_before_the_work_queued_ahead_of_it(
+    sqlite_store: Store,
+) -> None:
+    """One connection serves the whole process: an event's insert (its acknowledgement waits on
+    it) must not queue behind a busy minute's claims, renewals and turn writes."""
+    release = asyncio.Event()
+    holder = await held_transaction(sqlite_store, release)
+    done: list[str] = []
+    claimed: list[ThreadKey] = []
+
+    async def claim(n: int) -> None:
+        got = await sqlite_store.claim_thread(f"p{n}", LEASE)
+        claimed.extend([got.thread] if got else [])
+        done.append("claim")
+
+    async def enqueue() -> None:
+        await sqlite_store.enqueue_message(message("1700000001.000100"), addressed=True)
+        done.append("enqueue")
+
+    claims = [asyncio.create_task(claim(n)) for n in range(3)]
+    await asyncio.sleep(0.05)  # the claims wait for the connection first
+    enqueued = asyncio.create_task(enqueue())
+    await asyncio.sleep(0.05)
+    assert done == []
+    release.set()
+    await asyncio.gather(holder, enqueued, *claims)
+    assert done == ["enqueue", "claim", "claim", "claim"]
+    assert claimed == [THREAD]  # the message was there for the first claim, queued before it
+
+
+async def test_on_sqlite_a_caller_cancelled_as_it_is_handed_the_connection_passes_it_on(
+    sqlite_store: Store,
+) -> None:
+    release = asyncio.Event()
+    holder = await held_transaction(sqlite_store, release)
+    first = asyncio.create_task(sqlite_store.enqueue_message(message("1700000001.000100"), addressed=True))
+    second = asyncio.create_task(sqlite_store.enqueue_message(message("1700000001.000200"), addressed=True))
+    await asyncio.sleep(0.05)
+    release.set()
+    await holder  # the connection is handed to `first` now, which has not run yet
+    first.cancel()
+    assert (await asyncio.gather(first, return_exceptions=True))[0].__class__ is asyncio.CancelledError
+    queued = await asyncio.wait_for(second, 5)
+    assert queued is not None and not queued.waits  # the cancelled message was never stored
+    await sqlite_store.check_writable()

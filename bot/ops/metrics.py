@@ -154,7 +154,7 @@ class Metrics:
 
     def anthropic_http_client(self) -> httpx2.AsyncClient:
         """The anthropic SDK's default HTTP client, counting every error answer (retries included)."""
-        return anthropic.DefaultAsyncHttpxClient(event_hooks={"response": [self._count_anthropic_error]})
+        return anthropic.DefaultAioHttpClient(event_hooks={"response": [self._count_anthropic_error]})
 
     async def _count_anthropic_error(self, response: httpx2.Response) -> None:
         if response.status_code < 400:
