@@ -11,7 +11,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from .caps import BusyTurns, person_lock
+from .caps import BusyTurns, fits, person_lock, turns_running
 from .connector import Connection, Connector
 from .models import (
     Claim,
@@ -98,10 +98,10 @@ class QueueStore:
     ) -> tuple[Claim | None, bool]:
         if limits.overall is not None:
             await db.lock(ADMISSION_LOCK)
-        busy = await BusyTurns.read(db) if limits.any else BusyTurns({})
+        busy = await BusyTurns.read(db, limits)
         candidates = await db.all(
             "claimable_threads",
-            {"full": busy.full(limits), "capped": json.dumps(busy.capped(limits)), "limit": CLAIM_BATCH},
+            {"full": busy.full(limits), "capped": json.dumps(busy.capped()), "limit": CLAIM_BATCH},
         )
         contended = False
         for team, channel, thread_ts in candidates:
@@ -116,7 +116,7 @@ class QueueStore:
                 if not await db.try_lock(person_lock(team, head_user)):
                     contended = True
                     continue
-                if not (await BusyTurns.read(db)).fits(team, head_user, limits):
+                if not await fits(db, team, head_user, limits):
                     continue
             lease = {**thread_params(thread), "owner": owner, "seconds": lease_seconds, "admit": admit}
             taken = await db.one("take_lease", lease)
@@ -156,7 +156,7 @@ class QueueStore:
                 await db.lock(person_lock(item.thread.team_id, item.user_id))
             if await db.execute("admit_turn", {**key, "user": None}) != 1:  # counted afresh, if at all
                 raise LeaseLost(str(item.thread))
-            if (await BusyTurns.read(db)).fits(item.thread.team_id, item.user_id, limits):
+            if await fits(db, item.thread.team_id, item.user_id, limits):
                 await db.execute("admit_turn", {**key, "user": item.user_id})
                 return True
             await db.execute("hold_back_item", {"item": item.id})
@@ -166,17 +166,16 @@ class QueueStore:
     async def running_turns(self, team_id: str, user_id: str) -> tuple[int, int]:
         """Admitted turns running now: (the person's, everyone's)."""
         async with self.connector.transaction(readonly=True) as db:
-            busy = await BusyTurns.read(db)
-        return busy.by_person.get((team_id, user_id), 0), busy.total
+            return await turns_running(db, team_id, user_id), await turns_running(db)
 
     async def held_back(self, limits: TurnLimits, limit: int = 20) -> list[InboxMessage]:
         """New turns at the head of a free thread that a full cap holds back, not yet marked
         queued. Costs nothing while nobody is at a cap."""
         async with self.connector.transaction(readonly=True) as db:
-            busy = await BusyTurns.read(db)
+            busy = await BusyTurns.read(db, limits)
             if busy.full(limits):
                 rows = await db.all("held_back_all", {"limit": limit})
-            elif capped := busy.capped(limits):
+            elif capped := busy.capped():
                 rows = await db.all("held_back_of", {"people": json.dumps(capped), "limit": limit})
             else:
                 return []

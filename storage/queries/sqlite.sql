@@ -40,11 +40,20 @@ ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET head_id = claims.head
 UPDATE claims SET head_id = :item, head_user = :user
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND head_id IS NULL;
 
--- name: busy_turns
--- The running turns that count against the caps, by person: one claim row per running turn.
-SELECT team_id, admitted_user, COUNT(*) FROM claims
+-- name: people_at_cap
+-- The people whose running turns (one claim row each) reach :cap: none, mostly.
+SELECT team_id, admitted_user FROM claims
 WHERE admitted_user IS NOT NULL AND lease_until >= :now
-GROUP BY team_id, admitted_user;
+GROUP BY team_id, admitted_user HAVING COUNT(*) >= :cap;
+
+-- name: turns_running
+-- Running turns that count against the caps: everyone's.
+SELECT COUNT(*) FROM claims WHERE admitted_user IS NOT NULL AND lease_until >= :now;
+
+-- name: turns_running_of
+-- Running turns that count against the caps: one person's.
+SELECT COUNT(*) FROM claims
+WHERE team_id = :team AND admitted_user = :user AND lease_until >= :now;
 
 -- name: claimable_threads
 -- Free threads by their head, oldest first; a new turn of someone at a cap (:capped, or
