@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from dataclasses import dataclass, replace
 
 import aiohttp
@@ -25,12 +26,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import Store, open_store
 
+from .channels.book import ChannelSettingsBook
+from .channels.file import SettingsFile
+from .channels.keys import Keys
 from .config import Settings
 from .errors import StartupError
 from .jobs.maintenance import maintain
 from .listeners import Intake, register_listeners
 from .listeners.errors import TolerantApp
-from .model.catalog import ModelLimits, model_limits
+from .model.catalog import ModelCatalog, ModelLimits, model_limits
 from .model.errors import api_message
 from .model.request import ModelSettings
 from .model.skills import skills_in_use
@@ -50,7 +54,7 @@ from .turn.prompt import Prompts
 from .turn.resets import Resets
 from .turn.runner import TurnRunner
 from .turn.shared_files import FileIntake
-from .workspaces import ChannelSettings, SingleWorkspace
+from .workspaces import SingleWorkspace
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +72,18 @@ class Runtime:
     app: AsyncApp
     maintenance: asyncio.Task[None]
     metrics: Metrics
+    channels: ChannelSettingsBook
+
+    def reload_settings(self) -> None:
+        """`SIGHUP`: read the settings file again (its problems are logged; nothing stops)."""
+        if self.channels.file is not None:
+            self.channels.file.reload_soon()
 
     async def close(self) -> None:
+        if self.channels.file is not None:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await self.channels.file.close()
         await stop_tasks([self.maintenance])
         await self.engine.shutdown(self.settings.shutdown_grace_seconds)
         await self.http.close()
@@ -93,9 +107,11 @@ def slack_client(settings: Settings, metrics: Metrics, store: Store) -> AsyncWeb
     )
 
 
-def channel_defaults(settings: Settings, limits: ModelLimits, skills: tuple[SkillParams, ...] = ()) -> ChannelSettings:
-    """What every channel gets unless it has settings of its own."""
-    model = ModelSettings(
+def process_model_settings(
+    settings: Settings, limits: ModelLimits, skills: tuple[SkillParams, ...] = ()
+) -> ModelSettings:
+    """The model request every channel makes unless its settings say otherwise."""
+    return ModelSettings(
         model=settings.anthropic_model,
         tool_version=settings.code_execution_tool,
         max_tokens=limits.max_tokens,
@@ -103,7 +119,31 @@ def channel_defaults(settings: Settings, limits: ModelLimits, skills: tuple[Skil
         web=settings.web,
         skills=skills,
     )
-    return ChannelSettings(model=model, follow_ups=settings.follow_ups)
+
+
+def process_keys(settings: Settings, skill_names: tuple[str, ...]) -> Keys:
+    """The process settings as the bottom layer of every channel's settings."""
+    return Keys(
+        model=settings.anthropic_model, skills=skill_names, web_fetch=settings.web.fetch,
+        web_search=settings.web.search, follow_ups=settings.follow_ups,
+    )
+
+
+async def channel_settings(
+    settings: Settings, claude: anthropic.AsyncAnthropic, store: Store, limits: ModelLimits
+) -> ChannelSettingsBook:
+    """The channels' settings: the process's, the settings file's (read now: its problems stop
+    start-up) and what admins set in Slack."""
+    shelf, names = await skills_in_use(claude, store, settings.skills, settings.custom_skills_dir)
+    catalog = ModelCatalog(claude, limits, settings.max_tokens)
+    file = None
+    if settings.settings_file:
+        file = SettingsFile(settings.settings_file, skills=tuple(shelf), check_model=catalog.problem)
+        await file.load()
+    base = process_model_settings(settings, limits, tuple(shelf[name] for name in names))
+    return ChannelSettingsBook(
+        process=process_keys(settings, names), base=base, store=store, catalog=catalog, shelf=shelf, file=file
+    )
 
 
 def as_configured(settings: Settings, limits: ModelLimits) -> ModelLimits:
@@ -138,6 +178,7 @@ def access_policy(settings: Settings) -> AccessPolicy:
         admin_users=settings.admin_users,
         allow_guests=settings.allow_guests,
         allow_external=settings.allow_external_users,
+        members_change_settings=settings.channel_settings_by == "members",
     )
 
 
@@ -147,10 +188,14 @@ async def create_runtime(settings: Settings) -> Runtime:
     the process alive) and raises `StartupError` with one line for the operator."""
     opened = contextlib.AsyncExitStack()
     try:
-        return await _assemble(settings, opened)
+        runtime = await _assemble(settings, opened)
     except BaseException:
         await opened.aclose()
         raise
+    if runtime.channels.file is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, runtime.reload_settings)
+    return runtime
 
 
 async def identify(workspaces: SingleWorkspace, settings: Settings) -> None:
@@ -178,9 +223,12 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         settings.database_url, pool_size=settings.database_pool_size, acquire_seconds=settings.database_acquire_seconds
     )
     opened.push_async_callback(store.close)
-    skills = await skills_in_use(claude, store, settings.skills, settings.custom_skills_dir)
+    channels = await channel_settings(settings, claude, store, limits)
+    if channels.file is not None:
+        channels.file.watch()
+        opened.push_async_callback(channels.file.close)
     slack = slack_client(settings, metrics, store)
-    workspaces = SingleWorkspace(slack, access_policy(settings), channel_defaults(settings, limits, skills))
+    workspaces = SingleWorkspace(slack, access_policy(settings), channels)
     await identify(workspaces, settings)
     http = aiohttp.ClientSession()
     opened.push_async_callback(http.close)
@@ -241,4 +289,4 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
             interval_seconds=settings.maintenance_interval_seconds,
         )
     )
-    return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics)
+    return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics, channels)

@@ -21,12 +21,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import POSTGRES_SCHEMES, open_store
 from storage.connector import migrations
 
-from .app import as_configured, channel_defaults
+from .app import as_configured, process_model_settings
+from .channels.file import read_settings_file
 from .config import DEFAULTS, Settings, load_settings
 from .errors import ConfigError, StartupError
-from .model.catalog import ModelLimits, ModelUnusable, model_limits
+from .model.catalog import ModelCatalog, ModelLimits, ModelUnusable, model_limits
 from .model.errors import api_message
-from .model.skills import custom_folders, too_many
+from .model.skills import ANTHROPIC_SKILLS, custom_folders, too_many
 
 # The bot scopes manifest.yml declares (a test holds the two together).
 BOT_SCOPES = (
@@ -129,10 +130,13 @@ async def check_anthropic(settings: Settings) -> list[CheckResult]:
         model, limits = await _check_model(client, settings)
         if limits is None:
             return [model]
-        return [
+        results = [
             model, await _check_tool(client, settings, limits), await _check_skills(client, settings),
             await _check_files(client),
         ]
+        if settings.settings_file:
+            results.append(await _check_settings_file(client, settings, limits))
+        return results
     except anthropic.AuthenticationError as error:
         return [failed("anthropic key", f"refused ({api_message(error)})",
                        "put a valid key from console.anthropic.com in ANTHROPIC_API_KEY")]
@@ -169,7 +173,7 @@ async def _check_model(
 
 
 async def _check_tool(client: anthropic.AsyncAnthropic, settings: Settings, limits: ModelLimits) -> CheckResult:
-    request = channel_defaults(settings, limits).model  # the tool exactly as a turn sends it
+    request = process_model_settings(settings, limits)  # the tool exactly as a turn sends it
     try:
         count = await client.messages.count_tokens(
             model=request.model, messages=[{"role": "user", "content": "ping"}], tools=request.tools()
@@ -203,6 +207,24 @@ async def _check_skills(client: anthropic.AsyncAnthropic, settings: Settings) ->
         for f in folders
     ]
     return passed("skills", ", ".join(parts) if parts else "none (SKILLS=none)")
+
+
+async def _check_settings_file(
+    client: anthropic.AsyncAnthropic, settings: Settings, limits: ModelLimits
+) -> CheckResult:
+    """The settings file as start-up reads it: every problem on a line of its own."""
+    path = settings.settings_file or ""
+    try:
+        folders = await custom_folders(settings.custom_skills_dir)
+    except StartupError:
+        folders = []  # the skills check says why
+    catalog = ModelCatalog(client, limits, settings.max_tokens)
+    skills = (*ANTHROPIC_SKILLS, *(folder.name for folder in folders))
+    read, problems = await read_settings_file(path, skills=skills, check_model=catalog.problem)
+    if problems:
+        heading = f"{len(problems)} problem(s); fix each named key (the README lists the keys and their values):"
+        return failed("settings file", "\n  ".join([heading, *problems]), "")
+    return passed("settings file", f"{path}: {len(read.channels)} channel(s), {len(read.workspaces)} workspace(s)")
 
 
 async def _check_files(client: anthropic.AsyncAnthropic) -> CheckResult:

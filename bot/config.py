@@ -16,6 +16,7 @@ from dotenv import find_dotenv, load_dotenv
 from storage import ACQUIRE_SECONDS, POOL_SIZE, TurnLimits
 
 from . import config_values as values
+from .channels.keys import FollowUps
 from .errors import ConfigError
 from .model.catalog import DEFAULT_MODEL, prices_for
 from .model.request import DEFAULT_SYSTEM_PROMPT
@@ -23,7 +24,6 @@ from .model.skills import ANTHROPIC_SKILLS
 from .model.web import WebTools
 from .policy.budgets import Budget
 from .policy.usage import Prices
-from .workspaces import FollowUps
 
 T = TypeVar("T")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -86,6 +86,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RETENTION_DAYS", "30", "a thread idle this long loses its files and stored history"),
     Setting("MAINTENANCE_INTERVAL_SECONDS", "3600", "how often pruning and retention run"),
     Setting("FOLLOW_UPS", "all", "mention: in busy threads only messages that mention the bot start a turn"),
+    Setting(
+        "SETTINGS_FILE", "", "a TOML file of per-channel and per-workspace settings, read again on SIGHUP and change",
+        "none",
+    ),
+    Setting(
+        "CHANNEL_SETTINGS_BY", "admins", "members: a channel's members may also change its settings in Slack"
+    ),
     Setting("LOG_FORMAT", "text", "json: one JSON object per log line"),
     Setting("TURN_TIMEOUT_MINUTES", "15", "a turn running longer is stopped, with a message in the thread"),
     Setting("FILE_TIMEOUT_SECONDS", "60", "a file transfer that makes no progress this long is given up"),
@@ -155,6 +162,9 @@ class Settings:
     maintenance_interval_seconds: float
     log_format: str
     follow_ups: FollowUps
+    settings_file: str | None
+    channel_settings_by: str
+    """`admins` (ADMIN_USERS and the workspace's admins and owners) or `members` (also the channel's)."""
     turn_timeout_seconds: float
     file_timeout_seconds: float
     max_output_files: int
@@ -257,6 +267,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         maintenance_interval_seconds=read("MAINTENANCE_INTERVAL_SECONDS", values.positive),
         log_format=read("LOG_FORMAT", values.choice, ("text", "json")),
         follow_ups=read("FOLLOW_UPS", values.follow_ups),
+        settings_file=get("SETTINGS_FILE") or None,
+        channel_settings_by=read("CHANNEL_SETTINGS_BY", values.choice, ("admins", "members")),
         turn_timeout_seconds=read("TURN_TIMEOUT_MINUTES", values.whole_number) * 60.0,
         file_timeout_seconds=read("FILE_TIMEOUT_SECONDS", values.positive),
         max_output_files=read("MAX_OUTPUT_FILES", values.whole_number),

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from typing import TypeVar
 from urllib.parse import urlparse
 
+from .channels.keys import FollowUps
 from .errors import ConfigError
 from .policy.budgets import Budget, parse_budget
 from .policy.usage import Prices, parse_prices
-from .workspaces import FollowUps
 
 N = TypeVar("N", int, float)
 

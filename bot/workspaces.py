@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from .model.request import ModelSettings
+from .channels.book import ChannelSettings, ChannelSettingsBook
 from .outbound.stream import StreamSupport
 from .policy.access import AccessControl, AccessPolicy
 
 logger = logging.getLogger(__name__)
-
-FollowUps = Literal["all", "mention"]
-
-
-@dataclass(frozen=True)
-class ChannelSettings:
-    """How threadbox behaves in one channel: the model request, and which follow-ups it answers."""
-
-    model: ModelSettings
-    follow_ups: FollowUps
 
 
 @dataclass(frozen=True)
@@ -40,15 +30,15 @@ class Workspace:
     bot_user_id: str
     client: AsyncWebClient
     access: AccessControl
-    channel_defaults: ChannelSettings
+    channels: ChannelSettingsBook
     url: str | None = None
     """`https://acme.slack.com/`, for links to threads without a `chat.getPermalink` each."""
     streams: StreamSupport = field(default_factory=StreamSupport)
     """What this workspace's Slack accepts on a stream (learned by the first answer)."""
 
-    def settings_for(self, channel_id: str) -> ChannelSettings:
-        """The settings of one channel (today every channel has the workspace's defaults)."""
-        return self.channel_defaults
+    async def settings_for(self, channel_id: str) -> ChannelSettings:
+        """The settings of one channel, as its layers leave them now."""
+        return await self.channels.settings_for(self.team_id, channel_id)
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Workspace:
         """Bolt deep-copies a request's context for each lazy listener: the copy is this same
@@ -66,10 +56,10 @@ class WorkspaceResolver(Protocol):
 class SingleWorkspace:
     """The one workspace a bot token (`SLACK_BOT_TOKEN`) is installed in."""
 
-    def __init__(self, client: AsyncWebClient, policy: AccessPolicy, channel_defaults: ChannelSettings) -> None:
+    def __init__(self, client: AsyncWebClient, policy: AccessPolicy, channels: ChannelSettingsBook) -> None:
         self._client = client
         self._policy = policy
-        self._channel_defaults = channel_defaults
+        self._channels = channels
         self._workspace: Workspace | None = None
 
     async def start(self) -> Workspace:
@@ -83,7 +73,7 @@ class SingleWorkspace:
             bot_user_id=str(identity["user_id"]),
             client=self._client,
             access=AccessControl(self._client, self._policy, home_team_id=team_id),
-            channel_defaults=self._channel_defaults,
+            channels=self._channels,
             url=_string(url),
         )
         return self._workspace

@@ -9,6 +9,7 @@ import sqlite3
 
 import asyncpg
 
+from .channel_settings import StoredSettings
 from .models import (
     Claim,
     Conversation,
@@ -87,6 +88,7 @@ __all__ = [
     "ResetRequest",
     "SQLiteStore",
     "StopOutcome",
+    "StoredSettings",
     "Store",
     "ThreadKey",
     "ThreadSummary",

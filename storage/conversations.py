@@ -47,6 +47,7 @@ class ConversationStore:
             container_expires_at=float(expires) if expires is not None else None,
             history=history,
             skills=json.loads(row[2]) if row and row[2] is not None else None,
+            settings_seen=row[3] if row else None,
         )
 
     async def save_turn(
@@ -61,6 +62,7 @@ class ConversationStore:
         earlier_history: Sequence[Mapping[str, Any]] | None = None,
         lease: Lease | None = None,
         skills: Sequence[Mapping[str, Any]] | None = None,
+        settings_seen: str | None = None,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
         files it still has to deliver, atomically: a crash later never runs the model again.
@@ -89,6 +91,8 @@ class ConversationStore:
             await db.execute("keep_container", {**key, **container})
             if skills is not None:  # the thread's first list stays until it is reset
                 await db.execute("keep_skills", {**key, "skills": json.dumps(list(skills))})
+            if settings_seen is not None:
+                await db.execute("keep_settings_seen", {**key, "seen": settings_seen})
             files = json.dumps([list(f) for f in user_files])
             await db.execute("mark_answered", {"item": item_id, "user_files": files})
             owed = [{"item": item_id, "position": n, "file_id": file_id} for n, file_id in enumerate(outputs)]

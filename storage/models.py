@@ -209,6 +209,8 @@ class Conversation:
     history: list[dict[str, Any]]
     skills: list[dict[str, Any]] | None = None
     """The skills the thread was first answered with (None: not answered since its last reset)."""
+    settings_seen: str | None = None
+    """What the thread's last turn ran with (`ChannelSettings.seen`): a change is told once."""
 
 
 @dataclass(frozen=True)

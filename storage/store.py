@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .channel_settings import ChannelSettingsStore
 from .connector import Connector, migrations
 from .conversations import ConversationStore
 from .deliveries import DeliveryStore
@@ -20,9 +21,9 @@ from .usage import UsageStore
 __all__ = ["LeaseLost", "Store", "migrations"]
 
 
-class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore):
-    """Conversations, their history, the durable per-thread queue with its leases, usage, and
-    what people look at and think of the answers."""
+class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore, ChannelSettingsStore):
+    """Conversations, their history, the durable per-thread queue with its leases, usage,
+    what people look at and think of the answers, and the channels' settings."""
 
     def __init__(self, connector: Connector) -> None:
         self.connector = connector

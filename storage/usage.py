@@ -37,9 +37,12 @@ class UsageStore:
         """Everything a thread's turns used, resets included."""
         return _usage(await self.connector.one("thread_usage", thread_params(thread)))
 
-    async def user_usage(self, team_id: str, user_id: str, since: float = 0.0) -> Usage:
-        """Everything one person's turns used since `since` (epoch seconds), in every thread."""
-        return _usage(await self.connector.one("user_usage", {"team": team_id, "user": user_id, "since": since}))
+    async def user_usage(self, team_id: str, user_id: str, since: float = 0.0, channel_id: str | None = None) -> Usage:
+        """Everything one person's turns used since `since` (epoch seconds), in every thread
+        (or in one channel's)."""
+        return _usage(await self.connector.one(
+            "user_usage", {"team": team_id, "user": user_id, "since": since, "channel": channel_id}
+        ))
 
     async def team_usage(self, team_id: str, since: float = 0.0) -> Usage:
         """Everything a workspace's turns used since `since` (epoch seconds)."""

@@ -659,3 +659,17 @@ async def test_on_sqlite_a_caller_cancelled_as_it_is_handed_the_connection_passe
     queued = await asyncio.wait_for(second, 5)
     assert queued is not None and not queued.waits  # the cancelled message was never stored
     await sqlite_store.check_writable()
+
+
+async def test_a_channels_settings_are_replaced_whole_and_the_previous_ones_returned(store: Store) -> None:
+    assert await store.keep_channel_settings("T1", "C1", {"model": "claude-opus-5-5"}, "U1") is None
+    before = await store.keep_channel_settings("T1", "C1", {"effort": "low", "skills": ["pdf"]}, "U2")
+    assert before is not None and before.values == {"model": "claude-opus-5-5"} and before.changed_by == "U1"
+    await store.keep_channel_settings("T1", "dm", {"follow_ups": "mention"}, "U3")
+    await store.keep_channel_settings("T2", "C1", {"web_search": True}, "U4")
+    now = await store.channel_settings("T1", "C1")
+    assert now is not None and now.values == {"effort": "low", "skills": ["pdf"]} and now.changed_by == "U2"
+    assert abs(now.changed_at - time.time()) < 60
+    assert set(await store.team_channel_settings("T1")) == {"C1", "dm"}  # never another workspace's
+    last = await store.keep_channel_settings("T1", "C1", {}, "U2")  # nothing set: the row goes
+    assert last is not None and await store.channel_settings("T1", "C1") is None

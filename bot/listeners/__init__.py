@@ -11,7 +11,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from ..workspaces import WorkspaceResolver
-from . import agent, assistant, feedback, home, messages, resets, stops
+from . import agent, assistant, feedback, home, messages, resets, settings, stops
 from .errors import on_unhandled_error
 from .intake import Intake
 from .workspace import find_workspace
@@ -20,7 +20,7 @@ from .workspace import find_workspace
 HANDLED_EVENTS = (messages.MENTION_EVENT, messages.MESSAGE_EVENT, home.HOME_OPENED_EVENT, *agent.AGENT_EVENTS)
 # What installs made before `agent_view` still send (their manifest had `assistant_view`).
 LEGACY_EVENTS = assistant.ASSISTANT_EVENTS
-HANDLED_COMMANDS = (resets.RESET_COMMAND,)
+HANDLED_COMMANDS = (resets.RESET_COMMAND, settings.THREADBOX_COMMAND)
 HANDLED_SHORTCUTS = (resets.RESET_SHORTCUT_ID,)
 
 
@@ -28,7 +28,7 @@ def register_listeners(app: AsyncApp, intake: Intake, workspaces: WorkspaceResol
     """Wire every Slack surface the manifest declares to the queue, each request with its workspace."""
     app.error(on_unhandled_error)
     app.use(find_workspace(workspaces))
-    for feature in (messages, agent, assistant, resets, stops, feedback, home):
+    for feature in (messages, agent, assistant, resets, stops, feedback, home, settings):
         feature.register(app, intake)
 
 

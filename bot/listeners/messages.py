@@ -45,7 +45,7 @@ def register(app: AsyncApp, intake: Intake) -> None:
             return
         if await handled_as_stop(intake, workspace, message):
             return
-        if in_our_thread and workspace.settings_for(message.thread.channel_id).follow_ups == "mention":
+        if in_our_thread and (await workspace.settings_for(message.thread.channel_id)).follow_ups == "mention":
             await intake.store.add_note(message)  # context for the next message that mentions the bot
         else:
             await intake.queue.submit(message, addressed=addressed)

@@ -8,7 +8,7 @@ execution tool, stops start-up with one line; a deprecated one is warned about.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anthropic
 from anthropic.types import ModelInfo
@@ -57,6 +57,40 @@ class ModelLimits:
             return None
         when = f" on {self.retires_at}" if self.retires_at else ""
         return f"{self.model} is deprecated and will be retired{when}: move ANTHROPIC_MODEL to a current model"
+
+
+class ModelCatalog:
+    """The limits of every model a channel may name, asked of the API once each: the
+    configured model's as the settings leave them, another's as the API gives them (under
+    `ANTHROPIC_MAX_TOKENS` when that is set)."""
+
+    def __init__(
+        self, client: anthropic.AsyncAnthropic, configured: ModelLimits, max_tokens: int | None = None
+    ) -> None:
+        self._client = client
+        self._max_tokens = max_tokens
+        self._known: dict[str, ModelLimits] = {configured.model: configured}
+
+    @property
+    def configured(self) -> ModelLimits:
+        return next(iter(self._known.values()))
+
+    async def limits(self, model: str) -> ModelLimits:
+        """`ModelUnusable` when the model cannot run turns (unknown, retired, no code tool)."""
+        if model not in self._known:
+            limits = await model_limits(self._client, model)
+            if self._max_tokens:
+                limits = replace(limits, max_tokens=min(limits.max_tokens, self._max_tokens))
+            self._known[model] = limits
+        return self._known[model]
+
+    async def problem(self, model: str) -> str | None:
+        """Why `model` cannot run turns, or None when it can."""
+        try:
+            await self.limits(model)
+        except ModelUnusable as unusable:
+            return unusable.problem
+        return None
 
 
 def prices_for(model: str) -> Prices:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
-from anthropic.types import CacheControlEphemeralParam, SkillParams, TextBlockParam, ToolUnionParam
+from anthropic import Omit, omit
+from anthropic.types import CacheControlEphemeralParam, OutputConfigParam, SkillParams, TextBlockParam, ToolUnionParam
 
 from .web import WebTools
 
@@ -35,7 +36,7 @@ DEFAULT_SYSTEM_PROMPT = (
 
 @dataclass(frozen=True)
 class ModelSettings:
-    """The model request's own settings (a channel may later have its own)."""
+    """The model request's own settings (each channel may have its own)."""
 
     model: str
     tool_version: str
@@ -45,6 +46,15 @@ class ModelSettings:
     web: WebTools = field(default_factory=WebTools)
     skills: tuple[SkillParams, ...] = ()
     """The skills a new thread starts with (a thread keeps the list it started with)."""
+    effort: str | None = None
+    """`output_config.effort`; None leaves it to the model."""
+    context_window: int | None = None
+    """The model's window, where it is not the configured model's."""
+
+    def output_config(self) -> OutputConfigParam | Omit:
+        if self.effort is None:
+            return omit
+        return cast(OutputConfigParam, {"effort": self.effort})
 
     def system(self) -> list[TextBlockParam]:
         return [{"type": "text", "text": self.system_prompt, "cache_control": EPHEMERAL}]

@@ -44,14 +44,19 @@ def anthropic_skills(names: tuple[str, ...]) -> list[SkillParams]:
 
 async def skills_in_use(
     claude: anthropic.AsyncAnthropic, store: Store, names: tuple[str, ...], custom_dir: str | None
-) -> tuple[SkillParams, ...]:
-    """Every skill a new thread gets; a broken custom skill, or more than `MAX_SKILLS` (found
-    before anything is uploaded), stops start-up."""
+) -> tuple[dict[str, SkillParams], tuple[str, ...]]:
+    """The skills a channel may choose from (Anthropic's, and each custom folder, uploaded), by
+    name, and the names a new thread gets unless its channel says otherwise: `names` and every
+    custom skill. A broken custom skill, or more than `MAX_SKILLS` (found before anything is
+    uploaded), stops start-up."""
     folders = await custom_folders(custom_dir)
     problem = too_many(len(names) + len(folders))
     if problem:
         raise StartupError(problem)
-    return (*anthropic_skills(names), *[await uploaded(claude, store, folder) for folder in folders])
+    shelf: dict[str, SkillParams] = {name: anthropic_skills((name,))[0] for name in ANTHROPIC_SKILLS}
+    for folder in folders:
+        shelf[folder.name] = await uploaded(claude, store, folder)
+    return shelf, (*names, *(folder.name for folder in folders))
 
 
 def too_many(count: int) -> str | None:

@@ -122,7 +122,7 @@ class ClaudeTurns:
     def window(self, settings: ModelSettings) -> ContextWindow:
         key = json.dumps([settings.model, settings.system(), settings.tools(), settings.skills])
         if key not in self._windows:
-            self._windows[key] = ContextWindow(self.context_window, overhead_chars=len(key))
+            self._windows[key] = ContextWindow(settings.context_window or self.context_window, overhead_chars=len(key))
         return self._windows[key]
 
     async def run(
@@ -241,6 +241,7 @@ class ClaudeTurns:
             tools=settings.tools(),
             container=container_param(result.container_id, settings.skills),
             cache_control=EPHEMERAL,
+            output_config=settings.output_config(),
         ) as stream:
             started, finished, shown = False, 0, False
             try:

@@ -23,6 +23,7 @@ STOP_ACTION_ID = "stop_turn"
 RESET_ACTION_ID = "reset_thread"
 HOME_RESET_ACTION_ID = "home_reset_thread"
 FEEDBACK_ACTION_ID = "answer_feedback"
+EDIT_SETTINGS_ACTION_ID = "edit_channel_settings"
 RATINGS = ("good", "bad")
 # A context block's text is cut here (Slack refuses more than 3,000 characters).
 CONTEXT_TEXT_LIMIT = 2900

@@ -16,13 +16,15 @@ from typing import Any
 
 from storage import PersonThread, Store, ThreadKey, Usage
 
+from ..channels.keys import DM_ENTRY, Keys, read_keys
 from ..errors import SLACK_ERRORS
 from ..policy.access import AccessControl
 from ..policy.budgets import DAY_SECONDS, Budgets, start_of_utc_day
 from ..policy.usage import Prices, dollars, web_words
 from ..threads import is_dm
 from ..workspaces import Workspace
-from .blocks import context, header, reset_button, section
+from .blocks import EDIT_SETTINGS_ACTION_ID, context, header, reset_button, section
+from .settings_view import described, where
 from .text import escape_mrkdwn, quoted
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,38 @@ class HomeTab:
             blocks.append(section(empty_state(bot_user_id)))
         if access.is_admin(user_id):
             blocks.extend(await self._workspace_totals(team_id, now))
+        if access.is_admin(user_id) or await access.is_workspace_admin(user_id):
+            blocks.extend(await self._channel_settings(workspace, team_id))
         return {"type": "home", "blocks": blocks}
+
+    # --- the channels' settings, for admins ---------------------------------------------------
+
+    async def _channel_settings(self, workspace: Workspace, team_id: str) -> list[dict[str, Any]]:
+        """Each channel with settings of its own (in the settings file or set in Slack): what
+        is set, by whom, and an *Edit* button that opens its settings."""
+        book = workspace.channels
+        stored = await self.store.team_channel_settings(team_id)
+        in_file = book.file.current.channels if book.file is not None else {}
+        entries = sorted(set(stored) | set(in_file), key=lambda entry: (entry != DM_ENTRY, entry))
+        if not entries:
+            return []
+        blocks: list[dict[str, Any]] = [{"type": "divider"}, header("Channel settings")]
+        for entry in entries[:TABLE_ROWS]:
+            lines = []
+            file_keys = in_file.get(entry, Keys()).set_here()
+            if file_keys:
+                lines.append(f"settings file: {described(file_keys)}")
+            if entry in stored:
+                slack_keys, _ = read_keys(stored[entry].values, skills=book.skill_names)
+                by = stored[entry]
+                when = slack_date(by.changed_at, "{date_short_pretty}")
+                lines.append(f"set in Slack by <@{by.changed_by}> ({when}): {described(slack_keys.set_here())}")
+            button = {"type": "button", "action_id": EDIT_SETTINGS_ACTION_ID, "value": entry,
+                      "text": {"type": "plain_text", "text": "Edit"}}
+            blocks.append(section(f"*{where(entry)}*\n" + "\n".join(lines), accessory=button))
+        if len(entries) > TABLE_ROWS:
+            blocks.append(context(f"…and {len(entries) - TABLE_ROWS} more channels with settings of their own."))
+        return blocks
 
     # --- the person's threads ---------------------------------------------------------------
 

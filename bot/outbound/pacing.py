@@ -42,6 +42,7 @@ METHOD_TIERS = {
     "users.info": TIER_4,
     "users.list": TIER_2,
     "views.publish": TIER_4,
+    "views.open": TIER_4,
     "assistant.threads.setStatus": TIER_3,
     "assistant.threads.setTitle": TIER_3,
     "assistant.threads.setSuggestedPrompts": TIER_3,

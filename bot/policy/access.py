@@ -44,6 +44,8 @@ class AccessPolicy:
     admin_users: frozenset[str] = frozenset()
     allow_guests: bool = False
     allow_external: bool = False
+    members_change_settings: bool = False
+    """`CHANNEL_SETTINGS_BY=members`: a channel's members may change its settings too."""
 
 
 # The refusal of someone who is not in a thread's conversation.
@@ -100,6 +102,8 @@ class Person:
     team_id: str
     is_guest: bool
     name: str
+    is_workspace_admin: bool = False
+    """A Slack admin or owner of their workspace."""
 
 
 def person_of(user: dict[str, Any]) -> Person:
@@ -108,6 +112,7 @@ def person_of(user: dict[str, Any]) -> Person:
     return Person(
         team_id=str(user.get("team_id") or ""),
         is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
+        is_workspace_admin=bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner")),
         name=str(
             profile.get("display_name") or profile.get("real_name") or user.get("real_name")
             or user.get("name") or user.get("id") or ""
@@ -169,6 +174,28 @@ class AccessControl:
         if decision.allowed and not await self.can_see(user_id, thread):
             return Decision(False, NOT_IN_CONVERSATION)
         return decision
+
+    async def may_change_settings(self, user_id: str, channel_id: str) -> bool:
+        """Whether this person may change a channel's settings: threadbox's admins
+        (`ADMIN_USERS`) and the workspace's Slack admins and owners anywhere, and with
+        `CHANNEL_SETTINGS_BY=members` a channel's members their channel's (never the DMs'
+        entry, which every DM shares)."""
+        if self.is_admin(user_id) or await self.is_workspace_admin(user_id):
+            return True
+        if not self.policy.members_change_settings or is_dm(channel_id):
+            return False
+        if not (await self.check(user_id, channel_id)).allowed:
+            return False
+        return await self.can_see(user_id, ThreadKey(self.home_team_id, channel_id, ""))
+
+    async def is_workspace_admin(self, user_id: str) -> bool:
+        """A Slack admin or owner of this workspace (not of another one in a shared channel)."""
+        try:
+            person = await self._person(user_id)
+        except SLACK_ERRORS as error:
+            logger.info("users.info for %s failed: %s", user_id, error)
+            return False
+        return person.is_workspace_admin and person.team_id in ("", self.home_team_id)
 
     async def name(self, user_id: str) -> str:
         """The name people see for `user_id`; the id itself when Slack will not say."""

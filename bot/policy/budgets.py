@@ -46,26 +46,30 @@ def parse_budget(text: str) -> Budget | None:
 class BudgetStop:
     """Why a turn may not start, for the person who asked."""
 
-    scope: str  # "person" or "workspace"
+    scope: str  # "person", "channel" (a person's budget in one channel) or "workspace"
     budget: Budget
     resets_at: float
 
     @property
     def note(self) -> str:
-        budget = self.budget.describe()
-        return f":money_with_wings: {self._whose} daily threadbox budget ({budget}) is used up. {self._reset}"
+        budget, whose = self.budget.describe(), self._whose
+        return f":money_with_wings: {whose} daily threadbox budget{self._where} ({budget}) is used up. {self._reset}"
 
     @property
     def note_during_turn(self) -> str:
         """Why a running turn ended before its next step."""
         return (
             f":money_with_wings: I stopped here: going on would pass {self._whose.lower()} daily threadbox budget"
-            f" ({self.budget.describe()}). What was done so far stays. {self._reset}"
+            f"{self._where} ({self.budget.describe()}). What was done so far stays. {self._reset}"
         )
 
     @property
     def _whose(self) -> str:
-        return "Your" if self.scope == "person" else "This workspace's"
+        return {"person": "Your", "channel": "Your"}.get(self.scope, "This workspace's")
+
+    @property
+    def _where(self) -> str:
+        return " in this channel" if self.scope == "channel" else ""
 
     @property
     def _reset(self) -> str:
@@ -83,21 +87,28 @@ class Budgets:
         self.per_workspace = per_workspace
 
     async def stop_for(
-        self, team_id: str, user_id: str, *, item_id: int | None = None, running: Usage | None = None
+        self, team_id: str, user_id: str, *, item_id: int | None = None, running: Usage | None = None,
+        channel: tuple[str, Budget] | None = None,
     ) -> BudgetStop | None:
         """None when the person may start (or, with `running`, go on with) a turn now.
 
         Counted: today's booked usage, what the other running turns have reserved (their next
         request's input, booked before it goes out), and `running`, what turn `item_id` has
-        used so far."""
+        used so far. `channel`: the turn's channel and its own budget per person, if it has one
+        (what the person's other turns reserved counts against it too)."""
         day_start = start_of_utc_day(time.time())
         resets_at = day_start + DAY_SECONDS
         so_far = running or Usage()
-        if self.per_person is not None:
-            mine = await self.store.user_usage(team_id, user_id, since=day_start)
+        checks: list[tuple[Budget | None, str | None, str]] = [(self.per_person, None, "person")]
+        if channel is not None:
+            checks.insert(0, (channel[1], channel[0], "channel"))
+        for budget, channel_id, scope in checks:
+            if budget is None:
+                continue
+            mine = await self.store.user_usage(team_id, user_id, since=day_start, channel_id=channel_id)
             reserved = Usage(input_tokens=await self.store.reserved_input(team_id, user_id, excluding=item_id))
-            if self.per_person.spent(mine + so_far + reserved, self.prices) >= self.per_person.amount:
-                return BudgetStop("person", self.per_person, resets_at)
+            if budget.spent(mine + so_far + reserved, self.prices) >= budget.amount:
+                return BudgetStop(scope, budget, resets_at)
         if self.per_workspace is not None:
             ours = await self.store.team_usage(team_id, since=day_start)
             reserved = Usage(input_tokens=await self.store.reserved_input(team_id, excluding=item_id))
@@ -105,9 +116,9 @@ class Budgets:
                 return BudgetStop("workspace", self.per_workspace, resets_at)
         return None
 
-    @property
-    def any(self) -> bool:
-        return self.per_person is not None or self.per_workspace is not None
+    def any(self, channel_budget: Budget | None = None) -> bool:
+        """Whether any budget applies (a channel's own included)."""
+        return self.per_person is not None or self.per_workspace is not None or channel_budget is not None
 
 
 def start_of_utc_day(now: float) -> float:

@@ -17,6 +17,7 @@ from ..outbound.notices import tell_privately
 from ..policy.budgets import Budgets
 from .context import TurnContext
 from .prompt import request_text
+from .spending import channel_budget
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ class TurnChecks:
         if turn.workspace.access.is_admin(message.user_id):
             return False
         # What turns running now have reserved counts too: a burst is held as its usage will be.
-        spent = await self.budgets.stop_for(message.thread.team_id, message.user_id, item_id=turn.item.id)
+        spent = await self.budgets.stop_for(
+            message.thread.team_id, message.user_id, item_id=turn.item.id, channel=channel_budget(turn)
+        )
         if spent is None:
             return False
         audit("budget_stop", message.thread, scope=spent.scope, user=message.user_id)

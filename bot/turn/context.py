@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 from storage import InboxMessage, QueueItem, ThreadKey
 
+from ..channels.book import ChannelSettings
 from ..outbound.blocks import thread_value
 from ..outbound.notices import say, say_problems
 from ..outbound.state import ReplyTarget
 from ..threads import reply_thread_ts
-from ..workspaces import ChannelSettings, Workspace
+from ..workspaces import Workspace
 
 
 @dataclass
@@ -45,14 +46,15 @@ class TurnContext:
     """When the turn started (`time.monotonic()`), for its metrics."""
 
     @classmethod
-    def for_item(cls, item: QueueItem, workspace: Workspace, stop: StopSignal, started: float) -> TurnContext:
+    async def for_item(cls, item: QueueItem, workspace: Workspace, stop: StopSignal, started: float) -> TurnContext:
+        """The item's turn, with its channel's settings as they are now."""
         target = ReplyTarget(
             channel_id=item.thread.channel_id,
             thread_ts=reply_thread_ts(item.thread),
             team_id=item.thread.team_id,
             user_id=item.user_id,
         )
-        return cls(item, workspace, workspace.settings_for(item.thread.channel_id), target, stop, started)
+        return cls(item, workspace, await workspace.settings_for(item.thread.channel_id), target, stop, started)
 
     @property
     def thread(self) -> ThreadKey:

@@ -105,7 +105,8 @@ class TurnRunner:
 
     async def run(self, item: QueueItem, workspace: Workspace, stop: StopSignal) -> None:
         """The turn of one message item: its `TurnContext` is built here, as it starts."""
-        await self.answer(TurnContext.for_item(item, workspace, stop, self.metrics.turn_started(item.message_ts)))
+        turn = await TurnContext.for_item(item, workspace, stop, self.metrics.turn_started(item.message_ts))
+        await self.answer(turn)
 
     async def answer(self, turn: TurnContext) -> None:
         """Answer one message; every failure ends as words in the thread. Setting the turn's
@@ -206,6 +207,8 @@ class TurnRunner:
         if guard is not None:
             await guard.release()
         notes = turn_notes(result)
+        if changed := turn.settings.changes_since(conversation.settings_seen):
+            notes.insert(0, changed)
         if result.stopped:
             name = await turn.workspace.access.name(turn.stop.by)
             notes.append(STOPPED_NOTE.format(name=name))
@@ -235,6 +238,7 @@ class TurnRunner:
                 earlier_history=result.earlier_history,
                 lease=item.lease,
                 skills=list(model.skills),
+                settings_seen=turn.settings.seen,
             )
         if notes_used:
             await self.store.drop_notes(thread, [note.message_ts for note in notes_used])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from storage import Store, Usage
 
 from ..ops.logs import audit
-from ..policy.budgets import Budgets
+from ..policy.budgets import Budget, Budgets
 from .context import TurnContext
 
 
@@ -25,7 +25,9 @@ class TurnSpending:
 
     async def may_continue(self, used: Usage) -> str | None:
         item = self.turn.item
-        stop = await self.budgets.stop_for(item.thread.team_id, item.user_id, item_id=item.id, running=used)
+        stop = await self.budgets.stop_for(
+            item.thread.team_id, item.user_id, item_id=item.id, running=used, channel=channel_budget(self.turn)
+        )
         if stop is None:
             return None
         audit("budget_stop", item.thread, scope=stop.scope, user=item.user_id, during="turn")
@@ -36,8 +38,14 @@ class TurnSpending:
         await self.store.release_reservation(self.turn.item.id)
 
 
+def channel_budget(turn: TurnContext) -> tuple[str, Budget] | None:
+    """The turn's channel and its own daily budget per person, where it has one."""
+    budget = turn.settings.daily_budget
+    return None if budget is None else (turn.thread.channel_id, budget)
+
+
 def spending(store: Store, budgets: Budgets, turn: TurnContext) -> TurnSpending | None:
     """The turn's guard, or None where no budget applies (none set, or an admin's turn)."""
-    if not budgets.any or turn.workspace.access.is_admin(turn.item.user_id):
+    if not budgets.any(turn.settings.daily_budget) or turn.workspace.access.is_admin(turn.item.user_id):
         return None
     return TurnSpending(store, budgets, turn)

@@ -253,7 +253,7 @@ LIMIT 1;
 SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: conversation
-SELECT container_id, EXTRACT(EPOCH FROM container_expires_at), skills FROM conversations
+SELECT container_id, EXTRACT(EPOCH FROM container_expires_at), skills, settings_seen FROM conversations
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: history
@@ -269,6 +269,10 @@ SELECT COALESCE(MAX(seq), 0) FROM history WHERE team_id = :team AND channel_id =
 -- name: append_history
 INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
 VALUES (:team, :channel, :thread_ts, :seq, :role, :content::jsonb);
+
+-- name: keep_settings_seen
+UPDATE conversations SET settings_seen = :seen
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: keep_skills
 -- The first list a thread is answered with stays until a reset forgets the conversation's container.
@@ -384,7 +388,8 @@ FROM usage WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thre
 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
        COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
        COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
-FROM usage WHERE team_id = :team AND user_id = :user AND recorded_at >= to_timestamp(:since);
+FROM usage WHERE team_id = :team AND user_id = :user AND recorded_at >= to_timestamp(:since)
+  AND (CAST(:channel AS TEXT) IS NULL OR channel_id = :channel);
 
 -- name: team_usage
 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
@@ -424,6 +429,25 @@ DO UPDATE SET rating = excluded.rating, recorded_at = excluded.recorded_at;
 
 -- name: feedback_totals
 SELECT rating, COUNT(*) FROM feedback WHERE team_id = :team AND recorded_at >= to_timestamp(:since) GROUP BY rating;
+
+-- === channel settings set in Slack ===
+
+-- name: channel_settings
+SELECT settings, changed_by, EXTRACT(EPOCH FROM changed_at) FROM channel_settings
+WHERE team_id = :team AND channel_id = :channel;
+
+-- name: team_channel_settings
+SELECT channel_id, settings, changed_by, EXTRACT(EPOCH FROM changed_at) FROM channel_settings
+WHERE team_id = :team ORDER BY channel_id;
+
+-- name: keep_channel_settings
+INSERT INTO channel_settings (team_id, channel_id, settings, changed_by, changed_at)
+VALUES (:team, :channel, :settings, :user, clock_timestamp())
+ON CONFLICT (team_id, channel_id)
+DO UPDATE SET settings = excluded.settings, changed_by = excluded.changed_by, changed_at = excluded.changed_at;
+
+-- name: drop_channel_settings
+DELETE FROM channel_settings WHERE team_id = :team AND channel_id = :channel;
 
 -- === custom skills ===
 

@@ -92,6 +92,8 @@ KNOWN_MODELS = {
     ),
 }
 SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
+# `output_config.effort` (GA); every model this fake serves supports each level.
+EFFORT_LEVELS = ("low", "medium", "high", "max")
 # A container lives up to 30 days; `expires_at` is a shorter value that rolls forward with use.
 CONTAINER_LIFETIME = 30 * 24 * 3600.0
 DEFAULT_CONTAINER_TTL = 3600.0
@@ -716,6 +718,9 @@ class FakeAnthropic:
         )
         if uses_code and not spec.code_execution:
             return 400, "invalid_request_error", f"tools: the code execution tool is not supported by {model}"
+        effort = (body.get("output_config") or {}).get("effort") if isinstance(body.get("output_config"), dict) else None
+        if effort is not None and effort not in EFFORT_LEVELS:
+            return 400, "invalid_request_error", "output_config.effort: Input should be 'low', 'medium', 'high' or 'max'"
         if not counting and body.get("max_tokens", 0) > spec.max_tokens:
             return 400, "invalid_request_error", (
                 f"max_tokens: {body['max_tokens']} > {spec.max_tokens}, which is the maximum allowed number of"

@@ -26,7 +26,14 @@ import yaml
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from .faults import Faults
-from .slack_rules import SUGGESTED_PROMPTS_LIMIT, RateTiers, manifest_problems, message_size_error
+from .slack_rules import (
+    SUGGESTED_PROMPTS_LIMIT,
+    TRIGGER_SECONDS,
+    RateTiers,
+    manifest_problems,
+    message_size_error,
+    modal_problem,
+)
 
 CHUNK = 64 * 1024
 KEEP_LIMIT = 10 * 1024 * 1024
@@ -204,6 +211,9 @@ class FakeSlack:
         """Members by conversation. Unset: a channel has the bot and U1–U3; DM `Dn` is with `Un`."""
         self.usergroups: dict[str, list[str]] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
+        self.modals: list[dict[str, Any]] = []
+        """Views opened with `views.open`, oldest first."""
+        self._exchanged_triggers: set[str] = set()
         self.downloads: list[dict[str, Any]] = []
         self.app_token = "xapp-test"
         self.socket_acks: list[dict[str, Any]] = []
@@ -266,6 +276,7 @@ class FakeSlack:
             "conversations.members": self._members,
             "usergroups.users.list": self._usergroup_users,
             "views.publish": self._views_publish,
+            "views.open": self._views_open,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
             "files.info": self._files_info,
@@ -866,6 +877,29 @@ class FakeSlack:
         self.home_views[user_id] = view
         return {"ok": True, "view": {"id": f"V{len(self.home_views):04d}", **view}}
 
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A modal for the person whose interaction gave `trigger_id`: the trigger is good for
+        3 seconds and once; the view is held to Slack's modal limits."""
+        trigger, view = str(args.get("trigger_id") or ""), args.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict):
+            return _err("invalid_arguments")
+        issued = trigger.split(".", 1)[0]
+        if not issued.isdigit():
+            return _err("invalid_trigger_id")
+        if time.time() - int(issued) > TRIGGER_SECONDS:
+            return _err("expired_trigger_id")
+        if trigger in self._exchanged_triggers:
+            return _err("exchanged_trigger_id")
+        problem = modal_problem(view)
+        if problem:
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": [problem]}}
+        self._exchanged_triggers.add(trigger)
+        opened = {"id": f"VM{len(self.modals) + 1:04d}", "team_id": "T1", "state": {"values": {}}, **view}
+        self.modals.append(opened)
+        return {"ok": True, "view": opened}
+
     def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         channel_id = args.get("channel")
         if not channel_id:
@@ -1355,6 +1389,52 @@ def home_action_body(
                 "action_ts": f"{time.time():.6f}",
             }
         ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def view_submission_body(
+    view: dict[str, Any], answers: dict[str, Any], *, user_id: str, team_id: str = "T1"
+) -> str:
+    """A `view_submission` payload for a modal that `views.open` opened, with `answers` by
+    block id as a person gives them: text for a plain_text_input, an option's value for a
+    static_select, a list of values for a multi_static_select. Slack sends every input's state,
+    the untouched ones with their initial values; an answer the view has no place for, or an
+    option it does not offer, is a mistake in the test."""
+    values: dict[str, dict[str, Any]] = {}
+    inputs = {block["block_id"]: block for block in view.get("blocks") or [] if block.get("type") == "input"}
+    unknown = set(answers) - set(inputs)
+    assert not unknown, f"the modal has no input {sorted(unknown)}"
+    for block_id, block in inputs.items():
+        element = block["element"]
+        kind, action_id = element["type"], element["action_id"]
+        offered = {option["value"]: option for option in element.get("options") or []}
+        state: dict[str, Any] = {"type": kind}
+        if kind == "plain_text_input":
+            state["value"] = answers.get(block_id, element.get("initial_value")) or None
+        elif kind == "static_select":
+            chosen = answers.get(block_id)
+            assert chosen is None or chosen in offered, f"{block_id} offers no option {chosen!r}"
+            state["selected_option"] = offered[chosen] if chosen is not None else element.get("initial_option")
+        elif kind == "multi_static_select":
+            chosen = answers.get(block_id)
+            if chosen is None:
+                state["selected_options"] = element.get("initial_options") or []
+            else:
+                assert all(value in offered for value in chosen), f"{block_id} does not offer all of {chosen!r}"
+                state["selected_options"] = [offered[value] for value in chosen]
+        values[block_id] = {action_id: state}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "fake-workspace"},
+        "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id},
+        "api_app_id": "A1",
+        "token": "verification-token",
+        "trigger_id": _trigger_id(),
+        "view": {**view, "state": {"values": values}, "hash": "1700000000.abcdef"},
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
     }
     return urlencode({"payload": json.dumps(payload)})
 

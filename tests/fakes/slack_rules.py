@@ -29,6 +29,7 @@ RATE_TIERS = {
     "users.info": TIER_4,
     "users.list": TIER_2,
     "views.publish": TIER_4,
+    "views.open": TIER_4,
     "assistant.threads.setStatus": TIER_3,
     "assistant.threads.setTitle": TIER_3,
     "assistant.threads.setSuggestedPrompts": TIER_3,
@@ -88,6 +89,49 @@ def message_size_error(method: str, args: dict[str, Any]) -> str | None:
                 return "invalid_chunks"
             if isinstance(chunk, dict) and len(chunk.get("blocks") or []) > BLOCKS_LIMIT:
                 return "msg_blocks_too_many"
+    return None
+
+
+# Modals (views.open): a trigger is good once, for 3 seconds; the view's own limits.
+TRIGGER_SECONDS = 3
+MODAL_TEXT_LIMIT = 24
+MODAL_BLOCKS_LIMIT = 100
+PRIVATE_METADATA_LIMIT = 3000
+INPUT_MAX_LENGTH = 3000
+OPTIONS_LIMIT = 100
+
+
+def modal_problem(view: dict[str, Any]) -> str | None:
+    """What `views.open` refuses in a modal view (its `response_metadata` message), or None."""
+    if view.get("type") != "modal":
+        return "[ERROR] must be a modal [json-pointer:/view/type]"
+    for key in ("title", "submit", "close"):
+        text = (view.get(key) or {}).get("text") if isinstance(view.get(key), dict) else None
+        if key == "title" and not text:
+            return "[ERROR] missing required field: title [json-pointer:/view/title]"
+        if text is not None and len(text) > MODAL_TEXT_LIMIT:
+            return f"[ERROR] must be less than {MODAL_TEXT_LIMIT + 1} characters [json-pointer:/view/{key}/text]"
+    blocks = view.get("blocks") or []
+    if len(blocks) > MODAL_BLOCKS_LIMIT:
+        return "[ERROR] no more than 100 items allowed [json-pointer:/view/blocks]"
+    if len(str(view.get("private_metadata") or "")) > PRIVATE_METADATA_LIMIT:
+        return "[ERROR] must be less than 3001 characters [json-pointer:/view/private_metadata]"
+    inputs = [block for block in blocks if isinstance(block, dict) and block.get("type") == "input"]
+    if inputs and not view.get("submit"):
+        return "[ERROR] submit is required when an input block is present [json-pointer:/view/submit]"
+    block_ids = [block.get("block_id") for block in blocks if isinstance(block, dict) and block.get("block_id")]
+    if len(block_ids) != len(set(block_ids)):
+        return "[ERROR] block_id must be unique [json-pointer:/view/blocks]"
+    for n, block in enumerate(inputs):
+        element = block.get("element") or {}
+        if not element.get("action_id") or not block.get("label"):
+            return f"[ERROR] input needs a label and an element with an action_id [json-pointer:/view/blocks/{n}]"
+        if int(element.get("max_length") or 0) > INPUT_MAX_LENGTH:
+            return f"[ERROR] max_length must be at most {INPUT_MAX_LENGTH} [json-pointer:/view/blocks/{n}/element]"
+        if len(str(element.get("initial_value") or "")) > int(element.get("max_length") or INPUT_MAX_LENGTH):
+            return f"[ERROR] initial_value is longer than max_length [json-pointer:/view/blocks/{n}/element]"
+        if len(element.get("options") or []) > OPTIONS_LIMIT:
+            return f"[ERROR] no more than {OPTIONS_LIMIT} options allowed [json-pointer:/view/blocks/{n}/element]"
     return None
 
 
