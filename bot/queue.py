@@ -24,6 +24,7 @@ from storage import (
     Claim,
     Enqueued,
     InboxMessage,
+    Lease,
     LeaseLost,
     QueueItem,
     QueueNotice,
@@ -88,6 +89,8 @@ class TurnQueue:
         self.settings = settings
         self.owner = owner
         self._threads: dict[ThreadKey, asyncio.Task[None]] = {}
+        self._leases: dict[ThreadKey, Lease] = {}
+        """The lease of each thread worked on here: the ones renewed."""
         # The turns running here, by item id: what a stop request sets.
         self._stops: dict[int, StopSignal] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -224,6 +227,7 @@ class TurnQueue:
             if claim is None:
                 return
             self._claimed_at[claim.thread] = time.monotonic()  # after the claim's commit
+            self._leases[claim.thread] = claim.lease
             self._threads[claim.thread] = asyncio.create_task(self._work(claim))
 
     async def _next_look(self) -> float:
@@ -246,7 +250,7 @@ class TurnQueue:
             asked = time.monotonic()
             try:
                 async with asyncio.timeout(limit):
-                    held = await self.store.renew_leases(self.owner, lease)
+                    held = await self.store.renew_leases(dict(self._leases), lease)
                 self._last_renewal = asked  # the lease runs from the statement, which came after
             except asyncio.CancelledError:
                 raise
@@ -318,6 +322,7 @@ class TurnQueue:
             await self._let_go(claim)
         finally:
             del self._threads[thread]
+            self._leases.pop(thread, None)  # no longer renewed: if it could not be let go, it runs out
             self._claimed_at.pop(thread, None)
             self.wake()  # room for another thread; and work may have arrived as this one let go
 

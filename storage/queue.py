@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from .caps import BusyTurns, fits, person_lock, turns_running
@@ -192,9 +192,13 @@ class QueueStore:
         """Give the lease up though work is left (its turn failed): any process may claim it."""
         await self.connector.execute("drop_lease", {**thread_params(thread), **lease.params()})
 
-    async def renew_leases(self, owner: str, lease_seconds: float) -> set[ThreadKey]:
-        """Extend every lease `owner` holds; returns the threads it still holds."""
-        rows = await self.connector.all("renew_leases", {"owner": owner, "seconds": lease_seconds})
+    async def renew_leases(self, leases: Mapping[ThreadKey, Lease], lease_seconds: float) -> set[ThreadKey]:
+        """Extend the leases a process still works on; returns the threads it still holds.
+        A lease it no longer names (its worker gave up) is left to run out."""
+        if not leases:
+            return set()
+        held = json.dumps([{**thread_params(thread), **lease.params()} for thread, lease in leases.items()])
+        rows = await self.connector.all("renew_leases", {"held": held, "seconds": lease_seconds})
         return {ThreadKey(*row) for row in rows}
 
     async def hand_back(self, owner: str) -> int:

@@ -325,8 +325,8 @@ async def test_a_claim_that_lands_during_a_renewal_is_not_taken_for_a_lost_lease
         engine, store = bot.runtime.engine, bot.runtime.store
         renew, in_window = store.renew_leases, asyncio.Event()
 
-        async def renewal_that_a_claim_overtakes(owner: str, lease_seconds: float) -> set:
-            held = await renew(owner, lease_seconds)  # what it saw: the claim below is not in it
+        async def renewal_that_a_claim_overtakes(leases: dict, lease_seconds: float) -> set:
+            held = await renew(leases, lease_seconds)  # what it saw: the claim below is not in it
             if not in_window.is_set():
                 in_window.set()
                 for _ in range(40):  # the claim commits before this renewal's answer is read

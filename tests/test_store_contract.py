@@ -140,14 +140,30 @@ async def test_an_expired_lease_is_taken_over_and_the_item_shows_it_was_interrup
     expiry = await store.next_lease_expiry("alive")
     assert expiry is not None and expiry <= 0.2
     await asyncio.sleep(0.4)
-    assert await store.renew_leases("dead", LEASE) == set()  # too late to renew
+    assert await store.renew_leases(claimer(store, "dead").leases, LEASE) == set()  # too late to renew
     assert await claimer(store, "alive", LEASE).claim() == THREAD
     taken = await claimer(store, "alive", LEASE).next_item(THREAD)
     assert taken is not None and taken.id == running.id
     assert taken.reply_ts == "1700000001.000555" and taken.attempts == 2
     with pytest.raises(LeaseLost):
         await claimer(store, "dead", LEASE).next_item(THREAD)
-    assert await store.renew_leases("alive", LEASE) == {THREAD}
+    assert await store.renew_leases(claimer(store, "alive").leases, LEASE) == {THREAD}
+
+
+async def test_only_the_leases_a_process_still_works_on_are_renewed(store: Store) -> None:
+    """A thread a process stopped working on (it could not let go: the database was away) must
+    be free once its lease ends, however long the process goes on renewing the others."""
+    await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    await store.enqueue_message(message("1700000002.000100", thread=OTHER), addressed=True)
+    working = claimer(store, "p1", 0.3)
+    assert {await working.claim(), await working.claim()} == {THREAD, OTHER}
+    kept = {THREAD: working.lease(THREAD)}
+    for _ in range(3):
+        await asyncio.sleep(0.15)
+        assert await store.renew_leases(kept, 0.3) == {THREAD}
+    assert await claimer(store, "p2", LEASE).claim() == OTHER  # its lease ran out meanwhile
+    stale = {OTHER: working.lease(OTHER)}
+    assert await store.renew_leases(stale, LEASE) == set()  # nor can it be renewed again
 
 
 async def test_hand_back_frees_the_thread_at_once(store: Store) -> None:

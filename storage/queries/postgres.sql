@@ -133,9 +133,13 @@ WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND o
   AND generation = :generation AND head_id IS NULL;
 
 -- name: renew_leases
-UPDATE claims SET lease_until = clock_timestamp() + make_interval(secs => :seconds)
-WHERE owner = :owner AND lease_until >= clock_timestamp()
-RETURNING team_id, channel_id, thread_ts;
+-- Only the claims (:held, each with its generation) a process still works on: one it gave up
+-- without letting go (the database was away) runs out and is free for the others.
+UPDATE claims c SET lease_until = clock_timestamp() + make_interval(secs => :seconds)
+FROM jsonb_to_recordset(CAST(:held AS jsonb)) AS h(team text, channel text, thread_ts text, owner text, generation bigint)
+WHERE c.team_id = h.team AND c.channel_id = h.channel AND c.thread_ts = h.thread_ts
+  AND c.owner = h.owner AND c.generation = h.generation AND c.lease_until >= clock_timestamp()
+RETURNING c.team_id, c.channel_id, c.thread_ts;
 
 -- name: hand_back_items
 -- A graceful hand-back is no interruption: the attempt it cut short is not counted.

@@ -133,8 +133,14 @@ WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND o
   AND generation = :generation AND head_id IS NULL;
 
 -- name: renew_leases
+-- Only the claims (:held, each with its generation) a process still works on: one it gave up
+-- without letting go (the database was away) runs out and is free for the others.
 UPDATE claims SET lease_until = :now + :seconds
-WHERE owner = :owner AND lease_until >= :now
+WHERE lease_until >= :now AND EXISTS (
+    SELECT 1 FROM json_each(:held) h
+    WHERE json_extract(h.value, '$.team') = claims.team_id AND json_extract(h.value, '$.channel') = claims.channel_id
+      AND json_extract(h.value, '$.thread_ts') = claims.thread_ts AND json_extract(h.value, '$.owner') = claims.owner
+      AND json_extract(h.value, '$.generation') = claims.generation)
 RETURNING team_id, channel_id, thread_ts;
 
 -- name: hand_back_items
