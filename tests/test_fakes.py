@@ -874,3 +874,39 @@ async def test_search_results_must_come_back_sealed(claude_api: FakeAnthropic, c
                 {"role": "user", "content": "and?"}]
     with pytest.raises(anthropic.BadRequestError, match="encrypted_content"):
         await client.messages.create(model=MODEL, max_tokens=64, messages=messages)
+
+
+async def test_slack_opens_a_modal_once_per_fresh_trigger_and_holds_it_to_the_modal_limits(slack: FakeSlack) -> None:
+    client = web_client(slack)
+    modal = {"type": "modal", "title": {"type": "plain_text", "text": "Channel settings"},
+             "submit": {"type": "plain_text", "text": "Save"},
+             "blocks": [{"type": "input", "block_id": "model", "label": {"type": "plain_text", "text": "Model"},
+                         "element": {"type": "plain_text_input", "action_id": "model"}}]}
+    fresh = f"{int(time.time())}.1.abc"
+    opened = await client.views_open(trigger_id=fresh, view=modal)
+    assert opened["view"]["id"] and slack.modals[-1]["title"]["text"] == "Channel settings"
+    refusals = {
+        "exchanged_trigger_id": (fresh, modal),
+        "expired_trigger_id": (f"{int(time.time()) - 10}.1.abc", modal),
+        "invalid_trigger_id": ("nonsense", modal),
+        "invalid_arguments": (f"{int(time.time())}.2.abc", {**modal, "title": {"type": "plain_text", "text": "x" * 25}}),
+    }
+    for error, (trigger, view) in refusals.items():
+        with pytest.raises(SlackApiError) as refused:
+            await client.views_open(trigger_id=trigger, view=view)
+        assert refused.value.response["error"] == error
+    without_submit = {key: value for key, value in modal.items() if key != "submit"}
+    with pytest.raises(SlackApiError) as refused:
+        await client.views_open(trigger_id=f"{int(time.time())}.3.abc", view=without_submit)
+    assert "submit is required" in refused.value.response["response_metadata"]["messages"][0]
+    assert len(slack.modals) == 1
+
+
+async def test_the_messages_api_refuses_an_effort_it_does_not_know(
+    claude_api: FakeAnthropic, claude_client: Any
+) -> None:
+    client = claude_client()
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await client.messages.create(model="claude-sonnet-5-5", max_tokens=100, output_config={"effort": "xhigh"},
+                                     messages=[{"role": "user", "content": "hi"}])
+    assert "output_config.effort" in str(refused.value)
