@@ -4,7 +4,8 @@ Run from the repository root:  python bench/relay_memory.py [--size-mb 200]
 
 The fakes run in a child process so that only the bot's own memory is measured here. The
 relay uses the same functions a turn uses: Slack -> Files API for a file a user shares, and
-Files API -> Slack (three-step external upload) for a file the code produced.
+Files API -> Slack (three-step external upload) for a file the code produced, and `!export`'s
+zip of a thread whose code produced that file (the zip built on disk, then uploaded).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,7 +61,9 @@ async def run(size: int) -> list[dict[str, float]]:
 
     from bot.config import DEFAULTS
     from bot.outbound.uploads import relay_output_to_slack
+    from bot.turn.export import ThreadExports
     from bot.turn.shared_files import relay_slack_file_to_claude
+    from storage import ThreadFile
 
     timeout = float(DEFAULTS["FILE_TIMEOUT_SECONDS"])
 
@@ -74,7 +78,9 @@ async def run(size: int) -> list[dict[str, float]]:
         async with aiohttp.ClientSession() as http:
             await slack.auth_test()  # warm every client up before measuring the idle process
             results = []
-            for direction in ("slack -> container", "container -> slack"):
+            exports = ThreadExports(None, claude, http, timeout=timeout, max_file_bytes=size,  # type: ignore[arg-type]
+                                    max_fork_files=1, max_fork_bytes=size)
+            for direction in ("slack -> container", "container -> slack", "export (zip)"):
                 idle = rss_kib("VmRSS")
                 reset_peak()
                 started = time.perf_counter()
@@ -82,10 +88,15 @@ async def run(size: int) -> list[dict[str, float]]:
                     await relay_slack_file_to_claude(
                         info["shared"], slack=slack, claude=claude, http=http, max_bytes=size, timeout=timeout
                     )
-                else:
+                elif direction == "container -> slack":
                     await relay_output_to_slack(
                         claude, slack, http, info["produced"], channel_id="C1", thread_ts="1.1", timeout=timeout
                     )
+                else:  # the export's zip needs no store: its files are given
+                    produced = ThreadFile(info["produced"], "out", "output.bin", size)
+                    with tempfile.TemporaryFile() as spool:
+                        packed, _ = await exports.pack(slack, spool, "thread.ipynb", b"{}", [produced], "bench")
+                        assert packed and packed[0].size == size
                 seconds = time.perf_counter() - started
                 results.append(
                     {

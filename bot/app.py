@@ -50,6 +50,7 @@ from .tasks import stop_tasks
 from .turn.checks import TurnChecks
 from .turn.commands import thread_commands
 from .turn.deliveries import OwedFiles
+from .turn.export import ThreadExports
 from .turn.prompt import Prompts
 from .turn.resets import Resets
 from .turn.runner import TurnRunner
@@ -250,7 +251,13 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         ),
         prompts=Prompts(store),
         checks=TurnChecks(budgets, metrics, max_message_chars=settings.max_message_chars),
-        commands=thread_commands(store, resets, settings.prices),
+        commands=thread_commands(
+            store, resets, settings.prices,
+            ThreadExports(
+                store, claude, http, timeout=settings.file_timeout_seconds, max_file_bytes=settings.max_file_bytes,
+                max_fork_files=settings.max_fork_files, max_fork_bytes=settings.max_fork_bytes,
+            ),
+        ),
         metrics=metrics,
         streaming=settings.slack_streaming,
         task_display=settings.task_display,

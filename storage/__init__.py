@@ -33,6 +33,7 @@ from .models import (
 from .postgres import ACQUIRE_SECONDS, POOL_SIZE, PostgresConnector
 from .sqlite import SQLiteStore, sqlite_path
 from .store import Store
+from .thread_files import ThreadFile
 
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 # What a database that is away for a moment raises (restarting, unreachable, locked): worth
@@ -89,6 +90,7 @@ __all__ = [
     "SQLiteStore",
     "StopOutcome",
     "StoredSettings",
+    "ThreadFile",
     "Store",
     "ThreadKey",
     "ThreadSummary",

@@ -14,6 +14,10 @@ from .connector import Connector
 from .models import Conversation, InboxMessage, Lease, LeaseLost, PersonThread, ThreadKey, ThreadSummary, Usage
 from .queue import thread_params
 
+FORGOTTEN_BY_RETENTION = (
+    "forget_container", "delete_history", "forget_participants", "forget_notes", "forget_thread_files",
+)
+
 
 class ConversationStore:
     """What a thread's next turn needs, and what the Home tab and the `/reset` picker list."""
@@ -48,7 +52,20 @@ class ConversationStore:
             history=history,
             skills=json.loads(row[2]) if row and row[2] is not None else None,
             settings_seen=row[3] if row else None,
+            inherited_files=json.loads(row[4]) if row and row[4] else None,
         )
+
+    async def fork_conversation(
+        self, source: ThreadKey, fork_ts: str, carried: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """A new thread (`fork_ts`, in the source's channel) whose history is a copy of the
+        source's, made the bot's, with the files (`carried`: file_id, name, size) its first
+        turn puts into its own new container."""
+        key, fork = thread_params(source), {**thread_params(source), "thread_ts": fork_ts}
+        async with self.connector.transaction() as db:
+            await db.execute("start_conversation", fork)
+            await db.execute("copy_history", {**key, "to_ts": fork_ts})
+            await db.execute("inherit_conversation", {**key, "to_ts": fork_ts, "files": json.dumps(list(carried))})
 
     async def save_turn(
         self,
@@ -63,6 +80,7 @@ class ConversationStore:
         lease: Lease | None = None,
         skills: Sequence[Mapping[str, Any]] | None = None,
         settings_seen: str | None = None,
+        inherited_taken: bool = False,
     ) -> None:
         """Append a finished turn, keep its container, and mark its item answered with the
         files it still has to deliver, atomically: a crash later never runs the model again.
@@ -93,6 +111,8 @@ class ConversationStore:
                 await db.execute("keep_skills", {**key, "skills": json.dumps(list(skills))})
             if settings_seen is not None:
                 await db.execute("keep_settings_seen", {**key, "seen": settings_seen})
+            if inherited_taken:  # a fork's files are in its container now
+                await db.execute("clear_inherited", key)
             files = json.dumps([list(f) for f in user_files])
             await db.execute("mark_answered", {"item": item_id, "user_files": files})
             owed = [{"item": item_id, "position": n, "file_id": file_id} for n, file_id in enumerate(outputs)]
@@ -107,6 +127,7 @@ class ConversationStore:
         async with self.connector.transaction() as db:
             existed = await db.execute("drop_container", key) == 1
             await db.execute("delete_history", key)
+            await db.execute("forget_thread_files", key)
             if item_id is not None:
                 await db.execute("settle_item", {"item": item_id})
         return existed
@@ -143,7 +164,7 @@ class ConversationStore:
         """Retention: drop a thread's container, history and who said what (the thread stays known)."""
         key = thread_params(thread)
         async with self.connector.transaction() as db:
-            for query in ("forget_container", "delete_history", "forget_participants", "forget_notes"):
+            for query in FORGOTTEN_BY_RETENTION:
                 await db.execute(query, key)
 
     async def active_threads(self, team_id: str, channel_id: str, user_id: str, limit: int = 10) -> list[ThreadSummary]:

@@ -211,6 +211,8 @@ class Conversation:
     """The skills the thread was first answered with (None: not answered since its last reset)."""
     settings_seen: str | None = None
     """What the thread's last turn ran with (`ChannelSettings.seen`): a change is told once."""
+    inherited_files: list[dict[str, Any]] | None = None
+    """A fork's files from its original (file_id, name, size), for its first turn's container."""
 
 
 @dataclass(frozen=True)

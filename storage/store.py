@@ -16,12 +16,16 @@ from .models import LeaseLost
 from .people import PeopleStore
 from .queue import QueueStore
 from .skills import SkillStore
+from .thread_files import ThreadFileStore
 from .usage import UsageStore
 
 __all__ = ["LeaseLost", "Store", "migrations"]
 
 
-class Store(QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore, ChannelSettingsStore):
+class Store(
+    QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore, ChannelSettingsStore,
+    ThreadFileStore,
+):
     """Conversations, their history, the durable per-thread queue with its leases, usage,
     what people look at and think of the answers, and the channels' settings."""
 

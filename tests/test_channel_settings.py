@@ -314,7 +314,8 @@ async def test_threadbox_help_lists_the_commands(bot: BotServer, slack: FakeSlac
         await bot.send_command(text_, command="/threadbox", channel_id="C1", user_id="U1", response_url=response_url)
         await bot.idle(0.1)
         said = slack.responses[response_url][0]["text"]
-        assert all(word in said for word in ("!stop", "!reset", "!usage", "/threadbox settings", "/reset"))
+        assert all(word in said for word in ("!stop", "!reset", "!usage", "!files", "!export", "!fork",
+                                             "/threadbox settings", "/reset"))
     assert "I don't know `/threadbox frobnicate`" in said
 
 

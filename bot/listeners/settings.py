@@ -38,6 +38,9 @@ in a channel (or write to it in a DM) and every reply in that thread continues i
 • `!stop` stops the answer being written (so does the stop control on the answer)
 • `!reset` gives the thread a fresh container and an empty history
 • `!usage` shows what the thread and you have used, and what your running turns have reserved
+• `!files` lists the files the thread has seen (`!files all`: Claude lists the whole container)
+• `!export` uploads the thread as a Jupyter notebook, and a zip of it with its files
+• `!fork` starts a new thread that goes on from here, in a container of its own
 
 *Commands*
 • `/threadbox settings`: this channel's settings (model, instructions, tools, follow-ups, budget)

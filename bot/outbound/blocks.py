@@ -24,6 +24,7 @@ RESET_ACTION_ID = "reset_thread"
 HOME_RESET_ACTION_ID = "home_reset_thread"
 FEEDBACK_ACTION_ID = "answer_feedback"
 EDIT_SETTINGS_ACTION_ID = "edit_channel_settings"
+FORK_ACTION_ID = "fork_thread"
 RATINGS = ("good", "bad")
 # A context block's text is cut here (Slack refuses more than 3,000 characters).
 CONTEXT_TEXT_LIMIT = 2900
@@ -52,6 +53,17 @@ def markdown(text: str) -> Block:
 def thread_value(thread: ThreadKey, **more: Any) -> str:
     """What a button names its thread by (`thread_ts` "" for the top level of a DM)."""
     return json.dumps({**more, "channel": thread.channel_id, "thread_ts": thread.thread_ts})
+
+
+def fork_button(thread: ThreadKey) -> Block:
+    """Under `!files`: fork the thread (a new thread that goes on from here)."""
+    return {
+        "type": "actions",
+        "elements": [{
+            "type": "button", "action_id": FORK_ACTION_ID, "value": thread_value(thread),
+            "text": {"type": "plain_text", "text": "Fork this thread"},
+        }],
+    }
 
 
 def stop_button(value: str) -> Block:

@@ -117,10 +117,10 @@ async def relay_outputs_as_zip(
     skip: Collection[tuple[str, int]] = (),
     on_upload: Callable[[str], Awaitable[None]] | None = None,
     timeout: float,
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], list[RelayedFile], str]:
     """Many files the code produced as one zip (built on disk), posted with a listing of what
-    it holds. Returns a line per file left out, and the names of those in the zip; raises
-    FileRelayError when the zip itself cannot be shared."""
+    it holds. Returns a line per file left out, the files in the zip, and the zip's Slack file
+    id; raises FileRelayError when the zip itself cannot be shared."""
     problems: list[str] = []
     packed: list[FileMetadata] = []
     with tempfile.TemporaryFile() as spool:
@@ -141,14 +141,14 @@ async def relay_outputs_as_zip(
             packed.append(meta)
         await asyncio.to_thread(archive.close)
         if not packed:
-            return problems, []
+            return problems, [], ""
         size = await asyncio.to_thread(spool.tell)
         await asyncio.to_thread(spool.seek, 0)
         upload = SlackUpload(slack, http, ZIP_NAME, size, timeout)
         await upload.open(on_upload)
         await upload.send(_read_chunks(spool))
         await complete_uploads(slack, [upload], channel_id, thread_ts, timeout, comment=zip_listing(packed))
-    return problems, [meta.filename for meta in packed]
+    return problems, [RelayedFile(meta.id, meta.filename, meta.size_bytes) for meta in packed], upload.file_id
 
 
 async def _metadata(claude: anthropic.AsyncAnthropic, file_id: str, timeout: float) -> FileMetadata:
@@ -170,7 +170,7 @@ async def _add_to_zip(
         except (anthropic.APIError, httpx2.HTTPError) as error:
             raise download_failed(meta.filename, error) from error
         await asyncio.to_thread(whole.seek, 0)
-        with archive.open(_unique(meta.filename, names), "w", force_zip64=True) as target:
+        with archive.open(unique_name(meta.filename, names), "w", force_zip64=True) as target:
             await asyncio.to_thread(shutil.copyfileobj, whole, target, CHUNK_BYTES)
 
 
@@ -183,7 +183,7 @@ def zip_listing(files: list[FileMetadata]) -> str:
     return "\n".join(lines)
 
 
-def _unique(filename: str, taken: set[str]) -> str:
+def unique_name(filename: str, taken: set[str]) -> str:
     """A name inside the zip: the file's own, numbered when two files share it."""
     path = PurePosixPath(filename.lstrip("/") or "file")
     name, n = str(path), 1

@@ -15,6 +15,7 @@ from storage import Store
 from ..policy.usage import Prices, usage_report
 from ..threads import is_command
 from .context import TurnContext
+from .export import ThreadExports
 from .resets import Resets
 
 
@@ -39,8 +40,10 @@ class InThreadCommands:
         return False
 
 
-def thread_commands(store: Store, resets: Resets, prices: Prices) -> InThreadCommands:
-    """`!reset` (a fresh container and history) and `!usage` (what the thread and its asker used)."""
+def thread_commands(store: Store, resets: Resets, prices: Prices, exports: ThreadExports) -> InThreadCommands:
+    """`!reset` (a fresh container and history), `!usage` (what the thread and its asker used),
+    `!files` (what it has seen), `!export` (a notebook and a zip of its work) and `!fork` (a new
+    thread that goes on from here, the original untouched)."""
 
     async def reset(turn: TurnContext) -> None:
         await resets.reset(turn.workspace, turn.thread, turn.item.user_id, turn.item.id)
@@ -51,4 +54,7 @@ def thread_commands(store: Store, resets: Resets, prices: Prices) -> InThreadCom
         reserved = await store.reserved_input(turn.thread.team_id, turn.item.user_id, excluding=turn.item.id)
         await turn.say(usage_report(thread, person, prices, reserved=reserved))
 
-    return InThreadCommands([Command("reset", reset), Command("usage", usage)])
+    return InThreadCommands([
+        Command("reset", reset), Command("usage", usage), Command("files", exports.list_files),
+        Command("export", exports.export), Command("fork", exports.fork),
+    ])

@@ -14,7 +14,7 @@ from storage import InboxMessage, QueueItem, ThreadKey
 
 from ..channels.book import ChannelSettings
 from ..outbound.blocks import thread_value
-from ..outbound.notices import say, say_problems
+from ..outbound.notices import say, say_problems, tell_privately
 from ..outbound.state import ReplyTarget
 from ..threads import reply_thread_ts
 from ..workspaces import Workspace
@@ -72,6 +72,11 @@ class TurnContext:
     async def say(self, text: str) -> None:
         """A message in the thread; a failure is a log line."""
         await say(self.workspace.client, self.target.channel_id, self.target.thread_ts, text)
+
+    async def tell_asker(self, text: str) -> None:
+        """A note only the person who asked sees (ephemeral), in the thread."""
+        target = self.target
+        await tell_privately(self.workspace.client, target.channel_id, self.item.user_id, target.thread_ts, text)
 
     async def say_problems(self, heading: str, problems: list[str]) -> None:
         await say_problems(self.workspace.client, self.target.channel_id, self.target.thread_ts, heading, problems)

@@ -9,13 +9,13 @@ from collections.abc import Collection
 import aiohttp
 import anthropic
 
-from storage import Delivery, Store
+from storage import Delivery, Store, ThreadFile
 
 from ..errors import SLACK_ERRORS, FileRelayError
 from ..ops.metrics import Metrics
 from ..outbound.slack_upload import complete_uploads
 from ..outbound.text import escape_mrkdwn
-from ..outbound.uploads import StagedFile, relay_outputs_as_zip, stage_output
+from ..outbound.uploads import RelayedFile, StagedFile, relay_outputs_as_zip, stage_output
 from .context import TurnContext
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,7 @@ class OwedFiles:
             for file in staged:
                 self.metrics.file_relayed("to_slack", file.relayed.size)
                 shared.append(file.relayed.filename)
+            await self._note_produced(turn, [(file.relayed, file.upload.file_id) for file in staged])
         except FileRelayError as error:
             failures.append(str(error))
         except (*SLACK_ERRORS, TimeoutError) as error:
@@ -118,12 +119,13 @@ class OwedFiles:
                 await self.store.delivery_started(item_id, delivery.position, slack_file_id)
 
         try:
-            failures, names = await relay_outputs_as_zip(
+            failures, packed, zip_id = await relay_outputs_as_zip(
                 self.claude, turn.workspace.client, self.http, [delivery.file_id for delivery in owed],
                 channel_id=turn.target.channel_id, thread_ts=turn.target.thread_ts, skip=echoes,
                 on_upload=started, timeout=self.timeout,
             )
-            shared += names
+            shared += [file.filename for file in packed]
+            await self._note_produced(turn, [(file, zip_id) for file in packed])
         except FileRelayError as error:
             failures = [f"couldn't share the {len(owed)} files as one zip: {error}"]
         except (*SLACK_ERRORS, TimeoutError) as error:
@@ -132,6 +134,18 @@ class OwedFiles:
         for delivery in owed:
             await self.store.delivery_done(item_id, delivery.position)
         return failures
+
+    async def _note_produced(self, turn: TurnContext, files: list[tuple[RelayedFile, str]]) -> None:
+        """What the code made, for `!files` and `!export` (a failure is a log line: the file is
+        in the thread already)."""
+        produced = [
+            ThreadFile(file.file_id, "out", file.filename, file.size, turn.item.message_ts, slack_file_id or None)
+            for file, slack_file_id in files
+        ]
+        try:
+            await self.store.note_thread_files(turn.thread, produced)
+        except Exception as error:  # noqa: BLE001 - any driver's failure
+            logger.warning("could not note the files shared in %s: %s", turn.thread, error)
 
     @staticmethod
     async def _shared_already(turn: TurnContext, slack_file_id: str) -> bool:

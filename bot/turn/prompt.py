@@ -28,9 +28,20 @@ EARLIER_HEADING = "Earlier messages in this Slack thread, for context:"
 VIEW_FRESH_SECONDS = 3600.0
 
 
+ASKED_AS_COMMANDS = {
+    "files all": (
+        "List every file in this thread's container (the working directory, /mnt/user and $OUTPUT_DIR's"
+        " parents, not the system's own files), with each one's size and when it last changed, as a table."
+    ),
+}
+"""Short forms that are requests to Claude, not commands of the bot's own."""
+
+
 def request_text(turn: TurnContext) -> str:
-    """The message as the person typed it, without the bot's mention."""
-    return plain_text(strip_mention(turn.item.text, turn.workspace.bot_user_id))
+    """The message as the person typed it, without the bot's mention (a short form such as
+    `!files all` in the words Claude is asked)."""
+    text = plain_text(strip_mention(turn.item.text, turn.workspace.bot_user_id))
+    return ASKED_AS_COMMANDS.get(text.strip().lower().removeprefix("!"), text)
 
 
 class Prompts:
@@ -102,10 +113,16 @@ def _joins_thread_late(message: InboxMessage, history: Sequence[Mapping[str, Any
 
 
 def user_turn_content(
-    text: str, files: list[ContainerFile], earlier: str = "", author: str | None = None
+    text: str, files: list[ContainerFile], earlier: str = "", author: str | None = None,
+    inherited: Sequence[ContainerFile] = (),
 ) -> list[ContentBlockParam]:
     """The user message for Claude: earlier thread messages, who wrote it, the text, what
-    arrived, and a `container_upload` per file."""
+    arrived, and a `container_upload` per file (`inherited`: a fork's files from its original,
+    into its new container)."""
+    if inherited:
+        listing = ", ".join(f"{f.filename} ({f.size:,} bytes)" for f in inherited)
+        carried = f"[This thread was forked from another; its files are in this new container again: {listing}]"
+        earlier = f"{earlier}\n\n{carried}".strip()
     if files:
         listing = ", ".join(f"{f.filename} ({f.size:,} bytes)" for f in files)
         text = f"{text}\n\n[Files shared with this message, now in the container: {listing}]".strip()
@@ -116,5 +133,5 @@ def user_turn_content(
     if earlier:
         content.append({"type": "text", "text": earlier})
     content.append({"type": "text", "text": text})
-    content.extend({"type": "container_upload", "file_id": f.file_id} for f in files)
+    content.extend({"type": "container_upload", "file_id": f.file_id} for f in [*inherited, *files])
     return content

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from anthropic.types import SkillParams
 
-from storage import DATABASE_OUTAGES, LeaseLost, QueueItem, Store
+from storage import DATABASE_OUTAGES, LeaseLost, QueueItem, Store, ThreadFile
 
 from ..errors import SLACK_ERRORS, NotStored
 from ..model.files import delete_files
@@ -34,7 +34,7 @@ from .context import StopSignal, TurnContext
 from .deliveries import OwedFiles
 from .prompt import Prompts, request_text, user_turn_content
 from .recovery import INTERRUPTED_NOTE, STOPPED_NOTE, close_earlier_attempt, close_stopped_attempt
-from .shared_files import FileIntake
+from .shared_files import ContainerFile, FileIntake
 from .spending import spending
 from .unshared_files import unshared_files, unshared_note
 
@@ -186,8 +186,9 @@ class TurnRunner:
             self.metrics.turn_finished("no_input", turn.started)
             return
         earlier, notes_used = await self.prompts.earlier(turn, conversation.history)
-        user_content = user_turn_content(text, arrived, earlier, await self.prompts.author(turn))
-        user_files = [(f.filename, f.size) for f in arrived]  # never sent back as outputs
+        inherited = [ContainerFile(f["file_id"], f["name"], int(f["size"])) for f in conversation.inherited_files or []]
+        user_content = user_turn_content(text, arrived, earlier, await self.prompts.author(turn), inherited)
+        user_files = [(f.filename, f.size) for f in [*inherited, *arrived]]  # never sent back as outputs
         # A thread keeps the skills it started with until it is reset: the same list on every
         # turn keeps its prompt cache and its container as they were.
         model = turn.settings.model
@@ -239,7 +240,12 @@ class TurnRunner:
                 lease=item.lease,
                 skills=list(model.skills),
                 settings_seen=turn.settings.seen,
+                inherited_taken=bool(inherited),
             )
+            shared_in = [
+                ThreadFile(f.file_id, "in", f.filename, f.size, item.message_ts, f.slack_file_id) for f in arrived
+            ]
+            await persist("the thread's files", self.store.note_thread_files, thread, shared_in)
         if notes_used:
             await self.store.drop_notes(thread, [note.message_ts for note in notes_used])
         try:

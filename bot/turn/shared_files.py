@@ -33,6 +33,7 @@ class ContainerFile:
     file_id: str
     filename: str
     size: int
+    slack_file_id: str | None = None
 
 
 async def relay_slack_file_to_claude(
@@ -66,16 +67,16 @@ async def relay_slack_file_to_claude(
         raise FileRelayError(f"{code_span(name)} is {megabytes(size)}; the limit is {megabytes(max_bytes)}.")
     mime_type = str(slack_file.get("mimetype") or "application/octet-stream")
     with tempfile.TemporaryFile() as spool:
-        received = await _download_to(spool, http, url, slack.token or "", name, mime_type, max_bytes, timeout)
+        received = await download_to(spool, http, url, slack.token or "", name, mime_type, max_bytes, timeout)
         await asyncio.to_thread(spool.seek, 0)
         try:
             uploaded = await claude.files.upload(file=(name, spool, mime_type), timeout=timeout)
         except anthropic.APIError as error:
             raise FileRelayError(f"couldn't hand {code_span(name)} to Claude: {api_reason(error)}") from error
-    return ContainerFile(file_id=uploaded.id, filename=name, size=received)
+    return ContainerFile(file_id=uploaded.id, filename=name, size=received, slack_file_id=_string(slack_file.get("id")))
 
 
-async def _download_to(
+async def download_to(
     spool: IO[bytes],
     http: aiohttp.ClientSession,
     url: str,
@@ -145,7 +146,10 @@ class FileIntake:
         arrived: list[ContainerFile] = []
         refused: list[str] = []
         # An earlier attempt's copies are used again: a retry never leaves a copy behind.
-        earlier = {str(u["slack_id"]): ContainerFile(u["file_id"], u["filename"], u["size"]) for u in turn.item.uploads}
+        earlier = {
+            str(u["slack_id"]): ContainerFile(u["file_id"], u["filename"], u["size"], str(u["slack_id"]))
+            for u in turn.item.uploads
+        }
         for slack_file in turn.item.files:
             if (copy := earlier.get(str(slack_file.get("id")))) is not None:
                 arrived.append(copy)
@@ -166,3 +170,7 @@ class FileIntake:
                 refused.append(f"couldn't look up a shared file: {escape_mrkdwn(str(error))}")
         await turn.say_problems("Some files couldn't go into the container:", refused)
         return arrived
+
+
+def _string(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

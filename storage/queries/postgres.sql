@@ -257,7 +257,7 @@ LIMIT 1;
 SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: conversation
-SELECT container_id, EXTRACT(EPOCH FROM container_expires_at), skills, settings_seen FROM conversations
+SELECT container_id, EXTRACT(EPOCH FROM container_expires_at), skills, settings_seen, inherited_files FROM conversations
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: history
@@ -273,6 +273,22 @@ SELECT COALESCE(MAX(seq), 0) FROM history WHERE team_id = :team AND channel_id =
 -- name: append_history
 INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
 VALUES (:team, :channel, :thread_ts, :seq, :role, :content::jsonb);
+
+-- name: copy_history
+INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
+SELECT team_id, channel_id, CAST(:to_ts AS TEXT), seq, role, content FROM history
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
+
+-- name: inherit_conversation
+-- The fork starts with the original's skills (the same cached prefix) and its files to carry over.
+UPDATE conversations SET inherited_files = :files,
+    skills = (SELECT o.skills FROM conversations o
+              WHERE o.team_id = :team AND o.channel_id = :channel AND o.thread_ts = :thread_ts)
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :to_ts;
+
+-- name: clear_inherited
+UPDATE conversations SET inherited_files = NULL
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: keep_settings_seen
 UPDATE conversations SET settings_seen = :seen
@@ -433,6 +449,26 @@ DO UPDATE SET rating = excluded.rating, recorded_at = excluded.recorded_at;
 
 -- name: feedback_totals
 SELECT rating, COUNT(*) FROM feedback WHERE team_id = :team AND recorded_at >= to_timestamp(:since) GROUP BY rating;
+
+-- === the files a thread has seen ===
+
+-- name: note_thread_file
+INSERT INTO thread_files (team_id, channel_id, thread_ts, file_id, direction, name, size, message_ts, slack_file_id, recorded_at)
+VALUES (:team, :channel, :thread_ts, :file_id, :direction, :name, :size, :message_ts, :slack_file_id, clock_timestamp())
+ON CONFLICT (team_id, channel_id, thread_ts, file_id)
+DO UPDATE SET slack_file_id = COALESCE(excluded.slack_file_id, thread_files.slack_file_id);
+
+-- name: thread_files
+SELECT file_id, direction, name, size, message_ts, slack_file_id, EXTRACT(EPOCH FROM recorded_at) FROM thread_files
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
+ORDER BY recorded_at, name;
+
+-- name: waiting_in_thread
+SELECT COUNT(*) FROM queue
+WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done' AND id != :item;
+
+-- name: forget_thread_files
+DELETE FROM thread_files WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- === channel settings set in Slack ===
 

@@ -414,6 +414,7 @@ class FakeSlack:
             "is_public": True,
             "url_private": f"{base}/{name}",
             "url_private_download": f"{base}/download/{name}",
+            "permalink": f"https://fake-workspace.slack.com/files/U_USER/{file_id}/{name}",
         }
         self._user_files[file_id] = (info, blob)
         self._files[file_id] = info
@@ -1027,6 +1028,7 @@ class FakeSlack:
                 "user": self.bot_user_id,
                 "mode": "hosted",
                 "url_private": f"{self.root}/files-pri/{self.team_id}-{pending.file_id}/{pending.filename}",
+                "permalink": f"https://fake-workspace.slack.com/files/{self.bot_user_id}/{pending.file_id}/{pending.filename}",
                 "shares": {},
             }
             self._files[pending.file_id] = info
