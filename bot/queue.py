@@ -311,6 +311,8 @@ class TurnQueue:
                     self.wake()  # room under the caps: a waiting thread may run now
         except LeaseLost:
             logger.warning("the lease of %s ended while it was worked on", thread)
+            if item is not None:  # a lease ended under a live process: no death, no attempt
+                self._forgiven.add(item.id)
         except asyncio.CancelledError:
             if item is not None and not self._closing:  # its lease was in doubt: no death, no attempt
                 self._forgiven.add(item.id)

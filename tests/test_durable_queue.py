@@ -4,6 +4,7 @@ by a dying process, files owed across a crash, a database that fails and comes b
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 
 import aiohttp
@@ -358,3 +359,33 @@ async def test_a_turn_whose_lease_another_process_took_stores_nothing(
         history = (await bot.runtime.store.load_conversation(ThreadKey("T1", CHANNEL, root))).history
     assert history == []  # the stale process changed nothing
     assert "went wrong" not in thread_text(slack, CHANNEL, root)
+
+
+async def test_an_attempt_whose_lease_was_taken_meanwhile_is_given_back(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """A lease can end under a live process (the database away longer than the lease, a long
+    pause): its attempt was cut short by no death, so it does not use up the message's tries."""
+    root = "1700000917.000100"
+    url = settings.database_url
+    answers: list[int] = []
+
+    async def answer(body: dict) -> Reply:
+        answers.append(1)
+        if len(answers) == 1:  # another process takes the thread while this answer is written
+            await run_sql(url, "UPDATE claims SET owner = 'elsewhere', generation = generation + 1, lease_until = 9e9;")
+        return Reply([text(f"Answer {len(answers)}.")])
+
+    async with running_bot(settings, slack) as bot:
+        claude_api.responder = answer
+        await bot.send_event(mention_event("go", channel=CHANNEL, user="U1", ts=root))
+        await bot.wait_for(lambda: len(answers) == 1 and not bot.runtime.engine._threads)
+        await asyncio.sleep(0.2)
+        await run_sql(url, "UPDATE claims SET owner = NULL, lease_until = NULL, admitted_user = NULL;")  # it died
+        bot.runtime.engine.wake()
+        await bot.wait_for(lambda: "Answer 2." in thread_text(slack, CHANNEL, root), timeout=20)
+        await bot.idle()
+    path = url[len("sqlite:///"):]
+    with sqlite3.connect(path) as connection:
+        [(attempts,)] = connection.execute("SELECT attempts FROM queue WHERE message_ts = ?", (root,)).fetchall()
+    assert attempts == 1  # only the attempt that answered counts
