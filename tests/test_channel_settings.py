@@ -184,6 +184,8 @@ async def test_sighup_and_a_changed_file_apply_without_a_restart_and_a_bad_edit_
         await bot.wait_for(lambda: "two" in thread_text(slack, "C1", root))
         await bot.idle()
         assert claude_api.requests[-1]["model"] == "claude-haiku-5-5"
+        # The thread keeps its container across the change: the one its first answer made.
+        assert list(claude_api.containers) == [claude_api.requests[-1]["container"]["id"]]
         # Told once, in the thread: the answer after the change says so, the next one does not.
         assert thread_text(slack, "C1", root).count("Settings for this channel changed: model now claude-haiku-5-5") == 1
         # An edit with a bad value is logged and changes nothing; a good one is read by itself.

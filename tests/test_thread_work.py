@@ -205,3 +205,25 @@ async def test_the_fork_button_under_files_forks_and_too_many_files_are_refused_
         await bot.idle()
     assert "it has 2 file(s)" in thread_text(slack, CHANNEL, root) and "at most 1 files" in thread_text(slack, CHANNEL, root)
     assert not any("Forked from" in m.get("text", "") for m in slack.messages)
+
+
+async def test_export_and_fork_work_in_a_dm(bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic) -> None:
+    dm = "D0WORK1"
+    claude_api.enqueue(Reply([*code_run("echo hi", stdout="hi\n"), text("Said hi.")]))
+    await bot.send_event(message_event("say hi", channel=dm, user="U1", ts="1700008007.000100", channel_type="im"))
+    await bot.wait_for(lambda: "Said hi." in json.dumps(slack.messages))
+    await bot.send_event(message_event("!export", channel=dm, user="U1", ts="1700008007.000200", channel_type="im"))
+    await bot.wait_for(lambda: len(slack.uploads) == 2)
+    await bot.send_event(message_event("!fork", channel=dm, user="U1", ts="1700008007.000300", channel_type="im"))
+    await bot.wait_for(lambda: any("Forked from" in m.get("text", "") for m in slack.messages))
+    fork = forks_root(slack)
+    claude_api.enqueue(Reply([text("In the DM's fork.")]))
+    await bot.send_event(message_event("go on", channel=dm, user="U1", ts="1700008007.000400", thread_ts=fork,
+                                       channel_type="im"))
+    await bot.wait_for(lambda: "In the DM's fork." in thread_text(slack, dm, fork))
+    await bot.idle()
+    assert [u["filename"] for u in slack.uploads] == [f"thread-{dm}.ipynb", f"thread-{dm}.zip"]
+    notebook = nbformat.reads(slack.uploads[0]["content"].decode(), as_version=4)
+    assert [c.source for c in notebook.cells if c.cell_type == "code"] == ["%%bash\necho hi"]
+    first_of_fork = claude_api.requests[-1]
+    assert "id" not in first_of_fork["container"] and "say hi" in json.dumps(first_of_fork["messages"][0])
