@@ -72,6 +72,12 @@ async def submit(bot: BotServer, view: dict[str, Any], answers: dict[str, Any], 
     return await bot.post(view_submission_body(view, answers, user_id=user), "application/x-www-form-urlencoded")
 
 
+def admin_with_file(settings: Settings, tmp_path: Path, body: str) -> Settings:
+    """UADMIN an admin, and a settings file holding `body`."""
+    file = write(tmp_path / "threadbox.toml", body)
+    return replace(settings, admin_users=frozenset({"UADMIN"}), settings_file=str(file))
+
+
 def inputs(view: dict[str, Any]) -> set[str]:
     return {block["block_id"] for block in view["blocks"] if block["type"] == "input"}
 
@@ -236,9 +242,7 @@ async def test_an_admin_sets_a_channels_values_in_the_modal_on_either_database(
 async def test_the_modal_refuses_bad_values_by_name_and_keeps_what_the_file_locks(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, tmp_path: Path
 ) -> None:
-    file = write(tmp_path / "threadbox.toml", '[channels.C1]\nweb_search = false\n')
-    settings = replace(settings, admin_users=frozenset({"UADMIN"}), settings_file=str(file))
-    async with running_bot(settings, slack) as bot:
+    async with running_bot(admin_with_file(settings, tmp_path, '[channels.C1]\nweb_search = false\n'), slack) as bot:
         view, _ = await open_modal(bot, slack, "UADMIN")
         assert "web_search" not in inputs(view) and "locked: set in the settings file" in json.dumps(view)
         status, body = await submit(bot, view, {"daily_budget": "a lot"}, "UADMIN")
@@ -324,9 +328,7 @@ async def test_threadbox_help_lists_the_commands(bot: BotServer, slack: FakeSlac
 async def test_admins_see_each_channels_settings_on_the_home_tab_with_an_edit_button(
     settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, tmp_path: Path
 ) -> None:
-    file = write(tmp_path / "threadbox.toml", '[channels.C3]\nmodel = "claude-opus-5-5"\n')
-    settings = replace(settings, admin_users=frozenset({"UADMIN"}), settings_file=str(file))
-    async with running_bot(settings, slack) as bot:
+    async with running_bot(admin_with_file(settings, tmp_path, '[channels.C3]\nmodel = "claude-opus-5-5"\n'), slack) as bot:
         view, _ = await open_modal(bot, slack, "UADMIN")
         await submit(bot, view, {"effort": "max"}, "UADMIN")
         for user in ("UADMIN", "U2"):
