@@ -46,6 +46,8 @@ from .outbound.waiting import WaitingSigns
 from .policy.access import AccessPolicy
 from .policy.budgets import Budgets
 from .queue import QueueSettings, TurnQueue, process_owner_id
+from .schedules.clock import ScheduleClock
+from .schedules.commands import Scheduling
 from .tasks import stop_tasks
 from .turn.checks import TurnChecks
 from .turn.commands import thread_commands
@@ -74,6 +76,7 @@ class Runtime:
     maintenance: asyncio.Task[None]
     metrics: Metrics
     channels: ChannelSettingsBook
+    scheduler: asyncio.Task[None]
 
     def reload_settings(self) -> None:
         """`SIGHUP`: read the settings file again (its problems are logged; nothing stops)."""
@@ -85,7 +88,7 @@ class Runtime:
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await self.channels.file.close()
-        await stop_tasks([self.maintenance])
+        await stop_tasks([self.maintenance, self.scheduler])
         await self.engine.shutdown(self.settings.shutdown_grace_seconds)
         await self.http.close()
         await self.claude.close()
@@ -235,6 +238,7 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
     opened.push_async_callback(http.close)
     budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
     resets = Resets(store, claude)
+    clock = ScheduleClock(store, workspaces, poll_seconds=settings.queue_poll_seconds)
     runner = TurnRunner(
         store=store,
         claude=ClaudeTurns(
@@ -257,6 +261,8 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
                 store, claude, http, timeout=settings.file_timeout_seconds, max_file_bytes=settings.max_file_bytes,
                 max_fork_files=settings.max_fork_files, max_fork_bytes=settings.max_fork_bytes,
             ),
+            Scheduling(store, clock, min_interval_seconds=settings.schedule_min_interval_seconds,
+                       per_person=settings.max_schedules_per_person),
         ),
         metrics=metrics,
         streaming=settings.slack_streaming,
@@ -286,8 +292,10 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         # answers 500, so Slack sends the event again.
         process_before_response=True,
     )
-    register_listeners(app, Intake(engine, store, HomeTab(store, settings.prices, budgets), metrics), workspaces)
+    clock.queue = engine  # runs it fires are woken into this process's queue at once
+    register_listeners(app, Intake(engine, store, HomeTab(store, settings.prices, budgets), metrics, clock), workspaces)
     await engine.start()
+    scheduler = asyncio.create_task(clock.run(), name="schedules")
     maintenance = asyncio.create_task(
         maintain(
             store,
@@ -296,4 +304,4 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
             interval_seconds=settings.maintenance_interval_seconds,
         )
     )
-    return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics, channels)
+    return Runtime(settings, store, slack, claude, http, engine, app, maintenance, metrics, channels, scheduler)

@@ -97,6 +97,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TURN_TIMEOUT_MINUTES", "15", "a turn running longer is stopped, with a message in the thread"),
     Setting("FILE_TIMEOUT_SECONDS", "60", "a file transfer that makes no progress this long is given up"),
     Setting("MAX_OUTPUT_FILES", "10", "more files than this from one turn arrive as one zip with a listing"),
+    Setting("SCHEDULE_MIN_INTERVAL_MINUTES", "60", "the shortest time between two runs of one schedule"),
+    Setting("MAX_SCHEDULES_PER_PERSON", "10", "active and paused schedules one person may have"),
     Setting("MAX_FORK_FILES", "50", "!fork is refused for a thread with more files than this"),
     Setting("MAX_FORK_MB", "500", "!fork is refused for a thread whose files add up to more than this"),
     Setting(
@@ -171,6 +173,8 @@ class Settings:
     file_timeout_seconds: float
     max_output_files: int
     max_fork_files: int
+    schedule_min_interval_seconds: float
+    max_schedules_per_person: int
     max_fork_bytes: int
     placeholders: tuple[str, ...]
     """Settings that still held a `.env.example` placeholder, and so count as unset."""
@@ -277,6 +281,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         file_timeout_seconds=read("FILE_TIMEOUT_SECONDS", values.positive),
         max_output_files=read("MAX_OUTPUT_FILES", values.whole_number),
         max_fork_files=read("MAX_FORK_FILES", values.whole_number),
+        schedule_min_interval_seconds=read("SCHEDULE_MIN_INTERVAL_MINUTES", values.whole_number) * 60.0,
+        max_schedules_per_person=read("MAX_SCHEDULES_PER_PERSON", values.whole_number),
         max_fork_bytes=read("MAX_FORK_MB", values.whole_number) * 1024 * 1024,
         placeholders=placeholders,
         context_window=read("CONTEXT_WINDOW_TOKENS", values.optional_whole_number),

@@ -58,6 +58,15 @@ def is_command(text: str, bot_user_id: str, word: str) -> bool:
     return mentions(text, bot_user_id) and strip_mention(text, bot_user_id).lower().rstrip(".!?") in (word, f"!{word}")
 
 
+def command_text(text: str, bot_user_id: str, word: str) -> str | None:
+    """What follows `!word ` (or `@threadbox word `) at the start of the message, or None."""
+    said = strip_mention(text, bot_user_id) if mentions(text, bot_user_id) else text.strip()
+    head, _, rest = said.strip().partition(" ")
+    if head.lower() in (f"!{word}", word if mentions(text, bot_user_id) else f"!{word}") and rest.strip():
+        return rest.strip()
+    return None
+
+
 def is_stop_command(text: str, bot_user_id: str) -> bool:
     """Stops the thread's running turn; never queued behind it."""
     return is_command(text, bot_user_id, "stop")

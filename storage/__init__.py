@@ -31,6 +31,7 @@ from .models import (
     UsageGroup,
 )
 from .postgres import ACQUIRE_SECONDS, POOL_SIZE, PostgresConnector
+from .schedules import Schedule
 from .sqlite import SQLiteStore, sqlite_path
 from .store import Store
 from .thread_files import ThreadFile
@@ -87,6 +88,7 @@ __all__ = [
     "QueueItem",
     "QueueNotice",
     "ResetRequest",
+    "Schedule",
     "SQLiteStore",
     "StopOutcome",
     "StoredSettings",

@@ -16,6 +16,7 @@ from .queue import thread_params
 
 FORGOTTEN_BY_RETENTION = (
     "forget_container", "delete_history", "forget_participants", "forget_notes", "forget_thread_files",
+    "forget_schedules",
 )
 
 

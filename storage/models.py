@@ -151,6 +151,8 @@ class QueueItem:
     """A mention or DM: its turn makes the thread the bot's (its person let in)."""
     uploads: list[dict[str, Any]] = field(default_factory=list)
     """The Files API copies an earlier attempt made of its files (`note_upload`)."""
+    schedule_id: int | None = None
+    """A scheduled run's schedule (`!schedule`)."""
     admitted: bool = False
     """Counted against the caps on concurrent turns (when it was claimed, or since)."""
     lease: Lease | None = None
@@ -182,6 +184,7 @@ class QueueItem:
             stop_requested_by=row["stop_requested_by"],
             addressed=bool(row["addressed"]),
             uploads=decoded(row["uploads"]),
+            schedule_id=row["schedule_id"],
             admitted=admitted,
             lease=lease,
         )

@@ -59,7 +59,7 @@ class QueueStore:
             row = await db.one(
                 "enqueue_message",
                 {**key, "message_ts": message.message_ts, "user": message.user_id, "text": message.text,
-                 "files": json.dumps(message.files), "addressed": addressed},
+                 "files": json.dumps(message.files), "addressed": addressed, "schedule_id": None},
             )
             if row is None:
                 return None

@@ -15,6 +15,7 @@ from .deliveries import DeliveryStore
 from .models import LeaseLost
 from .people import PeopleStore
 from .queue import QueueStore
+from .schedules import ScheduleStore
 from .skills import SkillStore
 from .thread_files import ThreadFileStore
 from .usage import UsageStore
@@ -24,7 +25,7 @@ __all__ = ["LeaseLost", "Store", "migrations"]
 
 class Store(
     QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore, ChannelSettingsStore,
-    ThreadFileStore,
+    ThreadFileStore, ScheduleStore,
 ):
     """Conversations, their history, the durable per-thread queue with its leases, usage,
     what people look at and think of the answers, and the channels' settings."""

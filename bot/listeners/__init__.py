@@ -11,7 +11,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from ..workspaces import WorkspaceResolver
-from . import agent, assistant, feedback, forks, home, messages, resets, settings, stops
+from . import agent, assistant, feedback, forks, home, messages, resets, schedules, settings, stops
 from .errors import on_unhandled_error
 from .intake import Intake
 from .workspace import find_workspace
@@ -28,7 +28,7 @@ def register_listeners(app: AsyncApp, intake: Intake, workspaces: WorkspaceResol
     """Wire every Slack surface the manifest declares to the queue, each request with its workspace."""
     app.error(on_unhandled_error)
     app.use(find_workspace(workspaces))
-    for feature in (messages, agent, assistant, resets, stops, feedback, home, settings, forks):
+    for feature in (messages, agent, assistant, resets, stops, feedback, home, settings, forks, schedules):
         feature.register(app, intake)
 
 

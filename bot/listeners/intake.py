@@ -11,6 +11,7 @@ from storage import InboxMessage, Store
 from ..ops.metrics import Metrics
 from ..outbound.home import HomeTab
 from ..queue import TurnQueue
+from ..schedules.clock import ScheduleClock
 from ..workspaces import Workspace
 from . import payloads
 
@@ -21,6 +22,7 @@ class Intake:
     store: Store
     home: HomeTab
     metrics: Metrics
+    clock: ScheduleClock
 
 
 async def opens_conversation(workspace: Workspace, message: InboxMessage) -> bool:

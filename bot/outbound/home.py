@@ -21,6 +21,7 @@ from ..errors import SLACK_ERRORS
 from ..policy.access import AccessControl
 from ..policy.budgets import DAY_SECONDS, Budgets, start_of_utc_day
 from ..policy.usage import Prices, dollars, web_words
+from ..schedules.commands import summary
 from ..threads import is_dm
 from ..workspaces import Workspace
 from .blocks import EDIT_SETTINGS_ACTION_ID, context, header, reset_button, section
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 SHOWN_THREADS = 20
 # The most recently active threads looked at to find the SHOWN_THREADS the person may still see.
 CANDIDATE_THREADS = 100
+SHOWN_SCHEDULES = 10
 # Lines per table of the admins' totals; the rest are summed up in one line.
 TABLE_ROWS = 15
 WEEK_DAYS = 7
@@ -109,11 +111,24 @@ class HomeTab:
                 blocks.append(context(more_threads(len(threads) - SHOWN_THREADS, capped=capped)))
         else:
             blocks.append(section(empty_state(bot_user_id)))
+        blocks.extend(await self._schedules(team_id, user_id, "Your schedules"))
         if access.is_admin(user_id):
             blocks.extend(await self._workspace_totals(team_id, now))
         if access.is_admin(user_id) or await access.is_workspace_admin(user_id):
+            blocks.extend(await self._schedules(team_id, None, "The workspace's schedules"))
             blocks.extend(await self._channel_settings(workspace, team_id))
         return {"type": "home", "blocks": blocks}
+
+    async def _schedules(self, team_id: str, user_id: str | None, title: str) -> list[dict[str, Any]]:
+        """A person's schedules across threads (None: everyone's), one line each; `!schedules`
+        in a thread has the buttons."""
+        schedules = await self.store.person_schedules(team_id, user_id, SHOWN_SCHEDULES + 1)
+        if not schedules:
+            return []
+        lines = [f"• {summary(s)} in <#{s.thread.channel_id}>" for s in schedules[:SHOWN_SCHEDULES]]
+        if len(schedules) > SHOWN_SCHEDULES:
+            lines.append("…and more: `!schedules` in each thread lists its own.")
+        return [{"type": "divider"}, header(title), section("\n".join(lines)[:2900])]
 
     # --- the channels' settings, for admins ---------------------------------------------------
 

@@ -104,6 +104,8 @@ class Person:
     name: str
     is_workspace_admin: bool = False
     """A Slack admin or owner of their workspace."""
+    tz: str | None = None
+    """Their Slack time zone (`Europe/Paris`)."""
 
 
 def person_of(user: dict[str, Any]) -> Person:
@@ -113,6 +115,7 @@ def person_of(user: dict[str, Any]) -> Person:
         team_id=str(user.get("team_id") or ""),
         is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
         is_workspace_admin=bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner")),
+        tz=str(user["tz"]) if isinstance(user.get("tz"), str) and user.get("tz") else None,
         name=str(
             profile.get("display_name") or profile.get("real_name") or user.get("real_name")
             or user.get("name") or user.get("id") or ""
@@ -196,6 +199,14 @@ class AccessControl:
             logger.info("users.info for %s failed: %s", user_id, error)
             return False
         return person.is_workspace_admin and person.team_id in ("", self.home_team_id)
+
+    async def time_zone(self, user_id: str) -> str | None:
+        """The person's Slack time zone; None when Slack will not say."""
+        try:
+            return (await self._person(user_id)).tz
+        except SLACK_ERRORS as error:
+            logger.info("no time zone for %s: %s", user_id, error)
+            return None
 
     async def name(self, user_id: str) -> str:
         """The name people see for `user_id`; the id itself when Slack will not say."""

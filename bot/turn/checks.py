@@ -15,6 +15,7 @@ from ..ops.logs import audit
 from ..ops.metrics import Metrics
 from ..outbound.notices import tell_privately
 from ..policy.budgets import Budgets
+from ..schedules.commands import run_skipped
 from .context import TurnContext
 from .prompt import request_text
 from .spending import channel_budget
@@ -51,6 +52,7 @@ class TurnChecks:
         if decision.allowed:
             return False
         audit("refused", message.thread, reason=decision.reason, user=message.user_id)
+        await run_skipped(self.budgets.store, turn, "may no longer use threadbox here")
         if self._told_recently(message.user_id, message.thread):
             return True
         await tell_privately(
@@ -77,6 +79,7 @@ class TurnChecks:
         if spent is None:
             return False
         audit("budget_stop", message.thread, scope=spent.scope, user=message.user_id)
+        await run_skipped(self.budgets.store, turn, "the daily budget was spent")
         await turn.say(spent.note)
         self.metrics.turn_finished("budget", turn.started)
         return True

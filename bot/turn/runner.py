@@ -27,6 +27,7 @@ from ..outbound.blocks import feedback_buttons
 from ..outbound.reply import Reply
 from ..outbound.text import escape_mrkdwn
 from ..policy.usage import Prices, turn_footer
+from ..schedules.commands import run_answered
 from ..workspaces import Workspace
 from .checks import TurnChecks
 from .commands import InThreadCommands
@@ -130,6 +131,7 @@ class TurnRunner:
             if await self.checks.budget(turn) or await self.checks.length(turn):
                 return
             await self._run_turn(turn)
+            await run_answered(self.store, turn)
         except (asyncio.CancelledError, LeaseLost):  # another process has the thread now
             raise
         except KEPT_OPEN:  # the item stays open: taken again once the database is back

@@ -9,8 +9,9 @@ ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at;
 -- === the queue ===
 
 -- name: enqueue_message
-INSERT INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id, text, files, addressed, received_at)
-VALUES (:team, :channel, :thread_ts, 'message', :message_ts, :user, :text, :files, :addressed, :now)
+INSERT INTO queue (team_id, channel_id, thread_ts, kind, message_ts, user_id, text, files, addressed, received_at,
+                   schedule_id)
+VALUES (:team, :channel, :thread_ts, 'message', :message_ts, :user, :text, :files, :addressed, :now, :schedule_id)
 ON CONFLICT (team_id, channel_id, message_ts) DO NOTHING
 RETURNING id;
 
@@ -93,7 +94,7 @@ RETURNING admitted_user;
 
 -- name: head_item
 SELECT id, kind, user_id, message_ts, text, files, response_url, replace_original, reply_ts, answered,
-       marked_queued, attempts, user_files, stop_requested_by, addressed, uploads
+       marked_queued, attempts, user_files, stop_requested_by, addressed, uploads, schedule_id
 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done'
 ORDER BY id LIMIT 1;
 
@@ -345,6 +346,8 @@ WHERE updated_at < :cutoff
        OR EXISTS (SELECT 1 FROM participants p WHERE p.team_id = c.team_id AND p.channel_id = c.channel_id AND p.thread_ts = c.thread_ts))
   AND NOT EXISTS (SELECT 1 FROM queue o WHERE o.team_id = c.team_id AND o.channel_id = c.channel_id
                   AND o.thread_ts = c.thread_ts AND o.state != 'done')
+  AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.team_id = c.team_id AND s.channel_id = c.channel_id
+                  AND s.thread_ts = c.thread_ts AND s.state = 'active')
 ORDER BY updated_at LIMIT :limit;
 
 -- name: forget_container
@@ -449,6 +452,64 @@ DO UPDATE SET rating = excluded.rating, recorded_at = excluded.recorded_at;
 
 -- name: feedback_totals
 SELECT rating, COUNT(*) FROM feedback WHERE team_id = :team AND recorded_at >= :since GROUP BY rating;
+
+-- === scheduled runs ===
+
+-- name: create_schedule
+INSERT INTO schedules (team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, created_at)
+VALUES (:team, :channel, :thread_ts, :user, :request, :kind, :spec, :tz, :next_at, :created)
+RETURNING id;
+
+-- name: schedule
+SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
+       last_run_at
+FROM schedules WHERE id = :id;
+
+-- name: thread_schedules
+SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
+       last_run_at
+FROM schedules WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'deleted'
+ORDER BY id;
+
+-- name: person_schedules
+SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
+       last_run_at
+FROM schedules WHERE team_id = :team AND (CAST(:user AS TEXT) IS NULL OR user_id = :user) AND state IN ('active', 'paused')
+ORDER BY next_at LIMIT :limit;
+
+-- name: count_schedules_of
+SELECT COUNT(*) FROM schedules WHERE team_id = :team AND user_id = :user AND state IN ('active', 'paused');
+
+-- name: due_schedules
+SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
+       last_run_at
+FROM schedules WHERE state = 'active' AND next_at <= :now ORDER BY next_at LIMIT :limit;
+
+-- name: next_schedule_at
+SELECT MIN(next_at) FROM schedules WHERE state = 'active';
+
+-- name: advance_schedule
+-- Fires one occurrence: only the process that moves `next_at` on from :due queues the run.
+UPDATE schedules SET next_at = :following, last_run_at = :now,
+    state = CASE WHEN CAST(:following AS DOUBLE PRECISION) IS NULL THEN 'done' ELSE state END
+WHERE id = :id AND state = 'active' AND next_at = :due;
+
+-- name: set_schedule_state
+UPDATE schedules SET state = :state, skipped = CASE WHEN :state = 'active' THEN 0 ELSE skipped END,
+    next_at = COALESCE(CAST(:next_at AS DOUBLE PRECISION), next_at)
+WHERE id = :id AND state IN ('active', 'paused');
+
+-- name: note_schedule_outcome
+UPDATE schedules SET last_outcome = :outcome,
+    skipped = CASE WHEN :skipped THEN skipped + 1 ELSE 0 END
+WHERE id = :id
+RETURNING skipped, state;
+
+-- name: is_participant
+SELECT 1 FROM participants WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND user_id = :user;
+
+-- name: forget_schedules
+DELETE FROM schedules WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- === the files a thread has seen ===
 
