@@ -689,3 +689,18 @@ async def test_a_channels_settings_are_replaced_whole_and_the_previous_ones_retu
     assert set(await store.team_channel_settings("T1")) == {"C1", "dm"}  # never another workspace's
     last = await store.keep_channel_settings("T1", "C1", {}, "U2")  # nothing set: the row goes
     assert last is not None and await store.channel_settings("T1", "C1") is None
+
+
+async def test_a_thread_with_an_active_schedule_is_not_idle_and_forgetting_it_drops_its_schedules(store: Store) -> None:
+    item = await store.enqueue_message(message("1700000001.000100"), addressed=True)
+    assert item is not None
+    turn = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    await store.save_turn(item.id, THREAD, turn, "cntr_1", None, [], [])
+    await store.finish_item(item.id)
+    made = await store.create_schedule(THREAD, "U1", "report", "every", "3600", "UTC", time.time() + 3600)
+    await asyncio.sleep(0.05)
+    assert await store.idle_threads(older_than_seconds=0.01) == []  # it will run again
+    assert await store.set_schedule_state(made.id, "paused")
+    assert await store.idle_threads(older_than_seconds=0.01) == [THREAD]
+    await store.forget(THREAD)
+    assert await store.thread_schedules(THREAD) == [] and await store.schedule(made.id) is None

@@ -41,6 +41,7 @@ in a channel (or write to it in a DM) and every reply in that thread continues i
 • `!files` lists the files the thread has seen (`!files all`: Claude lists the whole container)
 • `!export` uploads the thread as a Jupyter notebook, and a zip of it with its files
 • `!fork` starts a new thread that goes on from here, in a container of its own
+• `!schedule <when> <request>` runs a request again on time (`every day at 09:00 …`); `!schedules` lists them
 
 *Commands*
 • `/threadbox settings`: this channel's settings (model, instructions, tools, follow-ups, budget)
