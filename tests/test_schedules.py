@@ -255,3 +255,22 @@ async def test_the_home_tab_lists_a_persons_schedules_and_admins_see_the_workspa
     assert "Your schedules" in mine and "rebuild the report" in mine and "in <#C1>" in mine
     assert "rebuild the report" not in others
     assert "The workspace's schedules" in admin and "rebuild the report" in admin
+
+
+async def test_too_frequent_schedules_and_too_many_are_refused_with_words(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    root = "1700009007.000100"
+    async with running_bot(replace(settings, max_schedules_per_person=1), slack) as bot:
+        await bot.mention_and_wait(claude_api, Reply([text("ready")]), "set up", root=root, shows="ready")
+        for n, words in enumerate(("every 5 minutes poll", 'cron "*/10 * * * *" poll', "whenever you like poll",
+                                   "every day at 09:00 report", "every day at 10:00 another"), start=2):
+            await bot.send_event(message_event(f"!schedule {words}", channel=CHANNEL, user="U1",
+                                               ts=f"{root[:-6]}{n:06d}", thread_ts=root))
+        await bot.wait_for(lambda: "You have 1 schedules already" in thread_text(slack, CHANNEL, root))
+        await bot.idle()
+        made = await bot.runtime.store.thread_schedules(ThreadKey("T1", CHANNEL, root))
+    said = thread_text(slack, CHANNEL, root)
+    assert said.count("a schedule may run at most every 60 minutes") == 2
+    assert "`every day at HH:MM`" in said  # the accepted forms, for the one it could not read
+    assert [s.request for s in made] == ["report"]
