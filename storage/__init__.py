@@ -2,7 +2,8 @@
 per-thread queue, files owed and usage.
 
 `Store` is written once over a `Connector`; `sqlite.py` and `postgres.py` are the two
-connectors, `queries/<dialect>.sql` their named queries, `migrations/<dialect>/` their schema.
+connectors, `queries/<dialect>.sql` their named queries (`queries/common.sql` those alike in
+both), `migrations/<dialect>/` their schema.
 """
 
 import sqlite3

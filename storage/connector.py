@@ -1,7 +1,8 @@
 """The `Connector` protocol: what the store asks of a database driver, and nothing more.
 
 One implementation per driver (`sqlite.py`, `postgres.py`). The store calls queries by name;
-each dialect keeps its SQL in `queries/<dialect>.sql`, written with `:name` parameters. A query
+each dialect keeps its SQL in `queries/<dialect>.sql` (and SQL that is the same in every dialect
+in `queries/common.sql`, written once), with `:name` parameters. A query
 takes the parameters it names, so a caller may pass more. Times come from the database side
 as each statement runs (PostgreSQL's `clock_timestamp()`; for SQLite, which keeps epoch seconds,
 the connector binds `:now`), so a lease never starts before the lock that grants it.
@@ -84,15 +85,17 @@ def opened(handle: T | None) -> T:
 
 
 def load_queries(dialect: str) -> dict[str, str]:
-    """The named queries of `queries/<dialect>.sql`: `-- name: x` starts query `x`."""
-    text = resources.files("storage").joinpath("queries", f"{dialect}.sql").read_text(encoding="utf-8")
-    parts = _QUERY_NAME.split(text)
+    """The named queries of `queries/common.sql` (the same SQL in every dialect) and of
+    `queries/<dialect>.sql`: `-- name: x` starts query `x`, defined once across both."""
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
-        if name in queries:
-            raise RuntimeError(f"{dialect} query {name!r} is defined twice")
-        queries[name] = "\n".join(lines).strip().rstrip(";")
+    for file in ("common", dialect):
+        text = resources.files("storage").joinpath("queries", f"{file}.sql").read_text(encoding="utf-8")
+        parts = _QUERY_NAME.split(text)
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+            if name in queries:
+                raise RuntimeError(f"{dialect} query {name!r} is defined twice")
+            queries[name] = "\n".join(lines).strip().rstrip(";")
     return queries
 
 

@@ -31,16 +31,6 @@ VALUES (:team, :channel, :thread_ts, :user, :text, :now)
 ON CONFLICT (team_id, channel_id, thread_ts, user_id)
 DO UPDATE SET last_text = excluded.last_text, last_at = excluded.last_at;
 
--- name: lock_thread
--- An enqueue takes its thread's claim row before its item is numbered: a thread's items are
--- then numbered in the order they commit, and its head is always its oldest.
-INSERT INTO claims (team_id, channel_id, thread_ts) VALUES (:team, :channel, :thread_ts)
-ON CONFLICT (team_id, channel_id, thread_ts) DO UPDATE SET head_id = claims.head_id;
-
--- name: set_head
-UPDATE claims SET head_id = :item, head_user = :user
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND head_id IS NULL;
-
 -- name: people_at_cap
 -- The people whose running turns (one claim row each) reach :cap: none, mostly.
 SELECT team_id, admitted_user FROM claims
@@ -82,10 +72,6 @@ UPDATE claims SET owner = :owner, lease_until = :now + :seconds,
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
 RETURNING generation;
 
--- name: admit_turn
-UPDATE claims SET admitted_user = :user
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner AND generation = :generation;
-
 -- name: renew_lease
 UPDATE claims SET lease_until = :now + :seconds
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner
@@ -97,16 +83,6 @@ SELECT id, kind, user_id, message_ts, text, files, response_url, replace_origina
        marked_queued, attempts, user_files, stop_requested_by, addressed, uploads, schedule_id
 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done'
 ORDER BY id LIMIT 1;
-
--- name: start_item
-UPDATE queue SET state = 'running', attempts = attempts + 1 WHERE id = :item;
-
--- name: hold_back_item
-UPDATE queue SET state = 'pending', attempts = attempts - 1 WHERE id = :item AND state = 'running';
-
--- name: drop_lease
-UPDATE claims SET owner = NULL, lease_until = NULL, admitted_user = NULL
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner AND generation = :generation;
 
 -- name: held_back_of
 -- The free threads whose head is a new turn of one of :people (each at the per-person cap).
@@ -127,12 +103,6 @@ WHERE c.head_id IS NOT NULL AND (c.owner IS NULL OR c.lease_until < :now)
   AND q.state = 'pending' AND q.kind = 'message' AND NOT q.answered AND NOT q.marked_queued
 ORDER BY c.head_id LIMIT :limit;
 
--- name: release_lease
--- Only once the thread is empty: an enqueue holds the row until its item is the head.
-DELETE FROM claims
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND owner = :owner
-  AND generation = :generation AND head_id IS NULL;
-
 -- name: renew_leases
 -- Only the claims (:held, each with its generation) a process still works on: one it gave up
 -- without letting go (the database was away) runs out and is free for the others.
@@ -150,9 +120,6 @@ UPDATE queue SET state = 'pending',
     attempts = CASE WHEN state = 'running' AND attempts > 0 THEN attempts - 1 ELSE attempts END
 WHERE state != 'done' AND EXISTS (SELECT 1 FROM claims c WHERE c.owner = :owner AND c.team_id = queue.team_id
                                   AND c.channel_id = queue.channel_id AND c.thread_ts = queue.thread_ts);
-
--- name: drop_leases
-UPDATE claims SET owner = NULL, lease_until = NULL, admitted_user = NULL WHERE owner = :owner;
 
 -- name: live_processes
 SELECT COUNT(DISTINCT owner) FROM claims WHERE owner IS NOT NULL AND lease_until > :now;
@@ -182,15 +149,6 @@ UPDATE queue SET uploads = json_insert(uploads, '$[#]', json(:upload)) WHERE id 
 -- name: leftover_uploads
 SELECT id, uploads FROM queue WHERE state = 'done' AND uploads != '[]' LIMIT :limit;
 
--- name: clear_uploads
-UPDATE queue SET uploads = '[]' WHERE id = :item;
-
--- name: set_reply_ts
-UPDATE queue SET reply_ts = :reply_ts WHERE id = :item;
-
--- name: reply_thread
-SELECT thread_ts, user_id FROM queue WHERE team_id = :team AND channel_id = :channel AND reply_ts = :reply_ts LIMIT 1;
-
 -- name: note_stop_message
 INSERT INTO stop_requests (team_id, channel_id, message_ts, requested_at) VALUES (:team, :channel, :message_ts, :now)
 ON CONFLICT DO NOTHING
@@ -213,12 +171,6 @@ WHERE id IN (SELECT value FROM json_each(:items)) AND attempts > 0 AND state != 
 -- name: mark_queued
 UPDATE queue SET marked_queued = 1 WHERE id = :item AND state = 'pending' AND NOT marked_queued;
 
--- name: item_state
-SELECT state FROM queue WHERE id = :item;
-
--- name: count_waiting
-SELECT COUNT(*) FROM queue WHERE state = 'pending';
-
 -- name: prune_items
 -- Answered rows a day old: long past any retry of their Slack event, in busy threads too.
 DELETE FROM queue WHERE state = 'done' AND finished_at < :cutoff;
@@ -229,9 +181,6 @@ DELETE FROM stop_requests WHERE requested_at < :cutoff;
 -- name: prune_claims
 -- Claims of emptied threads whose lease ended long ago (its process died, or left it behind).
 DELETE FROM claims WHERE head_id IS NULL AND (lease_until IS NULL OR lease_until < :cutoff);
-
--- name: prune_reservations
-DELETE FROM reservations WHERE item_id NOT IN (SELECT id FROM queue WHERE state != 'done');
 
 -- name: prune_viewing
 DELETE FROM viewing WHERE seen_at < :cutoff;
@@ -255,9 +204,6 @@ SELECT 1 FROM queue WHERE team_id = :team AND channel_id = :channel AND thread_t
   AND addressed AND state != 'done'
 LIMIT 1;
 
--- name: owns_conversation
-SELECT 1 FROM conversations WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
 -- name: conversation
 SELECT container_id, container_expires_at, skills, settings_seen, inherited_files FROM conversations
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
@@ -266,40 +212,9 @@ WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 SELECT role, content FROM history WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
 ORDER BY seq;
 
--- name: delete_history
-DELETE FROM history WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: last_seq
-SELECT COALESCE(MAX(seq), 0) FROM history WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
 -- name: append_history
 INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
 VALUES (:team, :channel, :thread_ts, :seq, :role, :content);
-
--- name: copy_history
-INSERT INTO history (team_id, channel_id, thread_ts, seq, role, content)
-SELECT team_id, channel_id, CAST(:to_ts AS TEXT), seq, role, content FROM history
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: inherit_conversation
--- The fork starts with the original's skills (the same cached prefix) and its files to carry over.
-UPDATE conversations SET inherited_files = :files,
-    skills = (SELECT o.skills FROM conversations o
-              WHERE o.team_id = :team AND o.channel_id = :channel AND o.thread_ts = :thread_ts)
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :to_ts;
-
--- name: clear_inherited
-UPDATE conversations SET inherited_files = NULL
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: keep_settings_seen
-UPDATE conversations SET settings_seen = :seen
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: keep_skills
--- The first list a thread is answered with stays until a reset forgets the conversation's container.
-UPDATE conversations SET skills = COALESCE(skills, :skills)
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: keep_container
 INSERT INTO conversations (team_id, channel_id, thread_ts, container_id, container_expires_at, created_at, updated_at)
@@ -317,26 +232,14 @@ SELECT 1 FROM claims WHERE team_id = :team AND channel_id = :channel AND thread_
 -- name: settle_item
 UPDATE queue SET answered = 1 WHERE id = :item;
 
--- name: owe_delivery
-INSERT INTO deliveries (item_id, position, file_id) VALUES (:item, :position, :file_id);
-
 -- name: drop_container
 UPDATE conversations SET container_id = NULL, container_expires_at = NULL, skills = NULL, updated_at = :now
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: add_note
-INSERT INTO thread_notes (team_id, channel_id, thread_ts, message_ts, user_id, text)
-VALUES (:team, :channel, :thread_ts, :message_ts, :user, :text)
-ON CONFLICT DO NOTHING;
 
 -- name: notes_before
 SELECT message_ts, user_id, text FROM thread_notes
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND message_ts < :before_ts
 ORDER BY message_ts;
-
--- name: drop_note
-DELETE FROM thread_notes
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND message_ts = :message_ts;
 
 -- name: idle_threads
 SELECT team_id, channel_id, thread_ts FROM conversations c
@@ -349,16 +252,6 @@ WHERE updated_at < :cutoff
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.team_id = c.team_id AND s.channel_id = c.channel_id
                   AND s.thread_ts = c.thread_ts AND s.state = 'active')
 ORDER BY updated_at LIMIT :limit;
-
--- name: forget_container
-UPDATE conversations SET container_id = NULL, container_expires_at = NULL, skills = NULL
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: forget_participants
-DELETE FROM participants WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
--- name: forget_notes
-DELETE FROM thread_notes WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: active_threads
 SELECT c.thread_ts, c.updated_at, p.last_text FROM conversations c
@@ -385,12 +278,6 @@ ORDER BY m.last_active DESC, m.thread_ts DESC;
 
 -- === files owed by answered turns ===
 
--- name: pending_deliveries
-SELECT position, file_id, slack_file_id FROM deliveries WHERE item_id = :item AND NOT delivered ORDER BY position;
-
--- name: delivery_started
-UPDATE deliveries SET slack_file_id = :slack_file_id WHERE item_id = :item AND position = :position;
-
 -- name: delivery_done
 UPDATE deliveries SET delivered = 1 WHERE item_id = :item AND position = :position;
 
@@ -401,12 +288,6 @@ INSERT INTO usage (team_id, channel_id, thread_ts, user_id, model, input_tokens,
                    cache_read_input_tokens, output_tokens, code_runs, web_searches, web_fetches, recorded_at)
 VALUES (:team, :channel, :thread_ts, :user, :model, :input_tokens, :cache_creation_input_tokens,
         :cache_read_input_tokens, :output_tokens, :code_runs, :web_searches, :web_fetches, :now);
-
--- name: thread_usage
-SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
-       COALESCE(SUM(cache_read_input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(code_runs), 0), COUNT(*),
-       COALESCE(SUM(web_searches), 0), COALESCE(SUM(web_fetches), 0)
-FROM usage WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- name: user_usage
 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cache_creation_input_tokens), 0),
@@ -453,64 +334,6 @@ DO UPDATE SET rating = excluded.rating, recorded_at = excluded.recorded_at;
 -- name: feedback_totals
 SELECT rating, COUNT(*) FROM feedback WHERE team_id = :team AND recorded_at >= :since GROUP BY rating;
 
--- === scheduled runs ===
-
--- name: create_schedule
-INSERT INTO schedules (team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, created_at)
-VALUES (:team, :channel, :thread_ts, :user, :request, :kind, :spec, :tz, :next_at, :created)
-RETURNING id;
-
--- name: schedule
-SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
-       last_run_at
-FROM schedules WHERE id = :id;
-
--- name: thread_schedules
-SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
-       last_run_at
-FROM schedules WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'deleted'
-ORDER BY id;
-
--- name: person_schedules
-SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
-       last_run_at
-FROM schedules WHERE team_id = :team AND (CAST(:user AS TEXT) IS NULL OR user_id = :user) AND state IN ('active', 'paused')
-ORDER BY next_at LIMIT :limit;
-
--- name: count_schedules_of
-SELECT COUNT(*) FROM schedules WHERE team_id = :team AND user_id = :user AND state IN ('active', 'paused');
-
--- name: due_schedules
-SELECT id, team_id, channel_id, thread_ts, user_id, request, kind, spec, tz, next_at, state, skipped, last_outcome,
-       last_run_at
-FROM schedules WHERE state = 'active' AND next_at <= :now ORDER BY next_at LIMIT :limit;
-
--- name: next_schedule_at
-SELECT MIN(next_at) FROM schedules WHERE state = 'active';
-
--- name: advance_schedule
--- Fires one occurrence: only the process that moves `next_at` on from :due queues the run.
-UPDATE schedules SET next_at = :following, last_run_at = :now,
-    state = CASE WHEN CAST(:following AS DOUBLE PRECISION) IS NULL THEN 'done' ELSE state END
-WHERE id = :id AND state = 'active' AND next_at = :due;
-
--- name: set_schedule_state
-UPDATE schedules SET state = :state, skipped = CASE WHEN :state = 'active' THEN 0 ELSE skipped END,
-    next_at = COALESCE(CAST(:next_at AS DOUBLE PRECISION), next_at)
-WHERE id = :id AND state IN ('active', 'paused');
-
--- name: note_schedule_outcome
-UPDATE schedules SET last_outcome = :outcome,
-    skipped = CASE WHEN :skipped THEN skipped + 1 ELSE 0 END
-WHERE id = :id
-RETURNING skipped, state;
-
--- name: is_participant
-SELECT 1 FROM participants WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND user_id = :user;
-
--- name: forget_schedules
-DELETE FROM schedules WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
-
 -- === the files a thread has seen ===
 
 -- name: note_thread_file
@@ -523,13 +346,6 @@ DO UPDATE SET slack_file_id = COALESCE(excluded.slack_file_id, thread_files.slac
 SELECT file_id, direction, name, size, message_ts, slack_file_id, recorded_at FROM thread_files
 WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts
 ORDER BY recorded_at, name;
-
--- name: waiting_in_thread
-SELECT COUNT(*) FROM queue
-WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts AND state != 'done' AND id != :item;
-
--- name: forget_thread_files
-DELETE FROM thread_files WHERE team_id = :team AND channel_id = :channel AND thread_ts = :thread_ts;
 
 -- === channel settings set in Slack ===
 
@@ -547,27 +363,12 @@ VALUES (:team, :channel, :settings, :user, :now)
 ON CONFLICT (team_id, channel_id)
 DO UPDATE SET settings = excluded.settings, changed_by = excluded.changed_by, changed_at = excluded.changed_at;
 
--- name: drop_channel_settings
-DELETE FROM channel_settings WHERE team_id = :team AND channel_id = :channel;
-
--- === custom skills ===
-
--- name: custom_skill
-SELECT skill_id, version, digest FROM custom_skills WHERE name = :name;
-
--- name: keep_custom_skill
-INSERT INTO custom_skills (name, skill_id, version, digest) VALUES (:name, :skill_id, :version, :digest)
-ON CONFLICT (name) DO UPDATE SET skill_id = excluded.skill_id, version = excluded.version, digest = excluded.digest;
-
 -- === reservations: what running turns are about to spend ===
 
 -- name: reserve
 INSERT INTO reservations (item_id, team_id, user_id, input_tokens, reserved_at)
 VALUES (:item, :team, :user, :tokens, :now)
 ON CONFLICT (item_id) DO UPDATE SET input_tokens = excluded.input_tokens, reserved_at = excluded.reserved_at;
-
--- name: release_reservation
-DELETE FROM reservations WHERE item_id = :item;
 
 -- name: reserved_input
 -- Only turns not yet done count (a reservation a crash left behind counts no longer).
