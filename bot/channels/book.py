@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import anthropic
 from anthropic.types import SkillParams
 
 from storage import Store, StoredSettings
@@ -164,6 +165,9 @@ class ChannelSettingsBook:
             limits = await self.catalog.limits(model)
         except ModelUnusable as unusable:  # retired since it was set: the process's model answers
             logger.warning("%s; the channel falls back to %s", unusable.problem, self.base.model)
+            limits, model = self.catalog.configured, self.base.model
+        except anthropic.APIError as error:  # not asked yet, and the API away: asked again next turn
+            logger.warning("could not ask the API about %s (%s); this turn uses %s", model, error, self.base.model)
             limits, model = self.catalog.configured, self.base.model
         system = self.base.system_prompt
         if keys.instructions:
