@@ -30,7 +30,7 @@ from .channels.book import ChannelSettingsBook
 from .channels.file import SettingsFile
 from .channels.keys import Keys
 from .config import Settings
-from .errors import StartupError
+from .errors import StartupError, slack_error
 from .jobs.maintenance import maintain
 from .listeners import Intake, register_listeners
 from .listeners.errors import TolerantApp
@@ -208,7 +208,7 @@ async def identify(workspaces: SingleWorkspace, settings: Settings) -> None:
         await workspaces.start()
     except SlackApiError as error:
         raise StartupError(
-            f"Slack refused SLACK_BOT_TOKEN (auth.test answered {error.response.get('error')}): copy the"
+            f"Slack refused SLACK_BOT_TOKEN (auth.test answered {slack_error(error)}): copy the"
             " Bot User OAuth Token (xoxb-…) of the installed app"
         ) from None
     except (SlackRequestError, aiohttp.ClientError, OSError, TimeoutError) as error:

@@ -24,7 +24,7 @@ from storage.connector import migrations
 from .app import as_configured, process_model_settings
 from .channels.file import read_settings_file
 from .config import DEFAULTS, Settings, load_settings
-from .errors import ConfigError, StartupError
+from .errors import ConfigError, StartupError, slack_error
 from .model.catalog import ModelCatalog, ModelLimits, ModelUnusable, model_limits
 from .model.errors import api_message
 from .model.skills import ANTHROPIC_SKILLS, custom_folders, too_many
@@ -92,7 +92,7 @@ async def check_slack(settings: Settings) -> list[CheckResult]:
     try:
         identity = await asyncio.wait_for(slack.auth_test(), CHECK_TIMEOUT_SECONDS)
     except SlackApiError as error:
-        return [failed("slack bot token", f"auth.test answered {error.response.get('error')}",
+        return [failed("slack bot token", f"auth.test answered {slack_error(error)}",
                        "copy the Bot User OAuth Token (xoxb-…) of the installed app into SLACK_BOT_TOKEN")]
     except UNREACHABLE as error:
         return [failed("slack bot token", f"could not reach {settings.slack_api_url}: {error or type(error).__name__}",
@@ -116,7 +116,7 @@ async def check_socket_mode(settings: Settings) -> list[CheckResult]:
         await asyncio.wait_for(slack.apps_connections_open(app_token=settings.slack_app_token or ""),
                                CHECK_TIMEOUT_SECONDS)
     except SlackApiError as error:
-        return [failed(name, f"apps.connections.open answered {error.response.get('error')}", fix)]
+        return [failed(name, f"apps.connections.open answered {slack_error(error)}", fix)]
     except UNREACHABLE as error:
         return [failed(name, f"could not reach Slack: {error or type(error).__name__}", "check the network")]
     return [passed(name, "Socket Mode connection opens")]

@@ -31,3 +31,13 @@ class NotStored(ThreadboxError):
 
 class FileRelayError(ThreadboxError):
     """A file could not be relayed; the message is meant for the thread (already escaped)."""
+
+
+def slack_error(error: SlackApiError) -> str:
+    """The `error` Slack answered (`ratelimited`, `stopped_by_user`…), or its HTTP status when
+    the answer was no JSON object (its edge answers a 5xx with text)."""
+    data = getattr(error.response, "data", None)
+    code = data.get("error") if isinstance(data, dict) else None
+    if isinstance(code, str):
+        return code
+    return f"HTTP {getattr(error.response, 'status_code', '?')}"

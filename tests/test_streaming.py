@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
+
+import pytest
 
 from bot.config import Settings
 from bot.model.tools import tool_sources
@@ -276,3 +279,18 @@ def test_a_step_names_the_pages_its_tool_read_as_sources() -> None:
     assert [s["url"] for s in chunk["sources"]] == ["https://example.com/a", "https://example.com/b"]
     assert "<!channel>" not in chunk["sources"][0]["text"]
     assert tool_sources({"type": "bash_code_execution_tool_result", "content": {"stdout": "x"}}) == []
+
+
+async def test_a_stream_stop_that_slack_answers_with_a_plain_text_500_is_no_crash(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack's edge answers a 5xx with text, not JSON: the error has no `error` field to read."""
+    root = "1700000950.000100"
+    # The SDK tries three times: all three answered with text.
+    slack.fail("chat.stopStream", error="internal error", status=500, times=3, text=True)
+    with caplog.at_level(logging.WARNING):
+        await bot.mention_and_wait(claude_api, Reply([text("All done here.")]), "go", root=root, shows="All done")
+        await bot.idle()
+    assert "went wrong" not in thread_text(slack, "C1", root)
+    assert not [r for r in caplog.records if r.exc_info and "AttributeError" in repr(r.exc_info[1])]
+    assert not [r for r in caplog.records if "turn for" in r.getMessage() and "failed" in r.getMessage()]

@@ -19,7 +19,7 @@ from slack_sdk.models.messages.chunk import Chunk, PlanUpdateChunk, TaskUpdateCh
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
-from ..errors import SLACK_ERRORS
+from ..errors import SLACK_ERRORS, slack_error
 from .message import MessageRenderer
 from .state import ReplyState, ReplyTarget, Step
 from .text import MARKDOWN_BLOCK_LIMIT, MarkdownGuard
@@ -171,8 +171,8 @@ class StreamRenderer:
             try:
                 await stream.append(markdown_text=f"{reopened}\n" if reopened else None, chunks=[])
             except SlackApiError as error:
-                if self.support.stoppable and error.response.get("error") in STOP_CONTROL_REFUSALS:
-                    logger.info("Slack has no stop control on streams here (%s)", error.response.get("error"))
+                if self.support.stoppable and slack_error(error) in STOP_CONTROL_REFUSALS:
+                    logger.info("Slack has no stop control on streams here (%s)", slack_error(error))
                     self.support.stoppable = False
                     continue
                 raise
@@ -247,7 +247,7 @@ class StreamRenderer:
         try:
             return await send
         except SlackApiError as error:
-            if error.response.get("error") != STOPPED_BY_USER:
+            if slack_error(error) != STOPPED_BY_USER:
                 raise
             logger.info("the person stopped the reply in %s", self.target.channel_id)
             self.stopped = True

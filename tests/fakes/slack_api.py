@@ -148,6 +148,7 @@ class _Failure:
     times: int
     status: int
     headers: dict[str, str]
+    text: bool = False
 
 
 @dataclass
@@ -321,12 +322,14 @@ class FakeSlack:
         times: int = 1,
         status: int = 200,
         headers: dict[str, str] | None = None,
+        text: bool = False,
     ) -> None:
-        """Make the next `times` calls of `method` fail (`times=-1`: forever).
+        """Make the next `times` calls of `method` fail (`times=-1`: forever). `text`: the answer
+        is `error` as plain text, not JSON, as Slack's edge answers a 5xx.
 
         `method` may also be "upload" (the upload URL: answers `status` with text `error`).
         """
-        self._failures.setdefault(method, []).append(_Failure(error, times, status, dict(headers or {})))
+        self._failures.setdefault(method, []).append(_Failure(error, times, status, dict(headers or {}), text))
 
     def delay(self, method: str, seconds: float) -> None:
         """Answer every call of `method` (or "upload", "download") after `seconds`."""
@@ -477,6 +480,8 @@ class FakeSlack:
             answer = {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(self.scopes)}
             return web.json_response(answer, headers=scope_headers)
         failure = self._take_failure(method)
+        if failure is not None and failure.text:
+            return web.Response(status=failure.status, text=failure.error, headers=failure.headers)
         if failure is not None:
             return web.json_response(
                 {"ok": False, "error": failure.error}, status=failure.status, headers={**scope_headers, **failure.headers}
