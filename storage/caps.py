@@ -3,17 +3,15 @@ queue), reading only what the caps that are set ask for."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-from .connector import Connection
+from .connector import Connection, lock_key
 from .models import TurnLimits
 
 
 def person_lock(team_id: str, user_id: str) -> int:
-    """The advisory lock under which a person's turns are admitted (a signed 64-bit key)."""
-    digest = hashlib.blake2b(f"{team_id}:{user_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    """The advisory lock under which a person's turns are admitted."""
+    return lock_key(f"{team_id}:{user_id}")
 
 
 @dataclass(frozen=True)

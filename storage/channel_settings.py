@@ -6,12 +6,11 @@ The store keeps them as given; what they mean, and what a channel falls back to,
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from .connector import Connector
+from .connector import Connector, lock_key
 
 
 @dataclass(frozen=True)
@@ -21,11 +20,6 @@ class StoredSettings:
     values: dict[str, Any]
     changed_by: str
     changed_at: float
-
-
-def _settings_lock(team_id: str, channel_id: str) -> int:
-    digest = hashlib.blake2b(f"settings:{team_id}:{channel_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 class ChannelSettingsStore:
@@ -47,7 +41,7 @@ class ChannelSettingsStore:
         before, for the audit trail. Two people saving at once take turns."""
         key = {"team": team_id, "channel": channel_id}
         async with self.connector.transaction() as db:
-            await db.lock(_settings_lock(team_id, channel_id))
+            await db.lock(lock_key(f"settings:{team_id}:{channel_id}"))
             row = await db.one("channel_settings", key)
             before = StoredSettings(json.loads(row[0]), str(row[1]), float(row[2])) if row else None
             if values:

@@ -10,6 +10,7 @@ the connector binds `:now`), so a lease never starts before the lock that grants
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -75,6 +76,12 @@ class Connector(Connection, Protocol):
     async def listen(self, wake: Callable[[str], None]) -> None:
         """Call `wake` with the payload whenever another process `notify`s (a no-op where the
         driver cannot)."""
+
+
+def lock_key(name: str) -> int:
+    """The advisory lock key (a signed 64-bit number, the same in every process) of `name`."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def opened(handle: T | None) -> T:

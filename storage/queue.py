@@ -55,16 +55,11 @@ class QueueStore:
         """
         key = thread_params(message.thread)
         async with self.connector.transaction(urgent=True) as db:
-            await db.execute("lock_thread", key)
-            row = await db.one(
-                "enqueue_message",
-                {**key, "message_ts": message.message_ts, "user": message.user_id, "text": message.text,
-                 "files": json.dumps(message.files), "addressed": addressed, "schedule_id": None},
-            )
-            if row is None:
+            item_id = await _store_message(db, message, addressed=addressed)
+            if item_id is None:
                 return None
             await db.execute("touch_participant", {**key, "user": message.user_id, "text": message.text})
-            return await _queued(db, message.thread, int(row[0]), message.user_id)
+            return await _queued(db, message.thread, item_id, message.user_id)
 
     async def enqueue_reset(self, request: ResetRequest) -> Enqueued:
         key = thread_params(request.thread)
@@ -318,6 +313,21 @@ class QueueStore:
             if known_for_seconds is not None:
                 await db.execute("prune_known_threads", {"known_cutoff": now - known_for_seconds})
         return pruned
+
+
+async def _store_message(
+    db: Connection, message: InboxMessage, *, addressed: bool, schedule_id: int | None = None
+) -> int | None:
+    """Number a message in its thread, its claim row locked first (so a thread's items run in
+    the order they arrived); None when the same message was stored before."""
+    key = thread_params(message.thread)
+    await db.execute("lock_thread", key)
+    row = await db.one(
+        "enqueue_message",
+        {**key, "message_ts": message.message_ts, "user": message.user_id, "text": message.text,
+         "files": json.dumps(message.files), "addressed": addressed, "schedule_id": schedule_id},
+    )
+    return int(row[0]) if row is not None else None
 
 
 async def _queued(db: Connection, thread: ThreadKey, item_id: int, user_id: str) -> Enqueued:

@@ -7,13 +7,12 @@ however many processes look at once. Written once over a `Connector`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
 from .connector import Connector, Row
-from .models import Enqueued, ThreadKey
-from .queue import _queued, thread_params
+from .models import Enqueued, InboxMessage, ThreadKey
+from .queue import _queued, _store_message, thread_params
 
 
 @dataclass(frozen=True)
@@ -81,21 +80,17 @@ class ScheduleStore:
     async def fire_schedule(self, schedule: Schedule, following: float | None, message_ts: str) -> Enqueued | None:
         """Queue the occurrence due at `schedule.next_at` as a message of its person, and move
         the schedule on to `following` (None: it is done); None when another process fired it."""
-        key = thread_params(schedule.thread)
         async with self.connector.transaction() as db:
             moved = await db.execute("advance_schedule", {
                 "id": schedule.id, "due": schedule.next_at, "following": following, "now": time.time(),
             })
             if moved != 1:
                 return None
-            await db.execute("lock_thread", key)
-            row = await db.one("enqueue_message", {
-                **key, "message_ts": message_ts, "user": schedule.user_id, "text": schedule.request,
-                "files": json.dumps([]), "addressed": True, "schedule_id": schedule.id,
-            })
-            if row is None:
+            run = InboxMessage(schedule.thread, message_ts, schedule.user_id, schedule.request)
+            item_id = await _store_message(db, run, addressed=True, schedule_id=schedule.id)
+            if item_id is None:
                 return None
-            return await _queued(db, schedule.thread, int(row[0]), schedule.user_id)
+            return await _queued(db, schedule.thread, item_id, schedule.user_id)
 
     async def set_schedule_state(self, schedule_id: int, state: str, next_at: float | None = None) -> bool:
         """Pause, resume (from `next_at`) or delete; False when it was done or deleted already."""
