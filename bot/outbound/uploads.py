@@ -146,7 +146,7 @@ async def relay_outputs_as_zip(
         await asyncio.to_thread(spool.seek, 0)
         upload = SlackUpload(slack, http, ZIP_NAME, size, timeout)
         await upload.open(on_upload)
-        await upload.send(_read_chunks(spool))
+        await upload.send(read_chunks(spool))
         await complete_uploads(slack, [upload], channel_id, thread_ts, timeout, comment=zip_listing(packed))
     return problems, [RelayedFile(meta.id, meta.filename, meta.size_bytes) for meta in packed], upload.file_id
 
@@ -163,21 +163,28 @@ async def _add_to_zip(
 ) -> None:
     """The file goes in only once it is downloaded whole: a zip entry, once begun, stays."""
     with tempfile.TemporaryFile() as whole:
-        try:
-            async with claude.files.with_streaming_response.download(meta.id, timeout=timeout) as response:
-                async for chunk in response.iter_bytes(CHUNK_BYTES):
-                    await asyncio.to_thread(whole.write, chunk)
-        except (anthropic.APIError, httpx2.HTTPError) as error:
-            raise download_failed(meta.filename, error) from error
+        await download_output(claude, meta.id, meta.filename, whole, timeout)
         await asyncio.to_thread(whole.seek, 0)
         with archive.open(unique_name(meta.filename, names), "w", force_zip64=True) as target:
             await asyncio.to_thread(shutil.copyfileobj, whole, target, CHUNK_BYTES)
 
 
+async def download_output(
+    claude: anthropic.AsyncAnthropic, file_id: str, filename: str, into: IO[bytes], timeout: float
+) -> None:
+    """A file the code produced, from the Files API onto disk, chunk by chunk."""
+    try:
+        async with claude.files.with_streaming_response.download(file_id, timeout=timeout) as response:
+            async for chunk in response.iter_bytes(CHUNK_BYTES):
+                await asyncio.to_thread(into.write, chunk)
+    except (anthropic.APIError, httpx2.HTTPError) as error:
+        raise download_failed(filename, error) from error
+
+
 def zip_listing(files: list[FileMetadata]) -> str:
     """The message that comes with a zip: how many files, and their names and sizes."""
     lines = [f"{len(files)} files from this turn, in one zip:"]
-    lines += [f"• {code_span(m.filename)} ({_size(m.size_bytes)})" for m in files[:MAX_LISTED_FILES]]
+    lines += [f"• {code_span(m.filename)} ({size_text(m.size_bytes)})" for m in files[:MAX_LISTED_FILES]]
     if len(files) > MAX_LISTED_FILES:
         lines.append(f"…and {len(files) - MAX_LISTED_FILES} more.")
     return "\n".join(lines)
@@ -194,7 +201,7 @@ def unique_name(filename: str, taken: set[str]) -> str:
     return name
 
 
-async def _read_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
+async def read_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
     while chunk := await asyncio.to_thread(spool.read, CHUNK_BYTES):
         yield chunk
 
@@ -203,7 +210,7 @@ def megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def _size(size: int) -> str:
+def size_text(size: int) -> str:
     return f"{size:,} bytes" if size < 1024 * 1024 else megabytes(size)
 
 

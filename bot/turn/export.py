@@ -20,7 +20,6 @@ from typing import IO, Any
 
 import aiohttp
 import anthropic
-import httpx2
 from slack_sdk.web.async_client import AsyncWebClient
 
 from storage import Store, ThreadFile, ThreadKey
@@ -29,7 +28,7 @@ from ..errors import SLACK_ERRORS, FileRelayError
 from ..outbound.blocks import fork_button, section
 from ..outbound.slack_upload import SlackUpload, complete_uploads
 from ..outbound.text import code_span, escape_mrkdwn
-from ..outbound.uploads import CHUNK_BYTES, megabytes, unique_name
+from ..outbound.uploads import CHUNK_BYTES, download_output, read_chunks, size_text, unique_name
 from .context import TurnContext
 from .notebook import notebook_bytes, thread_notebook
 from .shared_files import download_to
@@ -116,11 +115,11 @@ class ThreadExports:
         for record in files[:LISTED_FILES]:
             kept = await self._still_kept(record.file_id)
             how = "shared with" if record.direction == "in" else "made for"
-            message = _message_link(turn, record.message_ts)
+            message = _thread_link(turn, record.message_ts, "this message", in_thread=True) or "a message"
             link = await self._slack_link(turn, record.slack_file_id)
             gone = "" if kept else " _(gone from the Files API: not in an export or a fork)_"
             lines.append(
-                f"• {code_span(record.name)}, {_size(record.size)}, {how} {message}{link}{gone}"
+                f"• {code_span(record.name)}, {size_text(record.size)}, {how} {message}{link}{gone}"
             )
         if len(files) > LISTED_FILES:
             lines.append(f"…and {len(files) - LISTED_FILES} more (`!export` packs them all).")
@@ -157,7 +156,7 @@ class ThreadExports:
         size = sum(f.size for f in kept)
         if len(kept) > self.max_fork_files or size > self.max_fork_bytes:
             await turn.say(FORK_TOO_BIG_NOTE.format(
-                count=len(kept), size=_size(size), files=self.max_fork_files, limit=_size(self.max_fork_bytes)
+                count=len(kept), size=size_text(size), files=self.max_fork_files, limit=size_text(self.max_fork_bytes)
             ))
             return
         original = _thread_link(turn, thread.thread_ts or turn.item.message_ts, "this thread") or "another thread"
@@ -194,7 +193,7 @@ class ThreadExports:
                 await notebook_upload.open()
                 await notebook_upload.send(_once(notebook))
                 await zip_upload.open()
-                await zip_upload.send(_read_chunks(spool))
+                await zip_upload.send(read_chunks(spool))
                 comment = _export_note(packed, missing)
                 await complete_uploads(client, [notebook_upload, zip_upload], turn.target.channel_id,
                                        turn.target.thread_ts, self.timeout, comment=comment)
@@ -246,14 +245,7 @@ class ThreadExports:
         """A file's bytes onto disk: what the code made from the Files API, what a person
         shared from Slack (the Files API gives back only what the tool created)."""
         if record.direction == "out":
-            try:
-                async with self.claude.files.with_streaming_response.download(
-                    record.file_id, timeout=self.timeout
-                ) as response:
-                    async for chunk in response.iter_bytes(CHUNK_BYTES):
-                        await asyncio.to_thread(into.write, chunk)
-            except (anthropic.APIError, httpx2.HTTPError) as error:
-                raise FileRelayError(f"couldn't download {code_span(record.name)}: {error}") from error
+            await download_output(self.claude, record.file_id, record.name, into, self.timeout)
             return
         try:
             info: dict[str, Any] = (await client.files_info(file=record.slack_file_id or ""))["file"]
@@ -288,11 +280,6 @@ async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-async def _read_chunks(spool: IO[bytes]) -> AsyncIterator[bytes]:
-    while chunk := await asyncio.to_thread(spool.read, CHUNK_BYTES):
-        yield chunk
-
-
 def _export_note(packed: list[PackedFile], missing: list[str]) -> str:
     note = f"The thread as a notebook, and a zip of it with {len(packed)} file(s), a manifest and how to rerun it."
     if missing:
@@ -300,25 +287,14 @@ def _export_note(packed: list[PackedFile], missing: list[str]) -> str:
     return note
 
 
-def _thread_link(turn: TurnContext, ts: str | None, label: str) -> str:
-    """A link to a top-level message (a thread's root), or "" where the workspace's URL is unknown."""
+def _thread_link(turn: TurnContext, ts: str | None, label: str, *, in_thread: bool = False) -> str:
+    """A link to a message of the channel (`in_thread`: a reply in the turn's thread), or ""
+    where the workspace's URL is unknown."""
     base = turn.workspace.url
     if not ts or not base:
         return ""
-    return f"<{base.rstrip('/')}/archives/{turn.thread.channel_id}/p{ts.replace('.', '')}|{label}>"
-
-
-def _message_link(turn: TurnContext, message_ts: str | None) -> str:
-    if not message_ts:
-        return "a message"
-    base = turn.workspace.url
-    if not base:
-        return "a message"
-    link = f"{base.rstrip('/')}/archives/{turn.thread.channel_id}/p{message_ts.replace('.', '')}"
-    if turn.thread.thread_ts:
+    link = f"{base.rstrip('/')}/archives/{turn.thread.channel_id}/p{ts.replace('.', '')}"
+    if in_thread and turn.thread.thread_ts:
         link += f"?thread_ts={turn.thread.thread_ts}&cid={turn.thread.channel_id}"
-    return f"<{link}|this message>"
+    return f"<{link}|{label}>"
 
-
-def _size(size: int) -> str:
-    return f"{size:,} bytes" if size < 1024 * 1024 else megabytes(size)
