@@ -60,11 +60,10 @@ def is_command(text: str, bot_user_id: str, word: str) -> bool:
 
 def command_text(text: str, bot_user_id: str, word: str) -> str | None:
     """What follows `!word ` (or `@threadbox word `) at the start of the message, or None."""
-    said = strip_mention(text, bot_user_id) if mentions(text, bot_user_id) else text.strip()
-    head, _, rest = said.strip().partition(" ")
-    if head.lower() in (f"!{word}", word if mentions(text, bot_user_id) else f"!{word}") and rest.strip():
-        return rest.strip()
-    return None
+    mentioned = mentions(text, bot_user_id)
+    head, _, rest = (strip_mention(text, bot_user_id) if mentioned else text).strip().partition(" ")
+    words = (f"!{word}", word) if mentioned else (f"!{word}",)
+    return rest.strip() if head.lower() in words and rest.strip() else None
 
 
 def is_stop_command(text: str, bot_user_id: str) -> bool:

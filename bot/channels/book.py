@@ -78,8 +78,6 @@ class ChannelSettings:
 class Layer:
     source: str
     keys: Keys
-    locked: bool
-    """Set in the settings file for this very channel: Slack shows it, and cannot change it."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +110,7 @@ class ChannelLayers:
 
     @property
     def file(self) -> Keys:
+        """What the settings file sets for this very channel: Slack shows it, locked."""
         return self.layers[0].keys
 
 
@@ -148,11 +147,11 @@ class ChannelSettingsBook:
             for key, problem in problems:  # e.g. a custom skill since removed from the folder
                 logger.warning("channel %s: the %s set in Slack is left out: %s", entry, key, problem)
         return ChannelLayers(entry, (
-            Layer(FILE_CHANNEL, file.channels.get(entry, Keys()), True),
-            Layer(SLACK, slack, False),
-            Layer(FILE_WORKSPACE, file.workspaces.get(team_id, Keys()), False),
-            Layer(FILE_DEFAULTS, file.defaults, False),
-            Layer(PROCESS, self.process, False),
+            Layer(FILE_CHANNEL, file.channels.get(entry, Keys())),
+            Layer(SLACK, slack),
+            Layer(FILE_WORKSPACE, file.workspaces.get(team_id, Keys())),
+            Layer(FILE_DEFAULTS, file.defaults),
+            Layer(PROCESS, self.process),
         ), stored)
 
     async def settings_for(self, team_id: str, channel_id: str) -> ChannelSettings:

@@ -12,14 +12,15 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from storage import ThreadKey
 
 from ..channels.keys import read_keys
-from ..errors import SLACK_ERRORS
+from ..errors import slack_error
 from ..model.catalog import KNOWN_PRICES
 from ..ops.logs import audit
-from ..outbound.blocks import EDIT_SETTINGS_ACTION_ID
+from ..outbound.blocks import EDIT_SETTINGS_ACTION_ID, section
 from ..outbound.home import Notice
 from ..outbound.settings_view import SETTINGS_VIEW_ID, metadata, settings_modal, submitted_keys
 from ..outbound.text import escape_mrkdwn
@@ -138,9 +139,12 @@ async def open_settings(
     )
     try:
         await workspace.client.views_open(trigger_id=trigger_id, view=view)
-    except SLACK_ERRORS as error:
+    except SlackApiError as error:
         logger.warning("views.open failed: %s", error)
-        return OPEN_FAILED_NOTE.format(error=getattr(error, "response", {}).get("error") or error)
+        return OPEN_FAILED_NOTE.format(error=slack_error(error))
+    except SlackRequestError as error:
+        logger.warning("views.open failed: %s", error)
+        return OPEN_FAILED_NOTE.format(error=error)
     return None
 
 
@@ -148,5 +152,5 @@ def notice_view(text: str) -> dict[str, Any]:
     return {
         "type": "modal", "title": {"type": "plain_text", "text": "threadbox"},
         "close": {"type": "plain_text", "text": "Close"},
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        "blocks": [section(text)],
     }

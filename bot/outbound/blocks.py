@@ -26,8 +26,9 @@ FEEDBACK_ACTION_ID = "answer_feedback"
 EDIT_SETTINGS_ACTION_ID = "edit_channel_settings"
 FORK_ACTION_ID = "fork_thread"
 RATINGS = ("good", "bad")
-# A context block's text is cut here (Slack refuses more than 3,000 characters).
-CONTEXT_TEXT_LIMIT = 2900
+# A section's or a context element's text is cut here (Slack refuses more than 3,000 characters;
+# a message's `text` keeps the whole of it).
+TEXT_LIMIT = 2900
 PICKER_EXCERPT_CHARS = 140
 
 
@@ -36,14 +37,14 @@ def header(text: str) -> Block:
 
 
 def section(text: str, accessory: Block | None = None) -> Block:
-    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text[:TEXT_LIMIT]}}
     if accessory is not None:
         block["accessory"] = accessory
     return block
 
 
 def context(*texts: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:CONTEXT_TEXT_LIMIT]} for text in texts]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:TEXT_LIMIT]} for text in texts]}
 
 
 def markdown(text: str) -> Block:

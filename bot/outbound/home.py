@@ -128,7 +128,7 @@ class HomeTab:
         lines = [f"• {summary(s)} in <#{s.thread.channel_id}>" for s in schedules[:SHOWN_SCHEDULES]]
         if len(schedules) > SHOWN_SCHEDULES:
             lines.append("…and more: `!schedules` in each thread lists its own.")
-        return [{"type": "divider"}, header(title), section("\n".join(lines)[:2900])]
+        return [{"type": "divider"}, header(title), section("\n".join(lines))]
 
     # --- the channels' settings, for admins ---------------------------------------------------
 

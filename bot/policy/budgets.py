@@ -65,7 +65,7 @@ class BudgetStop:
 
     @property
     def _whose(self) -> str:
-        return {"person": "Your", "channel": "Your"}.get(self.scope, "This workspace's")
+        return "This workspace's" if self.scope == "workspace" else "Your"
 
     @property
     def _where(self) -> str:
@@ -99,14 +99,14 @@ class Budgets:
         day_start = start_of_utc_day(time.time())
         resets_at = day_start + DAY_SECONDS
         so_far = running or Usage()
-        checks: list[tuple[Budget | None, str | None, str]] = [(self.per_person, None, "person")]
-        if channel is not None:
-            checks.insert(0, (channel[1], channel[0], "channel"))
-        for budget, channel_id, scope in checks:
-            if budget is None:
-                continue
-            mine = await self.store.user_usage(team_id, user_id, since=day_start, channel_id=channel_id)
+        checks: list[tuple[Budget, str | None, str]] = [] if channel is None else [(channel[1], channel[0], "channel")]
+        if self.per_person is not None:
+            checks.append((self.per_person, None, "person"))
+        reserved = Usage()
+        if checks:  # what the person's other running turns reserved counts against both
             reserved = Usage(input_tokens=await self.store.reserved_input(team_id, user_id, excluding=item_id))
+        for budget, channel_id, scope in checks:
+            mine = await self.store.user_usage(team_id, user_id, since=day_start, channel_id=channel_id)
             if budget.spent(mine + so_far + reserved, self.prices) >= budget.amount:
                 return BudgetStop(scope, budget, resets_at)
         if self.per_workspace is not None:

@@ -36,8 +36,6 @@ from .shared_files import download_to
 logger = logging.getLogger(__name__)
 
 LISTED_FILES = 40
-SECTION_CHARS = 2900
-"""A section block holds at most 3,000 characters (the message's text keeps the whole listing)."""
 FORK_OPENING = (
     ":twisted_rightwards_arrows: Forked from {original} by <@{user}>: reply in this thread to go on from"
     " there another way. It has that thread's conversation so far and its {count} file(s), in a container of"
@@ -102,7 +100,7 @@ class ThreadExports:
         if await self.store.waiting_in_thread(turn.thread, excluding=turn.item.id):
             await turn.tell_asker(text)
             return
-        blocks = [section(text[:SECTION_CHARS]), fork_button(turn.thread)] if files else None
+        blocks = [section(text), fork_button(turn.thread)] if files else None
         try:
             await turn.workspace.client.chat_postMessage(
                 channel=turn.target.channel_id, thread_ts=turn.target.thread_ts, text=text, blocks=blocks
