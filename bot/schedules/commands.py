@@ -12,7 +12,6 @@ from storage import Schedule, Store
 
 from ..ops.logs import audit
 from ..outbound.blocks import Block, context, section
-from ..outbound.notices import tell_privately
 from ..outbound.text import escape_mrkdwn
 from ..turn.context import TurnContext
 from ..workspaces import Workspace
@@ -129,8 +128,7 @@ async def run_skipped(store: Store, turn: TurnContext, why: str) -> None:
     audit("schedule_skipped", turn.thread, schedule=schedule_id, reason=why, times=skipped)
     if skipped >= MAX_SKIPPED and await store.set_schedule_state(schedule_id, "paused"):
         note = PAUSED_NOTE.format(id=schedule_id, request=escape_mrkdwn(turn.item.text[:200]), times=skipped, why=why)
-        await tell_privately(turn.workspace.client, turn.target.channel_id, turn.item.user_id, turn.target.thread_ts,
-                             note)
+        await turn.tell_asker(note)
 
 
 async def run_answered(store: Store, turn: TurnContext) -> None:
