@@ -16,7 +16,6 @@ from typing import Any
 
 from storage import PersonThread, Store, ThreadKey, Usage
 
-from ..channels.keys import DM_ENTRY, Keys, read_keys
 from ..errors import SLACK_ERRORS
 from ..policy.access import AccessControl
 from ..policy.budgets import DAY_SECONDS, Budgets, start_of_utc_day
@@ -24,9 +23,9 @@ from ..policy.usage import Prices, dollars, web_words
 from ..schedules.commands import summary
 from ..threads import is_dm
 from ..workspaces import Workspace
-from .blocks import EDIT_SETTINGS_ACTION_ID, context, header, reset_button, section
-from .settings_view import described, where
-from .text import escape_mrkdwn, quoted
+from .blocks import context, header, reset_button, section
+from .settings_view import channel_settings_blocks
+from .text import escape_mrkdwn, quoted, slack_date
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,8 @@ class HomeTab:
             blocks.extend(await self._workspace_totals(team_id, now))
         if access.is_admin(user_id) or await access.is_workspace_admin(user_id):
             blocks.extend(await self._schedules(team_id, None, "The workspace's schedules"))
-            blocks.extend(await self._channel_settings(workspace, team_id))
+            stored = await self.store.team_channel_settings(team_id)
+            blocks.extend(channel_settings_blocks(workspace.channels, stored, limit=TABLE_ROWS))
         return {"type": "home", "blocks": blocks}
 
     async def _schedules(self, team_id: str, user_id: str | None, title: str) -> list[dict[str, Any]]:
@@ -129,35 +129,6 @@ class HomeTab:
         if len(schedules) > SHOWN_SCHEDULES:
             lines.append("…and more: `!schedules` in each thread lists its own.")
         return [{"type": "divider"}, header(title), section("\n".join(lines))]
-
-    # --- the channels' settings, for admins ---------------------------------------------------
-
-    async def _channel_settings(self, workspace: Workspace, team_id: str) -> list[dict[str, Any]]:
-        """Each channel with settings of its own (in the settings file or set in Slack): what
-        is set, by whom, and an *Edit* button that opens its settings."""
-        book = workspace.channels
-        stored = await self.store.team_channel_settings(team_id)
-        in_file = book.file.current.channels if book.file is not None else {}
-        entries = sorted(set(stored) | set(in_file), key=lambda entry: (entry != DM_ENTRY, entry))
-        if not entries:
-            return []
-        blocks: list[dict[str, Any]] = [{"type": "divider"}, header("Channel settings")]
-        for entry in entries[:TABLE_ROWS]:
-            lines = []
-            file_keys = in_file.get(entry, Keys()).set_here()
-            if file_keys:
-                lines.append(f"settings file: {described(file_keys)}")
-            if entry in stored:
-                slack_keys, _ = read_keys(stored[entry].values, skills=book.skill_names)
-                by = stored[entry]
-                when = slack_date(by.changed_at, "{date_short_pretty}")
-                lines.append(f"set in Slack by <@{by.changed_by}> ({when}): {described(slack_keys.set_here())}")
-            button = {"type": "button", "action_id": EDIT_SETTINGS_ACTION_ID, "value": entry,
-                      "text": {"type": "plain_text", "text": "Edit"}}
-            blocks.append(section(f"*{where(entry)}*\n" + "\n".join(lines), accessory=button))
-        if len(entries) > TABLE_ROWS:
-            blocks.append(context(f"…and {len(entries) - TABLE_ROWS} more channels with settings of their own."))
-        return blocks
 
     # --- the person's threads ---------------------------------------------------------------
 
@@ -275,12 +246,6 @@ def permalink(workspace_url: str | None, thread: ThreadKey) -> str | None:
         return None
     base = f"{workspace_url.rstrip('/')}/archives/{thread.channel_id}"
     return base if thread.is_dm_top_level else f"{base}/p{thread.thread_ts.replace('.', '')}"
-
-
-def slack_date(epoch: float, format_: str) -> str:
-    """Slack's date formatting: each reader sees the time in their own time zone."""
-    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
-    return f"<!date^{int(epoch)}^{format_}|{fallback}>"
 
 
 def usage_words(usage: Usage, prices: Prices, *, turns: bool = True) -> str:

@@ -9,13 +9,25 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from ..channels.book import ChannelLayers
-from ..channels.keys import DM_ENTRY, EFFORTS, FOLLOW_UP_CHOICES, KEY_NAMES, MAX_INSTRUCTIONS_CHARS, budget_text
+from storage import StoredSettings
+
+from ..channels.book import ChannelLayers, ChannelSettingsBook
+from ..channels.keys import (
+    DM_ENTRY,
+    EFFORTS,
+    FOLLOW_UP_CHOICES,
+    KEY_NAMES,
+    MAX_INSTRUCTIONS_CHARS,
+    Keys,
+    budget_text,
+    read_keys,
+)
 from ..policy.budgets import Budget
-from .blocks import Block, context, section
-from .text import escape_mrkdwn
+from .blocks import EDIT_SETTINGS_ACTION_ID, Block, context, header, section
+from .text import escape_mrkdwn, slack_date
 
 SETTINGS_VIEW_ID = "channel_settings"
 FALL_BACK = "__fall_back__"
@@ -178,3 +190,31 @@ def metadata(view: dict[str, Any]) -> tuple[str, str] | None:
     if not isinstance(data, dict) or not isinstance(data.get("team"), str) or not isinstance(data.get("channel"), str):
         return None
     return data["team"], data["channel"]
+
+
+def channel_settings_blocks(
+    book: ChannelSettingsBook, stored: Mapping[str, StoredSettings], *, limit: int
+) -> list[Block]:
+    """For admins' Home tab: each channel with settings of its own (in the settings file or
+    set in Slack), what is set, by whom, and an *Edit* button that opens its settings."""
+    in_file = book.file.current.channels if book.file is not None else {}
+    entries = sorted(set(stored) | set(in_file), key=lambda entry: (entry != DM_ENTRY, entry))
+    if not entries:
+        return []
+    blocks: list[Block] = [{"type": "divider"}, header("Channel settings")]
+    for entry in entries[:limit]:
+        lines = []
+        file_keys = in_file.get(entry, Keys()).set_here()
+        if file_keys:
+            lines.append(f"settings file: {described(file_keys)}")
+        if entry in stored:
+            slack_keys, _ = read_keys(stored[entry].values, skills=book.skill_names)
+            by = stored[entry]
+            when = slack_date(by.changed_at, "{date_short_pretty}")
+            lines.append(f"set in Slack by <@{by.changed_by}> ({when}): {described(slack_keys.set_here())}")
+        button = {"type": "button", "action_id": EDIT_SETTINGS_ACTION_ID, "value": entry,
+                  "text": {"type": "plain_text", "text": "Edit"}}
+        blocks.append(section(f"*{where(entry)}*\n" + "\n".join(lines), accessory=button))
+    if len(entries) > limit:
+        blocks.append(context(f"…and {len(entries) - limit} more channels with settings of their own."))
+    return blocks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from ..threads import plain_text, strip_mention
 
@@ -64,6 +65,12 @@ def notification_text(text: str) -> str:
     if len(line) <= NOTIFICATION_TEXT_LIMIT:
         return line or " "
     return line[: NOTIFICATION_TEXT_LIMIT - 1] + "…"
+
+
+def slack_date(epoch: float, format_: str) -> str:
+    """Slack's date formatting: each reader sees the time in their own time zone."""
+    fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(epoch))
+    return f"<!date^{int(epoch)}^{format_}|{fallback}>"
 
 
 def escape_mrkdwn(text: str) -> str:
