@@ -16,6 +16,8 @@ import anthropic
 from anthropic.types import SkillParams
 from prometheus_client import CollectorRegistry
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.listener.async_builtins import AsyncTokenRevocationListeners
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -31,6 +33,11 @@ from .channels.file import SettingsFile
 from .channels.keys import Keys
 from .config import Settings
 from .errors import StartupError, slack_error
+from .installs.oauth import oauth_settings
+from .installs.rotation import OneRefreshAtATime
+from .installs.store import SlackInstallations
+from .installs.uninstall import Uninstalls
+from .installs.workspaces import InstalledWorkspaces
 from .jobs.maintenance import maintain
 from .listeners import Intake, register_listeners
 from .listeners.errors import TolerantApp
@@ -57,7 +64,7 @@ from .turn.prompt import Prompts
 from .turn.resets import Resets
 from .turn.runner import TurnRunner
 from .turn.shared_files import FileIntake
-from .workspaces import SingleWorkspace
+from .workspaces import SingleWorkspace, WorkspaceResolver
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +102,13 @@ class Runtime:
         await self.store.close()
 
 
-def slack_client(settings: Settings, metrics: Metrics, store: Store) -> AsyncWebClient:
-    """The Web API client of the bot token: paced within the workspace's rate budget (shared
-    with the other processes working there), the SDK's retries, and every error counted."""
+def slack_client(settings: Settings, metrics: Metrics, store: Store, token: str | None) -> AsyncWebClient:
+    """A Web API client of one token (one workspace's; None: the app's own calls, such as the
+    install flow's): paced within the workspace's rate budget (shared with the other processes
+    working there), the SDK's retries, and every error counted."""
     return PacedWebClient(
         pacer=SlackPacer(store.live_processes, on_wait=metrics.slack_waited),
-        token=settings.slack_bot_token,
+        token=token,
         base_url=settings.slack_api_url,
         retry_handlers=[
             metrics.slack_error_counter(),  # first: it sees every answer, and never retries
@@ -202,6 +210,43 @@ async def create_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
+@dataclass(frozen=True)
+class SlackSide:
+    """How threadbox meets Slack: one bot token's workspace, or every install of the OAuth flow."""
+
+    workspaces: WorkspaceResolver
+    client: AsyncWebClient
+    """The bot token's client, or (OAuth) the app's own, with no token."""
+    oauth: AsyncOAuthSettings | None = None
+    installations: SlackInstallations | None = None
+
+
+async def slack_side(
+    settings: Settings, metrics: Metrics, store: Store, channels: ChannelSettingsBook
+) -> SlackSide:
+    """With SLACK_BOT_TOKEN, its one workspace (identified now: a refusal stops start-up);
+    with SLACK_CLIENT_ID and SLACK_CLIENT_SECRET, every workspace that installs the app."""
+    policy = access_policy(settings)
+    if not settings.oauth:
+        client = slack_client(settings, metrics, store, settings.slack_bot_token)
+        single = SingleWorkspace(client, policy, channels)
+        await identify(single, settings)
+        return SlackSide(single, client)
+    client = slack_client(settings, metrics, store, None)
+    client_id, client_secret = settings.slack_client_id or "", settings.slack_client_secret or ""
+    rotator = OneRefreshAtATime(store=store, client_id=client_id, client_secret=client_secret, client=client)
+    oauth = oauth_settings(
+        client_id=client_id, client_secret=client_secret, slack_api_url=settings.slack_api_url, store=store,
+        client=client, rotator=rotator,
+    )
+    installed = InstalledWorkspaces(
+        store, rotator, lambda token: slack_client(settings, metrics, store, token), lambda _key: policy, channels
+    )
+    installations = oauth.installation_store
+    assert isinstance(installations, SlackInstallations)
+    return SlackSide(installed, client, oauth, installations)
+
+
 async def identify(workspaces: SingleWorkspace, settings: Settings) -> None:
     """`auth.test` for the bot token; a refusal or an unreachable Slack is a `StartupError`."""
     try:
@@ -231,9 +276,8 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
     if channels.file is not None:
         channels.file.watch()
         opened.push_async_callback(channels.file.close)
-    slack = slack_client(settings, metrics, store)
-    workspaces = SingleWorkspace(slack, access_policy(settings), channels)
-    await identify(workspaces, settings)
+    side = await slack_side(settings, metrics, store, channels)
+    slack, workspaces = side.client, side.workspaces
     http = aiohttp.ClientSession()
     opened.push_async_callback(http.close)
     budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
@@ -291,9 +335,13 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
         # Listeners store what they were sent before Slack is acknowledged; a failed insert
         # answers 500, so Slack sends the event again.
         process_before_response=True,
+        oauth_settings=side.oauth,
     )
+    revocations = AsyncTokenRevocationListeners(side.installations) if side.installations is not None else None
+    uninstalls = Uninstalls(store, claude, workspaces, revocations)
     clock.queue = engine  # runs it fires are woken into this process's queue at once
-    register_listeners(app, Intake(engine, store, HomeTab(store, settings.prices, budgets), metrics, clock), workspaces)
+    intake = Intake(engine, store, HomeTab(store, settings.prices, budgets), metrics, clock, uninstalls)
+    register_listeners(app, intake, workspaces)
     await engine.start()
     scheduler = asyncio.create_task(clock.run(), name="schedules")
     maintenance = asyncio.create_task(

@@ -25,30 +25,11 @@ from .app import as_configured, process_model_settings
 from .channels.file import read_settings_file
 from .config import DEFAULTS, Settings, load_settings
 from .errors import ConfigError, StartupError, slack_error
+from .installs.scopes import BOT_SCOPES
 from .model.catalog import ModelCatalog, ModelLimits, ModelUnusable, model_limits
 from .model.errors import api_message
 from .model.skills import ANTHROPIC_SKILLS, custom_folders, too_many
 
-# The bot scopes manifest.yml declares (a test holds the two together).
-BOT_SCOPES = (
-    "app_mentions:read",
-    "channels:history",
-    "groups:history",
-    "im:history",
-    "mpim:history",
-    "chat:write",
-    "commands",
-    "files:read",
-    "files:write",
-    "assistant:write",
-    "reactions:write",
-    "users:read",
-    "usergroups:read",
-    "channels:read",
-    "groups:read",
-    "im:read",
-    "mpim:read",
-)
 CHECK_TIMEOUT_SECONDS = 20.0
 _PASSWORD_PARAMETER = re.compile(r"([?&]password=)[^&]*", re.IGNORECASE)
 # Slack could not be reached (after slack_sdk's own retries).

@@ -43,7 +43,11 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("SLACK_BOT_TOKEN", "", "bot token, xoxb-…", "required"),
+    Setting("SLACK_BOT_TOKEN", "", "bot token, xoxb-…: threadbox serves the one workspace it is installed in",
+            "required, unless installing by OAuth"),
+    Setting("SLACK_CLIENT_ID", "", "with SLACK_CLIENT_SECRET: installs by OAuth in any number of workspaces"
+            " (/slack/install), instead of SLACK_BOT_TOKEN", "unset"),
+    Setting("SLACK_CLIENT_SECRET", "", "the app's client secret (Basic Information), with SLACK_CLIENT_ID", "unset"),
     Setting("SLACK_SIGNING_SECRET", "", "verifies that requests come from Slack", "required in HTTP mode"),
     Setting("SLACK_APP_TOKEN", "", "app-level token xapp-…; when set, the bot runs in Socket Mode", "unset"),
     Setting("SLACK_API_URL", "https://slack.com/api/", "Web API base URL (https; GovSlack: https://slack-gov.com/api/)"),
@@ -128,6 +132,9 @@ DEFAULTS: dict[str, str] = {setting.name: setting.default for setting in SETTING
 @dataclass(frozen=True)
 class Settings:
     slack_bot_token: str
+    """"" when installing by OAuth (`slack_client_id` set)."""
+    slack_client_id: str | None
+    slack_client_secret: str | None
     slack_signing_secret: str
     slack_app_token: str | None
     slack_api_url: str
@@ -189,6 +196,11 @@ class Settings:
     def socket_mode(self) -> bool:
         return bool(self.slack_app_token)
 
+    @property
+    def oauth(self) -> bool:
+        """Installed by Slack's OAuth flow in any number of workspaces (not one bot token)."""
+        return bool(self.slack_client_id)
+
 
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Read settings from `env` (default: the process environment, after loading `.env`).
@@ -212,7 +224,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         """The setting, parsed (`parse` names the setting in what it refuses)."""
         return parse(get(name), name, *more)
 
-    required = ["SLACK_BOT_TOKEN", "ANTHROPIC_API_KEY"]
+    oauth = slack_mode(get)
+    required = ["ANTHROPIC_API_KEY"] if oauth else ["SLACK_BOT_TOKEN", "ANTHROPIC_API_KEY"]
     app_token = get("SLACK_APP_TOKEN") or None
     if not app_token:
         required.append("SLACK_SIGNING_SECRET")
@@ -223,6 +236,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         if "SLACK_SIGNING_SECRET" in missing:
             how = "still the placeholder" if "SLACK_APP_TOKEN" in placeholders else "unset"
             why = f"; HTTP mode, as SLACK_APP_TOKEN is {how} (set it for Socket Mode)"
+        if "SLACK_BOT_TOKEN" in missing:
+            why += "; or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET instead of it, to install by OAuth"
         raise ConfigError(f"missing required setting(s): {', '.join(missing)} (see .env.example){why}{unfilled}")
     if app_token and not app_token.startswith("xapp-"):
         raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
@@ -236,6 +251,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
 
     return Settings(
         slack_bot_token=get("SLACK_BOT_TOKEN"),
+        slack_client_id=get("SLACK_CLIENT_ID") or None,
+        slack_client_secret=get("SLACK_CLIENT_SECRET") or None,
         slack_signing_secret=get("SLACK_SIGNING_SECRET"),
         slack_app_token=app_token,
         slack_api_url=read("SLACK_API_URL", values.slack_api_url),
@@ -291,6 +308,23 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         user_daily_budget=read("USER_DAILY_BUDGET", values.budget),
         workspace_daily_budget=read("WORKSPACE_DAILY_BUDGET", values.budget),
     )
+
+
+def slack_mode(get: Callable[[str], str]) -> bool:
+    """True to install by OAuth (client id and secret), False for one bot token; both, or half of
+    the OAuth pair, is a mistake that says what to drop or add."""
+    client_id, client_secret = get("SLACK_CLIENT_ID"), get("SLACK_CLIENT_SECRET")
+    if bool(client_id) != bool(client_secret):
+        pair = ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET")
+        given, lacking = pair if client_id else pair[::-1]
+        raise ConfigError(f"{given} is set without {lacking}: installing by OAuth takes both (or unset {given})")
+    if client_id and get("SLACK_BOT_TOKEN"):
+        raise ConfigError(
+            "SLACK_BOT_TOKEN and SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are both set: unset SLACK_BOT_TOKEN to install"
+            " by OAuth in many workspaces, or unset SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to serve the token's"
+            " one workspace"
+        )
+    return bool(client_id)
 
 
 def web_tools(read: Callable[..., Any]) -> WebTools:

@@ -14,6 +14,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
 from .app import Runtime, create_runtime
 from .config import Settings
+from .installs.oauth import INSTALL_PATH, REDIRECT_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ def socket_mode_handler(runtime: Runtime) -> AsyncSocketModeHandler:
 
 
 def build_web_app(settings: Settings) -> web.Application:
-    """HTTP mode: Slack events, commands and interactivity on one path, plus a health check."""
+    """HTTP mode: Slack events, commands and interactivity on one path, the install pages when
+    installing by OAuth, plus a health check."""
     web_app = web.Application()
 
     async def lifecycle(web_app: web.Application) -> AsyncIterator[None]:
@@ -48,14 +50,29 @@ def build_web_app(settings: Settings) -> web.Application:
 
     web_app.cleanup_ctx.append(lifecycle)
     web_app.router.add_post(EVENTS_PATH, slack_events)
-    add_operations_routes(web_app)
+    add_operations_routes(web_app, settings)
     return web_app
 
 
-def add_operations_routes(web_app: web.Application) -> None:
-    """`/healthz` and `/metrics`, for the platform and Prometheus, in either mode."""
+async def install_page(request: web.Request) -> web.Response:
+    """Bolt's install flow: the "Add to Slack" page, and Slack's redirect back with a code."""
+    flow = request.app[RUNTIME_KEY].app.oauth_flow
+    if flow is None:
+        return web.Response(status=404)
+    bolt_request = await to_bolt_request(request)
+    if request.path == INSTALL_PATH:
+        return await to_aiohttp_response(await flow.handle_installation(bolt_request))
+    return await to_aiohttp_response(await flow.handle_callback(bolt_request))
+
+
+def add_operations_routes(web_app: web.Application, settings: Settings) -> None:
+    """`/healthz` and `/metrics`, for the platform and Prometheus, in either mode; and when
+    installing by OAuth, the install pages (Socket Mode serves them here too)."""
     web_app.router.add_get(HEALTH_PATH, health)
     web_app.router.add_get(METRICS_PATH, metrics_page)
+    if settings.oauth:
+        web_app.router.add_get(INSTALL_PATH, install_page)
+        web_app.router.add_get(REDIRECT_PATH, install_page)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -90,7 +107,7 @@ async def serve_operations(runtime: Runtime) -> web.AppRunner:
     """Socket Mode has no HTTP app for Slack; this small one on $PORT serves only operations."""
     web_app = web.Application()
     web_app[RUNTIME_KEY] = runtime
-    add_operations_routes(web_app)
+    add_operations_routes(web_app, runtime.settings)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host=runtime.settings.host, port=runtime.settings.port).start()

@@ -2,8 +2,8 @@
 
 A `Workspace` is what acting in one Slack workspace takes: its ids, the bot user, a Slack
 client with the right token, the access policy applied with that client, and the settings of
-its channels. A `WorkspaceResolver` hands one out per request; today `SingleWorkspace` serves
-the one bot token, later an installation store serves many.
+its channels. A `WorkspaceResolver` hands one out per request: `SingleWorkspace` serves the one
+bot token (`SLACK_BOT_TOKEN`), `bot.installs.InstalledWorkspaces` every install of the OAuth flow.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
+
+from storage import InstallKey
 
 from .channels.book import ChannelSettings, ChannelSettingsBook
 from .outbound.stream import StreamSupport
@@ -35,6 +37,16 @@ class Workspace:
     """`https://acme.slack.com/`, for links to threads without a `chat.getPermalink` each."""
     streams: StreamSupport = field(default_factory=StreamSupport)
     """What this workspace's Slack accepts on a stream (learned by the first answer)."""
+    org_wide: bool = False
+    """An org-wide install (Enterprise Grid): `team_id` is the organisation's enterprise id."""
+
+    @property
+    def install_key(self) -> InstallKey:
+        return InstallKey(self.enterprise_id or "", "" if self.org_wide else self.team_id)
+
+    async def team_of(self, user_id: str) -> str:
+        """The workspace a person answered here is in (a stream's `recipient_team_id`)."""
+        return await self.access.team_of(user_id) if self.org_wide else self.team_id
 
     async def settings_for(self, channel_id: str) -> ChannelSettings:
         """The settings of one channel, as its layers leave them now."""
@@ -51,6 +63,13 @@ class WorkspaceResolver(Protocol):
 
     async def resolve(self, team_id: str | None, enterprise_id: str | None = None) -> Workspace | None:
         """The workspace, or None when threadbox is not installed there."""
+
+    async def in_shared_channel(self, workspace: Workspace, channel_id: str) -> Workspace:
+        """The workspace that answers in a Slack Connect channel (one of several installs may
+        bring its events)."""
+
+    def forget(self, key: InstallKey) -> None:
+        """The install is gone: keep nothing of it."""
 
 
 class SingleWorkspace:
@@ -72,7 +91,10 @@ class SingleWorkspace:
             enterprise_id=_string(identity.get("enterprise_id")),
             bot_user_id=str(identity["user_id"]),
             client=self._client,
-            access=AccessControl(self._client, self._policy, home_team_id=team_id),
+            access=AccessControl(
+                self._client, self._policy, home_team_id=team_id,
+                home_enterprise_id=_string(identity.get("enterprise_id")) or "",
+            ),
             channels=self._channels,
             url=_string(url),
         )
@@ -81,6 +103,12 @@ class SingleWorkspace:
     async def resolve(self, team_id: str | None, enterprise_id: str | None = None) -> Workspace | None:
         """Every request is the token's workspace (Slack Connect channels included)."""
         return self._workspace
+
+    async def in_shared_channel(self, workspace: Workspace, channel_id: str) -> Workspace:
+        return workspace
+
+    def forget(self, key: InstallKey) -> None:
+        """The token's workspace stays this process's until it stops (its token no longer works)."""
 
 
 def _string(value: object) -> str | None:

@@ -11,6 +11,7 @@ import sqlite3
 import asyncpg
 
 from .channel_settings import StoredSettings
+from .installations import InstallKey, StoredInstallation
 from .models import (
     Claim,
     Conversation,
@@ -82,6 +83,7 @@ __all__ = [
     "Enqueued",
     "Feedback",
     "InboxMessage",
+    "InstallKey",
     "Lease",
     "LeaseLost",
     "POSTGRES_SCHEMES",
@@ -92,6 +94,7 @@ __all__ = [
     "Schedule",
     "SQLiteStore",
     "StopOutcome",
+    "StoredInstallation",
     "StoredSettings",
     "ThreadFile",
     "Store",

@@ -12,6 +12,7 @@ from .channel_settings import ChannelSettingsStore
 from .connector import Connector, migrations
 from .conversations import ConversationStore
 from .deliveries import DeliveryStore
+from .installations import InstallationStore
 from .models import LeaseLost
 from .people import PeopleStore
 from .queue import QueueStore
@@ -25,7 +26,7 @@ __all__ = ["LeaseLost", "Store", "migrations"]
 
 class Store(
     QueueStore, ConversationStore, DeliveryStore, UsageStore, PeopleStore, SkillStore, ChannelSettingsStore,
-    ThreadFileStore, ScheduleStore,
+    ThreadFileStore, ScheduleStore, InstallationStore,
 ):
     """Conversations, their history, the durable per-thread queue with its leases, usage,
     what people look at and think of the answers, and the channels' settings."""

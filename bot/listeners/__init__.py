@@ -11,13 +11,16 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from ..workspaces import WorkspaceResolver
-from . import agent, assistant, feedback, forks, home, messages, resets, schedules, settings, stops
+from . import agent, assistant, feedback, forks, home, messages, resets, schedules, settings, stops, uninstall
 from .errors import on_unhandled_error
 from .intake import Intake
 from .workspace import find_workspace
 
 # What the manifest must declare (a test holds the two together).
-HANDLED_EVENTS = (messages.MENTION_EVENT, messages.MESSAGE_EVENT, home.HOME_OPENED_EVENT, *agent.AGENT_EVENTS)
+HANDLED_EVENTS = (
+    messages.MENTION_EVENT, messages.MESSAGE_EVENT, home.HOME_OPENED_EVENT, *agent.AGENT_EVENTS,
+    *uninstall.UNINSTALL_EVENTS,
+)
 # What installs made before `agent_view` still send (their manifest had `assistant_view`).
 LEGACY_EVENTS = assistant.ASSISTANT_EVENTS
 HANDLED_COMMANDS = (resets.RESET_COMMAND, settings.THREADBOX_COMMAND)
@@ -28,7 +31,7 @@ def register_listeners(app: AsyncApp, intake: Intake, workspaces: WorkspaceResol
     """Wire every Slack surface the manifest declares to the queue, each request with its workspace."""
     app.error(on_unhandled_error)
     app.use(find_workspace(workspaces))
-    for feature in (messages, agent, assistant, resets, stops, feedback, home, settings, forks, schedules):
+    for feature in (messages, agent, assistant, resets, stops, feedback, home, settings, forks, schedules, uninstall):
         feature.register(app, intake)
 
 

@@ -8,6 +8,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 
 from storage import InboxMessage, Store
 
+from ..installs.uninstall import Uninstalls
 from ..ops.metrics import Metrics
 from ..outbound.home import HomeTab
 from ..queue import TurnQueue
@@ -23,6 +24,7 @@ class Intake:
     home: HomeTab
     metrics: Metrics
     clock: ScheduleClock
+    uninstalls: Uninstalls
 
 
 async def opens_conversation(workspace: Workspace, message: InboxMessage) -> bool:
@@ -33,5 +35,9 @@ async def opens_conversation(workspace: Workspace, message: InboxMessage) -> boo
 
 
 def team_id_of(context: AsyncBoltContext) -> str:
-    """The workspace (or, for org-wide installs, the organisation) a payload came from."""
+    """What the request's data is kept under: its install's workspace (or, for an org-wide
+    install, the organisation), as the workspace seam found it."""
+    workspace = context.get("workspace")
+    if isinstance(workspace, Workspace):
+        return workspace.team_id
     return payloads.string(context, "team_id") or payloads.string(context, "enterprise_id") or ""

@@ -32,6 +32,13 @@ def string(data: object, key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def shared_channel(context: object, body: object) -> str | None:
+    """The channel of an event in a Slack Connect channel (`is_ext_shared_channel`), else None."""
+    if not isinstance(body, dict) or body.get("is_ext_shared_channel") is not True:
+        return None
+    return string(context, "channel_id")
+
+
 def is_optional_string(data: dict[str, Any], key: str) -> bool:
     """Whether `data[key]` is absent, null or a string (anything else is malformed)."""
     return isinstance(data.get(key), (str, type(None)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from slack_bolt.context.async_context import AsyncBoltContext
 
@@ -21,7 +22,9 @@ def find_workspace(workspaces: WorkspaceResolver) -> Middleware:
     A request from a workspace threadbox does not serve is acknowledged and dropped: an
     unacknowledged one would come back as a retry."""
 
-    async def middleware(context: AsyncBoltContext, next: Callable[[], Awaitable[None]]) -> None:
+    async def middleware(
+        context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
+    ) -> None:
         workspace = await workspaces.resolve(
             payloads.string(context, "team_id"), payloads.string(context, "enterprise_id")
         )
@@ -30,6 +33,9 @@ def find_workspace(workspaces: WorkspaceResolver) -> Middleware:
             if context.ack is not None:
                 await context.ack()
             return
+        channel = payloads.shared_channel(context, body)
+        if channel is not None:
+            workspace = await workspaces.in_shared_channel(workspace, channel)
         context["workspace"] = workspace
         await next()
 

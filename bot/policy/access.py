@@ -106,13 +106,21 @@ class Person:
     """A Slack admin or owner of their workspace."""
     tz: str | None = None
     """Their Slack time zone (`Europe/Paris`)."""
+    enterprise_id: str = ""
+    """Their Enterprise Grid organisation ("" outside Grid)."""
+    is_org_admin: bool = False
+    """An admin or owner of that organisation."""
 
 
 def person_of(user: dict[str, Any]) -> Person:
     """What the policy needs of a Slack user object (`users.info`, or one of `users.list`)."""
     profile = user.get("profile") or {}
+    org = user.get("enterprise_user")
+    org = org if isinstance(org, dict) else {}
     return Person(
         team_id=str(user.get("team_id") or ""),
+        enterprise_id=str(org.get("enterprise_id") or ""),
+        is_org_admin=bool(org.get("is_admin") or org.get("is_owner")),
         is_guest=bool(user.get("is_restricted") or user.get("is_ultra_restricted")),
         is_workspace_admin=bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner")),
         tz=str(user["tz"]) if isinstance(user.get("tz"), str) and user.get("tz") else None,
@@ -126,18 +134,34 @@ def person_of(user: dict[str, Any]) -> Person:
 class AccessControl:
     """Applies an `AccessPolicy` with cached Slack look-ups."""
 
-    def __init__(self, slack: AsyncWebClient, policy: AccessPolicy, home_team_id: str) -> None:
+    def __init__(
+        self, slack: AsyncWebClient, policy: AccessPolicy | Callable[[], AccessPolicy], home_team_id: str,
+        home_enterprise_id: str = "",
+    ) -> None:
+        """`policy`: the policy, or where to read it each time (a settings file read again
+        changes it); `home_team_id` "" for an org-wide install, which `home_enterprise_id` serves."""
         self.slack = slack
-        self.policy = policy
+        self._policy = policy
         self.home_team_id = home_team_id
+        self.home_enterprise_id = home_enterprise_id
         self._people: _TTLCache[Person] = _TTLCache(PEOPLE_TTL_SECONDS)
         self._groups: _TTLCache[frozenset[str]] = _TTLCache(PEOPLE_TTL_SECONDS)
         self._members: _TTLCache[frozenset[str]] = _TTLCache(MEMBERS_TTL_SECONDS)
         self._directory: asyncio.Future[None] | None = None
         self._directory_at = 0.0
 
+    @property
+    def policy(self) -> AccessPolicy:
+        return self._policy if isinstance(self._policy, AccessPolicy) else self._policy()
+
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.policy.admin_users
+
+    def is_colleague(self, person: Person) -> bool:
+        """Of this workspace, or of another workspace of its Enterprise Grid organisation."""
+        if not person.team_id or person.team_id == self.home_team_id:
+            return True
+        return bool(self.home_enterprise_id) and person.enterprise_id == self.home_enterprise_id
 
     async def check(self, user_id: str, channel_id: str | None) -> Decision:
         """May this person use threadbox here (a mention, a follow-up, a file, a reset, a DM)?
@@ -150,7 +174,7 @@ class AccessControl:
         except SLACK_ERRORS as error:  # not cached: the next message asks again
             logger.info("users.info for %s failed: %s", user_id, error)
             return Decision(False, "unknown")
-        if person.team_id and person.team_id != self.home_team_id and not self.policy.allow_external:
+        if not self.is_colleague(person) and not self.policy.allow_external:
             return Decision(False, "external")
         if person.is_guest and not self.policy.allow_guests:
             return Decision(False, "guest")
@@ -189,16 +213,28 @@ class AccessControl:
             return False
         if not (await self.check(user_id, channel_id)).allowed:
             return False
-        return await self.can_see(user_id, ThreadKey(self.home_team_id, channel_id, ""))
+        return await self.can_see(user_id, ThreadKey(self.home_team_id or self.home_enterprise_id, channel_id, ""))
 
     async def is_workspace_admin(self, user_id: str) -> bool:
-        """A Slack admin or owner of this workspace (not of another one in a shared channel)."""
+        """A Slack admin or owner of this workspace (not of another one in a shared channel), or
+        of its Enterprise Grid organisation."""
         try:
             person = await self._person(user_id)
         except SLACK_ERRORS as error:
             logger.info("users.info for %s failed: %s", user_id, error)
             return False
+        if person.is_org_admin and self.home_enterprise_id and person.enterprise_id == self.home_enterprise_id:
+            return True
         return person.is_workspace_admin and person.team_id in ("", self.home_team_id)
+
+    async def team_of(self, user_id: str) -> str:
+        """The workspace a person is in (for an org-wide install, which of the org's); the
+        install's own when Slack will not say."""
+        try:
+            return (await self._person(user_id)).team_id or self.home_team_id
+        except SLACK_ERRORS as error:
+            logger.info("users.info for %s failed: %s", user_id, error)
+            return self.home_team_id
 
     async def time_zone(self, user_id: str) -> str | None:
         """The person's Slack time zone; None when Slack will not say."""

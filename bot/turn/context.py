@@ -51,7 +51,7 @@ class TurnContext:
         target = ReplyTarget(
             channel_id=item.thread.channel_id,
             thread_ts=reply_thread_ts(item.thread),
-            team_id=item.thread.team_id,
+            team_id=await workspace.team_of(item.user_id),
             user_id=item.user_id,
         )
         return cls(item, workspace, await workspace.settings_for(item.thread.channel_id), target, stop, started)

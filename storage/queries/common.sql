@@ -199,3 +199,99 @@ ON CONFLICT (name) DO UPDATE SET skill_id = excluded.skill_id, version = exclude
 
 -- name: release_reservation
 DELETE FROM reservations WHERE item_id = :item;
+
+-- name: save_installation
+INSERT INTO installations (enterprise_id, team_id, is_enterprise_install, bot, installation, installed_at)
+VALUES (:enterprise, :team, :org, :bot, :installation, :at)
+ON CONFLICT (enterprise_id, team_id) DO UPDATE SET is_enterprise_install = excluded.is_enterprise_install,
+    bot = excluded.bot, installation = COALESCE(excluded.installation, installations.installation),
+    installed_at = excluded.installed_at, refreshing_until = NULL;
+
+-- name: team_installation
+SELECT enterprise_id, team_id, bot, installation FROM installations
+WHERE team_id = :team AND (:enterprise = '' OR enterprise_id = :enterprise);
+
+-- name: org_installation
+SELECT enterprise_id, team_id, bot, installation FROM installations WHERE enterprise_id = :enterprise AND team_id = '';
+
+-- name: delete_installation
+DELETE FROM installations WHERE enterprise_id = :enterprise AND team_id = :team;
+
+-- name: start_token_refresh
+UPDATE installations SET refreshing_until = :until
+WHERE enterprise_id = :enterprise AND team_id = :team AND (refreshing_until IS NULL OR refreshing_until < :at);
+
+-- name: end_token_refresh
+UPDATE installations SET refreshing_until = NULL WHERE enterprise_id = :enterprise AND team_id = :team;
+
+-- name: issue_oauth_state
+INSERT INTO oauth_states (state, expires_at) VALUES (:state, :expires);
+
+-- name: consume_oauth_state
+DELETE FROM oauth_states WHERE state = :state RETURNING expires_at;
+
+-- name: prune_oauth_states
+DELETE FROM oauth_states WHERE expires_at < :at;
+
+-- name: team_conversations
+SELECT channel_id, thread_ts FROM conversations WHERE team_id = :team;
+
+-- name: team_thread_file_ids
+SELECT file_id FROM thread_files WHERE team_id = :team;
+
+-- name: team_owed_file_ids
+SELECT d.file_id FROM deliveries d JOIN queue q ON q.id = d.item_id WHERE q.team_id = :team;
+
+-- name: forget_team_deliveries
+DELETE FROM deliveries WHERE item_id IN (SELECT id FROM queue WHERE team_id = :team);
+
+-- name: forget_team_reservations
+DELETE FROM reservations WHERE team_id = :team;
+
+-- name: forget_team_queue
+DELETE FROM queue WHERE team_id = :team;
+
+-- name: forget_team_claims
+DELETE FROM claims WHERE team_id = :team;
+
+-- name: forget_team_history
+DELETE FROM history WHERE team_id = :team;
+
+-- name: forget_team_conversations
+DELETE FROM conversations WHERE team_id = :team;
+
+-- name: forget_team_participants
+DELETE FROM participants WHERE team_id = :team;
+
+-- name: forget_team_notes
+DELETE FROM thread_notes WHERE team_id = :team;
+
+-- name: forget_team_usage
+DELETE FROM usage WHERE team_id = :team;
+
+-- name: forget_team_stop_requests
+DELETE FROM stop_requests WHERE team_id = :team;
+
+-- name: forget_team_viewing
+DELETE FROM viewing WHERE team_id = :team;
+
+-- name: forget_team_feedback
+DELETE FROM feedback WHERE team_id = :team;
+
+-- name: forget_team_channel_settings
+DELETE FROM channel_settings WHERE team_id = :team;
+
+-- name: forget_team_thread_files
+DELETE FROM thread_files WHERE team_id = :team;
+
+-- name: forget_team_schedules
+DELETE FROM schedules WHERE team_id = :team;
+
+-- name: forget_team_shared_channels
+DELETE FROM shared_channels WHERE team_id = :team;
+
+-- name: claim_shared_channel
+INSERT INTO shared_channels (channel_id, team_id) VALUES (:channel, :team) ON CONFLICT (channel_id) DO NOTHING;
+
+-- name: shared_channel_home
+SELECT team_id FROM shared_channels WHERE channel_id = :channel;

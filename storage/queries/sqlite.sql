@@ -375,3 +375,6 @@ ON CONFLICT (item_id) DO UPDATE SET input_tokens = excluded.input_tokens, reserv
 SELECT COALESCE(SUM(r.input_tokens), 0) FROM reservations r JOIN queue q ON q.id = r.item_id
 WHERE r.team_id = :team AND (:user IS NULL OR r.user_id = :user) AND q.state != 'done'
   AND (:excluding IS NULL OR r.item_id != :excluding);
+
+-- name: team_uploads
+SELECT uploads FROM queue WHERE team_id = :team AND uploads != '[]';

@@ -26,6 +26,7 @@ import yaml
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from .faults import Faults
+from .slack_installs import Installation, SlackInstalls
 from .slack_rules import (
     SUGGESTED_PROMPTS_LIMIT,
     TRIGGER_SECONDS,
@@ -220,6 +221,9 @@ class FakeSlack:
         self.socket_acks: list[dict[str, Any]] = []
         self._sockets: list[web.WebSocketResponse] = []
         self.scopes: list[str] = list(GRANTED_SCOPES)
+        self.installs = SlackInstalls(team_id, bot_token, bot_user_id, bot_id, GRANTED_SCOPES)
+        """Every install of the app (the first: `bot_token`'s, in `team_id`), its tokens and workspaces."""
+        self._caller: Installation = self.installs.installed[0]
         """The bot token's scopes: sent in `x-oauth-scopes`, and required per `METHOD_SCOPES`."""
         self.files_read_scope = True
         """False: the app lacks `files:read`, so downloads answer Slack's sign-in page."""
@@ -294,6 +298,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{team_file}/{name}", self._download)
         app.router.add_post("/response/{n}", self._response_url)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/oauth/v2/authorize", self._authorize)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -450,6 +455,8 @@ class FakeSlack:
             return web.Response(status=500, text="internal error")
         if method in self._delays:
             await asyncio.sleep(self._delays[method])
+        if method == "oauth.v2.access":  # the app's own credentials, not a token
+            return web.json_response(self.installs.access(args, dict(request.headers)))
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth.startswith("Bearer ") else args.get("token")
         if not token:
@@ -461,23 +468,29 @@ class FakeSlack:
             return web.json_response({"ok": True, "url": f"ws://{self.root[len('http://'):]}/socket"})
         if method in ("apps.manifest.validate", "apps.manifest.create"):
             return web.json_response(self._manifest(token, args))
-        if token != self.bot_token:
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+        install, refused = self.installs.holder(token)
+        if install is None:
+            return web.json_response({"ok": False, "error": refused})
+        self._caller = install
+        channel = args.get("channel") or args.get("channel_id")
+        if isinstance(channel, str) and channel and not self.installs.reaches(install, channel):
+            return web.json_response({"ok": False, "error": "channel_not_found"})
         self._n_api += 1
         if self.rate_limit_every and self._n_api % self.rate_limit_every == 0:
             self.rate_limited.append(method)
             return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "0"})
-        wait = self.rate_tiers.retry_after(self.team_id, method, args)
+        wait = self.rate_tiers.retry_after(install.key, method, args)
         if wait is not None:
             self.rate_limited.append(method)
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(wait)}
             )
         # Slack names the token's scopes on every answer to an authenticated call.
-        scope_headers = {"x-oauth-scopes": ",".join(self.scopes)}
+        scopes = self.scopes if install is self.installs.installed[0] else list(install.scopes)
+        scope_headers = {"x-oauth-scopes": ",".join(scopes)}
         needed = METHOD_SCOPES.get(method)
-        if needed and needed not in self.scopes:
-            answer = {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(self.scopes)}
+        if needed and needed not in scopes:
+            answer = {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(scopes)}
             return web.json_response(answer, headers=scope_headers)
         failure = self._take_failure(method)
         if failure is not None and failure.text:
@@ -531,7 +544,8 @@ class FakeSlack:
     async def _download(self, request: web.Request) -> web.StreamResponse:
         team_file = request.match_info["team_file"]
         file_id = team_file.split("-", 1)[-1]
-        authorized = request.headers.get("Authorization", "") == f"Bearer {self.bot_token}"
+        auth = request.headers.get("Authorization", "")
+        authorized = auth.startswith("Bearer ") and self.installs.holder(auth[7:])[0] is not None
         self.downloads.append({"file_id": file_id, "authorized": authorized})
         if "download" in self._delays:
             await asyncio.sleep(self._delays["download"])
@@ -599,16 +613,26 @@ class FakeSlack:
         return envelope_id
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "url": "https://fake-workspace.slack.com/",
-            "team": "Fake Workspace",
-            "user": "threadbox",
-            "team_id": self.team_id,
-            "user_id": self.bot_user_id,
-            "bot_id": self.bot_id,
-            "is_enterprise_install": False,
-        }
+        if self._caller is self.installs.installed[0] and self._caller.team_id == self.team_id:
+            return {
+                "ok": True,
+                "url": "https://fake-workspace.slack.com/",
+                "team": "Fake Workspace",
+                "user": "threadbox",
+                "team_id": self.team_id,
+                "user_id": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "is_enterprise_install": False,
+            }
+        return self.installs.auth_test(self._caller)
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """Slack's install page, approved at once: back to the app's redirect URL."""
+        self.calls.append(SlackCall("oauth/v2/authorize", dict(request.query), dict(request.headers)))
+        redirect, query = self.installs.authorize(dict(request.query))
+        if not redirect:
+            return web.Response(status=400, text=query["error"])
+        raise web.HTTPFound(f"{redirect}?{urlencode(query)}")
 
     def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = args.get("channel")
@@ -1224,31 +1248,38 @@ def event_body(
     event_id: str | None = None,
     api_app_id: str = "A1",
     bot_user_id: str = "UBOT",
+    enterprise_id: str | None = None,
+    org_install: bool = False,
+    shared: bool = False,
 ) -> str:
-    """An Events API `event_callback` envelope around `event` (JSON text)."""
-    return json.dumps(
-        {
-            "token": "verification-token",
-            "team_id": team_id,
-            "context_team_id": team_id,
-            "api_app_id": api_app_id,
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": team_id,
-                    "user_id": bot_user_id,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-            "event_context": "4-" + uuid.uuid4().hex,
-        }
-    )
+    """An Events API `event_callback` envelope around `event` (JSON text), for the install in
+    `team_id`, or (`org_install`) for the org-wide install of `enterprise_id`: its
+    authorization then names the org and no team, as Slack's does."""
+    body: dict[str, Any] = {
+        "token": "verification-token",
+        "team_id": team_id,
+        "context_team_id": team_id,
+        "context_enterprise_id": enterprise_id,
+        "api_app_id": api_app_id,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or "Ev" + uuid.uuid4().hex[:10].upper(),
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": enterprise_id,
+                "team_id": None if org_install else team_id,
+                "user_id": bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": org_install,
+            }
+        ],
+        "is_ext_shared_channel": shared,
+        "event_context": "4-" + uuid.uuid4().hex,
+    }
+    if enterprise_id:
+        body["enterprise_id"] = enterprise_id
+    return json.dumps(body)
 
 
 def _trigger_id() -> str:
@@ -1264,25 +1295,28 @@ def command_body(
     team_id: str = "T1",
     response_url: str,
     channel_name: str = "general",
+    enterprise_id: str | None = None,
+    org_install: bool = False,
 ) -> str:
     """A slash command payload, form-urlencoded like Slack sends it."""
-    return urlencode(
-        {
-            "token": "verification-token",
-            "team_id": team_id,
-            "team_domain": "fake-workspace",
-            "channel_id": channel_id,
-            "channel_name": channel_name,
-            "user_id": user_id,
-            "user_name": user_id.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": "A1",
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": _trigger_id(),
-        }
-    )
+    fields = {
+        "token": "verification-token",
+        "team_id": team_id,
+        "team_domain": "fake-workspace",
+        "channel_id": channel_id,
+        "channel_name": channel_name,
+        "user_id": user_id,
+        "user_name": user_id.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": "A1",
+        "is_enterprise_install": "true" if org_install else "false",
+        "response_url": response_url,
+        "trigger_id": _trigger_id(),
+    }
+    if enterprise_id:
+        fields["enterprise_id"] = enterprise_id
+    return urlencode(fields)
 
 
 def shortcut_body(

@@ -1,0 +1,244 @@
+"""Many workspaces: installs by Slack's OAuth flow (two workspaces and an Enterprise Grid org),
+each request answered with its install's token, data kept apart, token rotation on the
+request path and in background work, and an uninstall that forgets that workspace only.
+
+Everything goes through the real flow: the bot's `/slack/install` page, the fake Slack's
+authorize page, the bot's `/slack/oauth_redirect` with the state cookie, `oauth.v2.access`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.config import Settings, load_settings
+from bot.errors import ConfigError
+from storage import ThreadKey
+from tests.conftest import SIGNING_SECRET, BotServer, run_sql, running_bot, thread_text
+from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.anthropic_api import Reply, text
+from tests.fakes.slack_api import event_body, mention_event, message_event
+from tests.fakes.slack_installs import CLIENT_ID, CLIENT_SECRET, TOKEN_SECONDS, Installation
+
+STATE_COOKIE = "slack-app-oauth-state"
+
+
+def oauth_env(slack: FakeSlack, claude_api: FakeAnthropic, database_url: str) -> dict[str, str]:
+    return {
+        "SLACK_CLIENT_ID": CLIENT_ID,
+        "SLACK_CLIENT_SECRET": CLIENT_SECRET,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.base_url,
+        "ANTHROPIC_API_KEY": claude_api.api_key,
+        "DATABASE_URL": database_url,
+    }
+
+
+@pytest.fixture
+def oauth_settings(
+    slack: FakeSlack, claude_api: FakeAnthropic, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """Installing by OAuth, on SQLite and then on PostgreSQL; workspaces T2 and T3, and the
+    Grid org E1 with workspaces T4 and T5."""
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", claude_api.base_url)
+    for team, org in (("T2", None), ("T3", None), ("T4", "E1"), ("T5", "E1")):
+        slack.installs.add_workspace(team, org)
+    for channel, team in (("C2", "T2"), ("C3", "T3"), ("C4", "T4"), ("C5", "T5")):
+        slack.installs.place_channel(channel, team)
+    for person, team in (("U21", "T2"), ("U31", "T3")):
+        slack.users[person] = {"team_id": team}
+    for person, team in (("W41", "T4"), ("W51", "T5")):
+        slack.users[person] = {"team_id": team, "enterprise_user": {"enterprise_id": "E1", "teams": [team]}}
+    return load_settings(oauth_env(slack, claude_api, database_url), dotenv=False)
+
+
+async def install(bot: BotServer, slack: FakeSlack, team: str, *, org: bool = False) -> Installation:
+    """A person adds threadbox to `team` (org-wide, with `org`) through the bot's install page."""
+    slack.installs.redirect_uri = f"{bot.url}/slack/oauth_redirect"
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(f"{bot.url}/slack/install", allow_redirects=False) as page:
+            assert page.status == 200, await page.text()
+            body = await page.text()
+            state = page.cookies[STATE_COOKIE].value
+        match = re.search(r'href="([^"]*/oauth/v2/authorize\?[^"]*)"', body)
+        assert match is not None, body
+        authorize = html.unescape(match.group(1)) + f"&team={team}" + ("&org=1" if org else "")
+        async with browser.get(authorize, allow_redirects=False) as approved:
+            assert approved.status == 302, await approved.text()
+            back = approved.headers["Location"]
+        async with browser.get(back, headers={"Cookie": f"{STATE_COOKIE}={state}"}, allow_redirects=False) as done:
+            assert done.status == 200, await done.text()
+            assert "Thank you" in await done.text() or "success" in (await done.text()).lower()
+    return slack.installs.of("E1" if org and team in ("T4", "T5") else team)
+
+
+async def send(
+    bot: BotServer, event: dict[str, Any], install: Installation, *, team: str, shared: bool = False
+) -> int:
+    """An event as Slack delivers it to that install (for an org-wide one, from workspace `team`)."""
+    body = event_body(
+        event, team_id=team, bot_user_id=install.bot_user_id, enterprise_id=install.enterprise_id,
+        org_install=install.is_enterprise_install, shared=shared,
+    )
+    status, _ = await bot.post(body, "application/json")
+    return status
+
+
+def tokens_in(slack: FakeSlack, channel: str) -> set[str]:
+    """The tokens of every Web API call made about a channel."""
+    return {
+        call.headers.get("Authorization", "")[7:]
+        for call in slack.calls
+        if (call.args.get("channel") or call.args.get("channel_id")) == channel
+    }
+
+
+def refreshes(slack: FakeSlack) -> list[dict[str, Any]]:
+    return [args for args in slack.calls_to("oauth.v2.access") if args.get("grant_type") == "refresh_token"]
+
+
+async def ask(
+    bot: BotServer, slack: FakeSlack, claude_api: FakeAnthropic, install: Installation, *, channel: str, user: str,
+    root: str, words: str, team: str | None = None,
+) -> None:
+    claude_api.enqueue(Reply([text(words)]))
+    assert await send(bot, mention_event("go", channel=channel, user=user, ts=root, bot_user_id=install.bot_user_id,
+                                         team=team or install.key), install, team=team or install.key) == 200
+    await bot.wait_for(lambda: words in thread_text(slack, channel, root))
+
+
+async def test_two_workspaces_and_an_org_each_answered_with_their_own_token_and_kept_apart(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(oauth_settings, slack) as bot:
+        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        org = await install(bot, slack, "T4", org=True)
+        assert org.is_enterprise_install and org.enterprise_id == "E1" and org.team_id is None
+        await ask(bot, slack, claude_api, t2, channel="C2", user="U21", root="1700000002.000100", words="two")
+        await ask(bot, slack, claude_api, t3, channel="C3", user="U31", root="1700000003.000100", words="three")
+        # The org's install serves both of its workspaces; W51 (of T5) is a colleague there.
+        await ask(bot, slack, claude_api, org, channel="C4", user="W41", root="1700000004.000100", words="four",
+                  team="T4")
+        await ask(bot, slack, claude_api, org, channel="C5", user="W51", root="1700000005.000100", words="five",
+                  team="T5")
+        await bot.idle()
+        store = bot.runtime.store
+        kept = {(key, person): await store.person_threads(key, person) for key, person in
+                (("T2", "U21"), ("T3", "U31"), ("E1", "W41"), ("E1", "W51"), ("T2", "U31"), ("T3", "U21"))}
+    assert tokens_in(slack, "C2") == {t2.token} and tokens_in(slack, "C3") == {t3.token}
+    assert tokens_in(slack, "C4") == {org.token} == tokens_in(slack, "C5")
+    assert len({t2.token, t3.token, org.token}) == 3
+    [c2], [c3] = kept[("T2", "U21")], kept[("T3", "U31")]
+    assert (c2.thread, c3.thread) == (ThreadKey("T2", "C2", "1700000002.000100"), ThreadKey("T3", "C3", "1700000003.000100"))
+    assert [t.thread.channel_id for t in kept[("E1", "W41")] + kept[("E1", "W51")]] == ["C4", "C5"]
+    assert kept[("T2", "U31")] == kept[("T3", "U21")] == []  # neither workspace sees the other's
+    # The stream in the org's workspaces names the person's own workspace, not the org.
+    streams = {args["channel"]: args.get("recipient_team_id") for args in slack.calls_to("chat.startStream")}
+    assert streams == {"C2": "T2", "C3": "T3", "C4": "T4", "C5": "T5"}
+    assert not any("refused" in thread_text(slack, c, r) for c, r in (("C5", "1700000005.000100"),))
+
+
+async def test_a_workspace_threadbox_is_not_installed_in_is_acknowledged_and_ignored(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(oauth_settings, slack) as bot:
+        stranger = Installation("T3", None, "UBOTX", "BBOTX", "xoxb-never-issued", ())
+        status = await send(bot, mention_event("hello", channel="C3", user="U31", ts="1700000010.000100"),
+                            stranger, team="T3")
+        await asyncio.sleep(0.5)
+        await bot.idle()
+    assert status == 200 and claude_api.requests == [] and slack.calls_to("chat.postMessage") == []
+
+
+async def test_a_thread_in_a_channel_two_installs_share_is_answered_once(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    slack.installs.place_channel("CX", "T2", "T3")  # a Slack Connect channel between T2 and T3
+    slack.users["U31"] = {"team_id": "T3"}
+    root = "1700000020.000100"
+    async with running_bot(replace(oauth_settings, allow_external_users=True), slack) as bot:
+        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        claude_api.enqueue(Reply([text("answered once")]))
+        mention = mention_event("go", channel="CX", user="U21", ts=root)
+        # Slack brings the message through each install: through T2's first, then T3's.
+        assert await send(bot, mention, t2, team="T2", shared=True) == 200
+        assert await send(bot, mention, t3, team="T3", shared=True) == 200
+        await bot.wait_for(lambda: "answered once" in thread_text(slack, "CX", root))
+        claude_api.enqueue(Reply([text("and followed")]))
+        follow = message_event("more", channel="CX", user="U31", ts="1700000020.000200", thread_ts=root)
+        assert await send(bot, follow, t3, team="T3", shared=True) == 200
+        await bot.wait_for(lambda: "and followed" in thread_text(slack, "CX", root))
+        await bot.idle()
+    assert len(claude_api.requests) == 2
+    assert len(claude_api.requests[1]["messages"]) == 3  # the same conversation, whoever brought it
+    assert tokens_in(slack, "CX") == {t2.token}
+
+
+@asynccontextmanager
+async def rotating(slack: FakeSlack) -> AsyncIterator[None]:
+    """Token rotation on, tokens that reach Bolt's refresh window (2 hours before they end) a
+    few seconds after they are issued."""
+    slack.installs.rotation = True
+    slack.installs.token_seconds = 2 * 3600 + 3
+    yield
+    slack.installs.token_seconds = TOKEN_SECONDS
+
+
+async def test_a_rotating_token_is_refreshed_before_it_expires_by_requests_and_by_background_work(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with rotating(slack), running_bot(replace(oauth_settings, queue_poll_seconds=0.5), slack) as bot:
+        t2 = await install(bot, slack, "T2")
+        first = t2.token
+        assert first.startswith("xoxe.xoxb-") and t2.refresh_token
+        root = "1700000030.000100"
+        await ask(bot, slack, claude_api, t2, channel="C2", user="U21", root=root, words="made")
+        assert refreshes(slack) == []  # fresh for a while yet
+        claude_api.enqueue(Reply([text("scheduled")]))
+        await send(bot, message_event("!schedule every day at 09:00 run the report", channel="C2", user="U21",
+                                      ts="1700000030.000200", thread_ts=root), t2, team="T2")
+        await bot.wait_for(lambda: "Scheduled (#" in thread_text(slack, "C2", root))
+        await bot.idle()
+        await asyncio.sleep(3.5)  # the token is now within two hours of its end
+        # Background work: the schedule fires with no request from Slack to refresh it.
+        calls_before = len(slack.calls)
+        [made] = await bot.runtime.store.thread_schedules(ThreadKey("T2", "C2", root))
+        await run_sql(bot.settings.database_url, f"UPDATE schedules SET next_at = {time.time()} WHERE id = {made.id};")
+        await bot.wait_for(lambda: "scheduled" in thread_text(slack, "C2", root).split("Scheduled (#")[-1])
+        await bot.idle()
+        second = slack.installs.of("T2").token
+        background = [c for c in slack.calls[calls_before:] if c.method == "oauth.v2.access"]
+        assert len(background) == 1 and second != first
+        assert tokens_in(slack, "C2") >= {first, second}
+        answered_with = {c.headers.get("Authorization", "")[7:] for c in slack.calls[calls_before:]
+                         if c.method.startswith("chat.") and c.args.get("channel") == "C2"}
+        assert answered_with == {second}
+        await asyncio.sleep(3.5)  # and the second token reaches its refresh window
+        # The request path: Bolt's authorize refreshes as the mention arrives.
+        await ask(bot, slack, claude_api, slack.installs.of("T2"), channel="C2", user="U21",
+                  root="1700000031.000100", words="again")
+        third = slack.installs.of("T2").token
+        await bot.idle()
+    assert len(refreshes(slack)) == 2 and third not in (first, second)
+    assert [c.args for c in slack.calls if c.method == "oauth.v2.access" and "error" in json.dumps(c.args)] == []
+
+
+def test_both_slack_modes_at_once_is_refused_with_which_to_drop(slack: FakeSlack, claude_api: FakeAnthropic) -> None:
+    env = oauth_env(slack, claude_api, "sqlite:///x.db")
+    with pytest.raises(ConfigError, match="unset SLACK_BOT_TOKEN to install by OAuth"):
+        load_settings({**env, "SLACK_BOT_TOKEN": "xoxb-1"}, dotenv=False)
+    with pytest.raises(ConfigError, match="SLACK_CLIENT_ID is set without SLACK_CLIENT_SECRET"):
+        load_settings({**env, "SLACK_CLIENT_SECRET": ""}, dotenv=False)
+    env.pop("SLACK_CLIENT_ID"), env.pop("SLACK_CLIENT_SECRET")
+    with pytest.raises(ConfigError, match="or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET instead"):
+        load_settings(env, dotenv=False)
