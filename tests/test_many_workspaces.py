@@ -24,7 +24,7 @@ import pytest
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
 from storage import ThreadKey
-from tests.conftest import SIGNING_SECRET, BotServer, run_sql, running_bot, thread_text
+from tests.conftest import SIGNING_SECRET, BotServer, container_of, run_sql, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
 from tests.fakes.slack_api import event_body, mention_event, message_event
@@ -242,3 +242,72 @@ def test_both_slack_modes_at_once_is_refused_with_which_to_drop(slack: FakeSlack
     env.pop("SLACK_CLIENT_ID"), env.pop("SLACK_CLIENT_SECRET")
     with pytest.raises(ConfigError, match="or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET instead"):
         load_settings(env, dotenv=False)
+
+
+async def test_an_uninstall_deletes_that_workspaces_data_and_files_and_nothing_else(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="bot.audit")
+    root2, root3 = "1700000040.000100", "1700000041.000100"
+    async with running_bot(oauth_settings, slack) as bot:
+        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        for install_, channel, person, root in ((t2, "C2", "U21", root2), (t3, "C3", "U31", root3)):
+            shared = slack.add_user_file(f"{channel}.csv", b"a,b\n1,2\n")
+            claude_api.enqueue(Reply([text(f"read {channel}")]))
+            await send(bot, mention_event("read it", channel=channel, user=person, ts=root, files=[shared],
+                                          bot_user_id=install_.bot_user_id), install_, team=install_.key)
+            await bot.wait_for(lambda c=channel, r=root: f"read {c}" in thread_text(slack, c, r))
+        await bot.idle()
+        store = bot.runtime.store
+        files_before = set(claude_api.files)
+        assert len(files_before) == 2
+        slack.installs.uninstall("T2")  # Slack revokes the tokens, then tells the app
+        assert await send(bot, {"type": "app_uninstalled", "event_ts": f"{time.time():.6f}"}, t2, team="T2") == 200
+        await bot.idle()
+        assert await store.find_installation("T2") is None and await store.find_installation("T3") is not None
+        assert await store.person_threads("T2", "U21") == [] and (await store.team_usage("T2", since=0)).input_tokens == 0
+        assert len(await store.person_threads("T3", "U31")) == 1 and (await store.team_usage("T3", since=0)).input_tokens
+        assert len(set(claude_api.files)) == 1 and set(claude_api.files) < files_before
+        assert (await store.load_conversation(ThreadKey("T3", "C3", root3))).history
+        # Until it installs again, T2 is a workspace threadbox does not serve.
+        requests = len(claude_api.requests)
+        await send(bot, message_event("anyone?", channel="C2", user="U21", ts="1700000040.000300", thread_ts=root2),
+                   t2, team="T2")
+        await asyncio.sleep(0.3)
+        await bot.idle()
+        assert len(claude_api.requests) == requests
+        # Installed again, it starts fresh: the old thread's history is gone.
+        again = await install(bot, slack, "T2")
+        claude_api.enqueue(Reply([text("fresh start")]))
+        await send(bot, mention_event("hello again", channel="C2", user="U21", ts="1700000040.000400",
+                                      thread_ts=root2, bot_user_id=again.bot_user_id), again, team="T2")
+        await bot.wait_for(lambda: "fresh start" in thread_text(slack, "C2", root2))
+        await bot.idle()
+    assert len(claude_api.requests[-1]["messages"]) == 1 and container_of(claude_api.requests[-1]) is None
+    [line] = [r.getMessage() for r in caplog.records if r.name == "bot.audit" and r.getMessage().startswith("uninstalled")]
+    assert "T2" in line and "threads=1" in line and "files=1" in line
+
+
+async def test_two_processes_on_postgresql_share_the_installs_and_refresh_a_token_once(
+    postgres_url: str, slack: FakeSlack, claude_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", claude_api.base_url)
+    slack.installs.add_workspace("T2")
+    slack.installs.place_channel("C2", "T2")
+    slack.users["U21"] = {"team_id": "T2"}
+    settings = load_settings(oauth_env(slack, claude_api, postgres_url), dotenv=False)
+    async with rotating(slack), running_bot(settings, slack) as first, running_bot(settings, slack) as second:
+        t2 = await install(first, slack, "T2")
+        await asyncio.sleep(3.5)  # into the refresh window: both processes' next requests refresh
+        claude_api.enqueue(Reply([text("one")]), Reply([text("one")]))
+        roots = ("1700000050.000100", "1700000051.000100")
+        await asyncio.gather(*(
+            send(bot, mention_event("go", channel="C2", user="U21", ts=root, bot_user_id=t2.bot_user_id), t2, team="T2")
+            for bot, root in zip((first, second), roots)
+        ))
+        for root in roots:
+            await first.wait_for(lambda r=root: "one" in thread_text(slack, "C2", r))
+        await first.idle()
+        await second.idle()
+    assert len(refreshes(slack)) == 1  # a refresh token works once: the second process waited for the first's
+    assert len(claude_api.requests) == 2
