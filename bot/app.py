@@ -51,7 +51,8 @@ from .outbound.home import HomeTab
 from .outbound.pacing import PacedWebClient, SlackPacer
 from .outbound.waiting import WaitingSigns
 from .policy.access import AccessPolicy
-from .policy.budgets import Budgets
+from .policy.budgets import Budgets, DailyBudgets
+from .policy.rules import WorkspacePolicies
 from .queue import QueueSettings, TurnQueue, process_owner_id
 from .schedules.clock import ScheduleClock
 from .schedules.commands import Scheduling
@@ -183,6 +184,17 @@ async def configured_model(claude: anthropic.AsyncAnthropic, settings: Settings)
     return as_configured(settings, limits)
 
 
+def workspace_policies(settings: Settings, channels: ChannelSettingsBook) -> WorkspacePolicies:
+    """The process's access policy and budgets, under what the settings file sets for every
+    workspace or for one (read as the file is now)."""
+    file = channels.file
+    return WorkspacePolicies(
+        access_policy(settings),
+        DailyBudgets(settings.user_daily_budget, settings.workspace_daily_budget),
+        (lambda team_id: file.current.rules_for(team_id)) if file is not None else None,
+    )
+
+
 def access_policy(settings: Settings) -> AccessPolicy:
     return AccessPolicy(
         allowed_channels=settings.allowed_channels,
@@ -222,14 +234,13 @@ class SlackSide:
 
 
 async def slack_side(
-    settings: Settings, metrics: Metrics, store: Store, channels: ChannelSettingsBook
+    settings: Settings, metrics: Metrics, store: Store, channels: ChannelSettingsBook, policies: WorkspacePolicies
 ) -> SlackSide:
     """With SLACK_BOT_TOKEN, its one workspace (identified now: a refusal stops start-up);
     with SLACK_CLIENT_ID and SLACK_CLIENT_SECRET, every workspace that installs the app."""
-    policy = access_policy(settings)
     if not settings.oauth:
         client = slack_client(settings, metrics, store, settings.slack_bot_token)
-        single = SingleWorkspace(client, policy, channels)
+        single = SingleWorkspace(client, policies.access, channels)
         await identify(single, settings)
         return SlackSide(single, client)
     client = slack_client(settings, metrics, store, None)
@@ -240,7 +251,7 @@ async def slack_side(
         client=client, rotator=rotator,
     )
     installed = InstalledWorkspaces(
-        store, rotator, lambda token: slack_client(settings, metrics, store, token), lambda _key: policy, channels
+        store, rotator, lambda token: slack_client(settings, metrics, store, token), policies.access, channels
     )
     installations = oauth.installation_store
     assert isinstance(installations, SlackInstallations)
@@ -276,11 +287,12 @@ async def _assemble(settings: Settings, opened: contextlib.AsyncExitStack) -> Ru
     if channels.file is not None:
         channels.file.watch()
         opened.push_async_callback(channels.file.close)
-    side = await slack_side(settings, metrics, store, channels)
+    policies = workspace_policies(settings, channels)
+    side = await slack_side(settings, metrics, store, channels, policies)
     slack, workspaces = side.client, side.workspaces
     http = aiohttp.ClientSession()
     opened.push_async_callback(http.close)
-    budgets = Budgets(store, settings.prices, settings.user_daily_budget, settings.workspace_daily_budget)
+    budgets = Budgets(store, settings.prices, policies.budgets)
     resets = Resets(store, claude)
     clock = ScheduleClock(store, workspaces, poll_seconds=settings.queue_poll_seconds)
     runner = TurnRunner(

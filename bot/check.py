@@ -59,7 +59,7 @@ def failed(name: str, detail: str, fix: str) -> CheckResult:
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
     """Every check after the settings, concurrently; results in a fixed order."""
-    checks: list[Awaitable[list[CheckResult]]] = [check_slack(settings)]
+    checks: list[Awaitable[list[CheckResult]]] = [check_oauth(settings) if settings.oauth else check_slack(settings)]
     if settings.socket_mode:
         checks.append(check_socket_mode(settings))
     checks += [check_anthropic(settings), check_database(settings)]
@@ -87,6 +87,33 @@ async def check_slack(settings: Settings) -> list[CheckResult]:
     else:
         scopes = passed("slack scopes", f"all {len(BOT_SCOPES)} granted")
     return [passed("slack bot token", who), scopes]
+
+
+async def check_oauth(settings: Settings) -> list[CheckResult]:
+    """The app's client id and secret: Slack refuses a made-up code (`invalid_code`) only once it
+    has accepted them."""
+    slack = AsyncWebClient(base_url=settings.slack_api_url)
+    name = "slack app credentials"
+    try:
+        await asyncio.wait_for(
+            slack.oauth_v2_access(
+                client_id=settings.slack_client_id or "", client_secret=settings.slack_client_secret or "",
+                code="threadbox-check",
+            ),
+            CHECK_TIMEOUT_SECONDS,
+        )
+    except SlackApiError as error:
+        answer = slack_error(error)
+        if answer == "invalid_code":
+            return [passed(name, f"client id and secret accepted; people install at /slack/install ({len(BOT_SCOPES)}"
+                                 " bot scopes from manifest.yml)")]
+        return [failed(name, f"oauth.v2.access answered {answer}",
+                       "copy the Client ID and Client Secret (Basic Information) into SLACK_CLIENT_ID and"
+                       " SLACK_CLIENT_SECRET")]
+    except UNREACHABLE as error:
+        return [failed(name, f"could not reach {settings.slack_api_url}: {error or type(error).__name__}",
+                       "check the network and SLACK_API_URL")]
+    return [failed(name, "Slack accepted a made-up install code", "check SLACK_API_URL: it is not Slack's")]
 
 
 async def check_socket_mode(settings: Settings) -> list[CheckResult]:

@@ -9,6 +9,7 @@ bot token (`SLACK_BOT_TOKEN`), `bot.installs.InstalledWorkspaces` every install 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,9 +76,12 @@ class WorkspaceResolver(Protocol):
 class SingleWorkspace:
     """The one workspace a bot token (`SLACK_BOT_TOKEN`) is installed in."""
 
-    def __init__(self, client: AsyncWebClient, policy: AccessPolicy, channels: ChannelSettingsBook) -> None:
+    def __init__(
+        self, client: AsyncWebClient, policy_for: Callable[[str], AccessPolicy], channels: ChannelSettingsBook
+    ) -> None:
+        """`policy_for`: a workspace's access policy by its team id, as the settings leave it now."""
         self._client = client
-        self._policy = policy
+        self._policy_for = policy_for
         self._channels = channels
         self._workspace: Workspace | None = None
 
@@ -92,7 +96,7 @@ class SingleWorkspace:
             bot_user_id=str(identity["user_id"]),
             client=self._client,
             access=AccessControl(
-                self._client, self._policy, home_team_id=team_id,
+                self._client, lambda: self._policy_for(team_id), home_team_id=team_id,
                 home_enterprise_id=_string(identity.get("enterprise_id")) or "",
             ),
             channels=self._channels,

@@ -14,6 +14,7 @@ import yaml
 from bot.check import BOT_SCOPES, CheckResult, run_checks
 from bot.config import Settings
 from tests.fakes import FakeAnthropic, FakeSlack
+from tests.fakes.slack_installs import CLIENT_ID, CLIENT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,18 @@ async def test_everything_green(settings: Settings, slack: FakeSlack, claude_api
     tools = claude_api.count_token_requests[0]["tools"]  # the tools exactly as a turn sends them
     assert tools[0] == {"type": settings.code_execution_tool, "name": "code_execution"}
     assert [t["name"] for t in tools[1:]] == ["web_fetch"]
+
+
+async def test_installing_by_oauth_checks_the_apps_credentials(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    oauth = replace(settings, slack_bot_token="", slack_client_id=CLIENT_ID, slack_client_secret=CLIENT_SECRET)
+    results = by_name(await run_checks(oauth))
+    assert "slack bot token" not in results and results["slack app credentials"].ok
+    assert "people install at /slack/install" in results["slack app credentials"].detail
+    bad = by_name(await run_checks(replace(oauth, slack_client_secret="wrong")))
+    line = bad["slack app credentials"].line()
+    assert not bad["slack app credentials"].ok and "bad_client_secret" in line and "SLACK_CLIENT_SECRET" in line
 
 
 async def test_socket_mode_opens_a_connection(settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic) -> None:

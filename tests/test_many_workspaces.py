@@ -311,3 +311,67 @@ async def test_two_processes_on_postgresql_share_the_installs_and_refresh_a_toke
         await second.idle()
     assert len(refreshes(slack)) == 1  # a refresh token works once: the second process waited for the first's
     assert len(claude_api.requests) == 2
+
+
+POLICY_FILE = """
+[defaults]
+allowed_users = ["U21", "U31"]
+
+[workspaces.T3]
+workspace_daily_budget = 50
+
+[workspaces.T2]
+admin_users = ["U29"]
+"""
+
+
+async def test_each_workspace_has_its_own_access_list_admins_and_daily_budget(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, tmp_path: Any
+) -> None:
+    path = tmp_path / "threadbox.toml"
+    path.write_text(POLICY_FILE, encoding="utf-8")
+    slack.users.update({"U22": {"team_id": "T2"}, "U29": {"team_id": "T2"}, "U39": {"team_id": "T3"}})
+    settings = replace(oauth_settings, settings_file=str(path))
+    async with running_bot(settings, slack) as bot:
+        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        for n in range(2):  # T2 has no workspace budget: both are answered
+            await ask(bot, slack, claude_api, t2, channel="C2", user="U21", root=f"170000006{n}.000100", words=f"two {n}")
+        await ask(bot, slack, claude_api, t3, channel="C3", user="U31", root="1700000070.000100", words="three")
+        await bot.idle()
+        requests = len(claude_api.requests)
+        # T3's own daily budget (50 tokens) is spent; T2's people are not held back by it.
+        await send(bot, mention_event("more", channel="C3", user="U31", ts="1700000071.000100",
+                                      bot_user_id=t3.bot_user_id), t3, team="T3")
+        # The [defaults] access list holds in every workspace; T2's admin is allowed past it.
+        await send(bot, mention_event("me too", channel="C2", user="U22", ts="1700000072.000100",
+                                      bot_user_id=t2.bot_user_id), t2, team="T2")
+        await send(bot, mention_event("me too", channel="C3", user="U39", ts="1700000073.000100",
+                                      bot_user_id=t3.bot_user_id), t3, team="T3")
+        await bot.wait_for(lambda: "budget" in thread_text(slack, "C3", "1700000071.000100"))
+        await bot.wait_for(lambda: len([e for e in slack.ephemerals if "isn't enabled for your account" in e.get("text", "")]) == 2)
+        await ask(bot, slack, claude_api, t2, channel="C2", user="U29", root="1700000074.000100", words="admin in")
+        await bot.idle()
+        workspaces = bot.runtime.engine.workspaces
+        t2_space, t3_space = await workspaces.resolve("T2"), await workspaces.resolve("T3")
+    assert len(claude_api.requests) == requests + 1  # only T2's admin was answered
+    assert "workspace's daily threadbox budget" in thread_text(slack, "C3", "1700000071.000100")
+    refused = {e["user"] for e in slack.ephemerals if "isn't enabled for your account" in e.get("text", "")}
+    assert refused == {"U22", "U39"}
+    assert t2_space is not None and t3_space is not None
+    assert t2_space.access.is_admin("U29") and not t3_space.access.is_admin("U29")
+
+
+async def test_a_bad_policy_key_in_the_settings_file_is_one_line_naming_table_and_key(tmp_path: Any) -> None:
+    from bot.channels.file import read_settings_file
+
+    path = tmp_path / "bad.toml"
+    path.write_text('[workspaces.T3]\nuser_daily_budget = "lots"\nallowed_users = ["alice"]\n', encoding="utf-8")
+
+    async def no_problem(model: str) -> str | None:
+        return None
+
+    settings, problems = await read_settings_file(str(path), skills=(), check_model=no_problem)
+    assert settings.rules == {} and len(problems) == 2
+    assert all(f"{path}: [workspaces.T3] " in line for line in problems)
+    assert any("user_daily_budget: " in line and "'lots'" in line for line in problems)
+    assert any("allowed_users: takes Slack ids starting with U/W/S, got alice" in line for line in problems)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import StartupError
+from ..policy.rules import POLICY_KEYS, Rules, read_rules
 from .keys import DM_ENTRY, Keys, read_keys
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,12 @@ class FileSettings:
     defaults: Keys = Keys()
     workspaces: Mapping[str, Keys] = field(default_factory=dict)
     channels: Mapping[str, Keys] = field(default_factory=dict)
+    rules: Mapping[str, Rules] = field(default_factory=dict)
+    """The policy keys (`bot.policy.rules`) of `[defaults]` (entry "") and of each workspace."""
+
+    def rules_for(self, team_id: str) -> list[Rules]:
+        """A workspace's policy tables, lowest first."""
+        return [rules for entry in ("", team_id) if (rules := self.rules.get(entry))]
 
 
 async def read_settings_file(
@@ -65,9 +72,14 @@ async def read_settings_file(
     models = {str(keys["model"]) for _, _, keys in tables if isinstance(keys.get("model"), str)}
     refused = {model: problem for model in sorted(models) if (problem := await check_model(model))}
     read: dict[tuple[str, str], Keys] = {}
+    rules: dict[str, Rules] = {}
     for layer, entry_id, table in tables:
-        keys, found = read_keys(table, skills=skills, models=models - refused.keys())
         where = _table_name(layer, entry_id)
+        if layer in ("defaults", "workspaces"):
+            rules[entry_id], found = read_rules(table)
+            problems += [f"{path}: [{where}] {key}: {problem}" for key, problem in found]
+            table = {key: value for key, value in table.items() if key not in POLICY_KEYS}
+        keys, found = read_keys(table, skills=skills, models=models - refused.keys())
         for key, problem in found:
             if key == "model" and table.get("model") in refused:
                 problem = refused[str(table["model"])]
@@ -80,6 +92,7 @@ async def read_settings_file(
         defaults=read.get(("defaults", ""), Keys()),
         workspaces={entry: keys for (layer, entry), keys in read.items() if layer == "workspaces"},
         channels=channels,
+        rules={entry: found for entry, found in rules.items() if found},
     ), []
 
 

@@ -159,7 +159,7 @@ class HomeTab:
             usage = await self.store.user_usage(team_id, user_id, since=period.since)
             spent.append(f"{period.label.lower()}: {usage_words(usage, self.prices, turns=False)}")
         mine = f"*Your usage* {' · '.join(spent)}"
-        budget = self.budgets.per_person
+        budget = self.budgets.limits(team_id).per_person
         if budget is not None and not admin:
             mine += f" · daily budget: {budget.describe()}"
         return [mine, f"Most recently active first; days are UTC days. {as_of}"]

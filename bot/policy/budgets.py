@@ -6,6 +6,7 @@ A day is a UTC day. Admins are exempt. The records are the usage stored for ever
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from storage import Store, Usage
@@ -40,6 +41,14 @@ def parse_budget(text: str) -> Budget | None:
     if amount < 0:
         raise ValueError("a budget cannot be negative")
     return Budget(amount, in_dollars) if amount > 0 else None
+
+
+@dataclass(frozen=True)
+class DailyBudgets:
+    """One workspace's daily budgets (None: none)."""
+
+    per_person: Budget | None = None
+    per_workspace: Budget | None = None
 
 
 @dataclass(frozen=True)
@@ -80,11 +89,11 @@ class BudgetStop:
 class Budgets:
     """Checks a person's and their workspace's spending today against the daily budgets."""
 
-    def __init__(self, store: Store, prices: Prices, per_person: Budget | None, per_workspace: Budget | None) -> None:
+    def __init__(self, store: Store, prices: Prices, limits: Callable[[str], DailyBudgets]) -> None:
+        """`limits`: a workspace's daily budgets, as its policy sets them now."""
         self.store = store
         self.prices = prices
-        self.per_person = per_person
-        self.per_workspace = per_workspace
+        self.limits = limits
 
     async def stop_for(
         self, team_id: str, user_id: str, *, item_id: int | None = None, running: Usage | None = None,
@@ -100,8 +109,9 @@ class Budgets:
         resets_at = day_start + DAY_SECONDS
         so_far = running or Usage()
         checks: list[tuple[Budget, str | None, str]] = [] if channel is None else [(channel[1], channel[0], "channel")]
-        if self.per_person is not None:
-            checks.append((self.per_person, None, "person"))
+        limits = self.limits(team_id)
+        if limits.per_person is not None:
+            checks.append((limits.per_person, None, "person"))
         reserved = Usage()
         if checks:  # what the person's other running turns reserved counts against both
             reserved = Usage(input_tokens=await self.store.reserved_input(team_id, user_id, excluding=item_id))
@@ -109,16 +119,17 @@ class Budgets:
             mine = await self.store.user_usage(team_id, user_id, since=day_start, channel_id=channel_id)
             if budget.spent(mine + so_far + reserved, self.prices) >= budget.amount:
                 return BudgetStop(scope, budget, resets_at)
-        if self.per_workspace is not None:
+        if limits.per_workspace is not None:
             ours = await self.store.team_usage(team_id, since=day_start)
             reserved = Usage(input_tokens=await self.store.reserved_input(team_id, excluding=item_id))
-            if self.per_workspace.spent(ours + so_far + reserved, self.prices) >= self.per_workspace.amount:
-                return BudgetStop("workspace", self.per_workspace, resets_at)
+            if limits.per_workspace.spent(ours + so_far + reserved, self.prices) >= limits.per_workspace.amount:
+                return BudgetStop("workspace", limits.per_workspace, resets_at)
         return None
 
-    def any(self, channel_budget: Budget | None = None) -> bool:
-        """Whether any budget applies (a channel's own included)."""
-        return self.per_person is not None or self.per_workspace is not None or channel_budget is not None
+    def any(self, team_id: str, channel_budget: Budget | None = None) -> bool:
+        """Whether any budget applies in the workspace (a channel's own included)."""
+        limits = self.limits(team_id)
+        return limits.per_person is not None or limits.per_workspace is not None or channel_budget is not None
 
 
 def start_of_utc_day(now: float) -> float:

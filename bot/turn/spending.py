@@ -46,6 +46,8 @@ def channel_budget(turn: TurnContext) -> tuple[str, Budget] | None:
 
 def spending(store: Store, budgets: Budgets, turn: TurnContext) -> TurnSpending | None:
     """The turn's guard, or None where no budget applies (none set, or an admin's turn)."""
-    if not budgets.any(turn.settings.daily_budget) or turn.workspace.access.is_admin(turn.item.user_id):
+    if turn.workspace.access.is_admin(turn.item.user_id):
+        return None
+    if not budgets.any(turn.thread.team_id, turn.settings.daily_budget):
         return None
     return TurnSpending(store, budgets, turn)
