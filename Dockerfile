@@ -3,10 +3,11 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md manifest.yml ./
 COPY bot ./bot
 COPY storage ./storage
-RUN pip install . && useradd --create-home --uid 10001 threadbox
+# Editable: the bot reads its bot scopes from /app/manifest.yml, beside its package.
+RUN pip install -e . && useradd --create-home --uid 10001 threadbox
 USER threadbox
 WORKDIR /home/threadbox
 # HTTP mode listens here (Socket Mode needs no port).

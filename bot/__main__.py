@@ -19,6 +19,7 @@ from .app import create_runtime
 from .config import Settings, load_settings, settings_help
 from .errors import ConfigError, StartupError
 from .http import EVENTS_PATH, build_web_app, serve_operations, socket_mode_handler
+from .installs.oauth import INSTALL_PATH
 from .ops.logs import configure_logging
 
 logger = logging.getLogger("bot")
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             "%s still hold(s) the .env.example placeholder, so it counts as unset",
             ", ".join(settings.placeholders),
         )
+    if settings.oauth:
+        logger.info("installing by OAuth: the install page is %s on port %d", INSTALL_PATH, settings.port)
     try:
         if settings.socket_mode:
             asyncio.run(run_socket_mode(settings))

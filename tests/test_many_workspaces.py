@@ -21,13 +21,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.app import create_runtime
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError
+from bot.http import serve_operations, socket_mode_handler
 from storage import ThreadKey
-from tests.conftest import SIGNING_SECRET, BotServer, container_of, run_sql, running_bot, thread_text
+from tests.conftest import SIGNING_SECRET, BotServer, container_of, run_sql, running_bot, thread_text, wait_for
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, text
-from tests.fakes.slack_api import event_body, mention_event, message_event
+from tests.fakes.slack_api import event_body, home_opened_event, mention_event, message_event
 from tests.fakes.slack_installs import CLIENT_ID, CLIENT_SECRET, TOKEN_SECONDS, Installation
 
 STATE_COOKIE = "slack-app-oauth-state"
@@ -53,8 +55,10 @@ def oauth_settings(
     monkeypatch.setenv("ANTHROPIC_BASE_URL", claude_api.base_url)
     for team, org in (("T2", None), ("T3", None), ("T4", "E1"), ("T5", "E1")):
         slack.installs.add_workspace(team, org)
-    for channel, team in (("C2", "T2"), ("C3", "T3"), ("C4", "T4"), ("C5", "T5")):
+    for channel, team, people in (("C2", "T2", ["U21", "U22", "U29"]), ("C3", "T3", ["U31", "U39"]),
+                                  ("C4", "T4", ["W41", "W42"]), ("C5", "T5", ["W51"])):
         slack.installs.place_channel(channel, team)
+        slack.members[channel] = people
     for person, team in (("U21", "T2"), ("U31", "T3")):
         slack.users[person] = {"team_id": team}
     for person, team in (("W41", "T4"), ("W51", "T5")):
@@ -62,11 +66,12 @@ def oauth_settings(
     return load_settings(oauth_env(slack, claude_api, database_url), dotenv=False)
 
 
-async def install(bot: BotServer, slack: FakeSlack, team: str, *, org: bool = False) -> Installation:
-    """A person adds threadbox to `team` (org-wide, with `org`) through the bot's install page."""
-    slack.installs.redirect_uri = f"{bot.url}/slack/oauth_redirect"
+async def install(url: str, slack: FakeSlack, team: str, *, org: bool = False) -> Installation:
+    """A person adds threadbox to `team` (org-wide, with `org`) through the install page the bot
+    serves at `url`."""
+    slack.installs.redirect_uri = f"{url}/slack/oauth_redirect"
     async with aiohttp.ClientSession() as browser:
-        async with browser.get(f"{bot.url}/slack/install", allow_redirects=False) as page:
+        async with browser.get(f"{url}/slack/install", allow_redirects=False) as page:
             assert page.status == 200, await page.text()
             body = await page.text()
             state = page.cookies[STATE_COOKIE].value
@@ -118,11 +123,13 @@ async def ask(
 
 
 async def test_two_workspaces_and_an_org_each_answered_with_their_own_token_and_kept_apart(
-    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO")
+    slack.users["W42"] = {"team_id": "T5", "enterprise_user": {"enterprise_id": "E1", "is_admin": True}}
     async with running_bot(oauth_settings, slack) as bot:
-        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
-        org = await install(bot, slack, "T4", org=True)
+        t2, t3 = await install(bot.url, slack, "T2"), await install(bot.url, slack, "T3")
+        org = await install(bot.url, slack, "T4", org=True)
         assert org.is_enterprise_install and org.enterprise_id == "E1" and org.team_id is None
         await ask(bot, slack, claude_api, t2, channel="C2", user="U21", root="1700000002.000100", words="two")
         await ask(bot, slack, claude_api, t3, channel="C3", user="U31", root="1700000003.000100", words="three")
@@ -131,7 +138,12 @@ async def test_two_workspaces_and_an_org_each_answered_with_their_own_token_and_
                   team="T4")
         await ask(bot, slack, claude_api, org, channel="C5", user="W51", root="1700000005.000100", words="five",
                   team="T5")
+        await send(bot, home_opened_event("U21"), t2, team="T2")
+        await bot.wait_for(lambda: "U21" in slack.home_views)
         await bot.idle()
+        org_space, t2_space = await bot.runtime.engine.workspaces.resolve("T5", "E1"), await bot.runtime.engine.workspaces.resolve("T2")
+        assert org_space is not None and t2_space is not None
+        assert await org_space.access.is_workspace_admin("W42") and not await t2_space.access.is_workspace_admin("W42")
         store = bot.runtime.store
         kept = {(key, person): await store.person_threads(key, person) for key, person in
                 (("T2", "U21"), ("T3", "U31"), ("E1", "W41"), ("E1", "W51"), ("T2", "U31"), ("T3", "U21"))}
@@ -145,7 +157,10 @@ async def test_two_workspaces_and_an_org_each_answered_with_their_own_token_and_
     # The stream in the org's workspaces names the person's own workspace, not the org.
     streams = {args["channel"]: args.get("recipient_team_id") for args in slack.calls_to("chat.startStream")}
     assert streams == {"C2": "T2", "C3": "T3", "C4": "T4", "C5": "T5"}
-    assert not any("refused" in thread_text(slack, c, r) for c, r in (("C5", "1700000005.000100"),))
+    home = json.dumps(slack.home_views["U21"])
+    assert "C2" in home and "C3" not in home and "C4" not in home
+    assert [c.headers["Authorization"] for c in slack.calls if c.method == "views.publish"] == [f"Bearer {t2.token}"]
+    assert not any(token in caplog.text for token in (t2.token, t3.token, org.token, CLIENT_SECRET))
 
 
 async def test_a_workspace_threadbox_is_not_installed_in_is_acknowledged_and_ignored(
@@ -167,7 +182,7 @@ async def test_a_thread_in_a_channel_two_installs_share_is_answered_once(
     slack.users["U31"] = {"team_id": "T3"}
     root = "1700000020.000100"
     async with running_bot(replace(oauth_settings, allow_external_users=True), slack) as bot:
-        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        t2, t3 = await install(bot.url, slack, "T2"), await install(bot.url, slack, "T3")
         claude_api.enqueue(Reply([text("answered once")]))
         mention = mention_event("go", channel="CX", user="U21", ts=root)
         # Slack brings the message through each install: through T2's first, then T3's.
@@ -198,7 +213,7 @@ async def test_a_rotating_token_is_refreshed_before_it_expires_by_requests_and_b
     oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
 ) -> None:
     async with rotating(slack), running_bot(replace(oauth_settings, queue_poll_seconds=0.5), slack) as bot:
-        t2 = await install(bot, slack, "T2")
+        t2 = await install(bot.url, slack, "T2")
         first = t2.token
         assert first.startswith("xoxe.xoxb-") and t2.refresh_token
         root = "1700000030.000100"
@@ -250,7 +265,7 @@ async def test_an_uninstall_deletes_that_workspaces_data_and_files_and_nothing_e
     caplog.set_level("INFO", logger="bot.audit")
     root2, root3 = "1700000040.000100", "1700000041.000100"
     async with running_bot(oauth_settings, slack) as bot:
-        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        t2, t3 = await install(bot.url, slack, "T2"), await install(bot.url, slack, "T3")
         for install_, channel, person, root in ((t2, "C2", "U21", root2), (t3, "C3", "U31", root3)):
             shared = slack.add_user_file(f"{channel}.csv", b"a,b\n1,2\n")
             claude_api.enqueue(Reply([text(f"read {channel}")]))
@@ -277,7 +292,7 @@ async def test_an_uninstall_deletes_that_workspaces_data_and_files_and_nothing_e
         await bot.idle()
         assert len(claude_api.requests) == requests
         # Installed again, it starts fresh: the old thread's history is gone.
-        again = await install(bot, slack, "T2")
+        again = await install(bot.url, slack, "T2")
         claude_api.enqueue(Reply([text("fresh start")]))
         await send(bot, mention_event("hello again", channel="C2", user="U21", ts="1700000040.000400",
                                       thread_ts=root2, bot_user_id=again.bot_user_id), again, team="T2")
@@ -297,7 +312,8 @@ async def test_two_processes_on_postgresql_share_the_installs_and_refresh_a_toke
     slack.users["U21"] = {"team_id": "T2"}
     settings = load_settings(oauth_env(slack, claude_api, postgres_url), dotenv=False)
     async with rotating(slack), running_bot(settings, slack) as first, running_bot(settings, slack) as second:
-        t2 = await install(first, slack, "T2")
+        t2 = await install(first.url, slack, "T2")
+        slack.delay("oauth.v2.access", 0.3)  # a refresh under way while the other process asks
         await asyncio.sleep(3.5)  # into the refresh window: both processes' next requests refresh
         claude_api.enqueue(Reply([text("one")]), Reply([text("one")]))
         roots = ("1700000050.000100", "1700000051.000100")
@@ -333,7 +349,7 @@ async def test_each_workspace_has_its_own_access_list_admins_and_daily_budget(
     slack.users.update({"U22": {"team_id": "T2"}, "U29": {"team_id": "T2"}, "U39": {"team_id": "T3"}})
     settings = replace(oauth_settings, settings_file=str(path))
     async with running_bot(settings, slack) as bot:
-        t2, t3 = await install(bot, slack, "T2"), await install(bot, slack, "T3")
+        t2, t3 = await install(bot.url, slack, "T2"), await install(bot.url, slack, "T3")
         for n in range(2):  # T2 has no workspace budget: both are answered
             await ask(bot, slack, claude_api, t2, channel="C2", user="U21", root=f"170000006{n}.000100", words=f"two {n}")
         await ask(bot, slack, claude_api, t3, channel="C3", user="U31", root="1700000070.000100", words="three")
@@ -375,3 +391,80 @@ async def test_a_bad_policy_key_in_the_settings_file_is_one_line_naming_table_an
     assert all(f"{path}: [workspaces.T3] " in line for line in problems)
     assert any("user_daily_budget: " in line and "'lots'" in line for line in problems)
     assert any("allowed_users: takes Slack ids starting with U/W/S, got alice" in line for line in problems)
+
+
+async def test_socket_mode_serves_the_install_pages_on_its_port_and_answers_each_install(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    socket_settings = replace(oauth_settings, slack_app_token=slack.app_token, slack_signing_secret="",
+                              host="127.0.0.1", port=0)
+    runtime = await create_runtime(socket_settings)
+    handler = socket_mode_handler(runtime)
+    operations = await serve_operations(runtime)
+    try:
+        host, port = operations.addresses[0][:2]
+        t2 = await install(f"http://{host}:{port}", slack, "T2")
+        await handler.connect_async()
+        await wait_for(lambda: slack.socket_connected)
+        claude_api.enqueue(Reply([text("over the socket")]))
+        root = "1700000080.000100"
+        body = event_body(mention_event("hi", channel="C2", user="U21", ts=root, bot_user_id=t2.bot_user_id),
+                          team_id="T2", bot_user_id=t2.bot_user_id)
+        await slack.push_socket("events_api", json.loads(body))
+        await wait_for(lambda: "over the socket" in thread_text(slack, "C2", root))
+        await runtime.engine.drain()
+    finally:
+        await handler.close_async()
+        await operations.cleanup()
+        await runtime.close()
+    assert tokens_in(slack, "C2") == {t2.token}
+
+
+async def test_the_fake_slack_refuses_what_slack_refuses_across_installs(slack: FakeSlack) -> None:
+    """The fake's install flow is as strict as Slack's: the client's credentials, codes and
+    refresh tokens that work once, tokens that expire, and a token good only in its workspace."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    slack.installs.add_workspace("T2")
+    slack.installs.place_channel("C2", "T2")
+    slack.installs.redirect_uri = "https://bot.example/slack/oauth_redirect"
+    slack.installs.rotation = True
+    app = AsyncWebClient(base_url=slack.base_url)
+
+    def code_for(team: str) -> str:
+        _, query = slack.installs.authorize({"client_id": CLIENT_ID, "scope": "chat:write", "state": "s", "team": team})
+        return query["code"]
+
+    async def refused(call: Any) -> str:
+        with pytest.raises(SlackApiError) as error:
+            await call
+        return str(error.value.response["error"])
+
+    _, bad_scope = slack.installs.authorize({"client_id": CLIENT_ID, "scope": "admin", "state": "s", "team": "T2"})
+    assert bad_scope["error"] == "invalid_scope"
+    code = code_for("T2")
+    assert await refused(app.oauth_v2_access(client_id=CLIENT_ID, client_secret="nope", code=code)) == "bad_client_secret"
+    granted = await app.oauth_v2_access(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code)
+    assert granted["team"]["id"] == "T2" and granted["expires_in"] > 0 and granted["refresh_token"]
+    assert await refused(app.oauth_v2_access(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=code)) == "invalid_code"
+    refresh = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "refresh_token",
+               "refresh_token": granted["refresh_token"]}
+    renewed = await app.oauth_v2_access(**refresh)
+    assert renewed["access_token"] != granted["access_token"]
+    assert await refused(app.oauth_v2_access(**refresh)) == "invalid_refresh_token"  # it worked once
+    bot = AsyncWebClient(token=renewed["access_token"], base_url=slack.base_url)
+    assert (await bot.auth_test())["team_id"] == "T2"
+    assert await refused(bot.chat_postMessage(channel="C1", text="x")) == "channel_not_found"  # T1's channel
+    assert (await bot.chat_postMessage(channel="C2", text="x"))["ok"]
+    slack.installs.expire("T2")
+    assert await refused(bot.auth_test()) == "token_expired"
+
+
+def test_the_authorize_cache_keeps_the_newest_tokens_only() -> None:
+    from bot.installs.oauth import RecentFirst
+
+    cache = RecentFirst(2)
+    for token in ("xoxe.xoxb-1", "xoxe.xoxb-2", "xoxe.xoxb-3"):
+        cache[token] = {}  # type: ignore[assignment]
+    assert list(cache) == ["xoxe.xoxb-2", "xoxe.xoxb-3"]

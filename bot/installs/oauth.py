@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
@@ -21,8 +22,24 @@ INSTALL_PATH = "/slack/install"
 """The "Add to Slack" page."""
 REDIRECT_PATH = "/slack/oauth_redirect"
 """Where Slack sends the browser back (the app's Redirect URL ends in it)."""
+AUTHORIZED_TOKENS_KEPT = 10_000
+"""How many tokens' `auth.test` answers Bolt's authorize keeps (rotation retires a token a day)."""
 STATE_SECONDS = 600
 """How long an install started on `/slack/install` can be finished (Bolt's default)."""
+
+
+class RecentFirst(dict[str, AuthorizeResult]):
+    """A dict of at most `limit` entries that lets the oldest go first: Bolt's authorize keeps
+    one per token it has seen, and rotated tokens are never asked about again."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key: str, value: AuthorizeResult) -> None:
+        super().__setitem__(key, value)
+        while len(self) > self.limit:
+            del self[next(iter(self))]
 
 
 def authorization_url(slack_api_url: str) -> str:
@@ -66,5 +83,6 @@ def oauth_settings(
         client=client,
     )
     authorize.token_rotator = rotator  # the refreshes of requests and of background work take turns
+    authorize.authorize_result_cache = RecentFirst(AUTHORIZED_TOKENS_KEPT)
     settings.authorize = authorize
     return settings

@@ -52,10 +52,16 @@ class OneRefreshAtATime(AsyncTokenRotator):
             current = bot_of(found.bot) if found is not None else bot
             if not expiring(current, minutes_before_expiration):
                 return current  # refreshed meanwhile, by another process or request
-            if found is None or await self.store.start_token_refresh(found.key, REFRESH_LEASE_SECONDS):
+            if found is None or time.monotonic() > deadline:
+                break  # not saved (yet), or the refresher seems stuck: try with the refresh token known
+            if await self.store.start_token_refresh(found.key, REFRESH_LEASE_SECONDS):
+                # Read again under the lease: another refresh may have ended since the read above.
+                again = await self.store.find_installation(key.team_id, key.enterprise_id)
+                current = bot_of(again.bot) if again is not None else current
+                if not expiring(current, minutes_before_expiration):
+                    await self.store.end_token_refresh(found.key)
+                    return current
                 break
-            if time.monotonic() > deadline:
-                break  # the refresher seems stuck: try with the refresh token we know
             await asyncio.sleep(REFRESH_POLL_SECONDS)
         try:
             refreshed = await super().perform_bot_token_rotation(

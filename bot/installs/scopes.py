@@ -12,7 +12,13 @@ MANIFEST_PATH = Path(__file__).resolve().parents[2] / "manifest.yml"
 
 
 def manifest_bot_scopes(path: Path = MANIFEST_PATH) -> tuple[str, ...]:
-    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise RuntimeError(
+            f"threadbox reads its bot scopes from {path} ({error.strerror}): run it from its checkout, or"
+            " install it with pip install -e ."
+        ) from None
     return tuple(manifest["oauth_config"]["scopes"]["bot"])
 
 
