@@ -65,9 +65,10 @@ class WorkspaceResolver(Protocol):
     async def resolve(self, team_id: str | None, enterprise_id: str | None = None) -> Workspace | None:
         """The workspace, or None when threadbox is not installed there."""
 
-    async def in_shared_channel(self, workspace: Workspace, channel_id: str) -> Workspace:
+    async def in_shared_channel(self, workspace: Workspace, channel_id: str, *, claim: bool) -> Workspace:
         """The workspace that answers in a Slack Connect channel (one of several installs may
-        bring its events)."""
+        bring its requests); `claim`: Slack says the channel is one, and this install may become
+        the one that answers there."""
 
     def forget(self, key: InstallKey) -> None:
         """The install is gone: keep nothing of it."""
@@ -108,7 +109,7 @@ class SingleWorkspace:
         """Every request is the token's workspace (Slack Connect channels included)."""
         return self._workspace
 
-    async def in_shared_channel(self, workspace: Workspace, channel_id: str) -> Workspace:
+    async def in_shared_channel(self, workspace: Workspace, channel_id: str, *, claim: bool) -> Workspace:
         return workspace
 
     def forget(self, key: InstallKey) -> None:

@@ -101,12 +101,14 @@ class InstallationStore:
         row = await self.connector.one("consume_oauth_state", {"state": state})
         return row is not None and float(row[0]) >= time.time()
 
-    async def shared_channel_home(self, channel_id: str, team_id: str) -> str:
-        """The install (data key) that answers in a Slack Connect channel: the first to ask."""
+    async def shared_channel_home(self, channel_id: str, team_id: str, *, claim: bool) -> str | None:
+        """The install (data key) that answers in a Slack Connect channel: the first to claim it
+        (`claim`: this one may; without, None where none has)."""
         async with self.connector.transaction(urgent=True) as db:
-            await db.execute("claim_shared_channel", {"channel": channel_id, "team": team_id})
+            if claim:
+                await db.execute("claim_shared_channel", {"channel": channel_id, "team": team_id})
             row = await db.one("shared_channel_home", {"channel": channel_id})
-        return str(row[0]) if row else team_id
+        return str(row[0]) if row else None
 
     async def workspace_files(self, team_id: str) -> tuple[list[ThreadKey], list[str]]:
         """A workspace's threads, and the Files API files its queue and its threads' file lists

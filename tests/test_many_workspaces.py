@@ -193,7 +193,14 @@ async def test_a_thread_in_a_channel_two_installs_share_is_answered_once(
         follow = message_event("more", channel="CX", user="U31", ts="1700000020.000200", thread_ts=root)
         assert await send(bot, follow, t3, team="T3", shared=True) == 200
         await bot.wait_for(lambda: "and followed" in thread_text(slack, "CX", root))
+        # A command through T3's install (commands do not say the channel is shared) is the
+        # channel's answering install's too.
+        slack.members["CX"] = ["U21", "U31"]
+        assert await bot.send_command("settings", command="/threadbox", channel_id="CX", user_id="U31",
+                                      team_id="T3") == 200
+        await bot.wait_for(lambda: bool(slack.modals))
         await bot.idle()
+    assert [c.headers["Authorization"] for c in slack.calls if c.method == "views.open"] == [f"Bearer {t2.token}"]
     assert len(claude_api.requests) == 2
     assert len(claude_api.requests[1]["messages"]) == 3  # the same conversation, whoever brought it
     assert tokens_in(slack, "CX") == {t2.token}

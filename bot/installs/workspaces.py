@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from storage import InstallKey, Store
 
 from ..channels.book import ChannelSettingsBook
+from ..errors import SLACK_ERRORS
 from ..policy.access import AccessControl, AccessPolicy
 from ..workspaces import Workspace
 from .rotation import DEFAULT_MINUTES_BEFORE_EXPIRATION, OneRefreshAtATime, expiring
@@ -43,6 +44,16 @@ class _Kept:
     workspace: Workspace
     bot: Bot
     read_at: float
+
+
+async def _workspace_url(client: AsyncWebClient) -> str | None:
+    """`https://acme.slack.com/`, for links to threads (None when Slack will not say now)."""
+    try:
+        url = (await client.auth_test()).get("url")
+    except SLACK_ERRORS as error:
+        logger.info("auth.test failed: %s", error)
+        return None
+    return url if isinstance(url, str) and url else None
 
 
 class InstalledWorkspaces:
@@ -83,13 +94,14 @@ class InstalledWorkspaces:
             bot = bot_of(found.bot)
             rotated = await self.rotator.perform_bot_token_rotation(bot=bot, minutes_before_expiration=self._minutes)
             bot = rotated or bot
-            return self._keep(found.key, bot).workspace
+            return (await self._keep(found.key, bot)).workspace
 
-    async def in_shared_channel(self, workspace: Workspace, channel_id: str) -> Workspace:
+    async def in_shared_channel(self, workspace: Workspace, channel_id: str, *, claim: bool) -> Workspace:
         """A Slack Connect channel two installs share is answered by the one that saw it first:
-        its threads are kept once, whichever install Slack brings an event through."""
-        home = await self.store.shared_channel_home(channel_id, workspace.team_id)
-        if home == workspace.team_id:
+        its threads are kept once, whichever install Slack brings an event (or a command, or a
+        button press) through."""
+        home = await self.store.shared_channel_home(channel_id, workspace.team_id, claim=claim)
+        if home is None or home == workspace.team_id:
             return workspace
         return await self.resolve(home) or workspace
 
@@ -104,13 +116,13 @@ class InstalledWorkspaces:
     def _fresh(self, kept: _Kept) -> bool:
         return time.monotonic() - kept.read_at < REREAD_SECONDS and not expiring(kept.bot, self._minutes)
 
-    def _keep(self, key: InstallKey, bot: Bot) -> _Kept:
+    async def _keep(self, key: InstallKey, bot: Bot) -> _Kept:
         kept = self._kept.get(key)
-        if kept is not None:
+        if kept is not None and kept.workspace.bot_user_id == bot.bot_user_id:
             kept.workspace.client.token = bot.bot_token  # the same workspace, its caches kept
             kept.bot, kept.read_at = bot, time.monotonic()
             return kept
-        client = self._client_for(bot.bot_token)
+        client = self._client_for(bot.bot_token)  # a new install, or installed again
         data_key = key.data_key
         workspace = Workspace(
             team_id=data_key,
@@ -122,6 +134,7 @@ class InstalledWorkspaces:
                 home_enterprise_id=key.enterprise_id,
             ),
             channels=self._channels,
+            url=await _workspace_url(client),
             org_wide=bot.is_enterprise_install,
         )
         kept = self._kept[key] = _Kept(workspace, bot, time.monotonic())

@@ -32,11 +32,16 @@ def string(data: object, key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def shared_channel(context: object, body: object) -> str | None:
-    """The channel of an event in a Slack Connect channel (`is_ext_shared_channel`), else None."""
-    if not isinstance(body, dict) or body.get("is_ext_shared_channel") is not True:
+def shared_channel(context: object, body: object) -> tuple[str, bool] | None:
+    """The channel a request may share with another install, and whether Slack says it is a
+    Slack Connect channel (an event's `is_ext_shared_channel`); None for an event outside one
+    (commands and buttons do not say)."""
+    channel = string(context, "channel_id")
+    if channel is None or not isinstance(body, dict):
         return None
-    return string(context, "channel_id")
+    if body.get("type") == "event_callback":
+        return (channel, True) if body.get("is_ext_shared_channel") is True else None
+    return channel, False
 
 
 def is_optional_string(data: dict[str, Any], key: str) -> bool:

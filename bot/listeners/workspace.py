@@ -33,9 +33,9 @@ def find_workspace(workspaces: WorkspaceResolver) -> Middleware:
             if context.ack is not None:
                 await context.ack()
             return
-        channel = payloads.shared_channel(context, body)
-        if channel is not None:
-            workspace = await workspaces.in_shared_channel(workspace, channel)
+        shared = payloads.shared_channel(context, body)
+        if shared is not None:
+            workspace = await workspaces.in_shared_channel(workspace, shared[0], claim=shared[1])
         context["workspace"] = workspace
         await next()
 
