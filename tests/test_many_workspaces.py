@@ -66,18 +66,24 @@ def oauth_settings(
     return load_settings(oauth_env(slack, claude_api, database_url), dotenv=False)
 
 
+async def start_install(browser: aiohttp.ClientSession, url: str) -> tuple[str, str]:
+    """Open the bot's "Add to Slack" page: the state its cookie holds, and its link to Slack."""
+    async with browser.get(f"{url}/slack/install", allow_redirects=False) as page:
+        assert page.status == 200, await page.text()
+        body = await page.text()
+        state = page.cookies[STATE_COOKIE].value
+    match = re.search(r'href="([^"]*/oauth/v2/authorize\?[^"]*)"', body)
+    assert match is not None, body
+    return state, html.unescape(match.group(1))
+
+
 async def install(url: str, slack: FakeSlack, team: str, *, org: bool = False) -> Installation:
     """A person adds threadbox to `team` (org-wide, with `org`) through the install page the bot
     serves at `url`."""
     slack.installs.redirect_uri = f"{url}/slack/oauth_redirect"
     async with aiohttp.ClientSession() as browser:
-        async with browser.get(f"{url}/slack/install", allow_redirects=False) as page:
-            assert page.status == 200, await page.text()
-            body = await page.text()
-            state = page.cookies[STATE_COOKIE].value
-        match = re.search(r'href="([^"]*/oauth/v2/authorize\?[^"]*)"', body)
-        assert match is not None, body
-        authorize = html.unescape(match.group(1)) + f"&team={team}" + ("&org=1" if org else "")
+        state, link = await start_install(browser, url)
+        authorize = link + f"&team={team}" + ("&org=1" if org else "")
         async with browser.get(authorize, allow_redirects=False) as approved:
             assert approved.status == 302, await approved.text()
             back = approved.headers["Location"]
@@ -475,3 +481,34 @@ def test_the_authorize_cache_keeps_the_newest_tokens_only() -> None:
     for token in ("xoxe.xoxb-1", "xoxe.xoxb-2", "xoxe.xoxb-3"):
         cache[token] = {}  # type: ignore[assignment]
     assert list(cache) == ["xoxe.xoxb-2", "xoxe.xoxb-3"]
+
+
+async def test_a_forged_replayed_or_refused_install_stores_nothing(
+    oauth_settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    async with running_bot(oauth_settings, slack) as bot, aiohttp.ClientSession() as browser:
+        slack.installs.redirect_uri = f"{bot.url}/slack/oauth_redirect"
+        state, link = await start_install(browser, bot.url)
+        async with browser.get(link + "&team=T2", allow_redirects=False) as approved:
+            back = approved.headers["Location"]
+        cookie = {"Cookie": f"{STATE_COOKIE}={state}"}
+        outcomes = []
+        for url, headers in (
+            (back, {}),  # no state cookie: not the browser that started the install
+            (back.replace(f"state={state}", "state=forged"), {"Cookie": f"{STATE_COOKIE}=forged"}),  # never issued
+            (f"{bot.url}/slack/oauth_redirect?error=access_denied&state={state}", cookie),  # the person said no
+        ):
+            async with browser.get(url, headers=headers, allow_redirects=False) as answer:
+                outcomes.append((answer.status, await answer.text()))
+        nothing_yet = await bot.runtime.store.find_installation("T2")
+        async with browser.get(back, headers=cookie, allow_redirects=False) as done:
+            installed = done.status
+        async with browser.get(back, headers=cookie, allow_redirects=False) as again:
+            replayed = again.status  # the state was used up
+        store = bot.runtime.store
+        kept = await store.find_installation("T2")
+    (no_cookie, _), (forged, _), (denied, page) = outcomes
+    assert no_cookie == 400 and forged == 401 and denied == 200 and "went wrong" in page.lower()
+    assert nothing_yet is None and installed == 200 and replayed == 401
+    assert kept is not None  # only the real one, once
+    assert len([c for c in slack.calls_to("oauth.v2.access") if c.get("code")]) == 1
