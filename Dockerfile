@@ -6,8 +6,8 @@ WORKDIR /app
 COPY pyproject.toml README.md manifest.yml ./
 COPY bot ./bot
 COPY storage ./storage
-# Editable: the bot reads its bot scopes from /app/manifest.yml, beside its package.
-RUN pip install -e . && useradd --create-home --uid 10001 threadbox
+# manifest.yml is installed too: the bot reads its bot scopes from it.
+RUN pip install . && useradd --create-home --uid 10001 threadbox
 USER threadbox
 WORKDIR /home/threadbox
 # HTTP mode listens here (Socket Mode needs no port).

@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import aiohttp
@@ -319,3 +320,19 @@ async def test_a_start_that_fails_exits_with_one_line_and_never_hangs(
     said = stderr.decode()
     assert process.returncode == 2 and "Traceback" not in said
     assert said.strip().splitlines()[-1].startswith(f"threadbox: {complaint}")
+
+
+def test_the_built_package_holds_every_module_the_queries_and_the_manifest(tmp_path: Path) -> None:
+    """`pip install .` (the README's command, and the Dockerfile's) installs what `python -m bot`
+    imports and reads, wherever it is started."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w",
+         str(tmp_path)], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [wheel] = tmp_path.glob("threadbox-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    modules = {str(p.relative_to(ROOT)) for folder in ("bot", "storage") for p in (ROOT / folder).rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
+    assert {"storage/queries/common.sql", "storage/migrations/postgres/0001_initial.sql"} <= names
+    assert any(name.endswith(".data/data/share/threadbox/manifest.yml") for name in names)

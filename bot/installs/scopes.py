@@ -4,21 +4,21 @@ never drift apart."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
 
-MANIFEST_PATH = Path(__file__).resolve().parents[2] / "manifest.yml"
+# The checkout's manifest, else the copy `pip install .` puts beside the environment.
+MANIFEST_PATHS = (
+    Path(__file__).resolve().parents[2] / "manifest.yml",
+    Path(sys.prefix) / "share" / "threadbox" / "manifest.yml",
+)
 
 
-def manifest_bot_scopes(path: Path = MANIFEST_PATH) -> tuple[str, ...]:
-    try:
-        manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise RuntimeError(
-            f"threadbox reads its bot scopes from {path} ({error.strerror}): run it from its checkout, or"
-            " install it with pip install -e ."
-        ) from None
+def manifest_bot_scopes(paths: tuple[Path, ...] = MANIFEST_PATHS) -> tuple[str, ...]:
+    path = next((path for path in paths if path.is_file()), paths[0])
+    manifest = yaml.safe_load(path.read_text(encoding="utf-8"))
     return tuple(manifest["oauth_config"]["scopes"]["bot"])
 
 
