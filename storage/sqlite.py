@@ -22,6 +22,9 @@ from .connector import Connection, Params, Row, load_queries, migrations, opened
 from .store import Store
 
 T = TypeVar("T")
+PRAGMA_ATTEMPTS = 100
+PRAGMA_RETRY_SECONDS = 0.05
+"""Asking again for a PRAGMA SQLite refused as locked: for up to 5 seconds."""
 
 
 def sqlite_path(database_url: str) -> str:
@@ -147,9 +150,19 @@ class SQLiteConnector:
 
     async def _pragma(self, pragma: str) -> None:
         """A PRAGMA, its answer read to the end: a statement left open holds a read lock, and
-        SQLite then refuses this connection's next write at once instead of waiting its turn."""
-        async with self.db.execute(f"PRAGMA {pragma}") as cursor:
-            await cursor.fetchall()
+        SQLite then refuses this connection's next write at once instead of waiting its turn.
+
+        Switching a new database to WAL needs it to itself, and SQLite answers "locked" at once,
+        without waiting `busy_timeout`, while another process migrates it: asked again a moment later."""
+        for attempt in range(PRAGMA_ATTEMPTS):
+            try:
+                async with self.db.execute(f"PRAGMA {pragma}") as cursor:
+                    await cursor.fetchall()
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == PRAGMA_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(PRAGMA_RETRY_SECONDS)
 
     async def close(self) -> None:
         if self._db is not None:

@@ -259,7 +259,7 @@ async def test_pruning_forgets_old_answered_rows_even_of_busy_threads(store: Sto
 
 
 async def test_several_processes_migrating_a_new_database_at_once(database_url: str) -> None:
-    stores = [store_for_url(database_url) for _ in range(4)]
+    stores = [store_for_url(database_url) for _ in range(8)]
     await asyncio.gather(*(s.open() for s in stores))
     versions = {await s.schema_version() for s in stores}
     await asyncio.gather(*(s.close() for s in stores))
