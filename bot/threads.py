@@ -9,7 +9,13 @@ from urllib.parse import parse_qs, urlparse
 from storage import ThreadKey
 
 _LINK = re.compile(r"<?(https?://[^\s|>]+)(?:\|[^>]*)?>?")
+_SLACK_TS = re.compile(r"\d+\.\d+")
 _PERMALINK_PATH = re.compile(r"/archives/(?P<channel>[A-Z0-9]+)/p(?P<ts>\d{16})")
+
+
+def is_slack_message(ts: str) -> bool:
+    """A Slack message's ts (`1700000000.000100`), not a queued item's own name (a scheduled run's)."""
+    return _SLACK_TS.fullmatch(ts) is not None
 
 
 def is_dm(channel_id: str, channel_type: str | None = None) -> bool:

@@ -22,11 +22,11 @@ from bot.policy.budgets import Budget
 from bot.schedules.clock import ScheduleClock
 from bot.schedules.when import DAYS, WhenError, read_schedule
 from bot.workspaces import WorkspaceResolver
-from storage import Schedule, ThreadKey, open_store
-from tests.conftest import BotServer, run_sql, running_bot, thread_text
+from storage import Schedule, ThreadKey, TurnLimits, open_store
+from tests.conftest import BotServer, long_running_reply, run_sql, running_bot, thread_text
 from tests.fakes import FakeAnthropic, FakeSlack
 from tests.fakes.anthropic_api import Reply, code_run, text
-from tests.fakes.slack_api import home_opened_event, message_event
+from tests.fakes.slack_api import home_opened_event, mention_event, message_event
 
 CHANNEL = "C1"
 ZONES = ("Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Adelaide", "UTC")
@@ -274,3 +274,25 @@ async def test_too_frequent_schedules_and_too_many_are_refused_with_words(
     assert said.count("a schedule may run at most every 60 minutes") == 2
     assert "`every day at HH:MM`" in said  # the accepted forms, for the one it could not read
     assert [s.request for s in made] == ["report"]
+
+
+async def test_a_run_a_cap_holds_back_is_told_but_never_reacted_to(
+    settings: Settings, slack: FakeSlack, claude_api: FakeAnthropic
+) -> None:
+    """A scheduled run has no Slack message of its own: the note that it waits reaches its
+    person, and no ⏳ goes looking for a message that is not there."""
+    root, busy = "1700009007.000100", "1700009008.000100"
+    quick = replace(settings, queue_poll_seconds=0.5, turn_limits=TurnLimits(per_person=1))
+    async with running_bot(quick, slack) as bot:
+        await bot.mention_and_wait(claude_api, Reply([text("ready")]), "set up", root=root, shows="ready")
+        made = await scheduled(bot, slack, root, "every day at 09:00 pull the numbers", 200)
+        claude_api.enqueue(long_running_reply("busy"))
+        await bot.send_event(mention_event("a long one", channel=CHANNEL, user="U1", ts=busy))
+        await bot.wait_for(lambda: "busy" in thread_text(slack, CHANNEL, busy))
+        claude_api.enqueue(Reply([text("numbers pulled")]))
+        await make_due(bot, made.id)
+        await bot.wait_for(lambda: any("answers running" in m.get("text", "") for m in slack.ephemerals))
+        await bot.wait_for(lambda: "numbers pulled" in thread_text(slack, CHANNEL, root), timeout=60)
+        await bot.idle()
+    stamps = [str(a.get("timestamp")) for a in slack.calls_to("reactions.add") + slack.calls_to("reactions.remove")]
+    assert not [s for s in stamps if s.startswith("schedule-")]

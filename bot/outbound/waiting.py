@@ -8,6 +8,7 @@ import logging
 from storage import InboxMessage, Store, TurnLimits
 
 from ..errors import SLACK_ERRORS
+from ..threads import is_slack_message
 from ..workspaces import Workspace, WorkspaceResolver
 from .notices import tell_privately
 
@@ -41,6 +42,8 @@ class WaitingSigns:
 
     async def _react(self, workspace: Workspace, item_id: int, message: InboxMessage) -> None:
         channel, ts = message.thread.channel_id, message.message_ts
+        if not is_slack_message(ts):  # a scheduled run: no message of its own to mark
+            return
         try:
             await workspace.client.reactions_add(channel=channel, timestamp=ts, name=QUEUED_REACTION)
         except SLACK_ERRORS as error:
@@ -76,6 +79,8 @@ class WaitingSigns:
 
 async def remove_queued_reaction(workspace: Workspace, channel: str, ts: str) -> None:
     """The message's turn has begun: it no longer waits."""
+    if not is_slack_message(ts):
+        return
     try:
         await workspace.client.reactions_remove(channel=channel, timestamp=ts, name=QUEUED_REACTION)
     except SLACK_ERRORS as error:

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ from .slack_rules import (
 )
 
 CHUNK = 64 * 1024
+SLACK_TS = re.compile(r"\d{10}\.\d{6}")
 KEEP_LIMIT = 10 * 1024 * 1024
 """Uploaded bodies smaller than this are kept in memory (`content`); larger ones only hashed."""
 
@@ -826,6 +828,8 @@ class FakeSlack:
         key = (args.get("channel", ""), args.get("timestamp", ""), args.get("name", ""))
         if not all(key):
             return _err("invalid_arguments")
+        if not SLACK_TS.fullmatch(str(key[1])):
+            return _err("invalid_timestamp")  # a message's ts is seconds.micros
         if key in self.reactions:
             return _err("already_reacted")
         self.reactions.append(key)
