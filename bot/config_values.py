@@ -16,6 +16,12 @@ from .policy.usage import Prices, parse_prices
 N = TypeVar("N", int, float)
 
 
+CHANNEL_IDS = "CGD"
+"""Channels, private channels and DMs."""
+PERSON_OR_GROUP_IDS = "UWS"
+"""People (W… on Enterprise Grid) and user groups."""
+PERSON_IDS = "UW"
+
 def slack_api_url(url: str, name: str) -> str:
     """https only: the bot token travels with every call (plain http only to this machine)."""
     parsed = urlparse(url)
@@ -44,12 +50,23 @@ def whole_number(value: str | None, name: str) -> int:
     return _above_zero(value, name, int, "a whole number")
 
 
+def is_slack_id(value: str, prefixes: str) -> bool:
+    """`C0123ABCD`: upper-case letters and digits, starting with one of `prefixes`."""
+    return value[:1] in prefixes and value.isalnum() and value.upper() == value
+
+
+def slack_ids_problem(ids: frozenset[str], prefixes: str) -> str | None:
+    """What is wrong with a list of Slack ids that should each start with one of `prefixes`."""
+    wrong = sorted(i for i in ids if not is_slack_id(i, prefixes))
+    return f"takes Slack ids starting with {'/'.join(prefixes)}, got {', '.join(wrong)}" if wrong else None
+
+
 def slack_ids(value: str | None, name: str, prefixes: str) -> frozenset[str]:
     """A comma- or space-separated list of Slack ids, each starting with one of `prefixes`."""
     ids = frozenset((value or "").replace(",", " ").split())
-    wrong = sorted(i for i in ids if i[:1] not in prefixes or not i.isalnum() or i.upper() != i)
-    if wrong:
-        raise ConfigError(f"{name} takes Slack ids starting with {'/'.join(prefixes)}, got {', '.join(wrong)}")
+    problem = slack_ids_problem(ids, prefixes)
+    if problem:
+        raise ConfigError(f"{name} {problem}")
     return ids
 
 

@@ -18,6 +18,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import config_values as values
 from ..errors import StartupError
 from ..policy.rules import POLICY_KEYS, Rules, read_rules
 from .keys import DM_ENTRY, Keys, read_keys
@@ -114,7 +115,7 @@ def _is_table(value: Any, path: str, where: str, problems: list[str]) -> bool:
 
 def _good_id(layer: str, entry_id: str, path: str, problems: list[str]) -> bool:
     prefixes = "TE" if layer == "workspaces" else "CG"
-    if entry_id[:1] in prefixes and entry_id.isalnum() and entry_id.upper() == entry_id:
+    if values.is_slack_id(entry_id, prefixes):
         return True
     what = "a team id (T…) or an organisation id (E…)" if layer == "workspaces" else "a channel id (C… or G…)"
     problems.append(f"{path}: [{layer}.{entry_id}] is not {what}")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from .. import config_values as values
 from ..errors import ConfigError
 from .access import AccessPolicy
 from .budgets import DailyBudgets, parse_budget
@@ -26,7 +27,10 @@ ACCESS_KEYS = {
 }
 BUDGET_KEYS = ("user_daily_budget", "workspace_daily_budget")
 POLICY_KEYS = (*ACCESS_KEYS, *BUDGET_KEYS)
-_ID_PREFIXES = {"allowed_channels": "CGD", "allowed_users": "UWS", "admin_users": "UW"}
+_ID_PREFIXES = {
+    "allowed_channels": values.CHANNEL_IDS, "allowed_users": values.PERSON_OR_GROUP_IDS,
+    "admin_users": values.PERSON_IDS,
+}
 
 Rules = Mapping[str, Any]
 """What one table sets of the policy keys, parsed (a budget of "none" is None: no budget)."""
@@ -50,9 +54,9 @@ def _read(key: str, value: Any) -> Any:
     if key in _ID_PREFIXES:
         if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise ConfigError(f"a list of Slack ids, got {value!r}")
-        wrong = sorted(v for v in value if v[:1] not in _ID_PREFIXES[key] or not v.isalnum() or v.upper() != v)
-        if wrong:
-            raise ConfigError(f"takes Slack ids starting with {'/'.join(_ID_PREFIXES[key])}, got {', '.join(wrong)}")
+        problem = values.slack_ids_problem(frozenset(value), _ID_PREFIXES[key])
+        if problem:
+            raise ConfigError(problem)
         return frozenset(value)
     if key in ("allow_guests", "allow_external_users"):
         if not isinstance(value, bool):
