@@ -169,10 +169,8 @@ class AccessControl:
         `channel_id=None`: may they use it at all, wherever (their Home tab)."""
         if self.is_admin(user_id):
             return Decision(True)
-        try:
-            person = await self._person(user_id)
-        except SLACK_ERRORS as error:  # not cached: the next message asks again
-            logger.info("users.info for %s failed: %s", user_id, error)
+        person = await self._known(user_id)
+        if person is None:  # not cached: the next message asks again
             return Decision(False, "unknown")
         if not self.is_colleague(person) and not self.policy.allow_external:
             return Decision(False, "external")
@@ -218,10 +216,8 @@ class AccessControl:
     async def is_workspace_admin(self, user_id: str) -> bool:
         """A Slack admin or owner of this workspace (not of another one in a shared channel), or
         of its Enterprise Grid organisation."""
-        try:
-            person = await self._person(user_id)
-        except SLACK_ERRORS as error:
-            logger.info("users.info for %s failed: %s", user_id, error)
+        person = await self._known(user_id)
+        if person is None:
             return False
         if person.is_org_admin and self.home_enterprise_id and person.enterprise_id == self.home_enterprise_id:
             return True
@@ -230,27 +226,26 @@ class AccessControl:
     async def team_of(self, user_id: str) -> str:
         """The workspace a person is in (for an org-wide install, which of the org's); the
         install's own when Slack will not say."""
-        try:
-            return (await self._person(user_id)).team_id or self.home_team_id
-        except SLACK_ERRORS as error:
-            logger.info("users.info for %s failed: %s", user_id, error)
-            return self.home_team_id
+        person = await self._known(user_id)
+        return (person.team_id if person else "") or self.home_team_id
 
     async def time_zone(self, user_id: str) -> str | None:
         """The person's Slack time zone; None when Slack will not say."""
-        try:
-            return (await self._person(user_id)).tz
-        except SLACK_ERRORS as error:
-            logger.info("no time zone for %s: %s", user_id, error)
-            return None
+        person = await self._known(user_id)
+        return person.tz if person else None
 
     async def name(self, user_id: str) -> str:
         """The name people see for `user_id`; the id itself when Slack will not say."""
+        person = await self._known(user_id)
+        return person.name if person else user_id
+
+    async def _known(self, user_id: str) -> Person | None:
+        """The person, or None (logged) when Slack will not say now: not cached, asked again next time."""
         try:
-            return (await self._person(user_id)).name
+            return await self._person(user_id)
         except SLACK_ERRORS as error:
-            logger.info("no name for %s: %s", user_id, error)
-            return user_id
+            logger.info("users.info for %s failed: %s", user_id, error)
+            return None
 
     async def can_see(self, user_id: str, thread: ThreadKey) -> bool:
         """Whether the person is in the thread's conversation (a channel member, or the DM's person)."""
